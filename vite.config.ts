@@ -1,0 +1,48 @@
+import { defineConfig } from 'vitest/config';
+import react from '@vitejs/plugin-react';
+import { playwright } from '@vitest/browser-playwright';
+import { localFilePlugin } from './scripts/local-files-plugin.ts';
+
+// Chromium for browser tests and the CLI: Debian's package by default, any Chrome by env var.
+const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const chromiumArgs = ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
+
+export default defineConfig({
+  plugins: [react(), localFilePlugin()],
+  worker: { format: 'es' },
+  optimizeDeps: { include: ['comlink', 'idb', 'react', 'react-dom', 'zustand', 'uplot', 'fflate'] },
+  server: { fs: { allow: ['.', '..'] } },
+  build: {
+    target: 'es2022',
+    rollupOptions: { input: { main: 'index.html', cli: 'cli.html' } },
+  },
+  test: {
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'node',
+          include: ['tests/node/**/*.test.ts', 'workers/**/*.node.test.ts'],
+          environment: 'node',
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'browser',
+          include: ['tests/gpu/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+          browser: {
+            enabled: true,
+            headless: true,
+            screenshotFailures: false,
+            provider: playwright({ launchOptions: { executablePath: chromiumPath, args: chromiumArgs } }),
+            instances: [{ browser: 'chromium' }],
+          },
+        },
+      },
+    ],
+  },
+});
