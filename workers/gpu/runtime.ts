@@ -28,6 +28,9 @@ export class Gpu {
   private encoder: GPUCommandEncoder | null = null;
   private pendingRelease: GpuBuffer[] = [];
   private dispatchCount = 0;
+  private dummyBuffer: GpuBuffer | null = null;
+  /** Validation and out-of-memory errors the device reported; thrown by the next read. */
+  private errors: string[] = [];
 
   constructor(
     readonly device: GPUDevice,
@@ -36,6 +39,27 @@ export class Gpu {
   ) {
     this.pool = new BufferPool(device);
     this.pipelines = new PipelineCache(device);
+    device.addEventListener('uncapturederror', (event) => {
+      this.errors.push((event as GPUUncapturedErrorEvent).error.message);
+    });
+  }
+
+  /** A small zeroed buffer to bind where a kernel's optional input is absent. */
+  get dummy(): GpuBuffer {
+    if (!this.dummyBuffer) {
+      this.dummyBuffer = this.alloc(256, 'scratch', 'dummy');
+      this.fill(this.dummyBuffer, 0);
+    }
+    return this.dummyBuffer;
+  }
+
+  /** Throws the first GPU error reported since the last check (so a bad dispatch fails loudly). */
+  checkErrors(): void {
+    if (this.errors.length) {
+      const [first, ...rest] = this.errors;
+      this.errors = [];
+      throw new Error(`GPU error: ${first}${rest.length ? ` (and ${rest.length} more)` : ''}`);
+    }
   }
 
   static async create(options: AcquireOptions = {}): Promise<Gpu> {
@@ -154,6 +178,7 @@ export class Gpu {
   async done(): Promise<void> {
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
+    this.checkErrors();
   }
 
   /** Read `bytes` from a buffer back to the CPU. */
@@ -164,6 +189,7 @@ export class Gpu {
     this.encoder.copyBufferToBuffer(buf.buffer, byteOffset, staging.buffer, 0, size);
     this.flush();
     await staging.buffer.mapAsync(MAP().READ);
+    this.checkErrors();
     const out = staging.buffer.getMappedRange().slice(0, bytes);
     staging.buffer.unmap();
     this.pool.release(staging);

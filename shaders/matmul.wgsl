@@ -1,0 +1,63 @@
+// C = alpha * op(A) · op(B) (+ bias) + beta * C, f32, tiled in workgroup memory.
+// op(A) is M×K: A stored [M,K] row-major, or [K,M] when TRANS_A.
+// op(B) is K×N: B stored [K,N] row-major, or [N,K] when TRANS_B (a Linear weight [out,in]).
+// Batched over workgroup z with element strides; offsets let callers address slices.
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override HAS_BIAS: bool = false;
+const TILE: u32 = 16u;
+
+struct Params {
+  M: u32, N: u32, K: u32, offA: u32,
+  offB: u32, offC: u32, strideA: u32, strideB: u32,
+  strideC: u32, alpha: f32, beta: f32, _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read> B: array<f32>;
+@group(0) @binding(2) var<storage, read_write> C: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+var<workgroup> tileA: array<array<f32, 16>, 16>;
+var<workgroup> tileB: array<array<f32, 16>, 16>;
+
+fn loadA(base: u32, row: u32, k: u32) -> f32 {
+  if (row >= p.M || k >= p.K) { return 0.0; }
+  if (TRANS_A) { return A[base + k * p.M + row]; }
+  return A[base + row * p.K + k];
+}
+
+fn loadB(base: u32, k: u32, col: u32) -> f32 {
+  if (k >= p.K || col >= p.N) { return 0.0; }
+  if (TRANS_B) { return B[base + col * p.K + k]; }
+  return B[base + k * p.N + col];
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row = wid.y * TILE + lid.y;
+  let col = wid.x * TILE + lid.x;
+  let baseA = p.offA + wid.z * p.strideA;
+  let baseB = p.offB + wid.z * p.strideB;
+  let baseC = p.offC + wid.z * p.strideC;
+  var acc = 0.0;
+  let tiles = (p.K + TILE - 1u) / TILE;
+  for (var t = 0u; t < tiles; t++) {
+    let k0 = t * TILE;
+    tileA[lid.y][lid.x] = loadA(baseA, wid.y * TILE + lid.y, k0 + lid.x);
+    tileB[lid.y][lid.x] = loadB(baseB, k0 + lid.y, wid.x * TILE + lid.x);
+    workgroupBarrier();
+    for (var k = 0u; k < TILE; k++) {
+      acc += tileA[lid.y][k] * tileB[k][lid.x];
+    }
+    workgroupBarrier();
+  }
+  if (row < p.M && col < p.N) {
+    var v = p.alpha * acc;
+    if (HAS_BIAS) { v += bias[col]; }
+    let idx = baseC + row * p.N + col;
+    if (p.beta != 0.0) { v += p.beta * C[idx]; }
+    C[idx] = v;
+  }
+}

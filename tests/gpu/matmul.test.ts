@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import code from '../../shaders/matmul.wgsl?raw';
+import { matmul, matmulCpu } from '../../workers/kernels/matmul';
+import { POISON, randn, relErr, testGpu } from './helpers';
+
+const cases: [number, number, number][] = [
+  [1, 1, 1],
+  [3, 5, 7],
+  [17, 33, 65],
+  [70, 19, 130],
+];
+
+describe('f32 matmul', () => {
+  for (const [M, N, K] of cases) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        it(`M=${M} N=${N} K=${K} transA=${transA} transB=${transB}`, async () => {
+          const gpu = await testGpu();
+          const a = randn(M * K, M + 7 * K);
+          const b = randn(K * N, N + 11 * K);
+          const bias = randn(N, N + 3);
+          const a1 = gpu.upload(a, 'scratch');
+          const b1 = gpu.upload(b, 'scratch');
+          const bias1 = gpu.upload(bias, 'scratch');
+          const c1 = gpu.alloc(M * N * 4, 'scratch');
+          gpu.fill(c1, POISON);
+          matmul(gpu, code, { a: a1, b: b1, c: c1, M, N, K, transA, transB, alpha: 0.5, bias: bias1 });
+          const got = await gpu.readF32(c1, M * N);
+          const want = new Float32Array(M * N);
+          matmulCpu(a, b, want, { M, N, K, transA, transB, alpha: 0.5, bias });
+          expect(relErr(got, want)).toBeLessThan(1e-5);
+          // Accumulate: C += A·B.
+          matmul(gpu, code, { a: a1, b: b1, c: c1, M, N, K, transA, transB, beta: 1 });
+          matmulCpu(a, b, want, { M, N, K, transA, transB, beta: 1 });
+          expect(relErr(await gpu.readF32(c1, M * N), want)).toBeLessThan(1e-5);
+          gpu.release(a1, b1, bias1, c1);
+        });
+      }
+    }
+  }
+
+  it('batched with offsets and strides', async () => {
+    const gpu = await testGpu();
+    const [M, N, K, batch] = [5, 9, 13, 3];
+    const a = randn(M * K * batch + 4, 1);
+    const b = randn(K * N * batch + 2, 2);
+    const a1 = gpu.upload(a, 'scratch');
+    const b1 = gpu.upload(b, 'scratch');
+    const c1 = gpu.alloc((M * N * batch + 1) * 4, 'scratch');
+    gpu.fill(c1, POISON);
+    const spec = { M, N, K, offA: 4, offB: 2, offC: 1, batch, strideA: M * K, strideB: K * N, strideC: M * N };
+    matmul(gpu, code, { a: a1, b: b1, c: c1, ...spec });
+    const want = new Float32Array(M * N * batch + 1);
+    matmulCpu(a, b, want, spec);
+    const got = await gpu.readF32(c1, M * N * batch + 1);
+    expect(relErr(got.subarray(1), want.subarray(1))).toBeLessThan(1e-5);
+    gpu.release(a1, b1, c1);
+  });
+});

@@ -1,0 +1,80 @@
+/**
+ * General f32 matrix product on the GPU: C = alpha·op(A)·op(B) (+ bias) + beta·C.
+ * Linear layers use it as Y = X·Wᵀ (transB), their input gradient as dX = dY·W, and weight-like
+ * gradients as dW = dYᵀ·X (transA).
+ */
+import type { Gpu } from '../gpu/runtime';
+import type { GpuBuffer } from '../gpu/pool';
+
+export interface MatmulSpec {
+  a: GpuBuffer;
+  b: GpuBuffer;
+  c: GpuBuffer;
+  M: number;
+  N: number;
+  K: number;
+  transA?: boolean;
+  transB?: boolean;
+  alpha?: number;
+  /** 0 overwrites C (C is not read); 1 accumulates into C. */
+  beta?: number;
+  bias?: GpuBuffer;
+  /** Element offsets into A, B, C. */
+  offA?: number;
+  offB?: number;
+  offC?: number;
+  /** Batched products: count and per-batch element strides. */
+  batch?: number;
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
+}
+
+export function matmul(gpu: Gpu, code: string, s: MatmulSpec): void {
+  const batch = s.batch ?? 1;
+  const pipeline = gpu.pipeline(code, 'main', {
+    TRANS_A: s.transA ? 1 : 0,
+    TRANS_B: s.transB ? 1 : 0,
+    HAS_BIAS: s.bias ? 1 : 0,
+  });
+  const params = gpu.uniform(
+    [s.M, s.N, s.K, s.offA ?? 0, s.offB ?? 0, s.offC ?? 0, s.strideA ?? 0, s.strideB ?? 0, s.strideC ?? 0, s.alpha ?? 1, s.beta ?? 0, 0],
+    'uuuuuuuuuffu',
+  );
+  gpu.dispatch({
+    pipeline,
+    bindings: [s.a, s.b, s.c, s.bias ?? gpu.dummy, params],
+    workgroups: [Math.ceil(s.N / 16), Math.ceil(s.M / 16), batch],
+    label: 'matmul',
+  });
+}
+
+/** CPU reference with the same semantics (f64 accumulation, rounded once at the end). */
+export function matmulCpu(
+  a: Float32Array,
+  b: Float32Array,
+  c: Float32Array,
+  s: Omit<MatmulSpec, 'a' | 'b' | 'c' | 'bias'> & { bias?: Float32Array },
+): void {
+  const batch = s.batch ?? 1;
+  const alpha = s.alpha ?? 1;
+  const beta = s.beta ?? 0;
+  for (let z = 0; z < batch; z++) {
+    const oa = (s.offA ?? 0) + z * (s.strideA ?? 0);
+    const ob = (s.offB ?? 0) + z * (s.strideB ?? 0);
+    const oc = (s.offC ?? 0) + z * (s.strideC ?? 0);
+    for (let i = 0; i < s.M; i++) {
+      for (let j = 0; j < s.N; j++) {
+        let acc = 0;
+        for (let k = 0; k < s.K; k++) {
+          const av = s.transA ? a[oa + k * s.M + i] : a[oa + i * s.K + k];
+          const bv = s.transB ? b[ob + j * s.K + k] : b[ob + k * s.N + j];
+          acc += av * bv;
+        }
+        let v = alpha * acc + (s.bias ? s.bias[j] : 0);
+        if (beta !== 0) v += beta * c[oc + i * s.N + j];
+        c[oc + i * s.N + j] = v;
+      }
+    }
+  }
+}
