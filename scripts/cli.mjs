@@ -53,6 +53,7 @@ async function main() {
     return 1;
   }
   const args = absolutize(parseArgs(rest));
+  if (command === 'bench' && typeof args.flags.results !== 'string') args.flags.results = resolve(root, 'bench/results');
   const server = await createServer({ root, configFile: resolve(root, 'vite.config.ts'), logLevel: 'error', server: { port: 0, host: '127.0.0.1' }, clearScreen: false });
   await server.listen();
   const address = server.httpServer.address();

@@ -29,6 +29,7 @@ export class Gpu {
   private pendingRelease: GpuBuffer[] = [];
   private dispatchCount = 0;
   private dummyBuffer: GpuBuffer | null = null;
+  private timing: { querySet: GPUQuerySet; used: number; capacity: number; overflow: boolean } | null = null;
   /** Validation and out-of-memory errors the device reported; thrown by the next read. */
   private errors: string[] = [];
 
@@ -144,7 +145,15 @@ export class Gpu {
     );
     const bindGroup = this.device.createBindGroup({ layout: spec.pipeline.getBindGroupLayout(0), entries });
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
-    const pass = this.encoder.beginComputePass(spec.label ? { label: spec.label } : undefined);
+    const descriptor: GPUComputePassDescriptor = spec.label ? { label: spec.label } : {};
+    const t = this.timing;
+    if (t) {
+      if (t.used + 2 <= t.capacity) {
+        descriptor.timestampWrites = { querySet: t.querySet, beginningOfPassWriteIndex: t.used, endOfPassWriteIndex: t.used + 1 };
+        t.used += 2;
+      } else t.overflow = true;
+    }
+    const pass = this.encoder.beginComputePass(descriptor);
     pass.setPipeline(spec.pipeline);
     pass.setBindGroup(0, bindGroup);
     const [x, y = 1, z = 1] = spec.workgroups;
@@ -202,6 +211,39 @@ export class Gpu {
 
   async readU32(buf: GpuBuffer, count = buf.size / 4, offsetElems = 0): Promise<Uint32Array> {
     return new Uint32Array(await this.read(buf, count * 4, offsetElems * 4));
+  }
+
+  /** Whether GPU timestamps can time dispatches on this device. */
+  get hasTimestamps(): boolean {
+    return this.features.has('timestamp-query');
+  }
+
+  /** Start timing every dispatch with GPU timestamps (needs 'timestamp-query'). */
+  beginTiming(capacity = 4096): void {
+    if (!this.hasTimestamps) throw new Error('this device has no timestamp-query');
+    this.flush();
+    this.timing = { querySet: this.device.createQuerySet({ type: 'timestamp', count: capacity }), used: 0, capacity, overflow: false };
+  }
+
+  /** Sum of the GPU time of the passes since beginTiming, in nanoseconds; null if the query set overflowed. */
+  async endTiming(): Promise<number | null> {
+    const t = this.timing;
+    if (!t) throw new Error('endTiming without beginTiming');
+    this.timing = null;
+    if (t.overflow || t.used === 0) {
+      t.querySet.destroy();
+      return t.overflow ? null : 0;
+    }
+    const bytes = t.used * 8;
+    const resolved = this.pool.acquire(bytes, 'scratch', 'timestamps', USAGE().QUERY_RESOLVE | USAGE().COPY_SRC);
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    this.encoder.resolveQuerySet(t.querySet, 0, t.used, resolved.buffer, 0);
+    const raw = new BigUint64Array(await this.read(resolved, bytes));
+    this.pool.release(resolved);
+    t.querySet.destroy();
+    let total = 0n;
+    for (let i = 0; i < raw.length; i += 2) if (raw[i + 1] > raw[i]) total += raw[i + 1] - raw[i];
+    return Number(total);
   }
 
   get dispatches(): number {

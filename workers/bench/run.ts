@@ -1,0 +1,59 @@
+/** Runs one suite, checks its numbers, and writes the result JSON under bench/results/. */
+import type { Gpu } from '../gpu/runtime';
+import type { CliIo, CliResult } from '../cli/io';
+import { CliInputError } from '../cli/io';
+import { SUITES } from './suites';
+import type { BenchReport, BenchRuntime, BenchSize } from './suite';
+
+const SIZES: BenchSize[] = ['smoke', 'cpu', 'full'];
+
+/** Every number in a report must be finite, and timings and rates positive. */
+export function validateReport(report: BenchReport): string[] {
+  const problems: string[] = [];
+  if (!report.rows.length) problems.push('no rows');
+  for (const row of report.rows) {
+    const t = row.timing;
+    for (const [k, v] of Object.entries({ median: t.median, min: t.min, max: t.max })) {
+      if (!Number.isFinite(v) || v <= 0) problems.push(`${row.name}: timing.${k} = ${v}`);
+    }
+    for (const [k, v] of Object.entries(row.metrics)) if (!Number.isFinite(v) || v < 0) problems.push(`${row.name}: ${k} = ${v}`);
+  }
+  for (const [k, v] of Object.entries(report.ratios)) if (!Number.isFinite(v) || v <= 0) problems.push(`ratio ${k} = ${v}`);
+  return problems;
+}
+
+export async function runBench(
+  gpu: Gpu,
+  io: CliIo,
+  suiteName: string | undefined,
+  flags: Record<string, string | true>,
+  runtime: BenchRuntime,
+  resultsDir: string,
+): Promise<CliResult> {
+  const suite = suiteName ? SUITES[suiteName] : undefined;
+  if (!suite) throw new CliInputError(`usage: bench <suite> [--size smoke|cpu|full]; suites: ${Object.keys(SUITES).sort().join(', ') || '(none)'}`);
+  const size = (typeof flags.size === 'string' ? flags.size : 'cpu') as BenchSize;
+  if (!SIZES.includes(size)) throw new CliInputError(`--size must be one of ${SIZES.join(', ')}`);
+  const started = new Date().toISOString();
+  io.log(`bench ${suite.name} (${size}, ${runtime}) on ${gpu.adapter.vendor} ${gpu.adapter.architecture}${gpu.adapter.isFallbackAdapter ? ' — software emulation, not GPU performance' : ''}`);
+  const body = await suite.run({ gpu, io, size, runtime, flags });
+  const report: BenchReport = {
+    suite: suite.name,
+    runtime,
+    size,
+    adapter: gpu.adapter,
+    emulated: gpu.adapter.isFallbackAdapter || gpu.adapter.architecture === 'swiftshader',
+    started,
+    ...body,
+  };
+  const problems = validateReport(report);
+  const stamp = started.replace(/[:.]/g, '-');
+  const file = `${resultsDir.replace(/\/$/, '')}/${suite.name}-${runtime}-${size}-${stamp}.json`;
+  await io.writeFile(file, JSON.stringify(report, null, 2) + '\n');
+  io.log(`wrote ${file}`);
+  if (problems.length) {
+    for (const p of problems) io.log(`invalid number: ${p}`);
+    return { exitCode: 1, result: { ok: false, suite: suite.name, file, problems } };
+  }
+  return { exitCode: 0, result: { ok: true, suite: suite.name, runtime, size, file, ratios: report.ratios, rows: report.rows.length } };
+}

@@ -1,0 +1,4 @@
+/** Every benchmark suite, by name: add one `name: suite` entry per module in this folder. */
+import type { BenchSuite } from './suite';
+
+export const SUITES: Record<string, BenchSuite> = {};
