@@ -1,0 +1,124 @@
+/**
+ * The studio's presets: which model, where its files come from, the data template, LoRA and
+ * optimiser settings. Plain objects, so the page can copy one and let the user edit it.
+ * Each preset carries the architecture's real config.json, so the memory planner can answer
+ * "does it fit?" before a single byte is downloaded.
+ */
+import phi15Config from './configs/phi-1_5.json';
+import falcon7bConfig from './configs/falcon-7b.json';
+import demoConfig from './configs/demo.json';
+
+export type HfConfig = Record<string, unknown>;
+
+/** Where a model's files live. */
+export type ModelLocation =
+  | { kind: 'hub'; repo: string; revision: string }
+  /** A folder served by the studio itself (the built-in demo), e.g. `/demo/model/`. */
+  | { kind: 'url'; baseUrl: string };
+
+export interface LoraSettings {
+  r: number;
+  alpha: number;
+  dropout: number;
+  /** Module names as PEFT's `target_modules` lists them. */
+  targetModules: string[];
+}
+
+export interface TrainSettings {
+  learningRate: number;
+  scheduler: 'cosine' | 'linear' | 'constant';
+  /** Fraction of all optimizer steps spent warming up. */
+  warmupRatio: number;
+  seqLen: number;
+  microBatch: number;
+  gradAccumulation: number;
+  epochs: number;
+  gradientCheckpointing: boolean;
+}
+
+export interface QuantSettings {
+  type: 'nf4';
+  blocksize: 64;
+  doubleQuant: boolean;
+  /** Double quantization groups this many absmax values. */
+  nestedBlocksize: 256;
+}
+
+export interface Preset {
+  name: string;
+  label: string;
+  description: string;
+  model: ModelLocation;
+  /** The tokenizer files: the model's own repo, or the demo tokenizer served by the studio. */
+  tokenizer: ModelLocation;
+  /** The architecture's config.json as published. */
+  config: HfConfig;
+  /** Data template (see workers/data): how rows become prompt/response text. */
+  template: 'ds1000' | 'counseling';
+  lora: LoraSettings;
+  train: TrainSettings;
+  quant: QuantSettings;
+}
+
+export const DEFAULT_QUANT: QuantSettings = { type: 'nf4', blocksize: 64, doubleQuant: true, nestedBlocksize: 256 };
+
+const SHARED_TRAIN: TrainSettings = {
+  learningRate: 2e-4,
+  scheduler: 'cosine',
+  warmupRatio: 0.03,
+  seqLen: 512,
+  microBatch: 1,
+  gradAccumulation: 4,
+  epochs: 1,
+  gradientCheckpointing: true,
+};
+
+const PHI_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'dense', 'fc1', 'fc2'];
+
+export const PRESETS: Record<string, Preset> = {
+  'phi-1_5': {
+    name: 'phi-1_5',
+    label: 'Phi-1.5 (1.3B) on DS-1000-style code questions',
+    description: 'microsoft/phi-1_5, NF4 base, LoRA r 16 on every linear layer.',
+    model: { kind: 'hub', repo: 'microsoft/phi-1_5', revision: 'main' },
+    tokenizer: { kind: 'hub', repo: 'microsoft/phi-1_5', revision: 'main' },
+    config: phi15Config,
+    template: 'ds1000',
+    lora: { r: 16, alpha: 32, dropout: 0.05, targetModules: PHI_TARGETS },
+    train: SHARED_TRAIN,
+    quant: DEFAULT_QUANT,
+  },
+  'falcon-7b': {
+    name: 'falcon-7b',
+    label: 'Falcon-7B on counseling conversations',
+    description: 'tiiuae/falcon-7b, NF4 base, LoRA r 16 on every linear layer.',
+    model: { kind: 'hub', repo: 'tiiuae/falcon-7b', revision: 'main' },
+    tokenizer: { kind: 'hub', repo: 'tiiuae/falcon-7b', revision: 'main' },
+    config: falcon7bConfig,
+    template: 'counseling',
+    lora: { r: 16, alpha: 32, dropout: 0.05, targetModules: ['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h'] },
+    train: SHARED_TRAIN,
+    quant: DEFAULT_QUANT,
+  },
+  demo: {
+    name: 'demo',
+    label: 'Demo (tiny, offline)',
+    description: 'A tiny random phi-architecture model shipped with the studio: trains in a minute or two anywhere.',
+    model: { kind: 'url', baseUrl: '/demo/model/' },
+    tokenizer: { kind: 'url', baseUrl: '/demo/tokenizer/' },
+    config: demoConfig,
+    template: 'ds1000',
+    lora: { r: 8, alpha: 16, dropout: 0.05, targetModules: PHI_TARGETS },
+    train: { ...SHARED_TRAIN, learningRate: 1e-3, seqLen: 128, gradAccumulation: 2 },
+    quant: DEFAULT_QUANT,
+  },
+};
+
+export const PRESET_NAMES = Object.keys(PRESETS);
+
+/** A deep copy the caller may edit without changing the built-in preset. */
+export function getPreset(name: string): Preset {
+  const preset = PRESETS[name];
+  if (!preset) throw new Error(`unknown preset "${name}"; known: ${PRESET_NAMES.join(', ')}`);
+  return structuredClone(preset);
+}
