@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import reactHooks from 'eslint-plugin-react-hooks';
 
 export default tseslint.config(
-  { ignores: ['dist', 'node_modules', 'test-results', 'bench/results', 'public', 'bench/pack'] },
+  { ignores: ['dist', 'node_modules', 'test-results', 'bench/results', 'bench/dist', 'bench/pack', 'public'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
