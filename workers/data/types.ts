@@ -1,0 +1,107 @@
+/**
+ * The data pipeline's shared shapes: what parsers yield, how columns map to the text a model
+ * learns, and what the training loop receives.
+ */
+import type { TextTokenizer } from '../tokenizer';
+
+/** One dataset row as parsed: CSV cells are strings, JSON/Parquet values keep their types. */
+export type Row = Record<string, unknown>;
+
+export type DataFormat = 'jsonl' | 'json' | 'csv' | 'tsv' | 'parquet';
+
+/** Bytes of one file, in any of the forms a page, a worker or a test holds them. */
+export type ByteSource = ReadableStream<Uint8Array> | Blob | Uint8Array | ArrayBuffer | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
+/**
+ * Which columns make the training text. Column names may be dotted paths into nested values
+ * (`metadata.library`).
+ * - `prompt-response`: prompt tokens are masked (label -100), the response is learned.
+ * - `text`: the whole text is learned.
+ * - `messages`: a `[{role, content}]` column rendered with the tokenizer's chat template;
+ *   only assistant turns are learned.
+ */
+export type ColumnMapping =
+  | { kind: 'prompt-response'; prompt: string; response: string }
+  | { kind: 'text'; text: string }
+  | { kind: 'messages'; messages: string };
+
+export type PresetName = 'ds1000' | 'counseling';
+
+/** One training sequence. `labels[i]` is -100 where no loss is taken (prompt, padding). */
+export interface Example {
+  inputIds: Int32Array;
+  labels: Int32Array;
+}
+
+/** Row-major [batch, seq]; the model shifts labels by one internally (as Hugging Face does). */
+export interface Batch {
+  inputIds: Int32Array;
+  attentionMask: Int32Array;
+  labels: Int32Array;
+  batch: number;
+  seq: number;
+}
+
+export interface PrepareOptions {
+  /** Either a mapping or a preset (a preset brings its own mapping and template). */
+  mapping?: ColumnMapping;
+  preset?: PresetName;
+  tokenizer: TextTokenizer;
+  /** Sequences longer than this (EOS included) are cut; counted in `stats.truncated`. */
+  maxLength: number;
+  /** Fraction of rows held out for validation (default 0.1; at least one row when rows ≥ 2). */
+  validationFraction?: number;
+  /** Seed of the train/validation shuffle (default 0): the same seed gives the same split. */
+  seed?: number;
+  /** Concatenate short examples (each ending with EOS) into sequences up to maxLength. */
+  packing?: boolean;
+  /** The file name errors name. */
+  file?: string;
+}
+
+export interface TokenStats {
+  /** Tokens per example before truncation, EOS included. */
+  mean: number;
+  p95: number;
+  max: number;
+  min: number;
+  total: number;
+  /** Examples longer than maxLength (cut to it). */
+  truncated: number;
+  maxLength: number;
+  /** Learned (label ≠ -100) tokens after truncation, over all examples. */
+  labelTokens: number;
+  /** Examples whose whole response was cut away by truncation (they teach nothing). */
+  emptyAfterTruncation: number;
+  histogram: Histogram;
+}
+
+export interface Histogram {
+  /** Bin i holds lengths in [edges[i], edges[i+1]); the last bin includes its right edge. */
+  edges: number[];
+  counts: number[];
+}
+
+/** One formatted example for the page: the masked part (no loss) and the learned part. */
+export interface Preview {
+  masked: string;
+  learned: string;
+  /** The same, as one string with the masked part marked: `⟦masked⟧learned`. */
+  marked: string;
+}
+
+export interface DatasetStats {
+  rows: number;
+  columns: string[];
+  train: number;
+  validation: number;
+  tokens: TokenStats;
+  preview: Preview | null;
+  warnings: string[];
+}
+
+export interface PreparedDataset {
+  train: Example[];
+  validation: Example[];
+  stats: DatasetStats;
+}
