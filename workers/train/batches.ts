@@ -1,0 +1,105 @@
+/**
+ * Where the trainer's micro-batches come from, in a deterministic order: a fixed list (the
+ * hf-train check) or examples shuffled per epoch by a seeded permutation and collated into
+ * micro-batches. The order depends only on (seed, epoch), so a resumed run needs no RNG state
+ * beyond the seed and its data cursor.
+ */
+import type { Batch } from '../model/types';
+
+export interface BatchSource {
+  /** Micro-batches in one epoch. */
+  readonly microBatchesPerEpoch: number;
+  /** The micro-batch at position `index` of epoch `epoch`. */
+  microBatch(epoch: number, index: number): Batch;
+}
+
+/** Label tokens that count in the loss: labels[b, t] != -100 for t ≥ 1 (HF's shift by one). */
+export function labelTokens(batch: Batch): number {
+  let n = 0;
+  for (let b = 0; b < batch.batch; b++) {
+    const row = b * batch.seq;
+    for (let t = 1; t < batch.seq; t++) if (batch.labels[row + t] !== -100) n++;
+  }
+  return n;
+}
+
+/** The same micro-batches every epoch, in the given order. */
+export class FixedBatches implements BatchSource {
+  constructor(readonly batches: Batch[]) {
+    if (!batches.length) throw new Error('no micro-batches to train on');
+  }
+  get microBatchesPerEpoch(): number {
+    return this.batches.length;
+  }
+  microBatch(_epoch: number, index: number): Batch {
+    return this.batches[index];
+  }
+}
+
+export interface ShuffledExamplesOptions<E> {
+  examples: E[];
+  microBatchSize: number;
+  seed: number;
+  shuffle: boolean;
+  /** Builds a padded micro-batch from examples (the data pipeline's collator). */
+  collate: (examples: E[]) => Batch;
+}
+
+/** Examples shuffled per epoch (seeded), cut into micro-batches; the last one may be smaller. */
+export class ShuffledExamples<E> implements BatchSource {
+  private cachedEpoch = -1;
+  private order: number[] = [];
+
+  constructor(private readonly o: ShuffledExamplesOptions<E>) {
+    if (!o.examples.length) throw new Error('the training split has no examples');
+    if (!(o.microBatchSize >= 1)) throw new RangeError(`micro-batch size must be ≥ 1, got ${o.microBatchSize}`);
+  }
+
+  get microBatchesPerEpoch(): number {
+    return Math.ceil(this.o.examples.length / this.o.microBatchSize);
+  }
+
+  /** The example indices of an epoch, in training order. */
+  epochOrder(epoch: number): number[] {
+    if (epoch !== this.cachedEpoch) {
+      this.order = this.o.shuffle ? seededPermutation(this.o.examples.length, this.o.seed, epoch) : [...this.o.examples.keys()];
+      this.cachedEpoch = epoch;
+    }
+    return this.order;
+  }
+
+  microBatch(epoch: number, index: number): Batch {
+    const order = this.epochOrder(epoch);
+    const start = index * this.o.microBatchSize;
+    if (index < 0 || start >= order.length) throw new RangeError(`micro-batch ${index} is outside epoch ${epoch} (${this.microBatchesPerEpoch} micro-batches)`);
+    return this.o.collate(order.slice(start, start + this.o.microBatchSize).map((i) => this.o.examples[i]));
+  }
+}
+
+/** Fisher–Yates with a mulberry32 stream keyed by (seed, epoch). */
+export function seededPermutation(n: number, seed: number, epoch: number): number[] {
+  const next = mulberry32(mix(seed, epoch));
+  const out = [...Array(n).keys()];
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+function mix(a: number, b: number): number {
+  let h = Math.imul((a >>> 0) ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul((b >>> 0) + 0x632be5ab, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
