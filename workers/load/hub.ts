@@ -1,0 +1,246 @@
+/**
+ * Hugging Face hub client: `resolve` URLs for a repo and revision, Range requests that follow
+ * the hub's redirect to its CDN, retries with exponential backoff, and resume of an
+ * interrupted body from the last byte received (the same ETag is required, so a file that
+ * changed mid-download is never stitched together). The access token stays in this object.
+ */
+import { rechunk, type RangeFile } from './byte-source';
+
+export const HF_ENDPOINT = 'https://huggingface.co';
+
+export interface HubOptions {
+  /** Hub root, e.g. `https://huggingface.co` (tests point it at a local mock). */
+  endpoint?: string;
+  /** Access token for gated or private repos. */
+  token?: string;
+  /** Attempts per request after the first (network errors, 429, 5xx, cut bodies). */
+  retries?: number;
+  /** First backoff delay; doubles per attempt. */
+  retryDelayMs?: number;
+  fetch?: typeof fetch;
+  /** Called with every body piece's byte count (for progress). */
+  onBytes?: (file: string, bytes: number) => void;
+  /** Called before a retry, with why. */
+  onRetry?: (file: string, attempt: number, reason: string) => void;
+}
+
+export class HubError extends Error {
+  constructor(
+    message: string,
+    readonly status: number | null,
+    readonly file: string,
+    readonly url: string,
+  ) {
+    super(message);
+    this.name = 'HubError';
+  }
+}
+
+const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+export class HubClient {
+  readonly endpoint: string;
+  private readonly token: string | undefined;
+  private readonly retries: number;
+  private readonly retryDelayMs: number;
+  private readonly fetchImpl: typeof fetch;
+
+  constructor(private readonly options: HubOptions = {}) {
+    this.endpoint = (options.endpoint ?? HF_ENDPOINT).replace(/\/+$/, '');
+    this.token = options.token;
+    this.retries = options.retries ?? 5;
+    this.retryDelayMs = options.retryDelayMs ?? 500;
+    this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+  }
+
+  resolveUrl(repo: string, revision: string, path: string): string {
+    if (!/^[\w.-]+(\/[\w.-]+)?$/.test(repo) || repo.split('/').some((part) => /^\.+$/.test(part))) throw new HubError(`"${repo}" is not a hub repo id (owner/name)`, null, path, '');
+    const file = path.split('/').map(encodeURIComponent).join('/');
+    return `${this.endpoint}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
+  }
+
+  /** A hub file read by Range requests. */
+  file(repo: string, revision: string, path: string): HttpFile {
+    return new HttpFile(path, this.resolveUrl(repo, revision, path), this);
+  }
+
+  /** A small text file (config.json, the shard index); `null` when the repo has no such file. */
+  async text(repo: string, revision: string, path: string, signal?: AbortSignal): Promise<string | null> {
+    const url = this.resolveUrl(repo, revision, path);
+    const res = await this.request(path, url, {}, signal, true);
+    if (!res) return null;
+    const body = await res.text();
+    this.options.onBytes?.(path, body.length);
+    return body;
+  }
+
+  /**
+   * One GET with retries for network errors and retryable statuses. Returns `null` on 404
+   * when `allowMissing`, otherwise throws a HubError that says what went wrong.
+   */
+  async request(file: string, url: string, headers: Record<string, string>, signal?: AbortSignal, allowMissing = false): Promise<Response | null> {
+    const allHeaders: Record<string, string> = { ...headers };
+    if (this.token) allHeaders.Authorization = `Bearer ${this.token}`;
+    for (let attempt = 0; ; attempt++) {
+      signal?.throwIfAborted();
+      let res: Response;
+      try {
+        res = await this.fetchImpl(url, { headers: allHeaders, signal, redirect: 'follow' });
+      } catch (err) {
+        if (isAbort(err) || attempt >= this.retries) throw networkError(err, file, url, attempt);
+        await this.backoff(file, attempt, `network error: ${(err as Error).message}`, signal);
+        continue;
+      }
+      if (res.ok) return res;
+      if (res.status === 404 && allowMissing) return null;
+      if (RETRYABLE_STATUS.has(res.status) && attempt < this.retries) {
+        await res.body?.cancel();
+        await this.backoff(file, attempt, `HTTP ${res.status}`, signal);
+        continue;
+      }
+      await res.body?.cancel();
+      throw statusError(res.status, file, url, Boolean(this.token));
+    }
+  }
+
+  async backoff(file: string, attempt: number, reason: string, signal?: AbortSignal): Promise<void> {
+    this.options.onRetry?.(file, attempt + 1, reason);
+    const ms = this.retryDelayMs * 2 ** attempt;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(resolve, ms);
+      signal?.addEventListener('abort', () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      }, { once: true });
+    });
+  }
+
+  get maxRetries(): number {
+    return this.retries;
+  }
+
+  reportBytes(file: string, bytes: number): void {
+    this.options.onBytes?.(file, bytes);
+  }
+}
+
+function isAbort(err: unknown): boolean {
+  return (err as Error)?.name === 'AbortError';
+}
+
+function networkError(err: unknown, file: string, url: string, attempt: number): Error {
+  if (isAbort(err)) return err as Error;
+  return new HubError(`${file}: network error after ${attempt + 1} attempts (${(err as Error).message}); check the connection and try again`, null, file, url);
+}
+
+function statusError(status: number, file: string, url: string, hadToken: boolean): HubError {
+  if (status === 401 || status === 403) {
+    const why = hadToken ? 'the access token was refused (does it have read access to this repo?)' : 'the repo is gated or private: add a Hugging Face access token';
+    return new HubError(`${file}: HTTP ${status}: ${why}`, status, file, url);
+  }
+  if (status === 404) return new HubError(`${file}: not found on the hub (HTTP 404) at ${url}`, status, file, url);
+  if (status === 416) return new HubError(`${file}: requested bytes lie beyond the end of the file (HTTP 416)`, status, file, url);
+  return new HubError(`${file}: HTTP ${status} from ${url}`, status, file, url);
+}
+
+/** Total size from `Content-Range: bytes a-b/total`. */
+function totalFromContentRange(header: string | null): number | null {
+  const m = header?.match(/^bytes \d+-\d+\/(\d+)$/);
+  return m ? Number(m[1]) : null;
+}
+
+function startFromContentRange(header: string | null): number | null {
+  const m = header?.match(/^bytes (\d+)-\d+\//);
+  return m ? Number(m[1]) : null;
+}
+
+/** A hub file: every read is a Range request; an interrupted body resumes where it stopped. */
+export class HttpFile implements RangeFile {
+  private knownSize: number | null = null;
+  private etag: string | null = null;
+
+  constructor(
+    readonly name: string,
+    readonly url: string,
+    private readonly hub: HubClient,
+  ) {}
+
+  async size(): Promise<number> {
+    if (this.knownSize === null) {
+      const res = (await this.hub.request(this.name, this.url, { Range: 'bytes=0-0' }))!;
+      this.observe(res);
+      await res.body?.cancel();
+      if (this.knownSize === null) {
+        const length = Number(res.headers.get('Content-Length'));
+        if (res.status === 200 && Number.isFinite(length)) this.knownSize = length;
+        else throw new HubError(`${this.name}: the server did not report the file size`, res.status, this.name, this.url);
+      }
+    }
+    return this.knownSize;
+  }
+
+  stream(begin: number, end: number, chunkBytes: number, signal?: AbortSignal): AsyncIterable<Uint8Array> {
+    return rechunk(this.pieces(begin, end, signal), chunkBytes);
+  }
+
+  /** Body pieces of [begin, end) as they arrive, re-requesting from the last byte after a cut. */
+  private async *pieces(begin: number, end: number, signal?: AbortSignal): AsyncIterable<Uint8Array> {
+    let pos = begin;
+    let failures = 0;
+    while (pos < end) {
+      const res = (await this.hub.request(this.name, this.url, { Range: `bytes=${pos}-${end - 1}` }, signal))!;
+      this.observe(res);
+      // A server that ignores Range answers 200 with the whole file: skip to where we are.
+      let skip = res.status === 200 ? pos : 0;
+      if (res.status === 206 && startFromContentRange(res.headers.get('Content-Range')) !== pos) {
+        await res.body?.cancel();
+        throw new HubError(`${this.name}: asked for bytes from ${pos}, the server answered ${res.headers.get('Content-Range')}`, 206, this.name, this.url);
+      }
+      if (!res.body) throw new HubError(`${this.name}: empty response body`, res.status, this.name, this.url);
+      const reader = res.body.getReader();
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          let piece = value;
+          if (skip > 0) {
+            const drop = Math.min(skip, piece.byteLength);
+            skip -= drop;
+            piece = piece.subarray(drop);
+          }
+          if (pos + piece.byteLength > end) piece = piece.subarray(0, end - pos);
+          if (piece.byteLength === 0) continue;
+          pos += piece.byteLength;
+          this.hub.reportBytes(this.name, piece.byteLength);
+          yield piece;
+          if (pos >= end) break;
+        }
+      } catch (err) {
+        if (isAbort(err) || err instanceof HubError) throw err;
+        if (++failures > this.hub.maxRetries) throw networkError(err, this.name, this.url, failures - 1);
+        await this.hub.backoff(this.name, failures - 1, `connection cut at byte ${pos}: resuming`, signal);
+        continue;
+      } finally {
+        await reader.cancel().catch(() => {});
+      }
+      if (pos < end) {
+        // The body ended early without an error (a proxy closed it): resume from here.
+        if (++failures > this.hub.maxRetries) throw new HubError(`${this.name}: the body ended at byte ${pos} of ${end}`, res.status, this.name, this.url);
+        await this.hub.backoff(this.name, failures - 1, `body ended at byte ${pos}: resuming`, signal);
+      }
+    }
+  }
+
+  /** Records the file size and ETag; a different ETag mid-download means the file changed. */
+  private observe(res: Response): void {
+    const total = totalFromContentRange(res.headers.get('Content-Range'));
+    if (total !== null) this.knownSize = total;
+    const etag = res.headers.get('ETag');
+    if (etag) {
+      if (this.etag !== null && this.etag !== etag) {
+        throw new HubError(`${this.name}: the file changed on the hub during the download (ETag ${this.etag} → ${etag}); start again`, res.status, this.name, this.url);
+      }
+      this.etag = etag;
+    }
+  }
+}
