@@ -1,0 +1,166 @@
+// Fused NF4 dequantise + matrix product, f32 accumulation. W is [N, K] (a Linear weight
+// [out, in]) in NF4: packed codes (u32 words, element 2k = high nibble of byte k) over the
+// flattened tensor in blocks of 64, absmax as 8-bit codes + per-256 nested absmax + offset
+// (double quant) or plain f32. A weight may be split by rows into parts (one dispatch per
+// part); `elemBase` is the flat index of the first element the bound part holds.
+//
+// forward:  Y[M, N] = X[M, K] · Wᵀ (+ bias), columns rowStart..rowEnd of Y (this part's rows).
+// backward: dX[M, K] = beta·dX + dY[M, N] · W, summing over this part's rows only.
+// gemv:     forward for small M (decoding), one workgroup per output column.
+override DOUBLE_QUANT: bool = true;
+override HAS_BIAS: bool = false;
+override GEMV_M: u32 = 1u;   // rows of X the gemv entry point handles (1..4)
+
+const TM: u32 = 4u;   // outputs per thread along M
+const TN: u32 = 4u;   // outputs per thread along the other dimension
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const BK: u32 = 16u;
+
+struct Params {
+  M: u32, N: u32, K: u32, rowStart: u32,
+  rowEnd: u32, elemBase: u32, offset: f32, beta: f32,
+}
+
+@group(0) @binding(0) var<storage, read> A: array<f32>;          // X (forward) or dY (backward)
+@group(0) @binding(1) var<storage, read> packed: array<u32>;
+@group(0) @binding(2) var<storage, read> absmax: array<u32>;
+@group(0) @binding(3) var<storage, read> nested: array<f32>;
+@group(0) @binding(4) var<storage, read> tables: array<f32>;     // 16 NF4 values, then 256 nested-map values
+@group(0) @binding(5) var<storage, read_write> C: array<f32>;    // Y or dX
+@group(0) @binding(6) var<uniform> p: Params;
+@group(0) @binding(7) var<storage, read> bias: array<f32>;
+
+var<workgroup> As: array<array<f32, BM>, BK>;
+var<workgroup> Ws: array<array<f32, BN>, BK>;
+var<workgroup> red: array<array<f32, 64>, 4>;
+
+fn blockAbsmax(b: u32) -> f32 {
+  if (DOUBLE_QUANT) {
+    let q = (absmax[b >> 2u] >> (8u * (b & 3u))) & 255u;
+    let scaled = tables[16u + q] * nested[b >> 8u];
+    return scaled + p.offset;
+  }
+  return bitcast<f32>(absmax[b]);
+}
+
+// W[row, col] (row < N, col < K), dequantised.
+fn weight(row: u32, col: u32) -> f32 {
+  let e = row * p.K + col;
+  let local = e - p.elemBase;
+  let shift = 8u * ((local >> 1u) & 3u) + select(4u, 0u, (local & 1u) == 1u);
+  let code = (packed[local >> 3u] >> shift) & 15u;
+  return tables[code] * blockAbsmax(e >> 6u);
+}
+
+fn dot4x4(k: u32, ty: u32, tx: u32, acc: ptr<function, array<array<f32, TN>, TM>>) {
+  var a: array<f32, TM>;
+  var b: array<f32, TN>;
+  for (var i = 0u; i < TM; i++) { a[i] = As[k][ty * TM + i]; }
+  for (var j = 0u; j < TN; j++) { b[j] = Ws[k][tx * TN + j]; }
+  for (var i = 0u; i < TM; i++) {
+    for (var j = 0u; j < TN; j++) { (*acc)[i][j] += a[i] * b[j]; }
+  }
+}
+
+@compute @workgroup_size(16, 16)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = lid.y * 16u + lid.x;
+  let m0 = wid.y * BM;
+  let n0 = p.rowStart + wid.x * BN;
+  var acc: array<array<f32, TN>, TM>;
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+    for (var l = 0u; l < 4u; l++) {
+      let idx = t + 256u * l;
+      let r = idx / BK;
+      let kk = idx % BK;
+      let k = k0 + kk;
+      var xv = 0.0;
+      if (m0 + r < p.M && k < p.K) { xv = A[(m0 + r) * p.K + k]; }
+      As[kk][r] = xv;
+      var wv = 0.0;
+      if (n0 + r < p.rowEnd && k < p.K) { wv = weight(n0 + r, k); }
+      Ws[kk][r] = wv;
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < BK; k++) { dot4x4(k, lid.y, lid.x, &acc); }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + lid.y * TM + i;
+    for (var j = 0u; j < TN; j++) {
+      let n = n0 + lid.x * TN + j;
+      if (m < p.M && n < p.rowEnd) {
+        var v = acc[i][j];
+        if (HAS_BIAS) { v += bias[n]; }
+        C[m * p.N + n] = v;
+      }
+    }
+  }
+}
+
+@compute @workgroup_size(16, 16)
+fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = lid.y * 16u + lid.x;
+  let m0 = wid.y * BM;
+  let c0 = wid.x * BN;   // output columns of dX = columns of W
+  var acc: array<array<f32, TN>, TM>;
+  for (var n0 = p.rowStart; n0 < p.rowEnd; n0 += BK) {
+    for (var l = 0u; l < 4u; l++) {
+      let idx = t + 256u * l;
+      // dY tile: BM rows × BK reduction indices, coalesced along the reduction index.
+      let r = idx / BK;
+      let nn = idx % BK;
+      var yv = 0.0;
+      if (m0 + r < p.M && n0 + nn < p.rowEnd) { yv = A[(m0 + r) * p.N + n0 + nn]; }
+      As[nn][r] = yv;
+      // W tile: BK rows × BN columns, coalesced along the columns.
+      let wr = idx / BN;
+      let wc = idx % BN;
+      var wv = 0.0;
+      if (n0 + wr < p.rowEnd && c0 + wc < p.K) { wv = weight(n0 + wr, c0 + wc); }
+      Ws[wr][wc] = wv;
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < BK; k++) { dot4x4(k, lid.y, lid.x, &acc); }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + lid.y * TM + i;
+    for (var j = 0u; j < TN; j++) {
+      let c = c0 + lid.x * TN + j;
+      if (m < p.M && c < p.K) {
+        let idx = m * p.K + c;
+        var v = acc[i][j];
+        if (p.beta != 0.0) { v += p.beta * C[idx]; }
+        C[idx] = v;
+      }
+    }
+  }
+}
+
+@compute @workgroup_size(64)
+fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let n = p.rowStart + wid.y * nwg.x + wid.x;
+  let live = n < p.rowEnd;
+  var acc: array<f32, 4>;
+  if (live) {
+    for (var k = lid; k < p.K; k += 64u) {
+      let w = weight(n, k);
+      for (var m = 0u; m < GEMV_M; m++) { acc[m] += A[m * p.K + k] * w; }
+    }
+  }
+  for (var m = 0u; m < GEMV_M; m++) { red[m][lid] = acc[m]; }
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s >>= 1u) {
+    if (lid < s) {
+      for (var m = 0u; m < GEMV_M; m++) { red[m][lid] += red[m][lid + s]; }
+    }
+    workgroupBarrier();
+  }
+  if (live && lid < GEMV_M) {
+    var v = red[lid][0];
+    if (HAS_BIAS) { v += bias[n]; }
+    C[lid * p.N + n] = v;
+  }
+}

@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import nf4 from '../../shaders/nf4.wgsl?raw';
+import nf4Matmul from '../../shaders/nf4-matmul.wgsl?raw';
+import { downloadNf4, nf4BitsPerParam, quantizeToGpu, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../../workers/nf4/gpu';
+import { nf4LinearBackwardData, nf4LinearCpu, nf4LinearForward } from '../../workers/kernels/nf4-matmul';
+import { quantizeNF4 } from '../../workers/nf4/reference';
+import { POISON, randn, relErr, testGpu } from './helpers';
+
+const shaders = { nf4, nf4Matmul };
+
+// [M, N, K]: K·N not a multiple of 64, so blocks straddle rows.
+const shapes: [number, number, number][] = [
+  [5, 37, 130],
+  [70, 19, 67],
+  [1, 45, 33],
+  [3, 8, 200],
+];
+
+describe('fused NF4 linear vs CPU reference', () => {
+  for (const [M, N, K] of shapes) {
+    for (const doubleQuant of [true, false]) {
+      for (const split of [false, true]) {
+        it(`M=${M} N=${N} K=${K} dq=${doubleQuant} split=${split}`, async () => {
+          const gpu = await testGpu();
+          const seed = M * 7 + N * 13 + K;
+          const wData = randn(N * K, seed, 0.05);
+          // Split: parts of a few blocks force several dispatches, with blocks shared between parts.
+          const opts = { doubleQuant, maxPartBytes: split ? Math.ceil(K / 64 + 2) * 32 : undefined, chunkBlocks: split ? 3 : undefined };
+          const w: Nf4GpuWeight = await quantizeToGpu(gpu, shaders, wData, [N, K], opts);
+          if (split) expect(w.parts.length).toBeGreaterThan(1);
+          const state = await downloadNf4(gpu, w);
+          const ref = nf4LinearCpu(state);
+          const x = randn(M * K, seed + 1);
+          const bias = randn(N, seed + 2);
+          const dy = randn(M * N, seed + 3);
+          const dx0 = randn(M * K, seed + 4);
+          const xg = gpu.upload(x, 'scratch');
+          const bg = gpu.upload(bias, 'scratch');
+          const dyg = gpu.upload(dy, 'scratch');
+          const yg = gpu.alloc(M * N * 4, 'scratch');
+          for (const tiledOnly of [false, true]) {
+            gpu.fill(yg, POISON);
+            nf4LinearForward(gpu, shaders, { x: xg, weight: w, bias: bg, y: yg, M, tiledOnly });
+            expect(relErr(await gpu.readF32(yg, M * N), ref.forward(x, M, bias))).toBeLessThan(1e-5);
+          }
+          gpu.fill(yg, POISON);
+          nf4LinearForward(gpu, shaders, { x: xg, weight: w, y: yg, M });
+          expect(relErr(await gpu.readF32(yg, M * N), ref.forward(x, M))).toBeLessThan(1e-5);
+
+          const dxg = gpu.alloc(M * K * 4, 'scratch');
+          gpu.fill(dxg, POISON);
+          nf4LinearBackwardData(gpu, shaders, { dy: dyg, weight: w, dx: dxg, M, accumulate: false });
+          const dx = ref.backward(dy, M);
+          expect(relErr(await gpu.readF32(dxg, M * K), dx)).toBeLessThan(1e-5);
+          gpu.write(dxg, dx0);
+          nf4LinearBackwardData(gpu, shaders, { dy: dyg, weight: w, dx: dxg, M, accumulate: true });
+          expect(relErr(await gpu.readF32(dxg, M * K), dx.map((v, i) => v + dx0[i]))).toBeLessThan(1e-5);
+          gpu.release(xg, bg, dyg, yg, dxg);
+          releaseNf4(gpu, w);
+        });
+      }
+    }
+  }
+
+  it('a weight uploaded from a stored state computes the same as the CPU reference', async () => {
+    const gpu = await testGpu();
+    const [M, N, K] = [6, 21, 75];
+    const q = quantizeNF4(randn(N * K, 77, 0.1), [N, K], { doubleQuant: true });
+    const w = uploadNf4(gpu, q, { maxPartBytes: 160 });
+    const x = randn(M * K, 78);
+    const xg = gpu.upload(x, 'scratch');
+    const yg = gpu.alloc(M * N * 4, 'scratch');
+    gpu.fill(yg, POISON);
+    nf4LinearForward(gpu, shaders, { x: xg, weight: w, y: yg, M });
+    expect(relErr(await gpu.readF32(yg, M * N), nf4LinearCpu(q).forward(x, M))).toBeLessThan(1e-5);
+    const back = await downloadNf4(gpu, w);
+    expect(back.packed).toEqual(q.packed);
+    expect(back.nested!.qabsmax).toEqual(q.nested!.qabsmax);
+    gpu.release(xg, yg);
+    releaseNf4(gpu, w);
+  });
+
+  it('stores 4.127 bits per parameter with double quantisation', async () => {
+    const gpu = await testGpu();
+    const [N, K] = [256, 1024];
+    const w = await quantizeToGpu(gpu, shaders, randn(N * K, 5, 0.02), [N, K], { doubleQuant: true });
+    expect(nf4BitsPerParam(w)).toBeCloseTo(4 + 8 / 64 + 32 / (64 * 256) + 32 / (N * K), 6);
+    expect(nf4BitsPerParam(w).toFixed(3)).toBe('4.127');
+    releaseNf4(gpu, w);
+  });
+});

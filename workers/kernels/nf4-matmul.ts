@@ -1,0 +1,110 @@
+/**
+ * Linear layers with a frozen NF4 weight W [N, K] = [out, in], dequantised inside the matmul:
+ *
+ *   nf4LinearForward(gpu, shaders, { x, weight, bias?, y, M })          y  = x·Wᵀ (+ bias)   [M, N]
+ *   nf4LinearBackwardData(gpu, shaders, { dy, weight, dx, M, accumulate }) dx (+)= dy·W      [M, K]
+ *
+ * `shaders` = { nf4: nf4.wgsl, nf4Matmul: nf4-matmul.wgsl } (`?raw` strings from the caller).
+ * Forward uses a matrix-vector kernel for M ≤ 4 (decoding) and a 64×64-tiled kernel with 4×4
+ * register blocking otherwise. A weight split into parts (see workers/nf4/gpu.ts) runs one
+ * dispatch per part; backward accumulates the parts. The frozen base needs no weight gradient.
+ * `nf4LinearCpu` is the CPU reference (dequantise, then float64 dot products).
+ */
+import type { Gpu } from '../gpu/runtime';
+import type { GpuBuffer } from '../gpu/pool';
+import type { Nf4GpuWeight, Nf4Shaders } from '../nf4/gpu';
+import { dequantizeNF4, type Nf4Quantized } from '../nf4/reference';
+
+export interface Nf4LinearForwardSpec {
+  /** [M, K] f32 */
+  x: GpuBuffer;
+  weight: Nf4GpuWeight;
+  /** [N] f32 */
+  bias?: GpuBuffer;
+  /** [M, N] f32, overwritten */
+  y: GpuBuffer;
+  M: number;
+  /** Force the tiled kernel even for M ≤ 4 (tests, benchmarks). */
+  tiledOnly?: boolean;
+}
+
+export interface Nf4LinearBackwardSpec {
+  /** [M, N] f32 */
+  dy: GpuBuffer;
+  weight: Nf4GpuWeight;
+  /** [M, K] f32 */
+  dx: GpuBuffer;
+  M: number;
+  /** true: dx += dy·W; false: dx = dy·W. */
+  accumulate: boolean;
+}
+
+const TILE = 64;
+export const GEMV_MAX_M = 4;
+
+function params(w: Nf4GpuWeight, M: number, part: Nf4GpuWeight['parts'][number], beta: number): number[] {
+  return [M, w.rows, w.cols, part.rowStart, part.rowEnd, part.elemBase, w.offset, beta];
+}
+
+export function nf4LinearForward(gpu: Gpu, shaders: Nf4Shaders, s: Nf4LinearForwardSpec): void {
+  const w = s.weight;
+  if (!Number.isInteger(s.M) || s.M <= 0) throw new RangeError(`nf4LinearForward: M = ${s.M} must be a positive integer`);
+  const gemv = s.M <= GEMV_MAX_M && !s.tiledOnly;
+  const constants: Record<string, number> = { DOUBLE_QUANT: w.doubleQuant ? 1 : 0, HAS_BIAS: s.bias ? 1 : 0 };
+  if (gemv) constants.GEMV_M = s.M;
+  const pipeline = gpu.pipeline(shaders.nf4Matmul, gemv ? 'gemv' : 'forward', constants);
+  for (const part of w.parts) {
+    const rows = part.rowEnd - part.rowStart;
+    gpu.dispatch({
+      pipeline,
+      bindings: [s.x, part.packed, w.absmax, w.nested, w.tables, s.y, gpu.uniform(params(w, s.M, part, 0), 'uuuuuuff'), s.bias ?? gpu.dummy],
+      workgroups: gemv ? gpu.grid(rows) : [Math.ceil(rows / TILE), Math.ceil(s.M / TILE)],
+      label: gemv ? 'nf4-gemv' : 'nf4-forward',
+    });
+  }
+}
+
+export function nf4LinearBackwardData(gpu: Gpu, shaders: Nf4Shaders, s: Nf4LinearBackwardSpec): void {
+  const w = s.weight;
+  if (!Number.isInteger(s.M) || s.M <= 0) throw new RangeError(`nf4LinearBackwardData: M = ${s.M} must be a positive integer`);
+  const pipeline = gpu.pipeline(shaders.nf4Matmul, 'backward', { DOUBLE_QUANT: w.doubleQuant ? 1 : 0 });
+  w.parts.forEach((part, i) => {
+    const beta = s.accumulate || i > 0 ? 1 : 0;
+    gpu.dispatch({
+      pipeline,
+      bindings: [s.dy, part.packed, w.absmax, w.nested, w.tables, s.dx, gpu.uniform(params(w, s.M, part, beta), 'uuuuuuff')],
+      workgroups: [Math.ceil(w.cols / TILE), Math.ceil(s.M / TILE)],
+      label: 'nf4-backward',
+    });
+  });
+}
+
+/** CPU reference: y = x·dequant(W)ᵀ (+ bias) and dx = dy·dequant(W), float64 accumulation. */
+export function nf4LinearCpu(q: Nf4Quantized) {
+  const [N, K] = [q.shape[0], q.shape[q.shape.length - 1]];
+  const w = dequantizeNF4(q);
+  return {
+    forward(x: Float32Array, M: number, bias?: Float32Array): Float32Array {
+      const y = new Float32Array(M * N);
+      for (let m = 0; m < M; m++) {
+        for (let j = 0; j < N; j++) {
+          let acc = bias ? bias[j] : 0;
+          for (let k = 0; k < K; k++) acc += x[m * K + k] * w[j * K + k];
+          y[m * N + j] = acc;
+        }
+      }
+      return y;
+    },
+    backward(dy: Float32Array, M: number): Float32Array {
+      const dx = new Float64Array(M * K);
+      for (let m = 0; m < M; m++) {
+        for (let j = 0; j < N; j++) {
+          const g = dy[m * N + j];
+          if (g === 0) continue;
+          for (let k = 0; k < K; k++) dx[m * K + k] += g * w[j * K + k];
+        }
+      }
+      return Float32Array.from(dx);
+    },
+  };
+}
