@@ -1,0 +1,114 @@
+import 'fake-indexeddb/auto';
+import { openDB } from 'idb';
+import { describe, expect, it } from 'vitest';
+import { CheckpointStore, crc32 } from '../../workers/train/checkpoint-store';
+import { DEFAULT_TRAIN_SETTINGS, type TrainerSnapshot } from '../../workers/train/trainer';
+
+function snapshot(step: number, seed = step): TrainerSnapshot {
+  const f = (n: number, k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 13 + k * 7 + i) / (i + 1));
+  return {
+    settings: { ...DEFAULT_TRAIN_SETTINGS, maxSteps: 10 },
+    step,
+    totalSteps: 10,
+    cursor: { epoch: 0, microBatch: step * 2 },
+    rng: { seed: 42, dropoutSeed: 42 },
+    history: Array.from({ length: step }, (_, s) => ({ step: s, epoch: 0, loss: 5 - s * 0.1, lr: 1e-3, gradNorm: 0.5, clipped: false, micro: [{ lossSum: 10, tokens: 2 }] })),
+    evals: [{ step, loss: 4.5, tokens: 30 }],
+    lora: [
+      { key: 'a.lora_A.weight', shape: [3, 7], data: f(21, 1) },
+      { key: 'a.lora_B.weight', shape: [5, 3], data: f(15, 2) },
+    ],
+    optimizer: {
+      step,
+      tensors: [
+        { key: 'a.lora_A.weight', expAvg: f(21, 3), expAvgSq: f(21, 4) },
+        { key: 'a.lora_B.weight', expAvg: f(15, 5), expAvgSq: f(15, 6) },
+      ],
+    },
+  };
+}
+
+let dbCounter = 0;
+const open = () => CheckpointStore.open({ dbName: `ckpt-test-${dbCounter++}`, chunkBytes: 64 });
+
+describe('checkpoint store (IndexedDB)', () => {
+  it('crc32 matches the standard check value', () => {
+    expect(crc32(new TextEncoder().encode('123456789'))).toBe(0xcbf43926);
+  });
+
+  it('round-trips a snapshot bit for bit across many chunks', async () => {
+    const store = await open();
+    const snap = snapshot(3);
+    const info = await store.save('run', snap, 'interval');
+    expect(info.totalBytes).toBe((21 * 3 + 15 * 3) * 4);
+    const loaded = await store.loadLatest('run');
+    expect(loaded!.warnings).toEqual([]);
+    expect(loaded!.snapshot).toEqual(snap);
+    expect(loaded!.info.step).toBe(3);
+    store.close();
+  });
+
+  it('keeps the newest two checkpoints and drops older ones with their chunks', async () => {
+    const store = await open();
+    for (const s of [1, 2, 3]) await store.save('run', snapshot(s));
+    expect((await store.list('run')).map((c) => c.step)).toEqual([3, 2]);
+    expect((await store.loadLatest('run'))!.snapshot.step).toBe(3);
+    expect(await store.loadLatest('other')).toBeNull();
+    store.close();
+  });
+
+  async function damage(dbName: string, how: 'flip' | 'truncate' | 'drop') {
+    const db = await openDB(dbName, 1);
+    const pointer = await db.get('runs', 'run');
+    const newest = await db.get('checkpoints', pointer.ids[0]);
+    const key = [newest.id, 1];
+    const chunk = new Uint8Array(await db.get('chunks', key));
+    if (how === 'flip') {
+      chunk[5] ^= 0x10;
+      await db.put('chunks', chunk.buffer, key);
+    } else if (how === 'truncate') await db.put('chunks', chunk.slice(0, 10).buffer, key);
+    else await db.delete('chunks', key);
+    db.close();
+  }
+
+  for (const how of ['flip', 'truncate', 'drop'] as const) {
+    it(`falls back to the previous checkpoint when the newest is damaged (${how})`, async () => {
+      const dbName = `ckpt-test-${dbCounter++}`;
+      const store = await CheckpointStore.open({ dbName, chunkBytes: 64 });
+      await store.save('run', snapshot(4));
+      await store.save('run', snapshot(6));
+      await damage(dbName, how);
+      const loaded = await store.loadLatest('run');
+      expect(loaded!.snapshot).toEqual(snapshot(4));
+      expect(loaded!.warnings).toHaveLength(1);
+      const reason = { flip: /checksum mismatch in tensor "lora\/a.lora_A.weight"/, truncate: /chunk 2 of \d+ holds 10 bytes.*truncated/, drop: /chunk 2 of \d+ is missing/ }[how];
+      expect(loaded!.warnings[0]).toMatch(/checkpoint at step 6 of run "run" is damaged/);
+      expect(loaded!.warnings[0]).toMatch(reason);
+      expect(loaded!.warnings[0]).toMatch(/falling back to the previous checkpoint/);
+      store.close();
+    });
+  }
+
+  it('a write that never reached the pointer leaves the previous checkpoint in charge', async () => {
+    const dbName = `ckpt-test-${dbCounter++}`;
+    const store = await CheckpointStore.open({ dbName, chunkBytes: 64 });
+    await store.save('run', snapshot(2));
+    // Simulate a crash after the chunks and record of step 5 were written, before the pointer.
+    const db = await openDB(dbName, 1);
+    const before = await db.get('runs', 'run');
+    await store.save('run', snapshot(5));
+    await db.put('runs', before, 'run');
+    db.close();
+    expect((await store.loadLatest('run'))!.snapshot.step).toBe(2);
+    store.close();
+  });
+
+  it('says so when every checkpoint is damaged', async () => {
+    const dbName = `ckpt-test-${dbCounter++}`;
+    const store = await CheckpointStore.open({ dbName, chunkBytes: 64 });
+    await store.save('run', snapshot(1));
+    await damage(dbName, 'drop');
+    await expect(store.loadLatest('run')).rejects.toThrow(/step 1 .*damaged.*no usable checkpoint left/);
+    store.close();
+  });
+});

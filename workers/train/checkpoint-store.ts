@@ -1,0 +1,272 @@
+/**
+ * Training checkpoints in IndexedDB. A checkpoint is a JSON record (settings, step, cursor,
+ * RNG seeds, histories, the tensor table with a CRC-32 per tensor) plus its tensor bytes in
+ * chunks. Saving is atomic in the sense that matters: the chunks and the record are written
+ * first, and only then does the run's pointer list name the new checkpoint, so a crash
+ * mid-write leaves the previous checkpoint in charge. Loading verifies every checksum and
+ * falls back to the previous checkpoint, with a message, when the newest is damaged.
+ */
+import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
+import type { CheckpointReason, CheckpointSink, TrainerSnapshot } from './trainer';
+
+const DB_VERSION = 1;
+export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
+
+interface TensorEntry {
+  name: string;
+  byteOffset: number;
+  byteLength: number;
+  crc: number;
+}
+
+export interface CheckpointRecord {
+  id: string;
+  runId: string;
+  step: number;
+  reason: CheckpointReason;
+  createdAt: number;
+  /** The snapshot without its tensors, as JSON. */
+  meta: string;
+  metaCrc: number;
+  tensors: TensorEntry[];
+  totalBytes: number;
+  chunkBytes: number;
+  chunkCount: number;
+}
+
+interface RunPointer {
+  runId: string;
+  /** Valid checkpoints, newest first. */
+  ids: string[];
+}
+
+interface CheckpointDb extends DBSchema {
+  chunks: { key: [string, number]; value: ArrayBuffer };
+  checkpoints: { key: string; value: CheckpointRecord };
+  runs: { key: string; value: RunPointer };
+}
+
+export interface CheckpointInfo {
+  id: string;
+  runId: string;
+  step: number;
+  reason: CheckpointReason;
+  createdAt: number;
+  totalBytes: number;
+}
+
+export interface LoadedCheckpoint {
+  snapshot: TrainerSnapshot;
+  info: CheckpointInfo;
+  /** One line per newer checkpoint that was skipped because it is damaged. */
+  warnings: string[];
+}
+
+export interface CheckpointStoreOptions {
+  dbName?: string;
+  /** Checkpoints kept per run (≥ 2, so a damaged newest one has a fallback). */
+  keep?: number;
+  chunkBytes?: number;
+}
+
+export class CheckpointStore {
+  private constructor(
+    private readonly db: IDBPDatabase<CheckpointDb>,
+    private readonly keep: number,
+    private readonly chunkBytes: number,
+  ) {}
+
+  static async open(o: CheckpointStoreOptions = {}): Promise<CheckpointStore> {
+    const db = await openDB<CheckpointDb>(o.dbName ?? 'qlora-checkpoints', DB_VERSION, {
+      upgrade(d) {
+        d.createObjectStore('chunks');
+        d.createObjectStore('checkpoints');
+        d.createObjectStore('runs');
+      },
+    });
+    const chunk = o.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    if (chunk % 4 !== 0 || chunk <= 0) throw new RangeError(`chunkBytes must be a positive multiple of 4, got ${chunk}`);
+    return new CheckpointStore(db, Math.max(2, o.keep ?? 2), chunk);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** A sink for Trainer that saves into run `runId`. */
+  sink(runId: string): CheckpointSink {
+    return { save: async (snap, reason) => void (await this.save(runId, snap, reason)) };
+  }
+
+  async save(runId: string, snap: TrainerSnapshot, reason: CheckpointReason = 'interval'): Promise<CheckpointInfo> {
+    const { meta, tensors } = splitSnapshot(snap);
+    const createdAt = Date.now();
+    const id = `${runId}#${snap.step}#${createdAt}#${Math.random().toString(36).slice(2, 8)}`;
+    const entries: TensorEntry[] = [];
+    let offset = 0;
+    for (const t of tensors) {
+      const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      entries.push({ name: t.name, byteOffset: offset, byteLength: bytes.byteLength, crc: crc32(bytes) });
+      offset += bytes.byteLength;
+    }
+    const totalBytes = offset;
+    const chunkCount = Math.ceil(totalBytes / this.chunkBytes);
+    // 1. tensor bytes, one transaction per chunk (bounded memory per transaction).
+    let ti = 0;
+    let inTensor = 0;
+    for (let c = 0; c < chunkCount; c++) {
+      const size = Math.min(this.chunkBytes, totalBytes - c * this.chunkBytes);
+      const chunk = new Uint8Array(size);
+      let filled = 0;
+      while (filled < size) {
+        const t = tensors[ti].data;
+        const src = new Uint8Array(t.buffer, t.byteOffset + inTensor, Math.min(t.byteLength - inTensor, size - filled));
+        chunk.set(src, filled);
+        filled += src.byteLength;
+        inTensor += src.byteLength;
+        if (inTensor === t.byteLength) {
+          ti++;
+          inTensor = 0;
+        }
+      }
+      await this.db.put('chunks', chunk.buffer, [id, c]);
+    }
+    // 2. the record.
+    const metaText = JSON.stringify(meta);
+    const record: CheckpointRecord = { id, runId, step: snap.step, reason, createdAt, meta: metaText, metaCrc: crc32(new TextEncoder().encode(metaText)), tensors: entries, totalBytes, chunkBytes: this.chunkBytes, chunkCount };
+    await this.db.put('checkpoints', record, id);
+    // 3. the pointer: only now does the new checkpoint count.
+    const tx = this.db.transaction('runs', 'readwrite');
+    const pointer = (await tx.store.get(runId)) ?? { runId, ids: [] };
+    const ids = [id, ...pointer.ids.filter((x) => x !== id)];
+    const dropped = ids.slice(this.keep);
+    await tx.store.put({ runId, ids: ids.slice(0, this.keep) }, runId);
+    await tx.done;
+    for (const old of dropped) await this.deleteCheckpoint(old);
+    return infoOf(record);
+  }
+
+  async list(runId: string): Promise<CheckpointInfo[]> {
+    const pointer = await this.db.get('runs', runId);
+    const out: CheckpointInfo[] = [];
+    for (const id of pointer?.ids ?? []) {
+      const r = await this.db.get('checkpoints', id);
+      if (r) out.push(infoOf(r));
+    }
+    return out;
+  }
+
+  /** The newest valid checkpoint of a run; null when it has none; throws (with the reasons) when all are damaged. */
+  async loadLatest(runId: string): Promise<LoadedCheckpoint | null> {
+    const pointer = await this.db.get('runs', runId);
+    const warnings: string[] = [];
+    for (const id of pointer?.ids ?? []) {
+      const record = await this.db.get('checkpoints', id);
+      if (!record) {
+        warnings.push(`checkpoint ${id} of run "${runId}" is missing its record; falling back to the previous checkpoint`);
+        continue;
+      }
+      const problem = await this.verify(record);
+      if (typeof problem === 'string') {
+        warnings.push(`checkpoint at step ${record.step} of run "${runId}" is damaged (${problem}); falling back to the previous checkpoint`);
+        continue;
+      }
+      return { snapshot: problem, info: infoOf(record), warnings };
+    }
+    if (warnings.length) throw new Error(`${warnings.join('; ')}; run "${runId}" has no usable checkpoint left`);
+    return null;
+  }
+
+  async deleteRun(runId: string): Promise<void> {
+    const pointer = await this.db.get('runs', runId);
+    for (const id of pointer?.ids ?? []) await this.deleteCheckpoint(id);
+    await this.db.delete('runs', runId);
+  }
+
+  async runs(): Promise<string[]> {
+    return (await this.db.getAllKeys('runs')).map(String);
+  }
+
+  /** The snapshot if every chunk is present and every checksum matches, else the problem. */
+  private async verify(record: CheckpointRecord): Promise<TrainerSnapshot | string> {
+    if (crc32(new TextEncoder().encode(record.meta)) !== record.metaCrc) return 'settings/metadata checksum mismatch';
+    const bytes = new Uint8Array(record.totalBytes);
+    for (let c = 0; c < record.chunkCount; c++) {
+      const chunk = await this.db.get('chunks', [record.id, c]);
+      const want = Math.min(record.chunkBytes, record.totalBytes - c * record.chunkBytes);
+      if (!chunk) return `chunk ${c + 1} of ${record.chunkCount} is missing (truncated write)`;
+      if (chunk.byteLength !== want) return `chunk ${c + 1} of ${record.chunkCount} holds ${chunk.byteLength} bytes, expected ${want} (truncated)`;
+      bytes.set(new Uint8Array(chunk), c * record.chunkBytes);
+    }
+    const arrays = new Map<string, Float32Array>();
+    for (const t of record.tensors) {
+      const view = bytes.subarray(t.byteOffset, t.byteOffset + t.byteLength);
+      if (crc32(view) !== t.crc) return `checksum mismatch in tensor "${t.name}"`;
+      arrays.set(t.name, new Float32Array(bytes.buffer, t.byteOffset, t.byteLength / 4));
+    }
+    try {
+      return joinSnapshot(JSON.parse(record.meta) as SnapshotMeta, arrays);
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+
+  private async deleteCheckpoint(id: string): Promise<void> {
+    const record = await this.db.get('checkpoints', id);
+    const tx = this.db.transaction(['chunks', 'checkpoints'], 'readwrite');
+    if (record) for (let c = 0; c < record.chunkCount; c++) await tx.objectStore('chunks').delete([id, c]);
+    await tx.objectStore('checkpoints').delete(id);
+    await tx.done;
+  }
+}
+
+type SnapshotMeta = Omit<TrainerSnapshot, 'lora' | 'optimizer'> & {
+  lora: { key: string; shape: [number, number] }[];
+  optimizer: { step: number; keys: string[] };
+};
+
+function splitSnapshot(snap: TrainerSnapshot): { meta: SnapshotMeta; tensors: { name: string; data: Float32Array }[] } {
+  const tensors: { name: string; data: Float32Array }[] = [];
+  for (const l of snap.lora) tensors.push({ name: `lora/${l.key}`, data: l.data });
+  for (const t of snap.optimizer.tensors) tensors.push({ name: `exp_avg/${t.key}`, data: t.expAvg }, { name: `exp_avg_sq/${t.key}`, data: t.expAvgSq });
+  const meta: SnapshotMeta = {
+    ...snap,
+    lora: snap.lora.map((l) => ({ key: l.key, shape: l.shape })),
+    optimizer: { step: snap.optimizer.step, keys: snap.optimizer.tensors.map((t) => t.key) },
+  };
+  return { meta, tensors };
+}
+
+function joinSnapshot(meta: SnapshotMeta, arrays: Map<string, Float32Array>): TrainerSnapshot {
+  const get = (name: string) => {
+    const a = arrays.get(name);
+    if (!a) throw new Error(`tensor "${name}" is missing`);
+    return a;
+  };
+  return {
+    ...meta,
+    lora: meta.lora.map((l) => ({ key: l.key, shape: l.shape, data: get(`lora/${l.key}`) })),
+    optimizer: { step: meta.optimizer.step, tensors: meta.optimizer.keys.map((key) => ({ key, expAvg: get(`exp_avg/${key}`), expAvgSq: get(`exp_avg_sq/${key}`) })) },
+  };
+}
+
+function infoOf(r: CheckpointRecord): CheckpointInfo {
+  return { id: r.id, runId: r.runId, step: r.step, reason: r.reason, createdAt: r.createdAt, totalBytes: r.totalBytes };
+}
+
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/** CRC-32 (IEEE, as zlib). */
+export function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
