@@ -1,19 +1,22 @@
 import { useEffect } from 'react';
-import { engine, Comlink } from './engine-client';
 import { useStudio } from './store';
+import { boot } from './actions';
 import { AdapterPanel } from './components/AdapterPanel';
 import { NoWebGpu } from './components/NoWebGpu';
+import { SectionNav } from './components/SectionNav';
+import { ModelSection } from './components/ModelSection';
+import { DataSection } from './components/DataSection';
+import { SettingsSection } from './components/SettingsSection';
+import { ResumeBanner, TrainSection } from './components/TrainSection';
+import { ChatSection } from './components/ChatSection';
+import { ExportSection } from './components/ExportSection';
 
 export function App() {
   const status = useStudio((s) => s.status);
   const problem = useStudio((s) => s.problem);
 
   useEffect(() => {
-    const { setInit, onEvent } = useStudio.getState();
-    engine()
-      .init(Comlink.proxy(onEvent))
-      .then((init) => setInit(init.status, init.adapter, init.problem))
-      .catch((err: Error) => setInit('no-webgpu', null, `The engine could not start: ${err.message}`));
+    void boot();
   }, []);
 
   if (status === 'no-webgpu' && problem) return <NoWebGpu problem={problem} />;
@@ -24,9 +27,19 @@ export function App() {
         <p className="tagline">Fine-tune language models with QLoRA on your own GPU, in this tab.</p>
       </header>
       {problem && <p role="alert" className="error">{problem}</p>}
-      <main>
-        <AdapterPanel />
-      </main>
+      <ResumeBanner />
+      <div className="layout">
+        <SectionNav />
+        <main>
+          <ModelSection />
+          <DataSection />
+          <SettingsSection />
+          <TrainSection />
+          <ChatSection />
+          <ExportSection />
+          <AdapterPanel />
+        </main>
+      </div>
     </div>
   );
 }

@@ -1,20 +1,37 @@
 /**
  * The engine worker's typed API and event stream, shared by the worker and the page.
  * The page never touches the GPU: it calls these methods through comlink and renders events.
+ * Everything here is plain data (structured-clone safe).
  */
 import type { AdapterDescription } from './gpu/device';
-import type { PoolStats } from './gpu/pool';
+import type { PoolStats, ByCategory } from './gpu/pool';
+
+/** Posted once by the worker when its comlink API is listening. */
+export const ENGINE_READY = 'qlora-studio:engine-ready';
+
+export type EngineStatus = 'starting' | 'ready' | 'busy' | 'no-webgpu' | 'device-lost';
+
+/** Where in the studio something happened: errors are shown in that section. */
+export type Section = 'model' | 'data' | 'settings' | 'train' | 'chat' | 'export';
+
+export type TrainState = 'idle' | 'loading' | 'running' | 'pausing' | 'paused' | 'stopping' | 'stopped' | 'done' | 'failed';
 
 export type EngineEvent =
   | { type: 'status'; status: EngineStatus }
-  | { type: 'progress'; task: string; done: number; total: number; detail?: string }
+  /** A long task (download, quantize, tokenize, checkpoint): `done`/`total` in `unit`. */
+  | { type: 'progress'; task: string; done: number; total: number; unit?: 'bytes' | 'tensors' | 'rows' | 'steps'; detail?: string }
   | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string }
+  /** One training record: `values` holds loss, lr, grad_norm, tokens_per_s, epoch, val_loss… */
   | { type: 'metrics'; step: number; values: Record<string, number> }
   | { type: 'memory'; stats: PoolStats }
-  | { type: 'error'; where: string; message: string; hint?: string }
-  | { type: 'device-lost'; reason: string; message: string };
+  | { type: 'error'; where: Section | string; message: string; hint?: string }
+  | { type: 'device-lost'; reason: string; message: string }
+  | { type: 'train-state'; state: TrainState; step: number; totalSteps: number; message?: string }
+  | { type: 'sample'; step: number; prompt: string; text: string }
+  /** Streaming chat output; `done` closes the stream. */
+  | { type: 'chat-token'; stream: ChatStream; text: string; done: boolean };
 
-export type EngineStatus = 'starting' | 'ready' | 'busy' | 'no-webgpu' | 'device-lost';
+export type ChatStream = 'base' | 'adapter';
 
 export interface EngineInit {
   status: EngineStatus;
@@ -23,8 +40,201 @@ export interface EngineInit {
   problem?: string;
 }
 
+export type Schedule = 'constant' | 'constant_with_warmup' | 'linear' | 'cosine';
+
+/** Everything a run is configured by; validated on the page, checked again by the engine. */
+export interface TrainSettings {
+  rank: number;
+  alpha: number;
+  dropout: number;
+  targetModules: string[];
+  learningRate: number;
+  schedule: Schedule;
+  /** Fraction of the total steps spent warming up (ignored when warmupSteps > 0, as in HF). */
+  warmupRatio: number;
+  warmupSteps: number;
+  epochs: number;
+  /** When > 0 the run stops after this many optimizer steps, whatever `epochs` says. */
+  maxSteps: number;
+  batchSize: number;
+  gradAccum: number;
+  seqLength: number;
+  seed: number;
+  evalEvery: number;
+  sampleEvery: number;
+  checkpointEvery: number;
+  /** Fraction of rows held out for validation. */
+  validationFraction: number;
+}
+
+export interface PresetSummary {
+  name: string;
+  /** Hub repo id or the local path of the built-in model. */
+  model: string;
+  architecture: string;
+  /** Linear layers LoRA can target in this architecture. */
+  targetModules: string[];
+  /** The dataset template this preset expects, if any. */
+  template: string | null;
+  description: string;
+  defaults: TrainSettings;
+  /** Prompts the run samples from every `sampleEvery` steps. */
+  samplePrompts: string[];
+}
+
+export type ModelSource =
+  | { kind: 'preset'; name: string }
+  | { kind: 'hub'; id: string; revision?: string }
+  | { kind: 'local'; files: File[] };
+
+export type Verdict = 'fits' | 'does-not-fit' | 'fits-shorter';
+
+export interface MemoryPlan {
+  peakBytes: number;
+  byCategory: ByCategory;
+  largestBuffer: number;
+  storageBytes: number;
+  /** The GPU's per-buffer and per-binding limits, which a single tensor must respect. */
+  maxBufferSize: number;
+  maxBindingSize: number;
+  verdict: Verdict;
+  /** Why, in words for a person (e.g. "fits with sequence 256"). */
+  reason: string;
+}
+
+export interface ModelInfo {
+  id: string;
+  architecture: string;
+  parameters: number;
+  layers: number;
+  targetModules: string[];
+  fromCache: boolean;
+}
+
+export interface CachedModel {
+  key: string;
+  id: string;
+  bytes: number;
+  savedAt: number;
+}
+
+export interface StorageInfo {
+  usage: number;
+  quota: number;
+  persisted: boolean;
+}
+
+export type ColumnMapping =
+  | { kind: 'prompt-response'; prompt: string; response: string }
+  | { kind: 'text'; text: string }
+  | { kind: 'messages'; messages: string };
+
+export type DatasetSource = { kind: 'file'; file: File } | { kind: 'hub'; id: string };
+
+export interface DatasetRequest {
+  /** null re-maps and re-tokenizes the dataset loaded last (new mapping, length or split). */
+  source: DatasetSource | null;
+  /** A template preset (ds1000, counseling) or an explicit mapping; neither = detect. */
+  template?: string | null;
+  mapping?: ColumnMapping | null;
+  seqLength: number;
+  validationFraction: number;
+  seed: number;
+  /** The tokenizer of the model being trained (a preset name or a model id). */
+  model: ModelSource;
+}
+
+/** A dataset problem located in the file the user gave (line/column null when they do not apply). */
+export interface DataError {
+  file: string;
+  line: number | null;
+  column: number | null;
+  message: string;
+}
+
+export interface DatasetSummary {
+  file: string;
+  rows: number;
+  columns: string[];
+  mapping: ColumnMapping | null;
+  template: string | null;
+  train: number;
+  validation: number;
+  tokens: {
+    mean: number;
+    p95: number;
+    max: number;
+    truncated: number;
+    labelTokens: number;
+    histogram: { edges: number[]; counts: number[] };
+  } | null;
+  /** One formatted example: the masked part (no loss) and the learned part. */
+  preview: { masked: string; learned: string } | null;
+  warnings: string[];
+}
+
+export type DatasetResult = { ok: true; summary: DatasetSummary } | { ok: false; error: DataError };
+
+/** A run that can be continued: the latest valid checkpoint of an interrupted run. */
+export interface ResumableRun {
+  runId: string;
+  step: number;
+  totalSteps: number;
+  savedAt: number;
+  model: string;
+  dataset: string;
+}
+
+export interface GenerateRequest {
+  prompt: string;
+  temperature: number;
+  topP: number;
+  maxTokens: number;
+  streams: ChatStream[];
+}
+
+/** What the README model card of an exported adapter says. */
+export interface ModelCardFacts {
+  finalTrainLoss: number | null;
+  finalValidationLoss: number | null;
+  steps: number;
+  dataset: string;
+}
+
+export interface ImportedAdapter {
+  baseModel: string;
+  rank: number;
+  alpha: number;
+  targetModules: string[];
+  tensors: number;
+}
+
 export interface EngineApi {
   /** Acquire the GPU and report the adapter. Events arrive through `listener`. */
   init(listener: (event: EngineEvent) => void): Promise<EngineInit>;
   memory(): Promise<PoolStats | null>;
+  presets(): Promise<PresetSummary[]>;
+  /** Predict peak GPU memory before anything downloads. */
+  plan(model: ModelSource, settings: TrainSettings): Promise<MemoryPlan>;
+  loadModel(model: ModelSource): Promise<ModelInfo>;
+  cachedModels(): Promise<CachedModel[]>;
+  deleteCachedModel(key: string): Promise<void>;
+  storage(): Promise<StorageInfo>;
+  /** Parse, map, tokenize and split; bad input comes back as a value, never a throw. */
+  loadDataset(request: DatasetRequest): Promise<DatasetResult>;
+  /** Start a fresh run (loads the model if needed); returns when it has started. */
+  train(model: ModelSource, settings: TrainSettings): Promise<void>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  stop(): Promise<void>;
+  /** The interrupted run a reload can continue, if any. */
+  resumable(): Promise<ResumableRun | null>;
+  /** Continue an interrupted run from its checkpoint (after a reload or a crash). */
+  resumeRun(runId: string): Promise<void>;
+  discardRun(runId: string): Promise<void>;
+  /** Generate from the base model and/or the adapter; tokens arrive as `chat-token` events. */
+  generate(request: GenerateRequest): Promise<void>;
+  /** One zip: adapter_model.safetensors, adapter_config.json (PEFT), README.md. */
+  exportAdapter(card: ModelCardFacts): Promise<Uint8Array>;
+  importAdapter(files: File[]): Promise<ImportedAdapter>;
 }

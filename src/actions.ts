@@ -1,0 +1,255 @@
+/** What the page's controls do: engine calls through comlink, results into the store. */
+import { engine, engineReady, Comlink } from './engine-client';
+import { useStudio, type ModelChoice } from './store';
+import { explain } from './explain';
+import type { ColumnMapping, ModelSource, Section, TrainSettings } from '../workers/protocol';
+
+const get = () => useStudio.getState();
+const set = (patch: Partial<ReturnType<typeof get>>) => useStudio.setState(patch);
+
+function fail(section: Section, err: unknown): void {
+  get().setError(section, explain(err));
+}
+
+export function modelSource(choice: ModelChoice = get().model): ModelSource {
+  if (choice.kind === 'preset') return { kind: 'preset', name: choice.name };
+  if (choice.kind === 'hub') return { kind: 'hub', id: choice.id };
+  return { kind: 'local', files: choice.files };
+}
+
+let booting: Promise<void> | null = null;
+
+/** Start the engine once (React's StrictMode mounts effects twice in development). */
+export function boot(): Promise<void> {
+  booting ??= start();
+  return booting;
+}
+
+async function start(): Promise<void> {
+  const { setInit, onEvent } = get();
+  let init;
+  try {
+    await engineReady();
+    init = await engine().init(Comlink.proxy(onEvent));
+  } catch (err) {
+    setInit('no-webgpu', null, `The engine could not start: ${(err as Error).message}`);
+    return;
+  }
+  setInit(init.status, init.adapter, init.problem);
+  if (init.status !== 'ready') return;
+  try {
+    const presets = await engine().presets();
+    set({ presets });
+    const demo = presets.find((p) => p.name === 'demo') ?? presets[0];
+    if (demo) set({ settings: { ...demo.defaults } });
+  } catch (err) {
+    fail('model', err);
+  }
+  await Promise.all([replan(), refreshStorage(), checkResumable()]);
+}
+
+export async function chooseModel(choice: ModelChoice): Promise<void> {
+  const preset = choice.kind === 'preset' ? get().presets.find((p) => p.name === choice.name) : undefined;
+  set({ model: choice, plan: null, modelInfo: null });
+  get().setError('model', null);
+  if (preset) set({ settings: { ...preset.defaults } });
+  await replan();
+}
+
+let planSeq = 0;
+export async function replan(): Promise<void> {
+  const { settings, model } = get();
+  if (!settings) return;
+  const seq = ++planSeq;
+  try {
+    const plan = await engine().plan(modelSource(model), settings);
+    if (seq === planSeq) set({ plan });
+  } catch (err) {
+    if (seq === planSeq) {
+      set({ plan: null });
+      fail('model', err);
+    }
+  }
+}
+
+export async function loadModel(): Promise<void> {
+  get().setError('model', null);
+  try {
+    const modelInfo = await engine().loadModel(modelSource());
+    set({ modelInfo });
+    await refreshStorage();
+  } catch (err) {
+    fail('model', err);
+  }
+}
+
+export async function refreshStorage(): Promise<void> {
+  try {
+    const [cached, storage] = await Promise.all([engine().cachedModels(), engine().storage()]);
+    set({ cached, storage });
+  } catch (err) {
+    fail('model', err);
+  }
+}
+
+export async function deleteCached(key: string): Promise<void> {
+  try {
+    await engine().deleteCachedModel(key);
+  } catch (err) {
+    fail('model', err);
+  }
+  await refreshStorage();
+}
+
+export function updateSettings(patch: Partial<TrainSettings>): void {
+  const settings = get().settings;
+  if (!settings) return;
+  set({ settings: { ...settings, ...patch } });
+  if ('seqLength' in patch || 'batchSize' in patch || 'rank' in patch || 'targetModules' in patch) void replan();
+}
+
+export async function loadDataset(source: { file: File } | { hubId: string }): Promise<void> {
+  const { settings, model } = get();
+  if (!settings) return;
+  const name = 'file' in source ? source.file.name : source.hubId;
+  set({ datasetFile: name, dataBusy: true, dataError: null, dataset: null });
+  get().setError('data', null);
+  try {
+    const result = await engine().loadDataset({
+      source: 'file' in source ? { kind: 'file', file: source.file } : { kind: 'hub', id: source.hubId },
+      template: templateFor(model),
+      mapping: null,
+      seqLength: settings.seqLength,
+      validationFraction: settings.validationFraction,
+      seed: settings.seed,
+      model: modelSource(model),
+    });
+    if (result.ok) set({ dataset: result.summary });
+    else set({ dataError: result.error });
+  } catch (err) {
+    set({ dataError: { file: name, line: null, column: null, message: explain(err).message } });
+  } finally {
+    set({ dataBusy: false });
+  }
+}
+
+export async function remapDataset(mapping: ColumnMapping): Promise<void> {
+  const { settings, model, datasetFile } = get();
+  if (!settings || !datasetFile) return;
+  set({ dataBusy: true, dataError: null });
+  try {
+    const result = await engine().loadDataset({
+      source: null,
+      template: null,
+      mapping,
+      seqLength: settings.seqLength,
+      validationFraction: settings.validationFraction,
+      seed: settings.seed,
+      model: modelSource(model),
+    });
+    if (result.ok) set({ dataset: result.summary });
+    else set({ dataError: result.error });
+  } catch (err) {
+    set({ dataError: { file: datasetFile, line: null, column: null, message: explain(err).message } });
+  } finally {
+    set({ dataBusy: false });
+  }
+}
+
+function templateFor(model: ModelChoice): string | null {
+  if (model.kind !== 'preset') return null;
+  return get().presets.find((p) => p.name === model.name)?.template ?? null;
+}
+
+export async function startTraining(): Promise<void> {
+  const { settings, model } = get();
+  if (!settings) return;
+  get().setError('train', null);
+  set({ metrics: [], samples: [], resumable: null });
+  try {
+    await engine().train(modelSource(model), settings);
+  } catch (err) {
+    fail('train', err);
+  }
+}
+
+export async function control(action: 'pause' | 'resume' | 'stop'): Promise<void> {
+  try {
+    await engine()[action]();
+  } catch (err) {
+    fail('train', err);
+  }
+}
+
+export async function checkResumable(): Promise<void> {
+  try {
+    set({ resumable: await engine().resumable() });
+  } catch (err) {
+    fail('train', err);
+  }
+}
+
+export async function resumeRun(): Promise<void> {
+  const run = get().resumable;
+  if (!run) return;
+  get().setError('train', null);
+  set({ resumable: null });
+  try {
+    await engine().resumeRun(run.runId);
+  } catch (err) {
+    set({ resumable: run });
+    fail('train', err);
+  }
+}
+
+export async function discardRun(): Promise<void> {
+  const run = get().resumable;
+  if (!run) return;
+  set({ resumable: null });
+  try {
+    await engine().discardRun(run.runId);
+  } catch (err) {
+    fail('train', err);
+  }
+}
+
+export async function generate(prompt: string, temperature: number, topP: number, maxTokens: number): Promise<void> {
+  get().setError('chat', null);
+  set({ chat: { base: '', adapter: '', running: true } });
+  try {
+    await engine().generate({ prompt, temperature, topP, maxTokens, streams: ['base', 'adapter'] });
+  } catch (err) {
+    fail('chat', err);
+  } finally {
+    set({ chat: { ...get().chat, running: false } });
+  }
+}
+
+export async function downloadAdapter(): Promise<void> {
+  get().setError('export', null);
+  const { metrics, train, datasetFile } = get();
+  const lastLoss = [...metrics].reverse().find((m) => m.loss !== undefined)?.loss ?? null;
+  const lastVal = [...metrics].reverse().find((m) => m.valLoss !== undefined)?.valLoss ?? null;
+  try {
+    const zip = await engine().exportAdapter({ finalTrainLoss: lastLoss, finalValidationLoss: lastVal, steps: train.step, dataset: datasetFile ?? 'unknown' });
+    const url = URL.createObjectURL(new Blob([zip as Uint8Array<ArrayBuffer>], { type: 'application/zip' }));
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = 'adapter.zip';
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (err) {
+    fail('export', err);
+  }
+}
+
+export async function importAdapter(files: File[]): Promise<void> {
+  get().setError('export', null);
+  try {
+    set({ imported: await engine().importAdapter(files) });
+  } catch (err) {
+    fail('export', err);
+  }
+}

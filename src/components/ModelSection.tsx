@@ -1,0 +1,123 @@
+import { useState } from 'react';
+import { useStudio } from '../store';
+import { chooseModel, deleteCached, loadModel } from '../actions';
+import { formatBytes } from '../format';
+import { Section } from './Section';
+import { MemoryBars } from './MemoryBars';
+import { ProgressBar } from './ProgressBar';
+
+const PRESETS = ['demo', 'phi-1_5', 'falcon-7b'];
+const VERDICTS = { fits: 'Fits on this GPU', 'does-not-fit': 'Does not fit on this GPU', 'fits-shorter': 'Fits only with a shorter sequence or smaller batch' } as const;
+const MODEL_TASKS = ['download', 'quantize', 'cache'];
+
+export function ModelSection() {
+  const model = useStudio((s) => s.model);
+  const presets = useStudio((s) => s.presets);
+  const modelInfo = useStudio((s) => s.modelInfo);
+  const progress = useStudio((s) => s.progress);
+  const busy = useStudio((s) => s.train.state === 'loading');
+  const [hubId, setHubId] = useState('');
+  const preset = model.kind === 'preset' ? presets.find((p) => p.name === model.name) : undefined;
+
+  return (
+    <Section id="model" lead="Choose the model to fine-tune. The memory gauge says whether it fits before anything downloads.">
+      <div className="row">
+        <label>
+          Preset{' '}
+          <select
+            aria-label="Preset"
+            value={model.kind === 'preset' ? model.name : ''}
+            onChange={(e) => void chooseModel({ kind: 'preset', name: e.target.value })}
+          >
+            {model.kind !== 'preset' && <option value="">(custom model)</option>}
+            {PRESETS.map((name) => (
+              <option key={name} value={name}>{name}</option>
+            ))}
+          </select>
+        </label>
+        <form
+          className="inline-form"
+          onSubmit={(e) => {
+            e.preventDefault();
+            if (hubId.trim()) void chooseModel({ kind: 'hub', id: hubId.trim() });
+          }}
+        >
+          <label>
+            or a model on the Hugging Face hub{' '}
+            <input value={hubId} onChange={(e) => setHubId(e.target.value)} placeholder="owner/name" aria-label="Hub model id" />
+          </label>
+          <button type="submit" disabled={!hubId.trim()}>Use</button>
+        </form>
+        <label className="file-button">
+          or a model folder on this computer
+          <input
+            type="file"
+            multiple
+            aria-label="Model folder"
+            {...{ webkitdirectory: '' }}
+            onChange={(e) => {
+              const files = [...(e.target.files ?? [])];
+              if (files.length) void chooseModel({ kind: 'local', files });
+            }}
+          />
+        </label>
+      </div>
+      {preset && <p className="preset-description">{preset.description} <small>({preset.model}, {preset.architecture})</small></p>}
+      {model.kind === 'hub' && <p>Hub model <code>{model.id}</code></p>}
+      {model.kind === 'local' && <p>Local model: {model.files.length} files</p>}
+      <MemoryGauge />
+      <div className="row">
+        <button type="button" onClick={() => void loadModel()} disabled={busy}>Load model</button>
+        {modelInfo && (
+          <span data-testid="model-loaded">
+            Loaded {modelInfo.id}: {modelInfo.architecture}, {modelInfo.layers} layers, {(modelInfo.parameters / 1e6).toFixed(2)} M parameters
+            {modelInfo.fromCache ? ' (from this browser’s cache)' : ''}
+          </span>
+        )}
+      </div>
+      {MODEL_TASKS.map((t) => progress[t] && <ProgressBar key={t} p={progress[t]} />)}
+      <CachedModels />
+    </Section>
+  );
+}
+
+function MemoryGauge() {
+  const plan = useStudio((s) => s.plan);
+  const failed = useStudio((s) => !!s.errors.model);
+  if (!plan) return failed ? null : <p className="muted">Working out the memory this run needs…</p>;
+  const singleTooBig = plan.largestBuffer > plan.maxBindingSize;
+  return (
+    <div className={`gauge verdict-${plan.verdict}`} data-testid="memory-gauge">
+      <p className="verdict">
+        <strong data-testid="verdict">{VERDICTS[plan.verdict]}</strong>: predicted peak {formatBytes(plan.peakBytes)} of GPU memory. {plan.reason}
+      </p>
+      <MemoryBars bytes={plan.byCategory} label="Predicted memory" />
+      <p className="muted">
+        Largest single buffer {formatBytes(plan.largestBuffer)} (this GPU binds at most {formatBytes(plan.maxBindingSize)}, allocates at most{' '}
+        {formatBytes(plan.maxBufferSize)} per buffer{singleTooBig ? '; larger tensors are split' : ''}). Disk: {formatBytes(plan.storageBytes)} in this browser’s storage.
+      </p>
+    </div>
+  );
+}
+
+function CachedModels() {
+  const cached = useStudio((s) => s.cached);
+  const storage = useStudio((s) => s.storage);
+  return (
+    <details className="cache">
+      <summary>
+        Models stored in this browser ({cached.length})
+        {storage && ` · ${formatBytes(storage.usage)} used of ${formatBytes(storage.quota)}`}
+      </summary>
+      {cached.length === 0 && <p className="muted">None yet. A loaded model is kept here so the next visit needs no download.</p>}
+      <ul>
+        {cached.map((m) => (
+          <li key={m.key}>
+            {m.id} · {formatBytes(m.bytes)} · {new Date(m.savedAt).toLocaleString()}{' '}
+            <button type="button" onClick={() => void deleteCached(m.key)} aria-label={`Delete ${m.id}`}>Delete</button>
+          </li>
+        ))}
+      </ul>
+    </details>
+  );
+}
