@@ -8,7 +8,8 @@ import type { Row } from './types';
 export const ROW_LINE = Symbol('row line');
 
 export function setRowLine<T extends Row>(row: T, line: number): T {
-  (row as Record<symbol, number>)[ROW_LINE] = line;
+  // Not enumerable: copies and comparisons of rows see only their columns.
+  Object.defineProperty(row, ROW_LINE, { value: line, enumerable: false, writable: true, configurable: true });
   return row;
 }
 
