@@ -221,3 +221,64 @@ export async function trainLikeFixture(r: TrainCheckRun): Promise<TrainedRun> {
     trainer.dispose();
   }
 }
+
+/** The files of an hf-train folder a model is built from. */
+export interface HfTrainModelFiles {
+  config: string;
+  weights: SafetensorsFile;
+  adapterConfig: string;
+  adapter: SafetensorsFile;
+}
+
+export type TrainCheckModelFactory = (gpu: Gpu, files: HfTrainModelFiles) => Promise<TrainableCausalLM>;
+
+export interface TrainCheckFolderOptions {
+  gpu: Gpu;
+  folder: string;
+  /** Reads a file of the folder by name; throws a readable error when it is absent. */
+  read: (name: string) => Promise<Uint8Array>;
+  createModel: TrainCheckModelFactory;
+  shaders: OptimizerShaders;
+  log?: (line: string) => void;
+  /** Per-step records as they happen. */
+  onStep?: (record: { step: number; loss: number; lr: number; grad_norm: number; clipped: boolean }) => void;
+}
+
+/** Reads an hf-train folder, trains on it with the studio's Trainer and compares. */
+export async function runTrainCheckFolder(o: TrainCheckFolderOptions): Promise<TrainCheckReport & { steps: number }> {
+  const text = async (name: string) => new TextDecoder().decode(await o.read(name));
+  const tensors = async (name: string) => new SafetensorsFile(await o.read(name), `${o.folder}/${name}`);
+  let trainJson: HfTrainJson;
+  try {
+    trainJson = JSON.parse(await text('train.json')) as HfTrainJson;
+  } catch (err) {
+    throw new TrainCheckInputError(`${o.folder}/train.json: ${(err as Error).message}`);
+  }
+  const batches = batchesFromSafetensors(await tensors('batches.safetensors'));
+  const expected = await tensors('expected.safetensors');
+  const model = await o.createModel(o.gpu, {
+    config: await text('config.json'),
+    weights: await tensors('model.safetensors'),
+    adapterConfig: await text('adapter_config.json'),
+    adapter: await tensors('adapter_model.safetensors'),
+  });
+  try {
+    const run = await trainLikeFixture({
+      gpu: o.gpu,
+      model,
+      shaders: o.shaders,
+      trainJson,
+      batches,
+      onEvent: (e) => {
+        if (e.type === 'step') o.onStep?.({ step: e.step, loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, clipped: e.clipped });
+      },
+    });
+    const report = compareWithExpected(run, expected);
+    for (const q of report.quantities) {
+      o.log?.(`${q.ok ? 'ok  ' : 'FAIL'} ${q.name.padEnd(20)} ${q.exact ? (q.ok ? 'exact' : 'differs') : `max rel ${q.rel.toExponential(2)}`}${q.worstTensor ? ` (worst: ${q.worstTensor})` : ''}`);
+    }
+    return { ...report, steps: run.stepLosses.length };
+  } finally {
+    model.dispose();
+  }
+}
