@@ -2,10 +2,12 @@
 import type { CliCommand } from './io';
 import { bench } from './commands/bench';
 import { gpuInfo } from './commands/gpu-info';
+import { nf4Check } from './commands/nf4-check';
 import { safetensorsInfo } from './commands/safetensors-info';
 
 export const COMMANDS: Record<string, CliCommand> = {
   bench,
   'gpu-info': gpuInfo,
+  'nf4-check': nf4Check,
   'safetensors-info': safetensorsInfo,
 };

@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import nf4 from '../../shaders/nf4.wgsl?raw';
+import nf4Matmul from '../../shaders/nf4-matmul.wgsl?raw';
+import { checkNf4Folder, type CheckResult } from '../../workers/nf4/check';
+import { testGpu } from './helpers';
+
+const DIR = '/tests/fixtures/bnb-nf4';
+
+async function fetchBytes(name: string): Promise<Uint8Array> {
+  const res = await fetch(`${DIR}/${name}`);
+  if (!res.ok) throw new Error(`${name}: HTTP ${res.status}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+// The manifest lists every file of the folder (with its sha256): the browser cannot list folders.
+const reader = {
+  list: async () => Object.keys((JSON.parse(new TextDecoder().decode(await fetchBytes('manifest.json'))) as { files: Record<string, string> }).files),
+  read: fetchBytes,
+};
+
+describe('nf4-check on tests/fixtures/bnb-nf4', () => {
+  it('passes every case and state dict on the CPU reference and the GPU kernels', async () => {
+    const gpu = await testGpu();
+    const seen: CheckResult[] = [];
+    const summary = await checkNf4Folder(reader, gpu, { nf4, nf4Matmul }, (r) => seen.push(r));
+    const failures = summary.results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.failures.join('; ')}`);
+    expect(failures).toEqual([]);
+    expect(summary.ok).toBe(true);
+    expect(summary.cases).toBe(18);
+    expect(seen.map((r) => r.name)).toContain('linear4bit_bf16_state_dict.safetensors');
+  });
+
+  it('fails a case whose packed bytes were altered', async () => {
+    const gpu = await testGpu();
+    const corrupt = {
+      list: async () => ['randn_64x64.safetensors', 'odd_33x17.safetensors'],
+      read: async (name: string) => {
+        const bytes = await fetchBytes(name);
+        if (name === 'randn_64x64.safetensors') bytes[bytes.length - 1] ^= 0x10; // `packed` is the last tensor
+        return bytes;
+      },
+    };
+    const summary = await checkNf4Folder(corrupt, gpu, { nf4, nf4Matmul }, () => {});
+    expect(summary.ok).toBe(false);
+    expect(summary.failed).toEqual(['randn_64x64.safetensors']);
+  });
+});
