@@ -1,12 +1,14 @@
 /** Every command the runner knows. Each lives in its own module under ./commands. */
 import type { CliCommand } from './io';
 import { bench } from './commands/bench';
+import { dataCheck } from './commands/data-check';
 import { gpuInfo } from './commands/gpu-info';
 import { nf4Check } from './commands/nf4-check';
 import { safetensorsInfo } from './commands/safetensors-info';
 
 export const COMMANDS: Record<string, CliCommand> = {
   bench,
+  'data-check': dataCheck,
   'gpu-info': gpuInfo,
   'nf4-check': nf4Check,
   'safetensors-info': safetensorsInfo,

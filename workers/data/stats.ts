@@ -8,13 +8,15 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
 }
 
-/** Equal-width bins from 0 to the longest length (bin width a whole number of tokens). */
+/** Equal-width bins (a whole number of tokens wide) from the shortest to the longest length. */
 export function histogram(lengths: readonly number[], bins = 20): Histogram {
+  if (lengths.length === 0) return { edges: [0, 1], counts: [0] };
+  const min = lengths.reduce((a, b) => Math.min(a, b), Infinity);
   const max = lengths.reduce((a, b) => Math.max(a, b), 0);
-  const width = Math.max(1, Math.ceil((max + 1) / bins));
-  const n = Math.max(1, Math.ceil((max + 1) / width));
+  const width = Math.max(1, Math.ceil((max - min + 1) / bins));
+  const n = Math.ceil((max - min + 1) / width);
   const counts = new Array<number>(n).fill(0);
-  for (const len of lengths) counts[Math.min(n - 1, Math.floor(len / width))]++;
-  const edges = Array.from({ length: n + 1 }, (_, i) => i * width);
+  for (const len of lengths) counts[Math.floor((len - min) / width)]++;
+  const edges = Array.from({ length: n + 1 }, (_, i) => min + i * width);
   return { edges, counts };
 }

@@ -77,7 +77,7 @@ export interface TokenStats {
 }
 
 export interface Histogram {
-  /** Bin i holds lengths in [edges[i], edges[i+1]); the last bin includes its right edge. */
+  /** Bin i holds lengths in [edges[i], edges[i+1]); edges run from the shortest length past the longest. */
   edges: number[];
   counts: number[];
 }
