@@ -193,7 +193,7 @@ export async function resumeRun(): Promise<void> {
   const run = get().resumable;
   if (!run) return;
   get().setError('train', null);
-  set({ resumable: null });
+  set({ resumable: null, metrics: [], samples: [] });
   try {
     await engine().resumeRun(run.runId);
   } catch (err) {

@@ -10,7 +10,19 @@ import { PRESETS, type Preset } from './load/presets';
 import { archFromConfig } from './load/arch';
 import { collectRows, readRows } from './data/source';
 import { toErrorInfo } from './data/errors';
-import type { Row } from './data/types';
+import { detectColumns } from './data/columns';
+import { prepareDataset } from './data/prepare';
+import { PRESETS as DATA_TEMPLATES } from './data/templates';
+import { hubRows } from './data/hub';
+import { makeBatch } from './data/batch';
+import type { Example, PreparedDataset, PresetName, Row } from './data/types';
+import { Trainer, type TrainEvent, type TrainSettings as TrainerSettings } from './train/trainer';
+import { ShuffledExamples } from './train/batches';
+import { CheckpointStore } from './train/checkpoint-store';
+import { OPTIMIZER_SHADERS } from './train/shader-sources';
+import type { TrainableCausalLM } from './model/types';
+import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
+import { tokenizerFromFiles, tokenizerFromHub, tokenizerFromUrl, type TextTokenizer } from './tokenizer';
 import { ENGINE_READY } from './protocol';
 import type {
   ColumnMapping, DatasetRequest, DatasetResult, DatasetSummary, EngineApi, EngineEvent, EngineInit, ModelSource, PresetSummary,
@@ -68,16 +80,20 @@ function presetSummary(p: Preset): PresetSummary {
   };
 }
 
-/** Every column name, nested objects as dotted paths (`metadata.library`). */
-function columnsOf(rows: Row[]): string[] {
-  const names = new Set<string>();
-  const walk = (value: unknown, prefix: string) => {
-    if (value && typeof value === 'object' && !Array.isArray(value)) {
-      for (const [k, v] of Object.entries(value)) walk(v, prefix ? `${prefix}.${k}` : k);
-    } else if (prefix) names.add(prefix);
-  };
-  for (const row of rows.slice(0, 100)) walk(row, '');
-  return [...names];
+/**
+ * The data template for these columns: the preset's own when the file has its columns,
+ * otherwise any template whose columns are all present (a counseling CSV under the demo preset).
+ */
+function chooseTemplate(columns: string[], preferred: string | null): PresetName | null {
+  const names = Object.keys(DATA_TEMPLATES) as PresetName[];
+  const ordered = preferred && names.includes(preferred as PresetName) ? [preferred as PresetName, ...names.filter((n) => n !== preferred)] : names;
+  return ordered.find((name) => Object.values(DATA_TEMPLATES[name].columns).every((c) => columns.includes(c))) ?? null;
+}
+
+function templateMapping(template: PresetName | null): ColumnMapping | null {
+  if (!template) return null;
+  const { prompt, response } = DATA_TEMPLATES[template].columns;
+  return { kind: 'prompt-response', prompt, response };
 }
 
 /** A first guess at the mapping from common column names; the person can change it. */
@@ -97,17 +113,248 @@ async function readDataset(request: DatasetRequest): Promise<{ file: string; row
     if (!lastDataset) throw new Error('No dataset is loaded yet: drop a file first.');
     return lastDataset;
   }
-  if (request.source.kind === 'hub') throw new NotAvailableError('Loading datasets from the Hugging Face hub');
-  const file = request.source.file;
-  if (file.size === 0) throw new Error(`${file.name} is empty.`);
-  const rows = await collectRows(readRows(file, file.name));
-  if (rows.length === 0) throw new Error(`${file.name} holds no rows.`);
-  lastDataset = { file: file.name, rows, columns: columnsOf(rows) };
+  let file: string;
+  let rows: Row[];
+  if (request.source.kind === 'hub') {
+    file = request.source.id;
+    rows = await collectRows(hubRows(file));
+  } else {
+    const blob = request.source.file;
+    file = blob.name;
+    if (blob.size === 0) throw new Error(`${file} is empty: it holds no rows.`);
+    rows = await collectRows(readRows(blob, file));
+  }
+  if (rows.length === 0) throw new Error(`${file} holds no rows.`);
+  lastDataset = { file, rows, columns: detectColumns(rows) };
   return lastDataset;
 }
 
-function holdOut(rows: number, fraction: number): number {
-  return rows >= 2 ? Math.min(rows - 1, Math.max(1, Math.round(rows * fraction))) : 0;
+/** Tokenizers by model, loaded once: the demo's is served by the studio itself. */
+const tokenizers = new Map<string, Promise<TextTokenizer>>();
+
+function tokenizerFor(model: ModelSource): Promise<TextTokenizer> {
+  const key = model.kind === 'preset' ? `preset:${model.name}` : model.kind === 'hub' ? `hub:${model.id}` : `local:${model.files.map((f) => f.name).join(',')}`;
+  let loading = tokenizers.get(key);
+  if (!loading) {
+    loading = loadTokenizer(model);
+    tokenizers.set(key, loading);
+    loading.catch(() => tokenizers.delete(key));
+  }
+  return loading;
+}
+
+async function loadTokenizer(model: ModelSource): Promise<TextTokenizer> {
+  if (model.kind === 'preset') {
+    const location = PRESETS[model.name]?.tokenizer;
+    if (!location) throw new Error(`unknown preset "${model.name}"`);
+    return location.kind === 'url' ? tokenizerFromUrl(new URL(location.baseUrl, self.location.origin).href) : tokenizerFromHub(location.repo, { revision: location.revision });
+  }
+  if (model.kind === 'hub') return tokenizerFromHub(model.id, { revision: model.revision });
+  const byName = (name: string) => model.files.find((f) => f.name === name || f.webkitRelativePath.endsWith(`/${name}`));
+  const json = byName('tokenizer.json');
+  if (!json) throw new Error('The model folder has no tokenizer.json: add it to the folder and choose the folder again.');
+  const config = byName('tokenizer_config.json');
+  return tokenizerFromFiles(await json.text(), config ? await config.text() : null);
+}
+
+/** The dataset the next run trains on, as prepared for the page's last request. */
+interface Prepared {
+  data: PreparedDataset;
+  file: string;
+  tokenizer: TextTokenizer;
+  request: DatasetRequest;
+  template: PresetName | null;
+  mapping: ColumnMapping | null;
+}
+let prepared: Prepared | null = null;
+
+
+// ---------------------------------------------------------------------------------------
+// Runs: the model being trained, its trainer, and what a reload needs to continue it.
+
+/** What a run needs besides its checkpoint: kept in IndexedDB so a reload can resume it. */
+interface RunRecord {
+  runId: string;
+  /** Preset or hub model (dropped files cannot be re-read after a reload). */
+  model: Extract<ModelSource, { kind: 'preset' | 'hub' }>;
+  modelLabel: string;
+  dataset: string;
+  settings: TrainSettings;
+  totalSteps: number;
+  train: Example[];
+  validation: Example[];
+  samplePrompts: number[][];
+  state: 'active' | 'finished';
+  step: number;
+  savedAt: number;
+}
+
+interface RunsDb extends DBSchema {
+  runs: { key: string; value: RunRecord };
+}
+
+let runsDb: Promise<IDBPDatabase<RunsDb>> | null = null;
+function runs(): Promise<IDBPDatabase<RunsDb>> {
+  runsDb ??= openDB<RunsDb>('qlora-studio-runs', 1, { upgrade: (db) => void db.createObjectStore('runs', { keyPath: 'runId' }) });
+  return runsDb;
+}
+
+let checkpointStore: Promise<CheckpointStore> | null = null;
+function checkpoints(): Promise<CheckpointStore> {
+  checkpointStore ??= CheckpointStore.open();
+  return checkpointStore;
+}
+
+/** A model ready to train: the causal LM with its LoRA tensors, and how to export them. */
+interface LoadedLm {
+  key: string;
+  model: TrainableCausalLM;
+  baseModel: string;
+  tokenizer: TextTokenizer;
+}
+
+let current: { lm: LoadedLm; trainer: Trainer | null; run: RunRecord | null; running: Promise<void> | null } | null = null;
+
+function modelKey(source: ModelSource, s: TrainSettings): string {
+  const id = source.kind === 'preset' ? `preset:${source.name}` : source.kind === 'hub' ? `hub:${source.id}` : `local:${source.files.map((f) => f.name).join(',')}`;
+  return `${id}|r${s.rank}|a${s.alpha}|d${s.dropout}|${[...s.targetModules].sort().join(',')}|seed${s.seed}`;
+}
+
+/** Loads (or reuses) the base model with fresh LoRA adapters for these settings. */
+async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm> {
+  const key = modelKey(source, s);
+  if (current && current.lm.key === key) return current.lm;
+  if (current) {
+    current.trainer?.dispose();
+    current.lm.model.dispose();
+    current = null;
+  }
+  void source;
+  throw new NotAvailableError('Building the model for training');
+}
+
+function requireGpu(): Gpu {
+  if (!gpu) throw new Error('The GPU is not available: reload the page (a lost device comes back after a reload).');
+  return gpu;
+}
+
+/** The prompt part (labels -100) of up to two validation examples: what samples continue. */
+function samplePromptsOf(examples: Example[]): number[][] {
+  const prompts: number[][] = [];
+  for (const e of examples) {
+    const firstLearned = e.labels.findIndex((l) => l !== -100);
+    if (firstLearned > 0) prompts.push(Array.from(e.inputIds.subarray(0, firstLearned)));
+    if (prompts.length === 2) break;
+  }
+  return prompts;
+}
+
+function trainerSettings(s: TrainSettings): Partial<TrainerSettings> {
+  return {
+    lr: s.learningRate,
+    schedule: { name: s.schedule, warmupRatio: s.warmupRatio, warmupSteps: s.warmupSteps > 0 ? s.warmupSteps : undefined },
+    gradAccum: s.gradAccum,
+    epochs: s.epochs,
+    maxSteps: s.maxSteps > 0 ? s.maxSteps : undefined,
+    seed: s.seed,
+    evalEvery: s.evalEvery,
+    sampleEvery: s.sampleEvery,
+    checkpointEvery: s.checkpointEvery,
+  };
+}
+
+/** Trainer events → page events (steps count from 1: "steps done"). */
+function relay(run: RunRecord, tokenizer: TextTokenizer, g: Gpu): (e: TrainEvent) => void {
+  return (e) => {
+    switch (e.type) {
+      case 'step':
+        emit({ type: 'metrics', step: e.step + 1, values: { loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens_per_s: e.tokensPerS, epoch: e.epoch } });
+        emit({ type: 'train-state', state: 'running', step: e.step + 1, totalSteps: e.totalSteps });
+        emit({ type: 'memory', stats: g.pool.stats() });
+        break;
+      case 'eval':
+        emit({ type: 'metrics', step: e.step, values: { val_loss: e.loss } });
+        break;
+      case 'sample':
+        emit({ type: 'sample', step: e.step, prompt: tokenizer.decode(e.prompt), text: e.text ?? tokenizer.decode(e.tokens) });
+        break;
+      case 'checkpoint':
+        void runs().then((db) => db.put('runs', { ...run, step: e.step, savedAt: Date.now() }));
+        emit({ type: 'log', level: 'info', message: `checkpoint saved at step ${e.step} (${e.reason})` });
+        break;
+      case 'status': {
+        const state = e.status === 'error' || e.status === 'device-lost' ? 'failed' : e.status;
+        emit({ type: 'train-state', state, step: e.step, totalSteps: run.totalSteps, message: e.message });
+        if (e.status === 'error') emit({ type: 'error', where: 'train', message: e.message ?? 'training failed', hint: 'Lower the learning rate or the sequence length and train again.' });
+        if (e.status === 'device-lost') emit({ type: 'error', where: 'train', message: e.message ?? 'the GPU was lost', hint: 'Reload the page and resume from the last checkpoint.' });
+        break;
+      }
+    }
+  };
+}
+
+/** Builds the trainer for a run on the loaded model, restores its checkpoint if any, and runs it in the background. */
+async function startRun(run: RunRecord, lm: LoadedLm, resume: boolean): Promise<void> {
+  const g = requireGpu();
+  const store = await checkpoints();
+  const padId = lm.tokenizer.padTokenId;
+  const trainer = new Trainer(
+    {
+      gpu: g,
+      model: lm.model,
+      shaders: OPTIMIZER_SHADERS,
+      train: new ShuffledExamples({ examples: run.train, microBatchSize: run.settings.batchSize, seed: run.settings.seed, shuffle: true, collate: (ex) => makeBatch(ex, padId) }),
+      validation: chunk(run.validation, run.settings.batchSize).map((ex) => makeBatch(ex, padId)),
+      samplePrompts: run.samplePrompts,
+      eosTokenIds: [lm.tokenizer.eosTokenId],
+      decode: (ids) => lm.tokenizer.decode(ids),
+      checkpoints: store.sink(run.runId),
+      onEvent: relay(run, lm.tokenizer, g),
+    },
+    trainerSettings(run.settings),
+  );
+  run.totalSteps = trainer.totalSteps;
+  if (resume) {
+    const loaded = await store.loadLatest(run.runId);
+    if (!loaded) throw new Error('This run has no checkpoint left to resume from; start a new run.');
+    for (const w of loaded.warnings) emit({ type: 'log', level: 'warn', message: w });
+    trainer.restore(loaded.snapshot);
+    // Redraw the curve up to the checkpoint.
+    const byStep = new Map<number, Record<string, number>>();
+    for (const h of loaded.snapshot.history) byStep.set(h.step + 1, { loss: h.loss, lr: h.lr, grad_norm: h.gradNorm, epoch: h.epoch });
+    for (const ev of loaded.snapshot.evals) byStep.set(ev.step, { ...byStep.get(ev.step), val_loss: ev.loss });
+    for (const [step, values] of [...byStep].sort((a, b) => a[0] - b[0])) emit({ type: 'metrics', step, values });
+  }
+  await (await runs()).put('runs', run);
+  if (current) current.trainer?.dispose();
+  current = { lm, trainer, run, running: null };
+  emit({ type: 'train-state', state: 'running', step: trainer.step, totalSteps: trainer.totalSteps });
+  const running = trainer.run().then(async (result) => {
+    if (result.status === 'done') await (await runs()).put('runs', { ...run, state: 'finished', step: result.step, savedAt: Date.now() });
+  });
+  current.running = running.catch((err) => {
+    emit({ type: 'error', where: 'train', message: (err as Error).message });
+  });
+}
+
+function chunk<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** Re-tokenizes the loaded dataset when the run's length, split or seed differ from the preview's. */
+async function preparedFor(s: TrainSettings, source: ModelSource): Promise<Prepared> {
+  if (!prepared) throw new Error('Load a dataset first (step 2).');
+  const r = prepared.request;
+  if (r.seqLength === s.seqLength && r.validationFraction === s.validationFraction && r.seed === s.seed) return prepared;
+  const result = await api.loadDataset({ ...r, mapping: prepared.mapping, template: prepared.template, seqLength: s.seqLength, validationFraction: s.validationFraction, seed: s.seed, model: source });
+  if (!result.ok) throw new Error(`${result.error.file}: ${result.error.message}`);
+  return prepared;
+}
+
+function isActive(): boolean {
+  return !!current?.trainer && !!current.running && !current.trainer.done && current.run?.state === 'active';
 }
 
 const api: EngineApi = {
@@ -165,19 +412,34 @@ const api: EngineApi = {
     const name = request.source?.kind === 'file' ? request.source.file.name : request.source?.kind === 'hub' ? request.source.id : (lastDataset?.file ?? 'dataset');
     try {
       const { file, rows, columns } = await readDataset(request);
-      const mapping = request.mapping ?? guessMapping(columns);
-      const validation = holdOut(rows.length, request.validationFraction);
+      const template = request.mapping ? null : chooseTemplate(columns, request.template ?? null);
+      const mapping = request.mapping ?? (template ? null : guessMapping(columns));
+      if (!template && !mapping) {
+        return { ok: false, error: { file, line: null, column: null, message: `choose which columns to learn from; the columns are: ${columns.join(', ')}` } };
+      }
+      const tokenizer = await tokenizerFor(request.model);
+      const data = await prepareDataset(rows, {
+        preset: template ?? undefined,
+        mapping: mapping ?? undefined,
+        tokenizer,
+        maxLength: request.seqLength,
+        validationFraction: request.validationFraction,
+        seed: request.seed,
+        file,
+      });
+      prepared = { data, file, tokenizer, request: { ...request, source: null }, template, mapping };
+      const { stats } = data;
       const summary: DatasetSummary = {
         file,
-        rows: rows.length,
+        rows: stats.rows,
         columns,
-        mapping,
-        template: request.mapping ? null : (request.template ?? null),
-        train: rows.length - validation,
-        validation,
-        tokens: null,
-        preview: null,
-        warnings: ['Tokenization and the loss-masked preview arrive with the data pipeline.'],
+        mapping: mapping ?? templateMapping(template),
+        template,
+        train: stats.train,
+        validation: stats.validation,
+        tokens: stats.tokens,
+        preview: stats.preview ? { masked: stats.preview.masked, learned: stats.preview.learned } : null,
+        warnings: stats.warnings,
       };
       return { ok: true, summary };
     } catch (err) {
@@ -185,26 +447,82 @@ const api: EngineApi = {
     }
   },
 
-  async train() {
-    throw new NotAvailableError('Training');
+  async train(source, settings) {
+    if (isActive()) throw new Error('A run is already in progress: stop it first.');
+    if (source.kind === 'local') emit({ type: 'log', level: 'warn', message: 'A run on dropped model files cannot be resumed after a reload.' });
+    emit({ type: 'train-state', state: 'loading', step: 0, totalSteps: 0 });
+    try {
+      const data = await preparedFor(settings, source);
+      if (data.data.train.length === 0) throw new Error('The training split is empty: the dataset needs more rows.');
+      const lm = await causalLm(source, settings);
+      const run: RunRecord = {
+        runId: `run-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`,
+        model: source.kind === 'local' ? { kind: 'hub', id: lm.baseModel } : source,
+        modelLabel: lm.baseModel,
+        dataset: data.file,
+        settings,
+        totalSteps: 0,
+        train: data.data.train,
+        validation: data.data.validation,
+        samplePrompts: samplePromptsOf(data.data.validation.length ? data.data.validation : data.data.train),
+        state: 'active',
+        step: 0,
+        savedAt: Date.now(),
+      };
+      // An earlier unfinished run is replaced by this one.
+      const db = await runs();
+      for (const old of await db.getAll('runs')) {
+        if (old.state === 'active') await db.put('runs', { ...old, state: 'finished' });
+      }
+      await startRun(run, lm, false);
+    } catch (err) {
+      emit({ type: 'train-state', state: 'failed', step: 0, totalSteps: 0, message: (err as Error).message });
+      throw err;
+    }
   },
   async pause() {
-    throw new NotAvailableError('Training');
+    if (!current?.trainer) throw new Error('Nothing is training.');
+    emit({ type: 'train-state', state: 'pausing', step: current.trainer.step, totalSteps: current.trainer.totalSteps });
+    current.trainer.pause();
   },
   async resume() {
-    throw new NotAvailableError('Training');
+    if (!current?.trainer) throw new Error('Nothing is paused.');
+    current.trainer.resume();
   },
   async stop() {
-    throw new NotAvailableError('Training');
+    if (!current?.trainer) throw new Error('Nothing is training.');
+    emit({ type: 'train-state', state: 'stopping', step: current.trainer.step, totalSteps: current.trainer.totalSteps });
+    current.trainer.stop();
+    await current.running;
   },
   async resumable() {
-    return null;
+    if (isActive()) return null;
+    const db = await runs();
+    const active = (await db.getAll('runs')).filter((r) => r.state === 'active').sort((a, b) => b.savedAt - a.savedAt)[0];
+    if (!active) return null;
+    const saved = await (await checkpoints()).list(active.runId);
+    if (!saved.length) return null;
+    const latest = saved[0];
+    return { runId: active.runId, step: latest.step, totalSteps: active.totalSteps, savedAt: latest.createdAt, model: active.modelLabel, dataset: active.dataset };
   },
-  async resumeRun() {
-    throw new NotAvailableError('Resuming a run');
+  async resumeRun(runId) {
+    if (isActive()) throw new Error('A run is already in progress.');
+    const run = await (await runs()).get('runs', runId);
+    if (!run) throw new Error('That run is no longer stored in this browser.');
+    emit({ type: 'train-state', state: 'loading', step: run.step, totalSteps: run.totalSteps });
+    try {
+      const lm = await causalLm(run.model, run.settings);
+      await startRun(run, lm, true);
+    } catch (err) {
+      emit({ type: 'train-state', state: 'failed', step: run.step, totalSteps: run.totalSteps, message: (err as Error).message });
+      throw err;
+    }
   },
-  async discardRun() {
-    throw new NotAvailableError('Resuming a run');
+  async discardRun(runId) {
+    const db = await runs();
+    const run = await db.get('runs', runId);
+    if (run) await db.put('runs', { ...run, state: 'finished' });
+    await (await checkpoints()).deleteRun(runId);
   },
   async generate() {
     throw new NotAvailableError('Generation');
