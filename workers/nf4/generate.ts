@@ -1,0 +1,152 @@
+/**
+ * Writes quantisation cases and Linear4bit state dicts in the bnb-nf4 fixture format, from
+ * our own CPU reference, for shapes and seeds the bitsandbytes fixtures do not cover. Such a
+ * folder proves only that the GPU kernels and the state-dict code agree with the CPU
+ * reference (which the bitsandbytes fixtures pin down), not agreement with bitsandbytes itself.
+ */
+import { writeSafetensors, type DType, type TensorToWrite } from '../formats/safetensors';
+import { f32ArrayToBf16, f32ArrayToF16, bf16ArrayToF32, f16ArrayToF32 } from '../formats/float16';
+import { castToDtype, dequantizeNF4, meanOffset, numel, quantizeNF4, restoreAbsmax, nf4Codes, type Nf4Dtype } from './reference';
+import { linear4bitTensors, type Linear4bitState } from './state-dict';
+
+/** mulberry32 + Box–Muller: seeded normal samples. */
+function normals(n: number, seed: number): Float32Array {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(Math.max(next(), 1e-12))) * Math.cos(2 * Math.PI * next());
+  return out;
+}
+
+const ST_DTYPE: Record<Nf4Dtype, DType> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' };
+
+/** Rounds f32 values to the dtype and back, so the case's input is exactly representable. */
+function inDtype(values: Float32Array, dtype: Nf4Dtype): { f32: Float32Array; stored: ArrayBufferView } {
+  if (dtype === 'bfloat16') {
+    const bits = f32ArrayToBf16(values);
+    return { f32: bf16ArrayToF32(bits), stored: bits };
+  }
+  if (dtype === 'float16') {
+    const bits = f32ArrayToF16(values);
+    return { f32: f16ArrayToF32(bits), stored: bits };
+  }
+  return { f32: values, stored: values };
+}
+
+export interface GeneratedCase {
+  name: string;
+  shape: number[];
+  dtype: Nf4Dtype;
+  seed: number;
+  /** Row scales are drawn from 10^[-spread, spread]; every 7th block is zeroed when `zeroBlocks`. */
+  spread: number;
+  zeroBlocks: boolean;
+}
+
+/** A case file: input, packed, codes, absmax, dequant and the dq.* tensors. */
+export function caseFile(c: GeneratedCase): Uint8Array {
+  const n = numel(c.shape);
+  const raw = normals(n, c.seed);
+  const cols = c.shape[c.shape.length - 1];
+  const rowScale = normals(Math.ceil(n / cols), c.seed ^ 0x5bd1e995);
+  for (let i = 0; i < n; i++) {
+    raw[i] *= 10 ** (c.spread * Math.tanh(rowScale[Math.floor(i / cols)]));
+    if (c.zeroBlocks && Math.floor(i / 64) % 7 === 3) raw[i] = 0;
+  }
+  const { f32: input, stored } = inDtype(raw, c.dtype);
+  const { codes } = nf4Codes(input);
+  const plain = quantizeNF4(input, c.shape, { doubleQuant: false });
+  const absmax = plain.absmax!;
+  const dq = quantizeNF4(input, c.shape, { doubleQuant: true });
+  const nested = dq.nested!;
+  const offset = meanOffset(absmax);
+  const t = (name: string, dtype: DType, shape: number[], data: ArrayBufferView): TensorToWrite => ({ name, dtype, shape, data });
+  const dt = ST_DTYPE[c.dtype];
+  return writeSafetensors(
+    [
+      t('input', dt, c.shape, stored),
+      t('packed', 'U8', [(n + 1) >> 1, 1], plain.packed),
+      t('codes', 'U8', [n], codes),
+      t('absmax', 'F32', [absmax.length], absmax),
+      t('dequant', dt, c.shape, castToDtype(dequantizeNF4(plain), c.dtype)),
+      t('dq.offset', 'F32', [1], new Float32Array([offset])),
+      t('dq.absmax_minus_offset', 'F32', [absmax.length], Float32Array.from(absmax, (a) => Math.fround(a - offset))),
+      t('dq.qabsmax', 'U8', [absmax.length], nested.qabsmax),
+      t('dq.nested_absmax', 'F32', [nested.nestedAbsmax.length], nested.nestedAbsmax),
+      t('dq.absmax_dequant', 'F32', [absmax.length], restoreAbsmax(nested)),
+      t('dq.dequant', dt, c.shape, castToDtype(dequantizeNF4(dq), c.dtype)),
+    ],
+    { case: c.name, description: 'generated from the CPU reference (not bitsandbytes output)', seed: String(c.seed), shape: JSON.stringify(c.shape) },
+  );
+}
+
+export interface GeneratedLayer {
+  name: string;
+  prefix: string;
+  inFeatures: number;
+  outFeatures: number;
+  dtype: Nf4Dtype;
+  doubleQuant: boolean;
+  seed: number;
+}
+
+/** A Linear4bit state dict and its `.expected` companion (input_weight, input_bias, dequant_weight, x, y). */
+export function layerFiles(l: GeneratedLayer): { stateDict: Uint8Array; expected: Uint8Array } {
+  const shape = [l.outFeatures, l.inFeatures];
+  const scale = (v: Float32Array, s: number) => v.map((x) => x * s);
+  const w = inDtype(scale(normals(l.outFeatures * l.inFeatures, l.seed), 0.02), l.dtype);
+  const b = inDtype(scale(normals(l.outFeatures, l.seed + 1), 0.1), l.dtype);
+  const M = 3;
+  const x = inDtype(normals(M * l.inFeatures, l.seed + 2), l.dtype);
+  const quant = quantizeNF4(w.f32, shape, { doubleQuant: l.doubleQuant });
+  const dequant = dequantizeNF4(quant);
+  // y as the layer computes it in its dtype: from the dtype-rounded dequantised weight.
+  const wq = inDtype(dequant, l.dtype).f32;
+  const y = new Float32Array(M * l.outFeatures);
+  for (let m = 0; m < M; m++) {
+    for (let j = 0; j < l.outFeatures; j++) {
+      let acc = b.f32[j];
+      for (let k = 0; k < l.inFeatures; k++) acc += x.f32[m * l.inFeatures + k] * wq[j * l.inFeatures + k];
+      y[m * l.outFeatures + j] = acc;
+    }
+  }
+  const dt = ST_DTYPE[l.dtype];
+  const bytesOf = (v: ArrayBufferView) => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  const state: Linear4bitState = { prefix: l.prefix, dtype: l.dtype, quant, bias: { dtype: dt, shape: [l.outFeatures], bytes: bytesOf(b.stored) } };
+  const stateDict = writeSafetensors(linear4bitTensors(state), { format: 'pt' });
+  const expected = writeSafetensors(
+    [
+      { name: 'input_weight', dtype: dt, shape, data: w.stored },
+      { name: 'input_bias', dtype: dt, shape: [l.outFeatures], data: b.stored },
+      { name: 'dequant_weight', dtype: dt, shape, data: castToDtype(dequant, l.dtype) },
+      { name: 'x', dtype: dt, shape: [M, l.inFeatures], data: x.stored },
+      { name: 'y', dtype: dt, shape: [M, l.outFeatures], data: castToDtype(y, l.dtype) },
+    ],
+    { prefix: l.prefix, note: 'generated from the CPU reference (not bitsandbytes output)' },
+  );
+  return { stateDict, expected };
+}
+
+/** The default generated set: shapes and dtypes beyond the fixtures (odd sizes, >2 nested blocks, 16-bit). */
+export function defaultGeneratedSet(seed: number): { cases: GeneratedCase[]; layers: GeneratedLayer[] } {
+  return {
+    cases: [
+      { name: 'gen_randn_7x300', shape: [7, 300], dtype: 'float32', seed, spread: 0, zeroBlocks: false },
+      { name: 'gen_wide_3x1001', shape: [3, 1001], dtype: 'float32', seed: seed + 1, spread: 1, zeroBlocks: true },
+      { name: 'gen_many_blocks_40x1700', shape: [40, 1700], dtype: 'float32', seed: seed + 2, spread: 0.5, zeroBlocks: false },
+      { name: 'gen_bf16_19x129', shape: [19, 129], dtype: 'bfloat16', seed: seed + 3, spread: 2, zeroBlocks: true },
+      { name: 'gen_fp16_5x77', shape: [5, 77], dtype: 'float16', seed: seed + 4, spread: 0.3, zeroBlocks: false },
+      { name: 'gen_vector_1000', shape: [1000], dtype: 'float32', seed: seed + 5, spread: 0, zeroBlocks: false },
+    ],
+    layers: [
+      { name: 'gen_linear4bit_f32', prefix: 'model.layers.3.self_attn.q_proj.', inFeatures: 130, outFeatures: 37, dtype: 'float32', doubleQuant: true, seed: seed + 10 },
+      { name: 'gen_linear4bit_f16_nodq', prefix: 'transformer.h.1.mlp.fc1.', inFeatures: 72, outFeatures: 50, dtype: 'float16', doubleQuant: false, seed: seed + 11 },
+    ],
+  };
+}
