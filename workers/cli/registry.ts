@@ -3,12 +3,14 @@ import type { CliCommand } from './io';
 import { bench } from './commands/bench';
 import { dataCheck } from './commands/data-check';
 import { gpuInfo } from './commands/gpu-info';
+import { goldenCheck } from './commands/golden-check';
 import { nf4Check } from './commands/nf4-check';
 import { safetensorsInfo } from './commands/safetensors-info';
 
 export const COMMANDS: Record<string, CliCommand> = {
   bench,
   'data-check': dataCheck,
+  'golden-check': goldenCheck,
   'gpu-info': gpuInfo,
   'nf4-check': nf4Check,
   'safetensors-info': safetensorsInfo,

@@ -30,6 +30,8 @@ export interface LoraSettings {
   dropout: number;
   /** Module names PEFT matches as suffixes of the module path (e.g. `q_proj`, `query_key_value`). */
   targetModules: string[];
+  /** PEFT's string form: targetModules[0] is one regular expression matched against the whole module path. */
+  targetRegex?: boolean;
   /** rsLoRA: scale = alpha / sqrt(r) instead of alpha / r. */
   useRslora?: boolean;
 }

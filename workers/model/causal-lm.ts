@@ -1,0 +1,660 @@
+/**
+ * The causal language model on the GPU (phi and falcon-7b style: one input LayerNorm feeding
+ * attention and MLP in parallel, both added to the residual). Forward, loss, backward into the
+ * LoRA adapters only, optional per-layer gradient checkpointing, and KV-cache decoding.
+ */
+import type { Gpu } from '../gpu/runtime';
+import type { GpuBuffer } from '../gpu/pool';
+import { matmul } from '../kernels/matmul';
+import { loraBackward, loraForward, loraScale, type LoraDropout } from '../kernels/lora';
+import { embedding } from '../kernels/embedding';
+import { layerNormBackward, layerNormForward } from '../kernels/layernorm';
+import { rotary, rotaryTables } from '../kernels/rotary';
+import { attentionBackward, attentionForward, type HeadLayout } from '../kernels/attention';
+import { geluBackward, geluForward } from '../kernels/activation';
+import { crossEntropy, shiftLabels } from '../kernels/cross-entropy';
+import { copyRows } from '../kernels/elementwise';
+import { dequantizeGpu, quantizeToGpu } from '../nf4/gpu';
+import type { ModelConfig } from './config';
+import { architectureNames, type ArchitectureNames, type LinearRole, type LinearSpec } from './architecture';
+import { F32Linear, Nf4Linear, type FrozenLinear } from './frozen-linear';
+import { createLoraModules, exportPeftAdapter, seededRandom, type LoraInit, type LoraModule, type PeftExport } from './lora-adapter';
+import type { ModelShaders } from './shaders';
+import { sampleToken } from './sampling';
+import type {
+  Batch,
+  ForwardBackwardOptions,
+  GenerateOptions,
+  GenerateResult,
+  LoraSettings,
+  LoraTensor,
+  LossResult,
+  TrainableCausalLM,
+} from './types';
+import type { WeightSource } from './weights';
+
+export type WeightMode = 'exact' | 'nf4';
+
+export interface LoadOptions {
+  /** exact: f32 base weights; nf4: base linear layers NF4 (double quant), the rest f32. */
+  mode: WeightMode;
+  lora?: { settings: LoraSettings; init: LoraInit } | null;
+  /** Recompute each layer's forward during backward instead of keeping its activations. */
+  checkpointing?: boolean;
+  /** Rotary table length (default: the config's max_position_embeddings). */
+  maxPositions?: number;
+  /** Logits rows per lm_head/cross-entropy chunk (default: as many as fit in 32 MiB). */
+  headChunkRows?: number;
+}
+
+interface LinearEntry {
+  spec: LinearSpec;
+  base: FrozenLinear;
+  lora: LoraModule | null;
+}
+
+interface LayerWeights {
+  normWeight: GpuBuffer;
+  normBias: GpuBuffer;
+  linears: Map<LinearRole, LinearEntry>;
+}
+
+/** What one layer's forward keeps for its backward. */
+interface Saved {
+  h: GpuBuffer;
+  stats: GpuBuffer;
+  /** phi: q, k, v; falcon: qkv (post-rotary). */
+  proj: Map<string, GpuBuffer>;
+  o: GpuBuffer;
+  attnStats: GpuBuffer;
+  fc1: GpuBuffer;
+  loraH: Map<LinearRole, GpuBuffer>;
+}
+
+interface RunContext {
+  batch: number;
+  seq: number;
+  rows: number;
+  mask: GpuBuffer | null;
+  noLora: boolean;
+  dropout: { seed: number; step: number } | null;
+}
+
+export interface ForwardResult extends LossResult {
+  /** [batch, seq, vocab] logits (every position). */
+  logits: Float32Array;
+  /** [batch, seq, hidden] hidden states entering layer 0. */
+  embeddingOutput: Float32Array;
+}
+
+export interface BackwardCapture {
+  /** Read back d(gradScale · lossSum)/d(embedding output), [batch, seq, hidden]. */
+  embeddingGrad?: boolean;
+}
+
+export class ModelInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelInputError';
+  }
+}
+
+export class CausalLM implements TrainableCausalLM {
+  readonly lora: LoraTensor[];
+  checkpointing: boolean;
+  private readonly headChunkRows: number;
+
+  private constructor(
+    private readonly gpu: Gpu,
+    private readonly shaders: ModelShaders,
+    readonly config: ModelConfig,
+    readonly names: ArchitectureNames,
+    readonly mode: WeightMode,
+    private readonly embed: GpuBuffer,
+    private readonly layers: LayerWeights[],
+    private readonly finalNorm: { weight: GpuBuffer; bias: GpuBuffer },
+    private readonly lmHead: { weight: GpuBuffer; bias: GpuBuffer | null; owned: boolean },
+    private readonly rope: { cos: GpuBuffer; sin: GpuBuffer; positions: number },
+    readonly loraModules: LoraModule[],
+    readonly loraSettings: LoraSettings | null,
+    options: LoadOptions,
+  ) {
+    this.lora = loraModules.flatMap((m) => [m.a, m.b]);
+    this.checkpointing = options.checkpointing ?? false;
+    this.headChunkRows = options.headChunkRows ?? Math.max(1, Math.floor((32 * 1024 * 1024) / (4 * config.vocabSize)));
+  }
+
+  /** Builds the model on the GPU from HF-named weights. */
+  static async load(gpu: Gpu, shaders: ModelShaders, config: ModelConfig, weights: WeightSource, options: LoadOptions): Promise<CausalLM> {
+    const names = architectureNames(config);
+    const owned: GpuBuffer[] = [];
+    const read = async (name: string, shape: number[]): Promise<Float32Array> => {
+      const info = weights.info(name);
+      if (!info) throw new ModelInputError(`${weights.label}: tensor "${name}" is missing`);
+      if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+        throw new ModelInputError(`${weights.label}: tensor "${name}" has shape [${info.shape.join(', ')}], expected [${shape.join(', ')}]`);
+      }
+      return weights.readF32(name);
+    };
+    const upload = async (name: string, shape: number[]): Promise<GpuBuffer> => {
+      const b = gpu.upload(await read(name, shape), 'weights', name);
+      owned.push(b);
+      return b;
+    };
+    const c = config;
+    const embed = await upload(names.embedding, [c.vocabSize, c.hidden]);
+    const layers: LayerWeights[] = [];
+    for (const spec of names.layers) {
+      const linears = new Map<LinearRole, LinearEntry>();
+      for (const ls of spec.linears) {
+        const w = await read(`${ls.path}.weight`, [ls.outFeatures, ls.inFeatures]);
+        const bias = ls.bias ? await upload(`${ls.path}.bias`, [ls.outFeatures]) : null;
+        let base: FrozenLinear;
+        if (options.mode === 'nf4') {
+          const q = await quantizeToGpu(gpu, shaders, w, [ls.outFeatures, ls.inFeatures], { label: ls.path });
+          base = new Nf4Linear(gpu, shaders, q, bias, ls.outFeatures, ls.inFeatures);
+        } else {
+          base = new F32Linear(gpu, shaders, gpu.upload(w, 'weights', `${ls.path}.weight`), bias, ls.outFeatures, ls.inFeatures);
+        }
+        linears.set(ls.role, { spec: ls, base, lora: null });
+      }
+      layers.push({ normWeight: await upload(`${spec.norm}.weight`, [c.hidden]), normBias: await upload(`${spec.norm}.bias`, [c.hidden]), linears });
+    }
+    const finalNorm = { weight: await upload(`${names.finalNorm}.weight`, [c.hidden]), bias: await upload(`${names.finalNorm}.bias`, [c.hidden]) };
+    const lmHead = c.tiedLmHead
+      ? { weight: embed, bias: null, owned: false }
+      : { weight: await upload(names.lmHeadWeight, [c.vocabSize, c.hidden]), bias: null as GpuBuffer | null, owned: true };
+    if (names.lmHeadBias) lmHead.bias = await upload(names.lmHeadBias, [c.vocabSize]);
+    const positions = options.maxPositions ?? c.maxPositions;
+    const tables = rotaryTables(c.rotaryDim, c.ropeTheta, positions);
+    const rope = { cos: gpu.upload(tables.cos, 'weights', 'rotary.cos'), sin: gpu.upload(tables.sin, 'weights', 'rotary.sin'), positions };
+    let loraModules: LoraModule[] = [];
+    if (options.lora) {
+      loraModules = createLoraModules(gpu, names, options.lora.settings, options.lora.init);
+      for (const m of loraModules) {
+        const layer = layers[names.layers.findIndex((l) => l.linears.includes(m.spec))];
+        layer.linears.get(m.spec.role)!.lora = m;
+      }
+    }
+    await gpu.done();
+    return new CausalLM(gpu, shaders, c, names, options.mode, embed, layers, finalNorm, lmHead, rope, loraModules, options.lora?.settings ?? null, options);
+  }
+
+  // ---------------------------------------------------------------- building blocks
+
+  private get loraScaleValue(): number {
+    const s = this.loraSettings;
+    return s ? loraScale(s.alpha, s.r, s.useRslora) : 0;
+  }
+
+  private dropoutOf(m: LoraModule, ctx: RunContext): LoraDropout | null {
+    const p = this.loraSettings?.dropout ?? 0;
+    if (p <= 0 || !ctx.dropout) return null;
+    return { p, seed: ctx.dropout.seed, step: ctx.dropout.step, layer: m.index };
+  }
+
+  private loraDims(m: LoraModule, M: number, ctx: RunContext) {
+    return { M, inF: m.spec.inFeatures, outF: m.spec.outFeatures, r: m.a.shape[0], scale: this.loraScaleValue, dropout: this.dropoutOf(m, ctx) };
+  }
+
+  /** y (+)= base(x) + LoRA(x); keeps dropout(x)·Aᵀ in `keepH` when given. */
+  private linearForward(e: LinearEntry, x: GpuBuffer, y: GpuBuffer, M: number, accumulate: boolean, ctx: RunContext, keepH?: Map<LinearRole, GpuBuffer>): void {
+    e.base.forward(x, y, M, accumulate);
+    if (!e.lora || ctx.noLora) return;
+    const m = e.lora;
+    const h = keepH ? this.gpu.alloc(M * m.a.shape[0] * 4, 'activations', `${m.spec.path}.lora_h`) : undefined;
+    if (h) keepH!.set(e.spec.role, h);
+    loraForward(this.gpu, this.shaders, { x, a: m.a.weight, b: m.b.weight, y, h, ...this.loraDims(m, M, ctx) });
+  }
+
+  /** dx (+)= dy·W + LoRA input gradient; adds the LoRA weight gradients. */
+  private linearBackward(e: LinearEntry, x: GpuBuffer, dy: GpuBuffer, dx: GpuBuffer, M: number, accumulate: boolean, ctx: RunContext, saved: Saved): void {
+    e.base.backwardData(dy, dx, M, accumulate);
+    if (!e.lora || ctx.noLora) return;
+    const m = e.lora;
+    loraBackward(this.gpu, this.shaders, { x, a: m.a.weight, b: m.b.weight, dy, dA: m.a.grad, dB: m.b.grad, dx, h: saved.loraH.get(e.spec.role), ...this.loraDims(m, M, ctx) });
+  }
+
+  private entry(layer: LayerWeights, role: LinearRole): LinearEntry {
+    return layer.linears.get(role)!;
+  }
+
+  /** Head layouts of q, k, v inside the projection buffers. */
+  private qkvLayouts(proj: Map<string, GpuBuffer>): { q: HeadLayout; k: HeadLayout; v: HeadLayout } {
+    const { heads: H, kvHeads: KVH, headDim: D } = this.config;
+    if (this.config.arch === 'falcon') {
+      const buf = proj.get('qkv')!;
+      const stride = (H + 2 * KVH) * D;
+      return { q: { buf, stride, off: 0 }, k: { buf, stride, off: H * D }, v: { buf, stride, off: (H + KVH) * D } };
+    }
+    return { q: { buf: proj.get('q')!, stride: H * D }, k: { buf: proj.get('k')!, stride: KVH * D }, v: { buf: proj.get('v')!, stride: KVH * D } };
+  }
+
+  private projectQkv(layer: LayerWeights, h: GpuBuffer, rows: number, ctx: RunContext, keepH: Map<LinearRole, GpuBuffer> | undefined, category: 'activations' | 'scratch'): Map<string, GpuBuffer> {
+    const proj = new Map<string, GpuBuffer>();
+    const roles: LinearRole[] = this.config.arch === 'falcon' ? ['qkv'] : ['q', 'k', 'v'];
+    for (const role of roles) {
+      const e = this.entry(layer, role);
+      const buf = this.gpu.alloc(rows * e.spec.outFeatures * 4, category, `${e.spec.path}.out`);
+      this.linearForward(e, h, buf, rows, false, ctx, keepH);
+      proj.set(role, buf);
+    }
+    return proj;
+  }
+
+  private applyRotary(l: { q: HeadLayout; k: HeadLayout }, rows: number, seq: number, posOffset: number, backward: boolean): void {
+    const c = this.config;
+    const common = { cos: this.rope.cos, sin: this.rope.sin, rows, seq, headDim: c.headDim, rotDim: c.rotaryDim, posOffset, backward };
+    rotary(this.gpu, this.shaders.rotary, { x: l.q.buf, heads: c.heads, stride: l.q.stride, off: l.q.off, ...common });
+    rotary(this.gpu, this.shaders.rotary, { x: l.k.buf, heads: c.kvHeads, stride: l.k.stride, off: l.k.off, ...common });
+  }
+
+  /** One decoder layer over `ctx.rows` tokens; returns the layer output and, when `keep`, what backward needs. */
+  private layerForward(li: number, x: GpuBuffer, ctx: RunContext, keep: boolean): { out: GpuBuffer; saved: Saved | null } {
+    const gpu = this.gpu;
+    const c = this.config;
+    const layer = this.layers[li];
+    const { rows } = ctx;
+    const cat = keep ? 'activations' : 'scratch';
+    const h = gpu.alloc(rows * c.hidden * 4, cat, 'ln.out');
+    const stats = gpu.alloc(rows * 8, cat, 'ln.stats');
+    layerNormForward(gpu, this.shaders.layernorm, { x, weight: layer.normWeight, bias: layer.normBias, y: h, stats, rows, cols: c.hidden, eps: c.layerNormEps });
+    const loraH = new Map<LinearRole, GpuBuffer>();
+    const keepH = keep ? loraH : undefined;
+    const proj = this.projectQkv(layer, h, rows, ctx, keepH, cat);
+    const lay = this.qkvLayouts(proj);
+    this.applyRotary(lay, rows, ctx.seq, 0, false);
+    const o = gpu.alloc(rows * c.heads * c.headDim * 4, cat, 'attn.out');
+    const attnStats = gpu.alloc(ctx.batch * c.heads * ctx.seq * 8, cat, 'attn.stats');
+    attentionForward(gpu, this.shaders.attention, {
+      ...this.attnShape(ctx.batch, ctx.seq, ctx.seq, 0, ctx.mask),
+      ...lay,
+      o: { buf: o, stride: c.heads * c.headDim },
+      stats: attnStats,
+    });
+    const out = gpu.alloc(rows * c.hidden * 4, 'activations', `layer${li}.out`);
+    gpu.copy(x, 0, out, 0, rows * c.hidden * 4);
+    this.linearForward(this.entry(layer, 'dense'), o, out, rows, true, ctx, keepH);
+    const fc1 = gpu.alloc(rows * c.ffn * 4, cat, 'mlp.fc1');
+    this.linearForward(this.entry(layer, 'fc1'), h, fc1, rows, false, ctx, keepH);
+    const act = gpu.alloc(rows * c.ffn * 4, 'scratch', 'mlp.act');
+    geluForward(gpu, this.shaders.activation, c.activation, fc1, act, rows * c.ffn);
+    this.linearForward(this.entry(layer, 'fc2'), act, out, rows, true, ctx, keepH);
+    gpu.release(act);
+    const saved: Saved = { h, stats, proj, o, attnStats, fc1, loraH };
+    if (keep) return { out, saved };
+    this.releaseSaved(saved);
+    return { out, saved: null };
+  }
+
+  private releaseSaved(s: Saved): void {
+    this.gpu.release(s.h, s.stats, ...s.proj.values(), s.o, s.attnStats, s.fc1, ...s.loraH.values());
+  }
+
+  private attnShape(batch: number, tq: number, tk: number, posOffset: number, mask: GpuBuffer | null) {
+    const c = this.config;
+    return { batch, tq, tk, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, posOffset, mask: mask ?? undefined };
+  }
+
+  /** Backward of one layer: returns d(layer input) given d(layer output). */
+  private layerBackward(li: number, x: GpuBuffer, dOut: GpuBuffer, ctx: RunContext, saved: Saved): GpuBuffer {
+    const gpu = this.gpu;
+    const c = this.config;
+    const layer = this.layers[li];
+    const { rows } = ctx;
+    const D = c.headDim;
+    const dx = gpu.alloc(rows * c.hidden * 4, 'scratch', `layer${li}.dx`);
+    gpu.copy(dOut, 0, dx, 0, rows * c.hidden * 4);
+    // MLP branch.
+    const act = gpu.alloc(rows * c.ffn * 4, 'scratch', 'mlp.act');
+    geluForward(gpu, this.shaders.activation, c.activation, saved.fc1, act, rows * c.ffn);
+    const dAct = gpu.alloc(rows * c.ffn * 4, 'scratch', 'mlp.dact');
+    this.linearBackward(this.entry(layer, 'fc2'), act, dOut, dAct, rows, false, ctx, saved);
+    gpu.release(act);
+    geluBackward(gpu, this.shaders.activation, c.activation, saved.fc1, dAct, rows * c.ffn);
+    const dh = gpu.alloc(rows * c.hidden * 4, 'scratch', 'ln.dout');
+    this.linearBackward(this.entry(layer, 'fc1'), saved.h, dAct, dh, rows, false, ctx, saved);
+    gpu.release(dAct);
+    // Attention branch.
+    const dO = gpu.alloc(rows * c.heads * D * 4, 'scratch', 'attn.dout');
+    this.linearBackward(this.entry(layer, 'dense'), saved.o, dOut, dO, rows, false, ctx, saved);
+    const lay = this.qkvLayouts(saved.proj);
+    const shape = { ...this.attnShape(ctx.batch, ctx.seq, ctx.seq, 0, ctx.mask), ...lay, o: { buf: saved.o, stride: c.heads * D }, stats: saved.attnStats, dO };
+    if (c.arch === 'falcon') {
+      const e = this.entry(layer, 'qkv');
+      const dqkv = gpu.alloc(rows * e.spec.outFeatures * 4, 'scratch', 'attn.dqkv');
+      attentionBackward(gpu, this.shaders.attention, { ...shape, dq: dqkv, dkv: dqkv, dk: { stride: lay.k.stride, off: lay.k.off }, dv: { stride: lay.v.stride, off: lay.v.off } });
+      this.applyRotary({ q: { ...lay.q, buf: dqkv }, k: { ...lay.k, buf: dqkv } }, rows, ctx.seq, 0, true);
+      this.linearBackward(e, saved.h, dqkv, dh, rows, true, ctx, saved);
+      gpu.release(dqkv);
+    } else {
+      const kvWidth = c.kvHeads * D;
+      const dq = gpu.alloc(rows * c.heads * D * 4, 'scratch', 'attn.dq');
+      const dkv = gpu.alloc(2 * rows * kvWidth * 4, 'scratch', 'attn.dkv');
+      attentionBackward(gpu, this.shaders.attention, { ...shape, dq, dkv, dk: { stride: kvWidth, off: 0 }, dv: { stride: kvWidth, off: rows * kvWidth } });
+      this.applyRotary({ q: { buf: dq, stride: c.heads * D }, k: { buf: dkv, stride: kvWidth } }, rows, ctx.seq, 0, true);
+      const dv = gpu.alloc(rows * kvWidth * 4, 'scratch', 'attn.dv');
+      gpu.copy(dkv, rows * kvWidth * 4, dv, 0, rows * kvWidth * 4);
+      this.linearBackward(this.entry(layer, 'q'), saved.h, dq, dh, rows, true, ctx, saved);
+      this.linearBackward(this.entry(layer, 'k'), saved.h, dkv, dh, rows, true, ctx, saved);
+      this.linearBackward(this.entry(layer, 'v'), saved.h, dv, dh, rows, true, ctx, saved);
+      gpu.release(dq, dkv, dv);
+    }
+    gpu.release(dO);
+    layerNormBackward(gpu, this.shaders.layernorm, { x, weight: layer.normWeight, stats: saved.stats, dy: dh, dx, rows, cols: c.hidden, accumulate: true });
+    gpu.release(dh);
+    return dx;
+  }
+
+  // ---------------------------------------------------------------- batches
+
+  private checkBatch(b: Batch, needLabels: boolean): void {
+    const n = b.batch * b.seq;
+    if (!Number.isInteger(b.batch) || !Number.isInteger(b.seq) || b.batch <= 0 || b.seq <= 0) throw new ModelInputError(`batch shape [${b.batch}, ${b.seq}] is invalid`);
+    if (b.inputIds.length !== n) throw new ModelInputError(`inputIds has ${b.inputIds.length} entries, expected batch·seq = ${n}`);
+    if (b.attentionMask.length !== n) throw new ModelInputError(`attentionMask has ${b.attentionMask.length} entries, expected ${n}`);
+    if (needLabels && b.labels.length !== n) throw new ModelInputError(`labels has ${b.labels.length} entries, expected ${n}`);
+    if (b.seq > this.rope.positions) throw new ModelInputError(`sequence length ${b.seq} exceeds the ${this.rope.positions} rotary positions`);
+    const V = this.config.vocabSize;
+    for (let i = 0; i < n; i++) {
+      const id = b.inputIds[i];
+      if (!(id >= 0 && id < V)) throw new ModelInputError(`inputIds[${Math.floor(i / b.seq)}, ${i % b.seq}] = ${id} is outside the vocabulary (0..${V - 1})`);
+      if (needLabels) {
+        const l = b.labels[i];
+        if (l !== -100 && !(l >= 0 && l < V)) throw new ModelInputError(`labels[${Math.floor(i / b.seq)}, ${i % b.seq}] = ${l} is neither -100 nor a token id`);
+      }
+    }
+  }
+
+  private startRun(b: Batch, noLora: boolean, dropout: RunContext['dropout']): { ctx: RunContext; ids: GpuBuffer } {
+    const rows = b.batch * b.seq;
+    const ids = this.gpu.upload(Int32Array.from(b.inputIds), 'scratch', 'input_ids');
+    const padded = b.attentionMask.some((m) => m === 0);
+    const mask = padded ? this.gpu.upload(Int32Array.from(b.attentionMask, (m) => (m ? 1 : 0)), 'scratch', 'attention_mask') : null;
+    return { ctx: { batch: b.batch, seq: b.seq, rows, mask, noLora, dropout }, ids };
+  }
+
+  private embedTokens(ids: GpuBuffer, rows: number): GpuBuffer {
+    const c = this.config;
+    const x = this.gpu.alloc(rows * c.hidden * 4, 'activations', 'embedding.out');
+    embedding(this.gpu, this.shaders.embedding, { ids, table: this.embed, out: x, rows, hidden: c.hidden, vocab: c.vocabSize });
+    return x;
+  }
+
+  /** final LayerNorm of the last hidden states. */
+  private finalNormForward(x: GpuBuffer, rows: number): { hf: GpuBuffer; stats: GpuBuffer } {
+    const c = this.config;
+    const hf = this.gpu.alloc(rows * c.hidden * 4, 'activations', 'final_ln.out');
+    const stats = this.gpu.alloc(rows * 8, 'activations', 'final_ln.stats');
+    layerNormForward(this.gpu, this.shaders.layernorm, { x, weight: this.finalNorm.weight, bias: this.finalNorm.bias, y: hf, stats, rows, cols: c.hidden, eps: c.layerNormEps });
+    return { hf, stats };
+  }
+
+  /** logits rows [r0, r0 + n) of hf into `logits` ([n, vocab]). */
+  private headLogits(hf: GpuBuffer, r0: number, n: number, logits: GpuBuffer): void {
+    const c = this.config;
+    matmul(this.gpu, this.shaders.matmul, { a: hf, b: this.lmHead.weight, c: logits, M: n, N: c.vocabSize, K: c.hidden, transB: true, bias: this.lmHead.bias ?? undefined, offA: r0 * c.hidden });
+  }
+
+  /**
+   * lm_head → cross-entropy (→ gradient) chunk by chunk. With `dhf`, writes d/d(hf); with
+   * `collect`, copies each chunk's logits out first. Returns the per-row losses buffer.
+   */
+  private async runHead(hf: GpuBuffer, rows: number, targets: Int32Array, opts: { dhf?: GpuBuffer; gradScale?: number; collect?: Float32Array }): Promise<Float64Array> {
+    const gpu = this.gpu;
+    const V = this.config.vocabSize;
+    const H = this.config.hidden;
+    const targetBuf = gpu.upload(targets, 'scratch', 'targets');
+    const lossBuf = gpu.alloc(rows * 4, 'scratch', 'losses');
+    const chunk = Math.min(rows, this.headChunkRows);
+    const logits = gpu.alloc(chunk * V * 4, 'scratch', 'logits.chunk');
+    for (let r0 = 0; r0 < rows; r0 += chunk) {
+      const n = Math.min(chunk, rows - r0);
+      this.headLogits(hf, r0, n, logits);
+      if (opts.collect) opts.collect.set(await gpu.readF32(logits, n * V), r0 * V);
+      crossEntropy(gpu, this.shaders.crossEntropy, { logits, targets: targetBuf, loss: lossBuf, rows: n, vocab: V, rowStart: r0, backward: !!opts.dhf, gradScale: opts.gradScale ?? 1 });
+      if (opts.dhf) matmul(gpu, this.shaders.matmul, { a: logits, b: this.lmHead.weight, c: opts.dhf, M: n, N: H, K: V, offC: r0 * H });
+    }
+    const losses = Float64Array.from(await gpu.readF32(lossBuf, rows));
+    gpu.release(targetBuf, lossBuf, logits);
+    return losses;
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /** Adds gradScale · d(lossSum)/dθ into every LoRA gradient; returns the loss sum and label count. */
+  async forwardBackward(b: Batch, options: ForwardBackwardOptions, capture: BackwardCapture = {}): Promise<LossResult & { embeddingGrad?: Float32Array }> {
+    this.checkBatch(b, true);
+    const gpu = this.gpu;
+    const c = this.config;
+    const dropout = { seed: options.dropoutSeed ?? 0, step: options.step ?? 0 };
+    const { ctx, ids } = this.startRun(b, false, dropout);
+    const { rows } = ctx;
+    const { targets, count } = shiftLabels(b.labels, b.batch, b.seq);
+    const x0 = this.embedTokens(ids, rows);
+    const keep = !this.checkpointing;
+    const xs = [x0];
+    const saved: (Saved | null)[] = [];
+    for (let l = 0; l < this.layers.length; l++) {
+      const r = this.layerForward(l, xs[l], ctx, keep);
+      xs.push(r.out);
+      saved.push(r.saved);
+    }
+    const { hf, stats } = this.finalNormForward(xs[this.layers.length], rows);
+    const dhf = gpu.alloc(rows * c.hidden * 4, 'scratch', 'final_ln.dout');
+    const losses = await this.runHead(hf, rows, targets, { dhf, gradScale: options.gradScale });
+    let dOut = gpu.alloc(rows * c.hidden * 4, 'scratch', 'final.dx');
+    layerNormBackward(gpu, this.shaders.layernorm, { x: xs[this.layers.length], weight: this.finalNorm.weight, stats, dy: dhf, dx: dOut, rows, cols: c.hidden });
+    gpu.release(hf, stats, dhf, xs[this.layers.length]);
+    for (let l = this.layers.length - 1; l >= 0; l--) {
+      let s = saved[l];
+      if (!s) {
+        // Checkpointing: recompute this layer's forward to get what its backward needs.
+        const again = this.layerForward(l, xs[l], ctx, true);
+        gpu.release(again.out);
+        s = again.saved!;
+      }
+      const dx = this.layerBackward(l, xs[l], dOut, ctx, s);
+      this.releaseSaved(s);
+      gpu.release(dOut);
+      if (l > 0) gpu.release(xs[l]);
+      dOut = dx;
+    }
+    let embeddingGrad: Float32Array | undefined;
+    if (capture.embeddingGrad) embeddingGrad = await gpu.readF32(dOut, rows * c.hidden);
+    gpu.release(dOut, x0, ids, ctx.mask);
+    await gpu.done();
+    let lossSum = 0;
+    for (const v of losses) lossSum += v;
+    return { lossSum, tokens: count, embeddingGrad };
+  }
+
+  /** Loss without gradients (evaluation: no dropout). */
+  async loss(b: Batch, options: { noLora?: boolean } = {}): Promise<LossResult> {
+    const r = await this.forwardInternal(b, options.noLora ?? false, false);
+    return { lossSum: r.lossSum, tokens: r.tokens };
+  }
+
+  /** Full logits, loss and embedding output (for checks on small vocabularies). */
+  async forward(b: Batch, options: { noLora?: boolean } = {}): Promise<ForwardResult> {
+    return this.forwardInternal(b, options.noLora ?? false, true) as Promise<ForwardResult>;
+  }
+
+  private async forwardInternal(b: Batch, noLora: boolean, collect: boolean): Promise<LossResult & Partial<ForwardResult>> {
+    const labels = b.labels.length === b.batch * b.seq ? b.labels : new Int32Array(b.batch * b.seq).fill(-100);
+    this.checkBatch({ ...b, labels }, true);
+    const gpu = this.gpu;
+    const c = this.config;
+    const { ctx, ids } = this.startRun(b, noLora, null);
+    const { rows } = ctx;
+    const { targets, count } = shiftLabels(labels, b.batch, b.seq);
+    const x0 = this.embedTokens(ids, rows);
+    const embeddingOutput = collect ? await gpu.readF32(x0, rows * c.hidden) : undefined;
+    let x = x0;
+    for (let l = 0; l < this.layers.length; l++) {
+      const { out } = this.layerForward(l, x, ctx, false);
+      gpu.release(x);
+      x = out;
+    }
+    const { hf, stats } = this.finalNormForward(x, rows);
+    const logits = collect ? new Float32Array(rows * c.vocabSize) : undefined;
+    const losses = await this.runHead(hf, rows, targets, { collect: logits });
+    gpu.release(x, hf, stats, ids, ctx.mask);
+    let lossSum = 0;
+    for (const v of losses) lossSum += v;
+    return { lossSum, tokens: count, logits, embeddingOutput };
+  }
+
+  // ---------------------------------------------------------------- decoding
+
+  /** One decoder layer over `n` new tokens at positions pos.., reading and extending the KV cache. */
+  private layerDecode(li: number, x: GpuBuffer, n: number, pos: number, cache: { k: GpuBuffer; v: GpuBuffer }, ctx: RunContext): GpuBuffer {
+    const gpu = this.gpu;
+    const c = this.config;
+    const layer = this.layers[li];
+    const D = c.headDim;
+    const kvWidth = c.kvHeads * D;
+    const h = gpu.alloc(n * c.hidden * 4, 'scratch', 'ln.out');
+    const stats = gpu.alloc(n * 8, 'scratch', 'ln.stats');
+    layerNormForward(gpu, this.shaders.layernorm, { x, weight: layer.normWeight, bias: layer.normBias, y: h, stats, rows: n, cols: c.hidden, eps: c.layerNormEps });
+    const proj = this.projectQkv(layer, h, n, ctx, undefined, 'scratch');
+    const lay = this.qkvLayouts(proj);
+    this.applyRotary(lay, n, n, pos, false);
+    // Append the new keys (after rotary) and values to the cache rows pos..pos+n-1.
+    for (const [src, dst] of [
+      [lay.k, cache.k],
+      [lay.v, cache.v],
+    ] as const) {
+      copyRows(gpu, this.shaders.elementwise, { src: src.buf, dst, rows: n, cols: kvWidth, srcStride: src.stride, srcOff: src.off ?? 0, dstStride: kvWidth, dstOff: pos * kvWidth });
+    }
+    const o = gpu.alloc(n * c.heads * D * 4, 'scratch', 'attn.out');
+    const attnStats = gpu.alloc(c.heads * n * 8, 'scratch', 'attn.stats');
+    attentionForward(gpu, this.shaders.attention, {
+      ...this.attnShape(1, n, pos + n, pos, null),
+      q: lay.q,
+      k: { buf: cache.k, stride: kvWidth },
+      v: { buf: cache.v, stride: kvWidth },
+      o: { buf: o, stride: c.heads * D },
+      stats: attnStats,
+    });
+    const out = gpu.alloc(n * c.hidden * 4, 'scratch', 'layer.out');
+    gpu.copy(x, 0, out, 0, n * c.hidden * 4);
+    this.linearForward(this.entry(layer, 'dense'), o, out, n, true, ctx);
+    const fc1 = gpu.alloc(n * c.ffn * 4, 'scratch', 'mlp.fc1');
+    this.linearForward(this.entry(layer, 'fc1'), h, fc1, n, false, ctx);
+    const act = gpu.alloc(n * c.ffn * 4, 'scratch', 'mlp.act');
+    geluForward(gpu, this.shaders.activation, c.activation, fc1, act, n * c.ffn);
+    this.linearForward(this.entry(layer, 'fc2'), act, out, n, true, ctx);
+    gpu.release(h, stats, ...proj.values(), o, attnStats, fc1, act);
+    return out;
+  }
+
+  /** Logits of the last of `tokens` (fed at positions pos..), updating the caches. */
+  private async decodeStep(tokens: number[], pos: number, caches: { k: GpuBuffer; v: GpuBuffer }[], ctx: RunContext): Promise<Float32Array> {
+    const gpu = this.gpu;
+    const c = this.config;
+    const n = tokens.length;
+    const ids = gpu.upload(Int32Array.from(tokens), 'scratch', 'input_ids');
+    let x = this.embedTokens(ids, n);
+    for (let l = 0; l < this.layers.length; l++) {
+      const out = this.layerDecode(l, x, n, pos, caches[l], ctx);
+      gpu.release(x);
+      x = out;
+    }
+    const { hf, stats } = this.finalNormForward(x, n);
+    const logits = gpu.alloc(c.vocabSize * 4, 'scratch', 'logits.last');
+    this.headLogits(hf, n - 1, 1, logits);
+    const result = await gpu.readF32(logits, c.vocabSize);
+    gpu.release(ids, x, hf, stats, logits);
+    return result;
+  }
+
+  async generate(prompt: number[], options: GenerateOptions): Promise<GenerateResult> {
+    const c = this.config;
+    if (prompt.length === 0) throw new ModelInputError('generate: the prompt is empty');
+    for (const [i, id] of prompt.entries()) if (!(id >= 0 && id < c.vocabSize)) throw new ModelInputError(`generate: prompt[${i}] = ${id} is outside the vocabulary`);
+    const maxLen = prompt.length + options.maxNewTokens;
+    if (maxLen > this.rope.positions) throw new ModelInputError(`generate: ${maxLen} positions exceed the model's ${this.rope.positions}`);
+    const kvWidth = c.kvHeads * c.headDim;
+    const caches = this.layers.map((_, l) => ({
+      k: this.gpu.alloc(maxLen * kvWidth * 4, 'activations', `kv_cache.${l}.k`),
+      v: this.gpu.alloc(maxLen * kvWidth * 4, 'activations', `kv_cache.${l}.v`),
+    }));
+    const ctx: RunContext = { batch: 1, seq: 0, rows: 0, mask: null, noLora: options.noLora ?? false, dropout: null };
+    const random = seededRandom(options.seed ?? 0);
+    const eos = new Set(options.eosTokenIds ?? []);
+    const tokens: number[] = [];
+    let stoppedBy: GenerateResult['stoppedBy'] = 'length';
+    try {
+      let logits = await this.decodeStep(prompt, 0, caches, ctx);
+      let pos = prompt.length;
+      for (let i = 0; i < options.maxNewTokens; i++) {
+        options.onLogits?.(logits, i);
+        const token = sampleToken(logits, options, random);
+        tokens.push(token);
+        options.onToken?.(token, i);
+        if (eos.has(token)) {
+          stoppedBy = 'eos';
+          break;
+        }
+        if (i + 1 === options.maxNewTokens) break;
+        logits = await this.decodeStep([token], pos, caches, ctx);
+        pos += 1;
+      }
+    } finally {
+      for (const kv of caches) this.gpu.release(kv.k, kv.v);
+    }
+    return { tokens, stoppedBy };
+  }
+
+  // ---------------------------------------------------------------- adapters, memory, teardown
+
+  /** Zeroes every LoRA gradient buffer. */
+  zeroGrads(): void {
+    for (const t of this.lora) this.gpu.fill(t.grad, 0);
+  }
+
+  /** PEFT adapter_model.safetensors + adapter_config.json of the current adapters. */
+  async exportAdapter(baseModel: string): Promise<PeftExport> {
+    if (!this.loraSettings) throw new ModelInputError('exportAdapter: this model has no LoRA adapters');
+    return exportPeftAdapter(this.gpu, this.loraModules, this.loraSettings, baseModel);
+  }
+
+  /** NF4 mode: every base linear weight dequantized back to f32, by HF tensor name. */
+  async dequantizedLinearWeights(): Promise<Map<string, Float32Array>> {
+    const out = new Map<string, Float32Array>();
+    for (const l of this.layers) {
+      for (const e of l.linears.values()) {
+        if (!(e.base instanceof Nf4Linear)) continue;
+        const buf = this.gpu.alloc(e.spec.outFeatures * e.spec.inFeatures * 4, 'scratch', 'dequantized');
+        dequantizeGpu(this.gpu, this.shaders, e.base.weight, buf);
+        out.set(`${e.spec.path}.weight`, await this.gpu.readF32(buf, e.spec.outFeatures * e.spec.inFeatures));
+        this.gpu.release(buf);
+      }
+    }
+    return out;
+  }
+
+  /** Bytes of frozen weights on the GPU (NF4 parts counted as stored). */
+  get weightBytes(): number {
+    let bytes = this.embed.size + this.finalNorm.weight.size + this.finalNorm.bias.size + this.rope.cos.size + this.rope.sin.size;
+    if (this.lmHead.owned) bytes += this.lmHead.weight.size;
+    if (this.lmHead.bias) bytes += this.lmHead.bias.size;
+    for (const l of this.layers) {
+      bytes += l.normWeight.size + l.normBias.size;
+      for (const e of l.linears.values()) bytes += e.base.storedBytes;
+    }
+    return bytes;
+  }
+
+  dispose(): void {
+    const gpu = this.gpu;
+    gpu.release(this.embed, this.finalNorm.weight, this.finalNorm.bias, this.rope.cos, this.rope.sin, this.lmHead.bias);
+    if (this.lmHead.owned) gpu.release(this.lmHead.weight);
+    for (const l of this.layers) {
+      gpu.release(l.normWeight, l.normBias);
+      for (const e of l.linears.values()) e.base.dispose();
+    }
+    for (const t of this.lora) gpu.release(t.weight, t.grad);
+  }
+}

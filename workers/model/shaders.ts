@@ -1,0 +1,14 @@
+/** The WGSL sources the model needs, passed in by the caller (see shader-sources.ts for the Vite build). */
+export interface ModelShaders {
+  matmul: string;
+  lora: string;
+  embedding: string;
+  layernorm: string;
+  rotary: string;
+  attention: string;
+  activation: string;
+  crossEntropy: string;
+  elementwise: string;
+  nf4: string;
+  nf4Matmul: string;
+}
