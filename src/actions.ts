@@ -106,6 +106,19 @@ export function updateSettings(patch: Partial<TrainSettings>): void {
   if (!settings) return;
   set({ settings: { ...settings, ...patch } });
   if ('seqLength' in patch || 'batchSize' in patch || 'rank' in patch || 'targetModules' in patch) void replan();
+  if ('seqLength' in patch || 'validationFraction' in patch || 'seed' in patch) retokenizeSoon();
+}
+
+let retokenizeTimer: ReturnType<typeof setTimeout> | undefined;
+/** The preview, statistics and split follow the length, split fraction and seed as they are typed. */
+function retokenizeSoon(): void {
+  clearTimeout(retokenizeTimer);
+  retokenizeTimer = setTimeout(() => {
+    const { dataset, settings } = get();
+    if (!dataset?.mapping || !settings) return;
+    const ok = settings.seqLength >= 8 && Number.isInteger(settings.seqLength) && settings.validationFraction >= 0 && settings.validationFraction <= 0.5;
+    if (ok) void remapDataset(dataset.mapping, dataset.template);
+  }, 400);
 }
 
 export async function loadDataset(source: { file: File } | { hubId: string }): Promise<void> {
@@ -133,15 +146,16 @@ export async function loadDataset(source: { file: File } | { hubId: string }): P
   }
 }
 
-export async function remapDataset(mapping: ColumnMapping): Promise<void> {
+/** Re-map or re-split the loaded dataset; a template keeps its own layout. */
+export async function remapDataset(mapping: ColumnMapping, template: string | null = null): Promise<void> {
   const { settings, model, datasetFile } = get();
   if (!settings || !datasetFile) return;
   set({ dataBusy: true, dataError: null });
   try {
     const result = await engine().loadDataset({
       source: null,
-      template: null,
-      mapping,
+      template,
+      mapping: template ? null : mapping,
       seqLength: settings.seqLength,
       validationFraction: settings.validationFraction,
       seed: settings.seed,

@@ -68,10 +68,13 @@ export function DataSection() {
 }
 
 function DataErrorView({ error }: { error: DataError }) {
+  // Parser messages may start with "file:line:column:"; the location is already spelled out.
+  const escaped = error.file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const message = error.message.replace(new RegExp(`^${escaped}(:\\d+){0,2}:\\s*`), '');
   const where = [error.file, error.line !== null ? `line ${error.line}` : null, error.column !== null ? `column ${error.column}` : null].filter(Boolean).join(', ');
   return (
     <div role="alert" className="problem" data-testid="data-error">
-      <strong>{where}: {error.message}</strong>
+      <strong>{where}: {message}</strong>
       <p>Fix the file and drop it again. Nothing else was changed.</p>
     </div>
   );
@@ -95,7 +98,7 @@ function DatasetView({ summary }: { summary: DatasetSummary }) {
         Validation fraction{' '}
         <input type="number" min={0} max={0.5} step={0.05} value={fraction} onChange={(e) => updateSettings({ validationFraction: e.target.valueAsNumber })} />
       </label>{' '}
-      <button type="button" onClick={() => summary.mapping && void remapDataset(summary.mapping)} disabled={!summary.mapping}>Split again</button>
+      <button type="button" onClick={() => summary.mapping && void remapDataset(summary.mapping, summary.template)} disabled={!summary.mapping}>Split again</button>
       <Mapping summary={summary} />
       {summary.preview && (
         <figure className="preview" aria-label="Example preview">
