@@ -83,6 +83,10 @@ describe('JSON', () => {
     expect((await failure(enc.encode('[{"a": 1},\n{"a": "b'), 'd.json')).message).toMatch(/end of file inside a string/);
     expect((await failure(enc.encode('{"a": 1}'), 'd.json')).message).toMatch(/no array of rows/);
     expect(await failure(enc.encode('[{"a":1}] x'), 'd.json')).toMatchObject({ line: 1, column: 11 });
+    // JSON Lines saved as .json: the second object is reported with a hint.
+    const jsonl = await failure(enc.encode('{"a": 1}\n{"a": 2}\n'), 'd.json');
+    expect(jsonl).toMatchObject({ line: 2, column: 1 });
+    expect(jsonl.message).toMatch(/name the file \.jsonl/);
   });
 });
 
@@ -165,6 +169,8 @@ describe('bad files', () => {
     expect((await failure(parquet, 'data.csv')).message).toMatch(/holds a Parquet file, not CSV/);
     const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]);
     expect((await failure(png, 'data.jsonl')).message).toMatch(/PNG/);
+    const utf16 = new Uint8Array([0xff, 0xfe, 0x61, 0, 0x2c, 0, 0x62, 0]);
+    expect((await failure(utf16, 'excel.csv')).message).toMatch(/UTF-16 text: re-save it as UTF-8/);
     const withNul = new Uint8Array([...enc.encode('{"a": 1}\n'), 0, 1, 2, 3]);
     expect((await failure(withNul, 'data.json')).message).toMatch(/binary data/);
   });

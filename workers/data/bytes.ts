@@ -49,6 +49,7 @@ const BINARY_MAGIC: [string, number[]][] = [
 const SNIFF_BYTES = 8192;
 
 function binaryKind(head: Uint8Array): string | null {
+  if (head.length >= 2 && ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff))) return 'UTF-16';
   for (const [name, magic] of BINARY_MAGIC) {
     if (head.length >= magic.length && magic.every((b, i) => head[i] === b)) return name;
   }
@@ -116,6 +117,7 @@ export async function* textChunks(source: ByteSource, file: string, format: stri
       first = false;
       const kind = binaryKind(raw);
       if (kind) {
+        if (kind === 'UTF-16') throw new DatasetError(file, 1, 1, `${file} is UTF-16 text: re-save it as UTF-8`);
         const what = kind === 'binary' ? 'binary data (NUL bytes)' : `a ${kind} file`;
         throw new DatasetError(file, null, null, `${file} holds ${what}, not ${format} text: check the file or its extension`);
       }

@@ -67,7 +67,10 @@ export async function* parseJson(source: ByteSource, file: string): AsyncGenerat
         continue;
       }
       if (ch === ' ' || ch === '\n' || ch === '\r' || ch === '\t') continue;
-      if (done) fail(at[0], at[1], `unexpected ${JSON.stringify(ch)} after the end of the JSON value`);
+      if (done) {
+        const hint = ch === '{' ? ' (one JSON object per line is JSON Lines: name the file .jsonl)' : '';
+        fail(at[0], at[1], `unexpected ${JSON.stringify(ch)} after the end of the JSON value${hint}`);
+      }
       const directlyInRows = !rowsClosed && stack.length === rowsDepth;
       if (directlyInRows && rowParts === null && ch !== ']' && ch !== ',') {
         rowParts = [];
