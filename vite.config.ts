@@ -10,7 +10,7 @@ const chromiumArgs = ['--enable-unsafe-webgpu', '--disable-background-networking
 export default defineConfig({
   plugins: [react(), localFilePlugin()],
   worker: { format: 'es' },
-  optimizeDeps: { include: ['comlink', 'idb', 'react', 'react-dom', 'zustand', 'uplot', 'fflate'] },
+  optimizeDeps: { include: ['comlink', 'idb', 'react', 'react-dom', 'zustand', 'uplot', 'fflate', '@huggingface/transformers', 'hyparquet'] },
   server: { fs: { allow: ['.', '..'] } },
   build: {
     target: 'es2022',
