@@ -111,7 +111,7 @@ export function compareOutputs(ours: EngineOutputs, ref: (name: string) => Float
 }
 
 function worstOf(tensors: TensorComparison[]): { name: string; rel: number } {
-  let worst = { name: '', rel: 0 };
+  let worst = { name: tensors[0]?.name ?? '', rel: tensors[0]?.rel ?? 0 };
   for (const t of tensors) if (!(t.rel <= worst.rel)) worst = { name: t.name, rel: t.rel };
   return worst;
 }
