@@ -145,6 +145,39 @@ describe('Parquet', () => {
   });
 });
 
+describe('streaming', () => {
+  it('yields the first rows before the rest of the file has arrived', async () => {
+    const cases: [string, string, string][] = [
+      ['s.jsonl', '{"a":1}\n{"a":2}\n', '{"a":3}\n'],
+      ['s.json', '[{"a":1},{"a":2},', '{"a":3}]'],
+      ['s.csv', 'a\n1\n2\n', '3\n'],
+    ];
+    for (const [file, head, tail] of cases) {
+      let release: () => void = () => {};
+      const gate = new Promise<void>((ok) => (release = ok));
+      let tailSent = false;
+      const stream = new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(enc.encode(head));
+          await gate;
+          tailSent = true;
+          controller.enqueue(enc.encode(tail));
+          controller.close();
+        },
+      });
+      const seen: unknown[] = [];
+      for await (const row of readRows(stream, file)) {
+        seen.push(row.a);
+        if (seen.length === 1) {
+          expect(tailSent).toBe(false);
+          release();
+        }
+      }
+      expect(seen.map(Number)).toEqual([1, 2, 3]);
+    }
+  });
+});
+
 describe('bad files', () => {
   it('refuses an empty file in every format', async () => {
     for (const file of ['e.jsonl', 'e.json', 'e.csv', 'e.tsv', 'e.parquet']) {
