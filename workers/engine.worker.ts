@@ -20,13 +20,21 @@ import { Trainer, type TrainEvent, type TrainSettings as TrainerSettings } from 
 import { ShuffledExamples } from './train/batches';
 import { CheckpointStore } from './train/checkpoint-store';
 import { OPTIMIZER_SHADERS } from './train/shader-sources';
-import type { TrainableCausalLM } from './model/types';
+import { CausalLM } from './model/causal-lm';
+import { parseModelConfig } from './model/config';
+import { parsePeftConfig } from './model/lora-adapter';
+import { MODEL_SHADERS } from './model/shader-sources';
+import type { WeightSource } from './model/weights';
+import { HubClient } from './load/hub';
+import { hubFileSet, localFileSet, openModel, urlFileSet, type ModelFileSet } from './load/sources';
+import { SafetensorsFile, toF32 } from './formats/safetensors';
+import { strToU8, zipSync } from 'fflate';
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import { tokenizerFromFiles, tokenizerFromHub, tokenizerFromUrl, type TextTokenizer } from './tokenizer';
 import { ENGINE_READY } from './protocol';
 import type {
-  ColumnMapping, DatasetRequest, DatasetResult, DatasetSummary, EngineApi, EngineEvent, EngineInit, ModelSource, PresetSummary,
-  TrainSettings,
+  ColumnMapping, DatasetRequest, DatasetResult, DatasetSummary, EngineApi, EngineEvent, EngineInit, ModelCardFacts, ModelSource,
+  PresetSummary, TrainSettings, TrainState,
 } from './protocol';
 
 let gpu: Gpu | null = null;
@@ -208,29 +216,128 @@ function checkpoints(): Promise<CheckpointStore> {
 /** A model ready to train: the causal LM with its LoRA tensors, and how to export them. */
 interface LoadedLm {
   key: string;
-  model: TrainableCausalLM;
+  model: CausalLM;
+  /** What the PEFT config names as the base model. */
   baseModel: string;
   tokenizer: TextTokenizer;
+  settings: TrainSettings;
+  parameters: number;
 }
 
+/** The run's state as the trainer last reported it. */
+let trainerState: TrainState = 'idle';
+
 let current: { lm: LoadedLm; trainer: Trainer | null; run: RunRecord | null; running: Promise<void> | null } | null = null;
+
+/** A PEFT adapter the person imported: the next model load starts from it instead of fresh weights. */
+let importedAdapter: { file: SafetensorsFile; settings: ReturnType<typeof parsePeftConfig> } | null = null;
 
 function modelKey(source: ModelSource, s: TrainSettings): string {
   const id = source.kind === 'preset' ? `preset:${source.name}` : source.kind === 'hub' ? `hub:${source.id}` : `local:${source.files.map((f) => f.name).join(',')}`;
   return `${id}|r${s.rank}|a${s.alpha}|d${s.dropout}|${[...s.targetModules].sort().join(',')}|seed${s.seed}`;
 }
 
-/** Loads (or reuses) the base model with fresh LoRA adapters for these settings. */
+/** Where the model's files are, and the name a PEFT config gives its base model. */
+function filesFor(source: ModelSource, client: HubClient): { files: ModelFileSet; baseModel: string } {
+  if (source.kind === 'preset') {
+    const preset = PRESETS[source.name];
+    if (!preset) throw new Error(`unknown preset "${source.name}"`);
+    if (preset.model.kind === 'hub') return { files: hubFileSet(client, preset.model.repo, preset.model.revision), baseModel: preset.model.repo };
+    // The demo model ships with the studio; in the repository it lives under public/.
+    return { files: urlFileSet(client, new URL(preset.model.baseUrl, self.location.origin).href), baseModel: `public${preset.model.baseUrl.replace(/\/$/, '')}` };
+  }
+  if (source.kind === 'hub') return { files: hubFileSet(client, source.id, source.revision ?? 'main'), baseModel: source.id };
+  const folder = source.files[0]?.webkitRelativePath.split('/')[0] || 'local model';
+  return { files: localFileSet(source.files, folder), baseModel: folder };
+}
+
+/**
+ * Loads (or reuses) the base model with LoRA adapters for these settings: tensors are read one
+ * at a time (the base linear layers are quantized to NF4 on the GPU as they arrive).
+ */
 async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm> {
-  const key = modelKey(source, s);
+  const key = modelKey(source, s) + (importedAdapter ? `|import:${importedAdapter.file.file}` : '');
   if (current && current.lm.key === key) return current.lm;
+  const g = requireGpu();
   if (current) {
     current.trainer?.dispose();
     current.lm.model.dispose();
     current = null;
   }
-  void source;
-  throw new NotAvailableError('Building the model for training');
+  let done = 0;
+  let total = 0;
+  const client = new HubClient({ onBytes: (file, bytes) => { done += bytes; emit({ type: 'progress', task: 'download', done, total, unit: 'bytes', detail: file }); } });
+  const { files, baseModel } = filesFor(source, client);
+  const opened = await openModel(files);
+  total = opened.weights.dataBytes;
+  const config = parseModelConfig(JSON.stringify(opened.config), `${files.label} config.json`);
+  const names = opened.weights.names();
+  let loaded = 0;
+  const weights: WeightSource = {
+    label: files.label,
+    names: () => names,
+    info: (name) => {
+      if (!opened.weights.has(name)) return undefined;
+      const t = opened.weights.info(name);
+      return { dtype: t.dtype, shape: t.shape };
+    },
+    readRaw: async (name) => {
+      const bytes = await opened.weights.read(name);
+      emit({ type: 'progress', task: 'quantize', done: ++loaded, total: names.length, unit: 'tensors', detail: name });
+      return bytes;
+    },
+    readF32: async (name) => toF32(opened.weights.info(name), await weights.readRaw(name), files.label),
+  };
+  const lora = importedAdapter
+    ? { settings: importedAdapter.settings, init: { adapter: importedAdapter.file } }
+    : { settings: { r: s.rank, alpha: s.alpha, dropout: s.dropout, targetModules: s.targetModules }, init: { seed: s.seed } };
+  const model = await CausalLM.load(g, MODEL_SHADERS, config, weights, { mode: 'nf4', lora, checkpointing: true });
+  emit({ type: 'memory', stats: g.pool.stats() });
+  const tokenizer = await tokenizerFor(source);
+  const lm: LoadedLm = { key, model, baseModel, tokenizer, settings: s, parameters: opened.arch.parameters };
+  current = { lm, trainer: null, run: null, running: null };
+  return lm;
+}
+
+/** The README of an exported adapter: what it was trained from and how. */
+function modelCard(baseModel: string, s: TrainSettings, card: ModelCardFacts): string {
+  const fmt = (v: number | null) => (v === null ? 'n/a' : v.toFixed(4));
+  return `---
+library_name: peft
+base_model: ${baseModel}
+tags: [lora, qlora]
+---
+
+# LoRA adapter for ${baseModel}
+
+Trained with QLoRA Studio in the browser (WebGPU): NF4 base weights (blocksize 64, double quantization), LoRA in f32.
+
+Load it with PEFT:
+
+\`\`\`python
+from peft import PeftModel
+model = PeftModel.from_pretrained(base_model, "path/to/this/folder")
+\`\`\`
+
+## Training
+
+| setting | value |
+| --- | --- |
+| dataset | ${card.dataset} |
+| optimizer steps | ${card.steps} |
+| LoRA rank / alpha / dropout | ${s.rank} / ${s.alpha} / ${s.dropout} |
+| target modules | ${s.targetModules.join(', ')} |
+| learning rate, schedule | ${s.learningRate}, ${s.schedule} (warmup ${s.warmupSteps > 0 ? `${s.warmupSteps} steps` : `ratio ${s.warmupRatio}`}) |
+| epochs / max steps | ${s.epochs} / ${s.maxSteps || 'none'} |
+| batch × accumulation | ${s.batchSize} × ${s.gradAccum} (token-weighted loss over the accumulated micro-batches) |
+| sequence length | ${s.seqLength} |
+| seed | ${s.seed} |
+
+## Results
+
+- final training loss: ${fmt(card.finalTrainLoss)}
+- final validation loss: ${fmt(card.finalValidationLoss)}
+`;
 }
 
 function requireGpu(): Gpu {
@@ -284,6 +391,7 @@ function relay(run: RunRecord, tokenizer: TextTokenizer, g: Gpu): (e: TrainEvent
         break;
       case 'status': {
         const state = e.status === 'error' || e.status === 'device-lost' ? 'failed' : e.status;
+        trainerState = state;
         emit({ type: 'train-state', state, step: e.step, totalSteps: run.totalSteps, message: e.message });
         if (e.status === 'error') emit({ type: 'error', where: 'train', message: e.message ?? 'training failed', hint: 'Lower the learning rate or the sequence length and train again.' });
         if (e.status === 'device-lost') emit({ type: 'error', where: 'train', message: e.message ?? 'the GPU was lost', hint: 'Reload the page and resume from the last checkpoint.' });
@@ -390,8 +498,21 @@ const api: EngineApi = {
     throw new NotAvailableError('The memory planner');
   },
 
-  async loadModel() {
-    throw new NotAvailableError('Loading models');
+  async loadModel(source) {
+    if (isActive()) throw new Error('A run is in progress: the model in use cannot change now.');
+    const preset = source.kind === 'preset' ? PRESETS[source.name] : undefined;
+    const settings = current?.lm.settings ?? (preset ? presetDefaults(preset) : presetDefaults(PRESETS.demo));
+    const lm = await causalLm(source, settings);
+    const c = lm.model.config;
+    const perBlock = lm.model.names.layers[0]?.linears ?? [];
+    return {
+      id: lm.baseModel,
+      architecture: c.arch,
+      parameters: lm.parameters,
+      layers: c.layers,
+      targetModules: [...new Set(perBlock.map((l) => l.name))],
+      fromCache: false,
+    };
   },
 
   async cachedModels() {
@@ -454,6 +575,12 @@ const api: EngineApi = {
     try {
       const data = await preparedFor(settings, source);
       if (data.data.train.length === 0) throw new Error('The training split is empty: the dataset needs more rows.');
+      // A new run starts from fresh adapters (or the imported ones), not from the last run's.
+      if (current?.run) {
+        current.trainer?.dispose();
+        current.lm.model.dispose();
+        current = null;
+      }
       const lm = await causalLm(source, settings);
       const run: RunRecord = {
         runId: `run-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`,
@@ -524,14 +651,60 @@ const api: EngineApi = {
     if (run) await db.put('runs', { ...run, state: 'finished' });
     await (await checkpoints()).deleteRun(runId);
   },
-  async generate() {
-    throw new NotAvailableError('Generation');
+  async generate(request) {
+    if (isActive() && current?.trainer && !['paused'].includes(trainerState)) throw new Error('The GPU is busy training: pause or stop the run to chat.');
+    if (!current) throw new Error('Load a model first (step 1), or train one.');
+    const { model, tokenizer } = current.lm;
+    const prompt = tokenizer.encode(request.prompt);
+    if (prompt.length === 0) throw new Error('Type a prompt first.');
+    for (const stream of request.streams) {
+      const tokens: number[] = [];
+      let shown = '';
+      await model.generate(prompt, {
+        maxNewTokens: request.maxTokens,
+        temperature: request.temperature,
+        topP: request.topP,
+        eosTokenIds: [tokenizer.eosTokenId],
+        seed: Date.now() >>> 0,
+        noLora: stream === 'base',
+        onToken: (token) => {
+          tokens.push(token);
+          const text = tokenizer.decode(tokens);
+          if (text.length > shown.length && text.startsWith(shown)) emit({ type: 'chat-token', stream, text: text.slice(shown.length), done: false });
+          shown = text;
+        },
+      });
+      emit({ type: 'chat-token', stream, text: '', done: true });
+    }
   },
-  async exportAdapter() {
-    throw new NotAvailableError('Adapter export');
+
+  async exportAdapter(card) {
+    if (!current) throw new Error('There is no adapter yet: train one first.');
+    if (isActive() && trainerState === 'running') throw new Error('Pause or stop training before downloading the adapter.');
+    const { model, baseModel, settings } = current.lm;
+    const peft = await model.exportAdapter(baseModel);
+    const zip = zipSync({
+      'adapter_model.safetensors': peft.adapterModel,
+      'adapter_config.json': strToU8(peft.adapterConfig),
+      'README.md': strToU8(modelCard(baseModel, settings, card)),
+    });
+    return Comlink.transfer(zip, [zip.buffer]);
   },
-  async importAdapter() {
-    throw new NotAvailableError('Adapter import');
+
+  async importAdapter(files) {
+    const config = files.find((f) => f.name === 'adapter_config.json');
+    const weights = files.find((f) => f.name.endsWith('.safetensors'));
+    if (!config || !weights) throw new Error('Choose both adapter_config.json and adapter_model.safetensors of the PEFT adapter.');
+    const settings = parsePeftConfig(await config.text(), config.name);
+    const file = new SafetensorsFile(new Uint8Array(await weights.arrayBuffer()), weights.name);
+    importedAdapter = { file, settings };
+    // The next model load (Train, Chat) starts from these weights.
+    if (current && !isActive()) {
+      current.trainer?.dispose();
+      current.lm.model.dispose();
+      current = null;
+    }
+    return { baseModel: settings.baseModel ?? 'unknown', rank: settings.r, alpha: settings.alpha, targetModules: settings.targetModules, tensors: file.names.length };
   },
 };
 
