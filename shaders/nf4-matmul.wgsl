@@ -53,6 +53,21 @@ fn weight(row: u32, col: u32) -> f32 {
   return tables[code] * blockAbsmax(e >> 6u);
 }
 
+// W[row, col .. col+3] when row·K + col is a multiple of 4: the four codes share one u32 word
+// (two bytes of it) and one 64-block, so the word and absmax' are loaded once.
+fn weight4(row: u32, col: u32) -> vec4<f32> {
+  let e = row * p.K + col;
+  let local = e - p.elemBase;
+  let word = packed[local >> 3u];
+  let base = 8u * ((local >> 1u) & 3u);
+  let a = blockAbsmax(e >> 6u);
+  return vec4<f32>(
+    tables[(word >> (base + 4u)) & 15u],
+    tables[(word >> base) & 15u],
+    tables[(word >> (base + 12u)) & 15u],
+    tables[(word >> (base + 8u)) & 15u]) * a;
+}
+
 fn dot4x4(k: u32, ty: u32, tx: u32, acc: ptr<function, array<array<f32, TN>, TM>>) {
   var a: array<f32, TM>;
   var b: array<f32, TN>;
@@ -68,6 +83,8 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
   let t = lid.y * 16u + lid.x;
   let m0 = wid.y * BM;
   let n0 = p.rowStart + wid.x * BN;
+  // K % 4 == 0: groups of 4 columns never straddle a u32 word, a 64-block or the end of a row.
+  let aligned = p.K % 4u == 0u;
   var acc: array<array<f32, TN>, TM>;
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
     for (var l = 0u; l < 4u; l++) {
@@ -78,9 +95,22 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
       var xv = 0.0;
       if (m0 + r < p.M && k < p.K) { xv = A[(m0 + r) * p.K + k]; }
       As[kk][r] = xv;
-      var wv = 0.0;
-      if (n0 + r < p.rowEnd && k < p.K) { wv = weight(n0 + r, k); }
-      Ws[kk][r] = wv;
+      if (!aligned) {
+        var wv = 0.0;
+        if (n0 + r < p.rowEnd && k < p.K) { wv = weight(n0 + r, k); }
+        Ws[kk][r] = wv;
+      }
+    }
+    if (aligned) {
+      // 64 rows × 4 groups of 4 columns: one thread per group.
+      let r = t / 4u;
+      let kq = (t % 4u) * 4u;
+      var w4 = vec4<f32>(0.0);
+      if (n0 + r < p.rowEnd && k0 + kq < p.K) { w4 = weight4(n0 + r, k0 + kq); }
+      Ws[kq][r] = w4.x;
+      Ws[kq + 1u][r] = w4.y;
+      Ws[kq + 2u][r] = w4.z;
+      Ws[kq + 3u][r] = w4.w;
     }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) { dot4x4(k, lid.y, lid.x, &acc); }
@@ -104,6 +134,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
   let t = lid.y * 16u + lid.x;
   let m0 = wid.y * BM;
   let c0 = wid.x * BN;   // output columns of dX = columns of W
+  let aligned = p.K % 4u == 0u;
   var acc: array<array<f32, TN>, TM>;
   for (var n0 = p.rowStart; n0 < p.rowEnd; n0 += BK) {
     for (var l = 0u; l < 4u; l++) {
@@ -114,12 +145,25 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
       var yv = 0.0;
       if (m0 + r < p.M && n0 + nn < p.rowEnd) { yv = A[(m0 + r) * p.N + n0 + nn]; }
       As[nn][r] = yv;
-      // W tile: BK rows × BN columns, coalesced along the columns.
-      let wr = idx / BN;
-      let wc = idx % BN;
-      var wv = 0.0;
-      if (n0 + wr < p.rowEnd && c0 + wc < p.K) { wv = weight(n0 + wr, c0 + wc); }
-      Ws[wr][wc] = wv;
+      if (!aligned) {
+        // W tile: BK rows × BN columns, coalesced along the columns.
+        let wr = idx / BN;
+        let wc = idx % BN;
+        var wv = 0.0;
+        if (n0 + wr < p.rowEnd && c0 + wc < p.K) { wv = weight(n0 + wr, c0 + wc); }
+        Ws[wr][wc] = wv;
+      }
+    }
+    if (aligned) {
+      // 16 rows × 16 groups of 4 columns: one thread per group.
+      let wr = t / 16u;
+      let wc = (t % 16u) * 4u;
+      var w4 = vec4<f32>(0.0);
+      if (n0 + wr < p.rowEnd && c0 + wc < p.K) { w4 = weight4(n0 + wr, c0 + wc); }
+      Ws[wr][wc] = w4.x;
+      Ws[wr][wc + 1u] = w4.y;
+      Ws[wr][wc + 2u] = w4.z;
+      Ws[wr][wc + 3u] = w4.w;
     }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) { dot4x4(k, lid.y, lid.x, &acc); }
@@ -144,7 +188,18 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let n = p.rowStart + wid.y * nwg.x + wid.x;
   let live = n < p.rowEnd;
   var acc: array<f32, 4>;
-  if (live) {
+  if (live && p.K % 8u == 0u) {
+    // Rows start on a u32 word: each thread takes whole words (8 codes, one 64-block).
+    let rowWord = (n * p.K - p.elemBase) >> 3u;
+    for (var k = lid * 8u; k < p.K; k += 512u) {
+      let word = packed[rowWord + (k >> 3u)];
+      let a = blockAbsmax((n * p.K + k) >> 6u);
+      for (var i = 0u; i < 8u; i++) {
+        let w = tables[(word >> (8u * (i >> 1u) + select(4u, 0u, (i & 1u) == 1u))) & 15u] * a;
+        for (var m = 0u; m < GEMV_M; m++) { acc[m] += A[m * p.K + k + i] * w; }
+      }
+    }
+  } else if (live) {
     for (var k = lid; k < p.K; k += 64u) {
       let w = weight(n, k);
       for (var m = 0u; m < GEMV_M; m++) { acc[m] += A[m * p.K + k] * w; }

@@ -8,12 +8,15 @@ import { POISON, randn, relErr, testGpu } from './helpers';
 
 const shaders = { nf4, nf4Matmul };
 
-// [M, N, K]: K·N not a multiple of 64, so blocks straddle rows.
+// [M, N, K]: K·N not a multiple of 64, so blocks straddle rows; K % 4 and K % 8 both ways
+// (the kernels decode whole words when rows are aligned).
 const shapes: [number, number, number][] = [
   [5, 37, 130],
   [70, 19, 67],
   [1, 45, 33],
   [3, 8, 200],
+  [66, 40, 132],
+  [2, 50, 96],
 ];
 
 describe('fused NF4 linear vs CPU reference', () => {
