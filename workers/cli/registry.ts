@@ -5,6 +5,7 @@ import { dataCheck } from './commands/data-check';
 import { gpuInfo } from './commands/gpu-info';
 import { goldenCheck } from './commands/golden-check';
 import { nf4Check } from './commands/nf4-check';
+import { plan } from './commands/plan';
 import { safetensorsInfo } from './commands/safetensors-info';
 
 export const COMMANDS: Record<string, CliCommand> = {
@@ -13,5 +14,6 @@ export const COMMANDS: Record<string, CliCommand> = {
   'golden-check': goldenCheck,
   'gpu-info': gpuInfo,
   'nf4-check': nf4Check,
+  plan,
   'safetensors-info': safetensorsInfo,
 };

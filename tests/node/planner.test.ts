@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { planMemory, planPreset, modelBytes, GIB } from '../../workers/load/planner';
+import { MemorySim, poolSize } from '../../workers/load/engine-memory';
+import { parseModelConfig } from '../../workers/model/config';
+import { DEFAULT_QUANT, getPreset } from '../../workers/load/presets';
+import { tinyModelTensors, tinyPhiConfig } from '../mock-hub/tiny-model';
+import { archFromConfig } from '../../workers/load/arch';
+import { storedTensorBytes } from '../../workers/load/sizes';
+
+const sum = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
+
+describe('memory planner', () => {
+  it('the simulator counts like the pool: 16-byte rounding, peak of simultaneous live bytes', () => {
+    const sim = new MemorySim();
+    const a = sim.alloc(10, 'weights', 'a');
+    const b = sim.alloc(100, 'scratch', 'b');
+    sim.release(b);
+    sim.alloc(50, 'activations', 'c');
+    expect(poolSize(10)).toBe(16);
+    expect(sim.peakTotal).toBe(16 + 112);
+    expect(sim.atPeak).toEqual({ weights: 16, lora: 0, optimizer: 0, activations: 0, scratch: 112 });
+    expect(() => sim.release(b)).toThrow(/released twice/);
+    expect(sim.largest.label).toBe('b');
+    sim.release(a);
+  });
+
+  it('reports a breakdown that sums to the peak, for both presets', () => {
+    for (const name of ['phi-1_5', 'falcon-7b', 'demo']) {
+      const plan = planPreset(name);
+      expect(sum(plan.byCategory)).toBe(plan.peakBytes);
+      expect(plan.byCategory.weights).toBeGreaterThan(0);
+      expect(plan.byCategory.lora).toBe(plan.byCategory.optimizer); // A, B + grads vs two moments
+      expect(plan.verdict).toBe('fits');
+    }
+  });
+
+  it('counts parameters and trainable parameters of the published architectures', () => {
+    const phi = planPreset('phi-1_5');
+    expect(phi.parameters).toBe(1418270720);
+    // r · (in + out) over q,k,v,dense (2048→2048), fc1 (2048→8192), fc2 (8192→2048), 24 layers.
+    expect(phi.trainableParameters).toBe(24 * 16 * (4 * 4096 + 2 * 10240));
+    const falcon = planPreset('falcon-7b');
+    expect(falcon.parameters).toBeGreaterThan(6.9e9);
+    expect(falcon.parameters).toBeLessThan(7.0e9);
+  });
+
+  it('activations grow with sequence and batch; checkpointing keeps them to one layer', () => {
+    const base = planPreset('phi-1_5', { seq: 256 });
+    expect(planPreset('phi-1_5', { seq: 512 }).peakBytes).toBeGreaterThan(base.peakBytes);
+    expect(planPreset('phi-1_5', { seq: 256, batch: 2 }).peakBytes).toBeGreaterThan(base.peakBytes);
+    const without = planPreset('phi-1_5', { seq: 256, checkpointing: false });
+    expect(without.byCategory.activations).toBeGreaterThan(4 * base.byCategory.activations);
+  });
+
+  it('answers fits-shorter with a setting that fits, and does-not-fit with the reason', () => {
+    const tight = planPreset('phi-1_5', { seq: 2048, batch: 4, checkpointing: false, gpuMemoryBytes: 4 * GIB });
+    expect(tight.verdict).toBe('fits-shorter');
+    expect(tight.suggestion).not.toBeNull();
+    const s = tight.suggestion!;
+    expect(tight.reason).toContain(`fits with sequence ${s.seq} and batch ${s.batch}`);
+    expect(planPreset('phi-1_5', { seq: s.seq, batch: s.batch, checkpointing: false, gpuMemoryBytes: 4 * GIB }).verdict).toBe('fits');
+    const none = planPreset('falcon-7b', { gpuMemoryBytes: 2 * GIB });
+    expect(none.verdict).toBe('does-not-fit');
+    expect(none.reason).toMatch(/needs .* but the GPU has 2.00 GiB; even sequence 16, batch 1 needs/);
+  });
+
+  it('flags a single buffer larger than the adapter allows', () => {
+    const plan = planPreset('falcon-7b', { limits: { maxBufferSize: GIB, maxStorageBufferBindingSize: GIB } });
+    expect(plan.largestBuffer.label).toBe('transformer.word_embeddings.weight');
+    expect(plan.verdict).toBe('does-not-fit');
+    expect(plan.reason).toContain('but this GPU allows 1.00 GiB per buffer');
+  });
+
+  it('refuses bad settings with the key', () => {
+    expect(() => planPreset('phi-1_5', { seq: 0 })).toThrow('seq must be a positive integer');
+    expect(() => planPreset('phi-1_5', { seq: 4096 })).toThrow(/exceeds the model's max_position_embeddings/);
+    expect(() => planPreset('phi-1_5', { targets: ['query_key_value'] })).toThrow(/match no linear layer/);
+    expect(() => planMemory({ ...getPreset('phi-1_5'), config: { model_type: 'phi' }, seq: 8, batch: 1, rank: 4, targets: ['fc1'], checkpointing: true })).toThrow(/"hidden_size" is missing/);
+  });
+
+  it('storage bytes equal what the loader stores for the same model', () => {
+    const config = tinyPhiConfig();
+    const arch = archFromConfig(config);
+    const stored = tinyModelTensors(config, 'F16').reduce((n, t) => n + storedTensorBytes(arch, t.name, t.dtype, t.shape, DEFAULT_QUANT), 0);
+    expect(modelBytes(parseModelConfig(config), DEFAULT_QUANT).storage).toBe(stored);
+  });
+});

@@ -1,0 +1,307 @@
+/**
+ * The engine's GPU allocations replayed without a GPU: the same buffers, in the same order,
+ * with the same sizes, 16-byte rounding and categories as CausalLM.load, forwardBackward and
+ * the optimizer make them (workers/model/causal-lm.ts, frozen-linear.ts, lora-adapter.ts,
+ * workers/kernels/lora.ts, workers/nf4/gpu.ts, workers/train/paged-moments.ts). Live bytes are
+ * tracked like BufferPool does, so the peak is the engine's peak. When the engine changes its
+ * allocation pattern this file must follow; tests/gpu/planner-measured.test.ts compares the
+ * two on real models.
+ */
+import { MEMORY_CATEGORIES, type ByCategory, type MemoryCategory } from '../gpu/pool';
+import { architectureNames, type LinearSpec } from '../model/architecture';
+import type { ModelConfig } from '../model/config';
+import { planParts } from '../nf4/gpu';
+import type { QuantSettings } from './presets';
+
+const zero = (): ByCategory => ({ weights: 0, lora: 0, optimizer: 0, activations: 0, scratch: 0 });
+
+/** Pool rounding: at least 16 bytes, a multiple of 16. */
+export const poolSize = (bytes: number): number => Math.max(16, Math.ceil(bytes / 16) * 16);
+
+export interface SimBuffer {
+  readonly label: string;
+  readonly category: MemoryCategory;
+  readonly size: number;
+}
+
+/** Live and peak bytes of a replayed allocation sequence. */
+export class MemorySim {
+  private readonly live = zero();
+  private liveTotal = 0;
+  peakTotal = 0;
+  /** Bytes per category at the moment of the peak (they sum to peakTotal). */
+  atPeak = zero();
+  largest: SimBuffer = { label: '', category: 'scratch', size: 0 };
+  private readonly liveSet = new Set<SimBuffer>();
+
+  alloc(bytes: number, category: MemoryCategory, label: string): SimBuffer {
+    const b: SimBuffer = { label, category, size: poolSize(bytes) };
+    this.liveSet.add(b);
+    this.live[category] += b.size;
+    this.liveTotal += b.size;
+    if (this.liveTotal > this.peakTotal) {
+      this.peakTotal = this.liveTotal;
+      this.atPeak = { ...this.live };
+    }
+    if (b.size > this.largest.size) this.largest = b;
+    return b;
+  }
+
+  release(...bufs: (SimBuffer | null | undefined)[]): void {
+    for (const b of bufs) {
+      if (!b) continue;
+      if (!this.liveSet.delete(b)) throw new Error(`simulated buffer "${b.label}" released twice`);
+      this.live[b.category] -= b.size;
+      this.liveTotal -= b.size;
+    }
+  }
+
+  get liveBytes(): number {
+    return this.liveTotal;
+  }
+
+  liveByCategory(): ByCategory {
+    return { ...this.live };
+  }
+}
+
+export interface StepShape {
+  seq: number;
+  batch: number;
+  rank: number;
+  checkpointing: boolean;
+  /** LoRA dropout > 0 (the engine then keeps a dropped copy of each adapted input). */
+  dropout: boolean;
+  /** The batch has padding (the engine uploads an attention mask). */
+  padded: boolean;
+}
+
+interface ModelState {
+  embed: SimBuffer;
+  /** Adapted linear layers by module path. */
+  adapted: Set<string>;
+}
+
+/** CausalLM.load in NF4 mode, then the LoRA modules (A, B and their gradients). */
+export function simulateLoad(sim: MemorySim, cfg: ModelConfig, adapted: LinearSpec[], rank: number, quant: QuantSettings, maxPartBytes: number): ModelState {
+  const names = architectureNames(cfg);
+  const h = cfg.hidden;
+  const embed = sim.alloc(cfg.vocabSize * h * 4, 'weights', names.embedding);
+  let tables = false;
+  for (const layer of names.layers) {
+    for (const ls of layer.linears) {
+      if (ls.bias) sim.alloc(ls.outFeatures * 4, 'weights', `${ls.path}.bias`);
+      // quantizeToGpu: packed parts, then (after the chunks) the absmax buffers and the shared tables.
+      for (const [i, p] of planParts(ls.outFeatures, ls.inFeatures, maxPartBytes).entries()) sim.alloc(Math.ceil(p.elemCount / 8) * 4, 'weights', `${ls.path}.packed${i}`);
+      const n = ls.outFeatures * ls.inFeatures;
+      const blocks = Math.ceil(n / quant.blocksize);
+      // One streamed chunk at a time (1 Mi elements of f32 input, its packed codes and absmax).
+      const chunkBlocks = Math.min(16384, blocks);
+      const chunk = [
+        sim.alloc(Math.min(n, chunkBlocks * quant.blocksize) * 4, 'scratch', `${ls.path}.chunk`),
+        sim.alloc(chunkBlocks * 32, 'scratch', `${ls.path}.chunk-packed`),
+        sim.alloc(chunkBlocks * 4, 'scratch', `${ls.path}.chunk-absmax`),
+      ];
+      const readback = sim.alloc(chunkBlocks * 4, 'scratch', 'readback');
+      sim.release(readback, ...chunk);
+      if (quant.doubleQuant) {
+        sim.alloc(blocks, 'weights', `${ls.path}.qabsmax`);
+        sim.alloc(Math.ceil(blocks / quant.nestedBlocksize) * 4, 'weights', `${ls.path}.nested`);
+      } else {
+        sim.alloc(blocks * 4, 'weights', `${ls.path}.absmax`);
+      }
+      if (!tables) {
+        sim.alloc((16 + 256) * 4, 'weights', 'nf4-tables');
+        tables = true;
+      }
+    }
+    sim.alloc(h * 4, 'weights', `${layer.norm}.weight`);
+    sim.alloc(h * 4, 'weights', `${layer.norm}.bias`);
+  }
+  sim.alloc(h * 4, 'weights', `${names.finalNorm}.weight`);
+  sim.alloc(h * 4, 'weights', `${names.finalNorm}.bias`);
+  if (!cfg.tiedLmHead) sim.alloc(cfg.vocabSize * h * 4, 'weights', names.lmHeadWeight);
+  if (names.lmHeadBias) sim.alloc(cfg.vocabSize * 4, 'weights', names.lmHeadBias);
+  const half = cfg.rotaryDim / 2;
+  sim.alloc(cfg.maxPositions * half * 4, 'weights', 'rotary.cos');
+  sim.alloc(cfg.maxPositions * half * 4, 'weights', 'rotary.sin');
+  for (const m of adapted) {
+    for (const [key, numel] of [['lora_A', rank * m.inFeatures], ['lora_B', m.outFeatures * rank]] as const) {
+      sim.alloc(numel * 4, 'lora', `${m.path}.${key}.grad`);
+      sim.alloc(numel * 4, 'lora', `${m.path}.${key}`);
+    }
+  }
+  return { embed, adapted: new Set(adapted.map((m) => m.path)) };
+}
+
+/** AdamW moments (exp_avg, exp_avg_sq) in pages of 1 Mi elements per LoRA tensor, all resident. */
+export function simulateOptimizer(sim: MemorySim, adapted: LinearSpec[], rank: number, pageElems = 1 << 20): void {
+  for (const m of adapted) {
+    for (const numel of [rank * m.inFeatures, m.outFeatures * rank]) {
+      for (let start = 0; start < numel; start += pageElems) {
+        const count = Math.min(pageElems, numel - start);
+        sim.alloc(count * 4, 'optimizer', `${m.path}.exp_avg`);
+        sim.alloc(count * 4, 'optimizer', `${m.path}.exp_avg_sq`);
+      }
+    }
+  }
+}
+
+/** One forward + backward (CausalLM.forwardBackward). */
+export function simulateForwardBackward(sim: MemorySim, cfg: ModelConfig, state: ModelState, s: StepShape): void {
+  const names = architectureNames(cfg);
+  const rows = s.batch * s.seq;
+  const h = cfg.hidden;
+  const H = cfg.heads;
+  const D = cfg.headDim;
+  const kvW = cfg.kvHeads * D;
+  const V = cfg.vocabSize;
+
+  /** Nf4Linear.forward / backwardData: W widened to f32 for the duration of one matmul. */
+  const widen = (ls: LinearSpec) => sim.release(sim.alloc(ls.outFeatures * ls.inFeatures * 4, 'scratch', 'nf4-widened'));
+  const isAdapted = (ls: LinearSpec) => state.adapted.has(ls.path);
+
+  const linearForward = (ls: LinearSpec, keepH: SimBuffer[] | null) => {
+    widen(ls);
+    if (!isAdapted(ls)) return;
+    const kept = keepH ? sim.alloc(rows * s.rank * 4, 'activations', `${ls.path}.lora_h`) : null;
+    if (kept) keepH!.push(kept);
+    const xd = s.dropout ? sim.alloc(rows * ls.inFeatures * 4, 'scratch', 'lora-xd') : null;
+    const tmpH = kept ? null : sim.alloc(rows * s.rank * 4, 'scratch', 'lora-h');
+    sim.release(tmpH, xd);
+  };
+
+  const linearBackward = (ls: LinearSpec) => {
+    widen(ls);
+    if (!isAdapted(ls)) return;
+    const xd = s.dropout ? sim.alloc(rows * ls.inFeatures * 4, 'scratch', 'lora-xd') : null;
+    const dh = sim.alloc(rows * s.rank * 4, 'scratch', 'lora-dh');
+    if (s.dropout) sim.release(sim.alloc(rows * ls.inFeatures * 4, 'scratch', 'lora-dxd'));
+    sim.release(dh, xd);
+  };
+
+  interface Saved {
+    bufs: SimBuffer[];
+  }
+
+  const layerForward = (li: number, keep: boolean): { out: SimBuffer; saved: Saved | null } => {
+    const layer = names.layers[li];
+    const cat: MemoryCategory = keep ? 'activations' : 'scratch';
+    const byRole = new Map(layer.linears.map((l) => [l.role, l]));
+    const bufs: SimBuffer[] = [];
+    const keepH: SimBuffer[] | null = keep ? [] : null;
+    bufs.push(sim.alloc(rows * h * 4, cat, 'ln.out'), sim.alloc(rows * 8, cat, 'ln.stats'));
+    for (const role of cfg.arch === 'falcon' ? (['qkv'] as const) : (['q', 'k', 'v'] as const)) {
+      const ls = byRole.get(role)!;
+      bufs.push(sim.alloc(rows * ls.outFeatures * 4, cat, `${ls.path}.out`));
+      linearForward(ls, keepH);
+    }
+    bufs.push(sim.alloc(rows * H * D * 4, cat, 'attn.out'), sim.alloc(s.batch * H * s.seq * 8, cat, 'attn.stats'));
+    const out = sim.alloc(rows * h * 4, 'activations', `layer${li}.out`);
+    linearForward(byRole.get('dense')!, keepH);
+    bufs.push(sim.alloc(rows * cfg.ffn * 4, cat, 'mlp.fc1'));
+    linearForward(byRole.get('fc1')!, keepH);
+    const act = sim.alloc(rows * cfg.ffn * 4, 'scratch', 'mlp.act');
+    linearForward(byRole.get('fc2')!, keepH);
+    sim.release(act);
+    const saved = { bufs: [...bufs, ...(keepH ?? [])] };
+    if (keep) return { out, saved };
+    sim.release(...saved.bufs);
+    return { out, saved: null };
+  };
+
+  const layerBackward = (li: number): SimBuffer => {
+    const layer = names.layers[li];
+    const byRole = new Map(layer.linears.map((l) => [l.role, l]));
+    const dx = sim.alloc(rows * h * 4, 'scratch', `layer${li}.dx`);
+    const act = sim.alloc(rows * cfg.ffn * 4, 'scratch', 'mlp.act');
+    const dAct = sim.alloc(rows * cfg.ffn * 4, 'scratch', 'mlp.dact');
+    linearBackward(byRole.get('fc2')!);
+    sim.release(act);
+    const dh = sim.alloc(rows * h * 4, 'scratch', 'ln.dout');
+    linearBackward(byRole.get('fc1')!);
+    sim.release(dAct);
+    const dO = sim.alloc(rows * H * D * 4, 'scratch', 'attn.dout');
+    linearBackward(byRole.get('dense')!);
+    if (cfg.arch === 'falcon') {
+      const qkv = byRole.get('qkv')!;
+      const dqkv = sim.alloc(rows * qkv.outFeatures * 4, 'scratch', 'attn.dqkv');
+      linearBackward(qkv);
+      sim.release(dqkv);
+    } else {
+      const dq = sim.alloc(rows * H * D * 4, 'scratch', 'attn.dq');
+      const dkv = sim.alloc(2 * rows * kvW * 4, 'scratch', 'attn.dkv');
+      const dv = sim.alloc(rows * kvW * 4, 'scratch', 'attn.dv');
+      for (const role of ['q', 'k', 'v'] as const) linearBackward(byRole.get(role)!);
+      sim.release(dq, dkv, dv);
+    }
+    sim.release(dO, dh);
+    return dx;
+  };
+
+  // gpu.dummy: bound where a kernel's optional input is absent; allocated once, on first use.
+  sim.alloc(256, 'scratch', 'dummy');
+  const ids = sim.alloc(rows * 4, 'scratch', 'input_ids');
+  const mask = s.padded ? sim.alloc(rows * 4, 'scratch', 'attention_mask') : null;
+  const x0 = sim.alloc(rows * h * 4, 'activations', 'embedding.out');
+  const xs = [x0];
+  const saved: (Saved | null)[] = [];
+  const L = names.layers.length;
+  for (let l = 0; l < L; l++) {
+    const r = layerForward(l, !s.checkpointing);
+    xs.push(r.out);
+    saved.push(r.saved);
+  }
+  const hf = sim.alloc(rows * h * 4, 'activations', 'final_ln.out');
+  const stats = sim.alloc(rows * 8, 'activations', 'final_ln.stats');
+  const dhf = sim.alloc(rows * h * 4, 'scratch', 'final_ln.dout');
+  // runHead: lm_head + cross-entropy in chunks of rows that fit 32 MiB of logits.
+  const headChunkRows = Math.max(1, Math.floor((32 * 1024 * 1024) / (4 * V)));
+  const targets = sim.alloc(rows * 4, 'scratch', 'targets');
+  const losses = sim.alloc(rows * 4, 'scratch', 'losses');
+  const logits = sim.alloc(Math.min(rows, headChunkRows) * V * 4, 'scratch', 'logits.chunk');
+  sim.release(sim.alloc(rows * 4, 'scratch', 'readback'));
+  sim.release(targets, losses, logits);
+  let dOut = sim.alloc(rows * h * 4, 'scratch', 'final.dx');
+  sim.release(hf, stats, dhf, xs[L]);
+  for (let l = L - 1; l >= 0; l--) {
+    let sv = saved[l];
+    if (!sv) {
+      const again = layerForward(l, true);
+      sim.release(again.out);
+      sv = again.saved!;
+    }
+    const dx = layerBackward(l);
+    sim.release(...sv.bufs, dOut);
+    if (l > 0) sim.release(xs[l]);
+    dOut = dx;
+  }
+  sim.release(dOut, x0, ids, mask);
+}
+
+export interface EnginePlanInput extends StepShape {
+  adapted: LinearSpec[];
+  quant: QuantSettings;
+  maxPartBytes: number;
+  includeOptimizer: boolean;
+}
+
+export interface EnginePlan {
+  peakTotal: number;
+  atPeak: ByCategory;
+  largest: SimBuffer;
+  /** Bytes that stay allocated between steps (weights, LoRA, optimizer). */
+  persistent: ByCategory;
+}
+
+/** Load, optimizer state, one forward+backward: the peak the pool would measure. */
+export function simulateTraining(cfg: ModelConfig, input: EnginePlanInput): EnginePlan {
+  const sim = new MemorySim();
+  const state = simulateLoad(sim, cfg, input.adapted, input.rank, input.quant, input.maxPartBytes);
+  if (input.includeOptimizer) simulateOptimizer(sim, input.adapted, input.rank);
+  const persistent = sim.liveByCategory();
+  simulateForwardBackward(sim, cfg, state, input);
+  return { peakTotal: sim.peakTotal, atPeak: sim.atPeak, largest: sim.largest, persistent };
+}
+
+export const sumCategories = (b: ByCategory): number => MEMORY_CATEGORIES.reduce((n, c) => n + b[c], 0);

@@ -1,0 +1,206 @@
+/**
+ * Memory planner: predicts the GPU memory of a QLoRA training step before anything is
+ * downloaded, from config.json alone. It lists the buffers the engine allocates (same sizes,
+ * same 16-byte rounding as the pool, same categories) for the persistent state and for the
+ * busiest moment of a forward+backward step, and answers whether it fits.
+ *
+ * The allocation sequence is replayed by `engine-memory.ts`, which mirrors the engine
+ * (workers/model, workers/nf4, workers/train) so the prediction can be checked against the
+ * pool's measured peak.
+ */
+import type { ByCategory, MemoryCategory } from '../gpu/pool';
+import { parseModelConfig, type ModelConfig } from '../model/config';
+import { architectureNames, isTargetModule, type LinearSpec } from '../model/architecture';
+import { DEFAULT_QUANT, getPreset, type HfConfig, type QuantSettings } from './presets';
+import { nf4Bytes, sumNf4 } from './sizes';
+import { simulateTraining } from './engine-memory';
+
+export type Verdict = 'fits' | 'does-not-fit' | 'fits-shorter';
+
+export interface PlanRequest {
+  config: HfConfig;
+  seq: number;
+  batch: number;
+  rank: number;
+  /** PEFT target_modules. */
+  targets: string[];
+  checkpointing: boolean;
+  quant?: QuantSettings;
+  /** GPU memory to plan against (bytes); default 8 GiB, the laptop GPU the presets aim at. */
+  gpuMemoryBytes?: number;
+  /** The adapter's limits; defaults are common desktop values. */
+  limits?: { maxBufferSize: number; maxStorageBufferBindingSize: number };
+  /** LoRA dropout > 0 (the engine keeps a dropped copy of each adapted input); default true. */
+  dropout?: boolean;
+  /** Batches carry padding (an attention mask is uploaded); default true. */
+  padded?: boolean;
+  /** Count AdamW moments (off to compare with a bare forward+backward); default true. */
+  includeOptimizer?: boolean;
+}
+
+export interface MemoryPlanResult {
+  peakBytes: number;
+  byCategory: ByCategory;
+  largestBuffer: { label: string; bytes: number };
+  /** Bytes of the quantized model in browser storage (the IndexedDB cache). */
+  storageBytes: number;
+  /** Bytes the download reads (the 16-bit checkpoint). */
+  downloadBytes: number;
+  parameters: number;
+  trainableParameters: number;
+  verdict: Verdict;
+  reason: string;
+  gpuMemoryBytes: number;
+  limits: { maxBufferSize: number; maxStorageBufferBindingSize: number };
+  /** Where a smaller setting fits when the verdict is fits-shorter. */
+  suggestion: { seq: number; batch: number } | null;
+  /** Bytes that stay allocated between steps (weights, LoRA, optimizer). */
+  persistent: ByCategory;
+}
+
+export const GIB = 1024 ** 3;
+export const DEFAULT_GPU_MEMORY = 8 * GIB;
+export const DEFAULT_LIMITS = { maxBufferSize: 2 * GIB, maxStorageBufferBindingSize: 2 * GIB - 4 };
+
+function adapted(config: ModelConfig, targets: string[]): LinearSpec[] {
+  return architectureNames(config).layers.flatMap((l) => l.linears.filter((s) => isTargetModule(s.path, targets)));
+}
+
+/** Bytes of the checkpoint as published (16-bit) and of the quantized model as cached. */
+export function modelBytes(config: ModelConfig, quant: QuantSettings): { download: number; storage: number; parameters: number } {
+  const names = architectureNames(config);
+  const h = config.hidden;
+  let linearParams = 0;
+  let denseParams = config.vocabSize * h + 2 * h; // embedding + final norm
+  let storage = 0;
+  for (const layer of names.layers) {
+    denseParams += 2 * h;
+    for (const l of layer.linears) {
+      linearParams += l.inFeatures * l.outFeatures;
+      storage += sumNf4(nf4Bytes(l.inFeatures * l.outFeatures, quant));
+      if (l.bias) denseParams += l.outFeatures;
+    }
+  }
+  if (!config.tiedLmHead) denseParams += config.vocabSize * h;
+  if (config.lmHeadBias) denseParams += config.vocabSize;
+  storage += 2 * denseParams;
+  return { download: 2 * (linearParams + denseParams), storage, parameters: linearParams + denseParams };
+}
+
+type Settings = Required<Omit<PlanRequest, 'config'>>;
+
+function evaluate(cfg: ModelConfig, req: Settings) {
+  return simulateTraining(cfg, {
+    seq: req.seq,
+    batch: req.batch,
+    rank: req.rank,
+    checkpointing: req.checkpointing,
+    dropout: req.dropout,
+    padded: req.padded,
+    adapted: adapted(cfg, req.targets),
+    quant: req.quant,
+    maxPartBytes: Math.floor(Math.min(req.limits.maxStorageBufferBindingSize, req.limits.maxBufferSize) / 16) * 16,
+    includeOptimizer: req.includeOptimizer,
+  });
+}
+
+export function planMemory(request: PlanRequest): MemoryPlanResult {
+  const cfg = parseModelConfig(request.config);
+  const req = {
+    seq: request.seq,
+    batch: request.batch,
+    rank: request.rank,
+    targets: request.targets,
+    checkpointing: request.checkpointing,
+    quant: request.quant ?? DEFAULT_QUANT,
+    gpuMemoryBytes: request.gpuMemoryBytes ?? DEFAULT_GPU_MEMORY,
+    limits: request.limits ?? DEFAULT_LIMITS,
+    dropout: request.dropout ?? true,
+    padded: request.padded ?? true,
+    includeOptimizer: request.includeOptimizer ?? true,
+  };
+  for (const [key, v] of [['seq', req.seq], ['batch', req.batch], ['rank', req.rank]] as const) {
+    if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${key} must be a positive integer, got ${v}`);
+  }
+  if (req.seq > cfg.maxPositions) throw new RangeError(`seq ${req.seq} exceeds the model's max_position_embeddings (${cfg.maxPositions})`);
+  const modules = adapted(cfg, req.targets);
+  if (modules.length === 0) throw new RangeError(`target modules ${JSON.stringify(req.targets)} match no linear layer of this ${cfg.arch} model`);
+
+  const plan = evaluate(cfg, req);
+  const peak = plan.peakTotal;
+  const largest = { label: plan.largest.label, bytes: plan.largest.size };
+  const sizes = modelBytes(cfg, req.quant);
+  const trainable = modules.reduce((n, m) => n + req.rank * (m.inFeatures + m.outFeatures), 0);
+
+  const tooBig = largest.bytes > req.limits.maxBufferSize;
+  const fitsMemory = peak <= req.gpuMemoryBytes;
+  let verdict: Verdict = 'fits';
+  let reason = `needs ${fmt(peak)} of ${fmt(req.gpuMemoryBytes)} GPU memory; largest buffer ${fmt(largest.bytes)} (${largest.label})`;
+  let suggestion: { seq: number; batch: number } | null = null;
+  if (tooBig || !fitsMemory) {
+    suggestion = smallerSetting(cfg, req);
+    const why = tooBig
+      ? `buffer "${largest.label}" needs ${fmt(largest.bytes)} but this GPU allows ${fmt(req.limits.maxBufferSize)} per buffer`
+      : `needs ${fmt(peak)} but the GPU has ${fmt(req.gpuMemoryBytes)}`;
+    if (suggestion) {
+      verdict = 'fits-shorter';
+      reason = `${why}; fits with sequence ${suggestion.seq} and batch ${suggestion.batch}`;
+    } else {
+      verdict = 'does-not-fit';
+      const base = evaluate(cfg, { ...req, seq: Math.min(16, req.seq), batch: 1 });
+      reason = `${why}; even sequence 16, batch 1 needs ${fmt(base.peakTotal)} (weights ${fmt(base.persistent.weights)})`;
+    }
+  }
+  return {
+    peakBytes: peak,
+    byCategory: plan.atPeak,
+    largestBuffer: largest,
+    storageBytes: sizes.storage,
+    downloadBytes: sizes.download,
+    parameters: sizes.parameters,
+    trainableParameters: trainable,
+    verdict,
+    reason,
+    gpuMemoryBytes: req.gpuMemoryBytes,
+    limits: req.limits,
+    suggestion,
+    persistent: plan.persistent,
+  };
+}
+
+/** The longest sequence (then the largest batch) that fits, halving from the request. */
+function smallerSetting(cfg: ModelConfig, req: Settings): { seq: number; batch: number } | null {
+  const fits = (seq: number, batch: number) => {
+    const r = evaluate(cfg, { ...req, seq, batch });
+    return r.peakTotal <= req.gpuMemoryBytes && r.largest.size <= req.limits.maxBufferSize;
+  };
+  for (let batch = req.batch; batch >= 1; batch = Math.floor(batch / 2)) {
+    for (let seq = req.seq; seq >= 16; seq = Math.floor(seq / 2)) {
+      if ((seq !== req.seq || batch !== req.batch) && fits(seq, batch)) return { seq, batch };
+    }
+  }
+  return null;
+}
+
+export function fmt(bytes: number): string {
+  if (bytes >= GIB) return `${(bytes / GIB).toFixed(2)} GiB`;
+  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+/** The plan for a preset with optional overrides (what `npm run cli -- plan` prints). */
+export function planPreset(name: string, overrides: Partial<Omit<PlanRequest, 'config'>> = {}): MemoryPlanResult {
+  const p = getPreset(name);
+  return planMemory({
+    config: p.config,
+    seq: p.train.seqLen,
+    batch: p.train.microBatch,
+    rank: p.lora.r,
+    targets: p.lora.targetModules,
+    checkpointing: p.train.gradientCheckpointing,
+    quant: p.quant,
+    ...overrides,
+  });
+}
+
+export type { MemoryCategory };
