@@ -1,0 +1,91 @@
+/**
+ * Random base weights with HF tensor names for any config, generated per tensor on demand
+ * (deterministic from the seed and the name), so tests and benchmarks can build models of
+ * real layer shapes without files.
+ */
+import type { ModelConfig } from './config';
+import { architectureNames } from './architecture';
+import type { WeightInfo, WeightSource } from './weights';
+
+function hashName(name: string, seed: number): number {
+  let h = (seed ^ 0x9e3779b9) >>> 0;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/** Gaussian-ish values (sum of two uniforms, cheap) with the given standard deviation. */
+function fill(n: number, seed: number, std: number, mean: number): Float32Array {
+  const out = new Float32Array(n);
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  // Irwin–Hall with 2 terms has variance 1/6.
+  const k = std * Math.sqrt(6);
+  for (let i = 0; i < n; i++) out[i] = mean + (next() + next() - 1) * k;
+  return out;
+}
+
+export class RandomWeights implements WeightSource {
+  private readonly shapes = new Map<string, number[]>();
+  readonly label: string;
+
+  constructor(
+    config: ModelConfig,
+    private readonly seed = 1,
+    private readonly std = { linear: 0.05, embedding: 0.3, bias: 0.02, norm: 0.1 },
+  ) {
+    const names = architectureNames(config);
+    const c = config;
+    this.shapes.set(names.embedding, [c.vocabSize, c.hidden]);
+    for (const l of names.layers) {
+      this.shapes.set(`${l.norm}.weight`, [c.hidden]).set(`${l.norm}.bias`, [c.hidden]);
+      for (const s of l.linears) {
+        this.shapes.set(`${s.path}.weight`, [s.outFeatures, s.inFeatures]);
+        if (s.bias) this.shapes.set(`${s.path}.bias`, [s.outFeatures]);
+      }
+    }
+    this.shapes.set(`${names.finalNorm}.weight`, [c.hidden]).set(`${names.finalNorm}.bias`, [c.hidden]);
+    if (!c.tiedLmHead) this.shapes.set(names.lmHeadWeight, [c.vocabSize, c.hidden]);
+    if (names.lmHeadBias) this.shapes.set(names.lmHeadBias, [c.vocabSize]);
+    this.label = `random ${c.arch} weights (seed ${seed})`;
+  }
+
+  names(): string[] {
+    return [...this.shapes.keys()];
+  }
+
+  info(name: string): WeightInfo | undefined {
+    const shape = this.shapes.get(name);
+    return shape ? { dtype: 'F32', shape } : undefined;
+  }
+
+  async readF32(name: string): Promise<Float32Array> {
+    const shape = this.shapes.get(name);
+    if (!shape) throw new Error(`${this.label}: no tensor "${name}"`);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const s = hashName(name, this.seed);
+    if (name.includes('norm') || name.includes('ln_f')) return fill(n, s, this.std.norm, name.endsWith('.weight') ? 1 : 0);
+    if (name.endsWith('.bias')) return fill(n, s, this.std.bias, 0);
+    if (shape.length === 2 && (name.includes('embed') || name.includes('word_embeddings'))) return fill(n, s, this.std.embedding, 0);
+    return fill(n, s, this.std.linear, 0);
+  }
+
+  async readRaw(name: string): Promise<Uint8Array> {
+    const f = await this.readF32(name);
+    return new Uint8Array(f.buffer);
+  }
+}
+
+/** A small config of either family for tests (sizes chosen not to be multiples of the kernels' tiles). */
+export function tinyConfig(arch: 'phi' | 'falcon', overrides: Partial<ModelConfig> = {}): ModelConfig {
+  const base: ModelConfig =
+    arch === 'phi'
+      ? { arch, vocabSize: 203, hidden: 40, layers: 2, heads: 4, kvHeads: 4, headDim: 10, ffn: 72, rotaryDim: 4, ropeTheta: 10000, layerNormEps: 1e-5, activation: 'gelu_new', linearBias: true, tiedLmHead: false, lmHeadBias: true, maxPositions: 64, bosTokenId: null, eosTokenId: null }
+      : { arch, vocabSize: 211, hidden: 48, layers: 2, heads: 4, kvHeads: 1, headDim: 12, ffn: 80, rotaryDim: 12, ropeTheta: 10000, layerNormEps: 1e-5, activation: 'gelu', linearBias: false, tiedLmHead: true, lmHeadBias: false, maxPositions: 64, bosTokenId: 1, eosTokenId: 2 };
+  return { ...base, ...overrides };
+}
