@@ -34,6 +34,7 @@ struct Params {
 var<workgroup> As: array<array<f32, BM>, BK>;
 var<workgroup> Ws: array<array<f32, BN>, BK>;
 var<workgroup> red: array<array<f32, 64>, 4>;
+var<workgroup> lut: array<f32, 16>;   // the NF4 table, copied from `tables` by each workgroup
 
 fn blockAbsmax(b: u32) -> f32 {
   if (DOUBLE_QUANT) {
@@ -50,7 +51,7 @@ fn weight(row: u32, col: u32) -> f32 {
   let local = e - p.elemBase;
   let shift = 8u * ((local >> 1u) & 3u) + select(4u, 0u, (local & 1u) == 1u);
   let code = (packed[local >> 3u] >> shift) & 15u;
-  return tables[code] * blockAbsmax(e >> 6u);
+  return lut[code] * blockAbsmax(e >> 6u);
 }
 
 // W[row, col .. col+3] when row·K + col is a multiple of 4: the four codes share one u32 word
@@ -62,10 +63,10 @@ fn weight4(row: u32, col: u32) -> vec4<f32> {
   let base = 8u * ((local >> 1u) & 3u);
   let a = blockAbsmax(e >> 6u);
   return vec4<f32>(
-    tables[(word >> (base + 4u)) & 15u],
-    tables[(word >> base) & 15u],
-    tables[(word >> (base + 12u)) & 15u],
-    tables[(word >> (base + 8u)) & 15u]) * a;
+    lut[(word >> (base + 4u)) & 15u],
+    lut[(word >> base) & 15u],
+    lut[(word >> (base + 12u)) & 15u],
+    lut[(word >> (base + 8u)) & 15u]) * a;
 }
 
 fn dot4x4(k: u32, ty: u32, tx: u32, acc: ptr<function, array<array<f32, TN>, TM>>) {
@@ -85,6 +86,8 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
   let n0 = p.rowStart + wid.x * BN;
   // K % 4 == 0: groups of 4 columns never straddle a u32 word, a 64-block or the end of a row.
   let aligned = p.K % 4u == 0u;
+  if (t < 16u) { lut[t] = tables[t]; }
+  workgroupBarrier();
   var acc: array<array<f32, TN>, TM>;
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
     for (var l = 0u; l < 4u; l++) {
@@ -135,6 +138,8 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
   let m0 = wid.y * BM;
   let c0 = wid.x * BN;   // output columns of dX = columns of W
   let aligned = p.K % 4u == 0u;
+  if (t < 16u) { lut[t] = tables[t]; }
+  workgroupBarrier();
   var acc: array<array<f32, TN>, TM>;
   for (var n0 = p.rowStart; n0 < p.rowEnd; n0 += BK) {
     for (var l = 0u; l < 4u; l++) {
@@ -188,16 +193,26 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let n = p.rowStart + wid.y * nwg.x + wid.x;
   let live = n < p.rowEnd;
   var acc: array<f32, 4>;
-  if (live && p.K % 8u == 0u) {
-    // Rows start on a u32 word: each thread takes whole words (8 codes, one 64-block).
+  if (lid < 16u) { lut[lid] = tables[lid]; }
+  workgroupBarrier();
+  if (live && p.K % 32u == 0u) {
+    // Rows start on a 4-word boundary: each thread takes 4 words (32 codes, half a 64-block),
+    // adjacent threads adjacent 16-byte runs; absmax' is applied once per run.
     let rowWord = (n * p.K - p.elemBase) >> 3u;
-    for (var k = lid * 8u; k < p.K; k += 512u) {
-      let word = packed[rowWord + (k >> 3u)];
-      let a = blockAbsmax((n * p.K + k) >> 6u);
-      for (var i = 0u; i < 8u; i++) {
-        let w = tables[(word >> (8u * (i >> 1u) + select(4u, 0u, (i & 1u) == 1u))) & 15u] * a;
-        for (var m = 0u; m < GEMV_M; m++) { acc[m] += A[m * p.K + k + i] * w; }
+    for (var k = lid * 32u; k < p.K; k += 2048u) {
+      var part: array<f32, 4>;
+      for (var j = 0u; j < 4u; j++) {
+        let word = packed[rowWord + (k >> 3u) + j];
+        for (var b = 0u; b < 4u; b++) {
+          let byte = (word >> (8u * b)) & 255u;
+          let w0 = lut[byte >> 4u];
+          let w1 = lut[byte & 15u];
+          let kk = k + 8u * j + 2u * b;
+          for (var m = 0u; m < GEMV_M; m++) { part[m] += A[m * p.K + kk] * w0 + A[m * p.K + kk + 1u] * w1; }
+        }
       }
+      let a = blockAbsmax((n * p.K + k) >> 6u);
+      for (var m = 0u; m < GEMV_M; m++) { acc[m] += part[m] * a; }
     }
   } else if (live) {
     for (var k = lid; k < p.K; k += 64u) {
