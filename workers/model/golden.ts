@@ -7,7 +7,7 @@
 import type { Gpu } from '../gpu/runtime';
 import { SafetensorsFile } from '../formats/safetensors';
 import { parseModelConfig } from './config';
-import { CausalLM, type WeightMode } from './causal-lm';
+import { CausalLM, ModelInputError, type WeightMode } from './causal-lm';
 import { parsePeftConfig } from './lora-adapter';
 import type { ModelShaders } from './shaders';
 import type { Batch } from './types';
@@ -64,7 +64,7 @@ interface GoldenInputs {
 
 function goldenInputs(golden: SafetensorsFile): GoldenInputs {
   const shape = golden.info('input_ids').shape;
-  if (shape.length !== 2) throw new Error(`${golden.file}: input_ids must be [batch, seq], found [${shape.join(', ')}]`);
+  if (shape.length !== 2) throw new ModelInputError(`${golden.file}: input_ids must be [batch, seq], found [${shape.join(', ')}]`);
   const [batch, seq] = shape;
   const batchData: Batch = { inputIds: golden.ints('input_ids'), attentionMask: golden.ints('attention_mask'), labels: golden.ints('labels'), batch, seq };
   return { batch: batchData, prompt: Array.from(golden.ints('gen_prompt_ids')), newTokens: golden.info('gen_new_ids').shape.reduce((a, b) => a * b, 1) };
@@ -143,7 +143,7 @@ export async function runGoldenCheck(gpu: Gpu, shaders: ModelShaders, folder: st
   const log = options.log ?? (() => {});
   const need = async (name: string) => {
     const bytes = await read(join(folder, name));
-    if (!bytes) throw new Error(`${join(folder, name)} is missing`);
+    if (!bytes) throw new ModelInputError(`${join(folder, name)} is missing (a golden folder holds config.json, model.safetensors, adapter_config.json, adapter_model.safetensors, golden.safetensors)`);
     return bytes;
   };
   const text = async (name: string) => new TextDecoder().decode(await need(name));
