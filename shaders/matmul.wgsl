@@ -21,6 +21,10 @@ struct Params {
 
 var<workgroup> tileA: array<array<f32, 16>, 16>;
 var<workgroup> tileB: array<array<f32, 16>, 16>;
+// main64: 64×64 outputs per workgroup, 4×4 per thread (rows ty + 16i, columns tx + 16j, so
+// stores and tile reads stay contiguous across a row of threads).
+var<workgroup> bigA: array<array<f32, 64>, 16>;
+var<workgroup> bigB: array<array<f32, 64>, 16>;
 
 fn loadA(base: u32, row: u32, k: u32) -> f32 {
   if (row >= p.M || k >= p.K) { return 0.0; }
@@ -59,5 +63,54 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let idx = baseC + row * p.N + col;
     if (p.beta != 0.0) { v += p.beta * C[idx]; }
     C[idx] = v;
+  }
+}
+
+@compute @workgroup_size(16, 16)
+fn main64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = lid.y * 16u + lid.x;
+  let m0 = wid.y * 64u;
+  let n0 = wid.x * 64u;
+  let baseA = p.offA + wid.z * p.strideA;
+  let baseB = p.offB + wid.z * p.strideB;
+  let baseC = p.offC + wid.z * p.strideC;
+  var acc: array<array<f32, 4>, 4>;
+  for (var k0 = 0u; k0 < p.K; k0 += TILE) {
+    for (var l = 0u; l < 4u; l++) {
+      let idx = t + 256u * l;
+      // Walk each operand along its contiguous dimension.
+      var r = idx / 16u;
+      var kk = idx % 16u;
+      if (TRANS_A) { r = idx % 64u; kk = idx / 64u; }
+      bigA[kk][r] = loadA(baseA, m0 + r, k0 + kk);
+      var c = idx % 64u;
+      var kb = idx / 64u;
+      if (TRANS_B) { c = idx / 16u; kb = idx % 16u; }
+      bigB[kb][c] = loadB(baseB, k0 + kb, n0 + c);
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < TILE; k++) {
+      var a: array<f32, 4>;
+      var b: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) { a[i] = bigA[k][lid.y + 16u * i]; }
+      for (var j = 0u; j < 4u; j++) { b[j] = bigB[k][lid.x + 16u * j]; }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) { acc[i][j] += a[i] * b[j]; }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let row = m0 + lid.y + 16u * i;
+    for (var j = 0u; j < 4u; j++) {
+      let col = n0 + lid.x + 16u * j;
+      if (row < p.M && col < p.N) {
+        var v = p.alpha * acc[i][j];
+        if (HAS_BIAS) { v += bias[col]; }
+        let idx = baseC + row * p.N + col;
+        if (p.beta != 0.0) { v += p.beta * C[idx]; }
+        C[idx] = v;
+      }
+    }
   }
 }

@@ -8,6 +8,9 @@ const cases: [number, number, number][] = [
   [3, 5, 7],
   [17, 33, 65],
   [70, 19, 130],
+  // M, N >= 64: the 64×64 register-blocked kernel.
+  [130, 70, 67],
+  [64, 65, 16],
 ];
 
 describe('f32 matmul', () => {

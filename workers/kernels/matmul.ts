@@ -30,9 +30,14 @@ export interface MatmulSpec {
   strideC?: number;
 }
 
+/** Products at least this large in M and N use the 64×64 register-blocked kernel; smaller ones 16×16 tiles. */
+export const BIG_TILE_MIN = 64;
+
 export function matmul(gpu: Gpu, code: string, s: MatmulSpec): void {
   const batch = s.batch ?? 1;
-  const pipeline = gpu.pipeline(code, 'main', {
+  const big = s.M >= BIG_TILE_MIN && s.N >= BIG_TILE_MIN;
+  const tile = big ? 64 : 16;
+  const pipeline = gpu.pipeline(code, big ? 'main64' : 'main', {
     TRANS_A: s.transA ? 1 : 0,
     TRANS_B: s.transB ? 1 : 0,
     HAS_BIAS: s.bias ? 1 : 0,
@@ -44,7 +49,7 @@ export function matmul(gpu: Gpu, code: string, s: MatmulSpec): void {
   gpu.dispatch({
     pipeline,
     bindings: [s.a, s.b, s.c, s.bias ?? gpu.dummy, params],
-    workgroups: [Math.ceil(s.N / 16), Math.ceil(s.M / 16), batch],
+    workgroups: [Math.ceil(s.N / tile), Math.ceil(s.M / tile), batch],
     label: 'matmul',
   });
 }
