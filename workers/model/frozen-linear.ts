@@ -1,11 +1,13 @@
 /**
  * Frozen base linear layers: y = x·Wᵀ + b and the input gradient dx = dy·W (no weight gradient).
- * Exact mode keeps W in f32; NF4 mode keeps it quantized and widens it on use.
+ * Exact mode keeps W in f32; NF4 mode keeps it quantized and dequantizes inside the matmul.
  */
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
 import { matmul } from '../kernels/matmul';
-import { dequantizeGpu, nf4StoredBytes, releaseNf4, type Nf4GpuWeight } from '../nf4/gpu';
+import { nf4StoredBytes, releaseNf4, type Nf4GpuWeight } from '../nf4/gpu';
+import { nf4LinearBackwardData, nf4LinearForward } from '../kernels/nf4-matmul';
+import { axpy } from '../kernels/elementwise';
 import type { ModelShaders } from './shaders';
 
 export interface FrozenLinear {
@@ -48,8 +50,9 @@ export class F32Linear implements FrozenLinear {
 }
 
 /**
- * NF4 weight: each use dequantizes W into a scratch f32 buffer (released right after), then
- * runs the f32 matmul. Results equal the exact engine on the dequantized weights.
+ * NF4 weight through the fused dequantize-matmul kernels (workers/kernels/nf4-matmul.ts). Its
+ * forward overwrites y, so an accumulating forward (the residual adds of dense and fc2) goes
+ * through an [M, out] scratch buffer that is then added into y.
  */
 export class Nf4Linear implements FrozenLinear {
   constructor(
@@ -65,22 +68,20 @@ export class Nf4Linear implements FrozenLinear {
     return nf4StoredBytes(this.weight) + (this.bias?.size ?? 0);
   }
 
-  private widened(): GpuBuffer {
-    const w = this.gpu.alloc(this.outFeatures * this.inFeatures * 4, 'scratch', 'nf4-widened');
-    dequantizeGpu(this.gpu, this.shaders, this.weight, w);
-    return w;
-  }
-
   forward(x: GpuBuffer, y: GpuBuffer, M: number, accumulate: boolean): void {
-    const w = this.widened();
-    matmul(this.gpu, this.shaders.matmul, { a: x, b: w, c: y, M, N: this.outFeatures, K: this.inFeatures, transB: true, bias: this.bias ?? undefined, beta: accumulate ? 1 : 0 });
-    this.gpu.release(w);
+    const bias = this.bias ?? undefined;
+    if (!accumulate) {
+      nf4LinearForward(this.gpu, this.shaders, { x, weight: this.weight, bias, y, M });
+      return;
+    }
+    const tmp = this.gpu.alloc(M * this.outFeatures * 4, 'scratch', 'nf4-acc');
+    nf4LinearForward(this.gpu, this.shaders, { x, weight: this.weight, bias, y: tmp, M });
+    axpy(this.gpu, this.shaders.elementwise, tmp, y, M * this.outFeatures);
+    this.gpu.release(tmp);
   }
 
   backwardData(dy: GpuBuffer, dx: GpuBuffer, M: number, accumulate: boolean): void {
-    const w = this.widened();
-    matmul(this.gpu, this.shaders.matmul, { a: dy, b: w, c: dx, M, N: this.inFeatures, K: this.outFeatures, beta: accumulate ? 1 : 0 });
-    this.gpu.release(w);
+    nf4LinearBackwardData(this.gpu, this.shaders, { dy, weight: this.weight, dx, M, accumulate });
   }
 
   dispose(): void {
