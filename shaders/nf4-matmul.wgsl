@@ -6,6 +6,8 @@
 //
 // forward:  Y[M, N] = X[M, K] · Wᵀ (+ bias), columns rowStart..rowEnd of Y (this part's rows).
 // backward: dX[M, K] = beta·dX + dY[M, N] · W, summing over this part's rows only.
+// Tiled kernels: 64×64 outputs per workgroup, 4×4 per thread at rows ty + 16i and columns
+// tx + 16j, so workgroup-memory reads and global stores are contiguous across threads.
 // gemv:     forward for small M (decoding), one workgroup per output column.
 override DOUBLE_QUANT: bool = true;
 override HAS_BIAS: bool = false;
@@ -72,8 +74,8 @@ fn weight4(row: u32, col: u32) -> vec4<f32> {
 fn dot4x4(k: u32, ty: u32, tx: u32, acc: ptr<function, array<array<f32, TN>, TM>>) {
   var a: array<f32, TM>;
   var b: array<f32, TN>;
-  for (var i = 0u; i < TM; i++) { a[i] = As[k][ty * TM + i]; }
-  for (var j = 0u; j < TN; j++) { b[j] = Ws[k][tx * TN + j]; }
+  for (var i = 0u; i < TM; i++) { a[i] = As[k][ty + 16u * i]; }
+  for (var j = 0u; j < TN; j++) { b[j] = Ws[k][tx + 16u * j]; }
   for (var i = 0u; i < TM; i++) {
     for (var j = 0u; j < TN; j++) { (*acc)[i][j] += a[i] * b[j]; }
   }
@@ -120,9 +122,9 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     workgroupBarrier();
   }
   for (var i = 0u; i < TM; i++) {
-    let m = m0 + lid.y * TM + i;
+    let m = m0 + lid.y + 16u * i;
     for (var j = 0u; j < TN; j++) {
-      let n = n0 + lid.x * TN + j;
+      let n = n0 + lid.x + 16u * j;
       if (m < p.M && n < p.rowEnd) {
         var v = acc[i][j];
         if (HAS_BIAS) { v += bias[n]; }
@@ -175,9 +177,9 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     workgroupBarrier();
   }
   for (var i = 0u; i < TM; i++) {
-    let m = m0 + lid.y * TM + i;
+    let m = m0 + lid.y + 16u * i;
     for (var j = 0u; j < TN; j++) {
-      let c = c0 + lid.x * TN + j;
+      let c = c0 + lid.x + 16u * j;
       if (m < p.M && c < p.K) {
         let idx = m * p.K + c;
         var v = acc[i][j];

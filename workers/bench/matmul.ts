@@ -19,7 +19,7 @@ import { nf4LinearForward } from '../kernels/nf4-matmul';
 import { nf4BitsPerParam, nf4StoredBytes, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../nf4/gpu';
 import { blockCount, quantizeNested } from '../nf4/reference';
 import { NF4_CODE } from '../nf4/tables';
-import type { BenchContext, BenchRow, BenchSize, BenchSuite, Timing } from './suite';
+import { timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
 
 interface Shape {
   model: string;
@@ -243,6 +243,20 @@ function rowFor(name: string, s: Shape, timing: Timing, weightBytes: number, ext
   return { name: `${name} ${s.model} ${s.K}→${s.N} M=${s.M}`, shape: { model: s.model, M: s.M, K: s.K, N: s.N }, timing, metrics };
 }
 
+/** Median GPU time of one dispatch from timestamp queries, where the adapter has them (else null). */
+async function kernelTime(gpu: Gpu, work: () => void, runs: number): Promise<number | null> {
+  if (!gpu.hasTimestamps) return null;
+  const t = await timeGpu(gpu, work, { warmup: 1, runs });
+  return t.method === 'timestamp-query' ? t.median : null;
+}
+
+function gpuMetrics(s: Shape, seconds: number | null, weightBytes: number): Record<string, number> {
+  if (!seconds) return {};
+  const out: Record<string, number> = { kernel_ms: seconds * 1e3, kernel_gflops: (2 * s.M * s.N * s.K) / seconds / 1e9 };
+  if (s.M === 1) out.kernel_gbs = (weightBytes + 4 * (s.K + s.N)) / seconds / 1e9;
+  return out;
+}
+
 const geomean = (xs: number[]) => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
 
 async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Record<string, number>; notes: string[] }> {
@@ -253,7 +267,8 @@ async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Recor
   const rows: BenchRow[] = [];
   const ratios: Record<string, number> = {};
   const notes: string[] = [
-    'Wall-clock time to queue completion for all three kernels, median of runs after warm-up; per product = sample / reps.',
+    'Wall-clock time to queue completion for all three kernels, median of runs after warm-up; per product = sample / reps (includes per-submit overhead).',
+    'kernel_ms / kernel_gflops / kernel_gbs: GPU timestamp time of our own dispatches, where the adapter has timestamp-query (not available for onnxruntime-web).',
     `runs=${runs} warmup=${warmup} reps=${reps}.`,
     'NF4: double-quantised weight (uint8 absmax codes + nested absmax + offset), dequantised inside the matmul.',
     'onnxruntime-web: MatMulNBits (4-bit, blocksize 64, symmetric zero point) on its own WebGPU device of the same adapter.',
@@ -268,13 +283,18 @@ async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Recor
     const y = gpu.alloc(s.M * s.N * 4, 'scratch', 'bench-y');
     const w4 = randomNf4Weight(gpu, s.N, s.K);
     const nf4Shaders = { nf4: nf4Code, nf4Matmul: nf4MatmulCode };
-    const tNf4 = await timeWall(async () => nf4LinearForward(gpu, nf4Shaders, { x, weight: w4, y, M: s.M }), settleOurs, warmup, runs, reps);
+    const nf4Work = () => nf4LinearForward(gpu, nf4Shaders, { x, weight: w4, y, M: s.M });
+    const tNf4 = await timeWall(async () => nf4Work(), settleOurs, warmup, runs, reps);
+    const gNf4 = await kernelTime(gpu, nf4Work, runs);
     const bits = nf4BitsPerParam(w4);
-    rows.push(rowFor('nf4 fused', s, tNf4, nf4StoredBytes(w4), { bits_per_param: bits }));
+    rows.push(rowFor('nf4 fused', s, tNf4, nf4StoredBytes(w4), { bits_per_param: bits, ...gpuMetrics(s, gNf4, nf4StoredBytes(w4)) }));
     releaseNf4(gpu, w4);
     const w32 = gpu.upload(randomFloats(s.N * s.K, 9, 0.05), 'scratch', 'bench-w32');
-    const tF32 = await timeWall(async () => matmul(gpu, matmulCode, { a: x, b: w32, c: y, M: s.M, N: s.N, K: s.K, transB: true }), settleOurs, warmup, runs, reps);
-    rows.push(rowFor('f32 matmul', s, tF32, s.N * s.K * 4));
+    const f32Work = () => matmul(gpu, matmulCode, { a: x, b: w32, c: y, M: s.M, N: s.N, K: s.K, transB: true });
+    const tF32 = await timeWall(async () => f32Work(), settleOurs, warmup, runs, reps);
+    const gF32 = await kernelTime(gpu, f32Work, runs);
+    rows.push(rowFor('f32 matmul', s, tF32, s.N * s.K * 4, gpuMetrics(s, gF32, s.N * s.K * 4)));
+    if (gNf4 && gF32) ratios[`nf4_vs_f32 kernel-time ${tag}`] = gF32 / gNf4;
     gpu.release(w32, x, y);
     gpu.pool.trim();
     ratios[`nf4_vs_f32 ${tag}`] = tF32.median / tNf4.median;
@@ -293,7 +313,8 @@ async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Recor
         notes.push(`onnxruntime-web failed on ${tag}: ${(err as Error).message}`);
       }
     }
-    io.log(`${tag}: nf4 ${(tNf4.median * 1e3).toFixed(3)} ms, f32 ${(tF32.median * 1e3).toFixed(3)} ms${ortNote}, ${bits.toFixed(3)} bits/param`);
+    const kernelNote = gNf4 && gF32 ? ` (kernel time nf4 ${(gNf4 * 1e3).toFixed(3)} ms, f32 ${(gF32 * 1e3).toFixed(3)} ms)` : '';
+    io.log(`${tag}: nf4 ${(tNf4.median * 1e3).toFixed(3)} ms, f32 ${(tF32.median * 1e3).toFixed(3)} ms${ortNote}${kernelNote}, ${bits.toFixed(3)} bits/param`);
   }
   ratios.nf4_vs_f32 = geomean(vsF32);
   if (vsOrt.length) ratios.nf4_vs_ort = geomean(vsOrt);
