@@ -23,8 +23,9 @@ var<workgroup> tileA: array<array<f32, 16>, 16>;
 var<workgroup> tileB: array<array<f32, 16>, 16>;
 // main64: 64×64 outputs per workgroup, 4×4 per thread (rows ty + 16i, columns tx + 16j, so
 // stores and tile reads stay contiguous across a row of threads).
-var<workgroup> bigA: array<array<f32, 64>, 16>;
-var<workgroup> bigB: array<array<f32, 64>, 16>;
+// Rows padded to 65 floats so stores that walk k do not pile into two banks.
+var<workgroup> bigA: array<array<f32, 65>, 16>;
+var<workgroup> bigB: array<array<f32, 65>, 16>;
 
 fn loadA(base: u32, row: u32, k: u32) -> f32 {
   if (row >= p.M || k >= p.K) { return 0.0; }

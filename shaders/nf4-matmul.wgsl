@@ -32,9 +32,13 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> C: array<f32>;    // Y or dX
 @group(0) @binding(6) var<uniform> p: Params;
 @group(0) @binding(7) var<storage, read> bias: array<f32>;
+// The gemv entry point reads X as vec4s (binding 0 again; no entry point uses both views).
+@group(0) @binding(0) var<storage, read> X4: array<vec4<f32>>;
 
-var<workgroup> As: array<array<f32, BM>, BK>;
-var<workgroup> Ws: array<array<f32, BN>, BK>;
+// One float of padding per row: tile stores walk the k index, and an unpadded 64-float row
+// would put all of a warp's stores into the same two banks.
+var<workgroup> As: array<array<f32, 65>, BK>;
+var<workgroup> Ws: array<array<f32, 65>, BK>;
 var<workgroup> red: array<array<f32, 64>, 4>;
 var<workgroup> lut: array<f32, 16>;   // the NF4 table, copied from `tables` by each workgroup
 
@@ -197,29 +201,29 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var acc: array<f32, 4>;
   if (lid < 16u) { lut[lid] = tables[lid]; }
   workgroupBarrier();
-  if (live && p.K % 32u == 0u) {
-    // Rows start on a 4-word boundary: each thread takes 4 words (32 codes, half a 64-block),
-    // adjacent threads adjacent 16-byte runs; absmax' is applied once per run.
+  if (live && p.K % 8u == 0u) {
+    // Rows start on a word: thread lid takes words lid, lid + 64, … of the row (coalesced),
+    // 8 codes of one 64-block each, and the matching 8 values of X as two vec4s.
     let rowWord = (n * p.K - p.elemBase) >> 3u;
-    for (var k = lid * 32u; k < p.K; k += 2048u) {
-      var part: array<f32, 4>;
-      for (var j = 0u; j < 4u; j++) {
-        let word = packed[rowWord + (k >> 3u) + j];
-        for (var b = 0u; b < 4u; b++) {
-          let byte = (word >> (8u * b)) & 255u;
-          let w0 = lut[byte >> 4u];
-          let w1 = lut[byte & 15u];
-          let kk = k + 8u * j + 2u * b;
-          for (var m = 0u; m < GEMV_M; m++) { part[m] += A[m * p.K + kk] * w0 + A[m * p.K + kk + 1u] * w1; }
-        }
+    let words = p.K >> 3u;
+    for (var w = lid; w < words; w += 64u) {
+      let word = packed[rowWord + w];
+      let a = blockAbsmax((n * p.K + 8u * w) >> 6u);
+      let lo = vec4<f32>(lut[(word >> 4u) & 15u], lut[word & 15u], lut[(word >> 12u) & 15u], lut[(word >> 8u) & 15u]);
+      let hi = vec4<f32>(lut[(word >> 20u) & 15u], lut[(word >> 16u) & 15u], lut[(word >> 28u) & 15u], lut[(word >> 24u) & 15u]);
+      for (var m = 0u; m < GEMV_M; m++) {
+        let x0 = X4[((m * p.K) >> 2u) + 2u * w];
+        let x1 = X4[((m * p.K) >> 2u) + 2u * w + 1u];
+        acc[m] += (dot(x0, lo) + dot(x1, hi)) * a;
       }
-      let a = blockAbsmax((n * p.K + k) >> 6u);
-      for (var m = 0u; m < GEMV_M; m++) { acc[m] += part[m] * a; }
     }
   } else if (live) {
     for (var k = lid; k < p.K; k += 64u) {
       let w = weight(n, k);
-      for (var m = 0u; m < GEMV_M; m++) { acc[m] += A[m * p.K + k] * w; }
+      for (var m = 0u; m < GEMV_M; m++) {
+        let i = m * p.K + k;
+        acc[m] += X4[i >> 2u][i & 3u] * w;
+      }
     }
   }
   for (var m = 0u; m < GEMV_M; m++) { red[m][lid] = acc[m]; }
