@@ -5,6 +5,7 @@
  */
 import { test, expect, type Page, type BrowserContext } from '@playwright/test';
 import { readFileSync } from 'node:fs';
+import { strFromU8, unzipSync } from 'fflate';
 
 const DEMO_DATA = 'public/demo/data/ds1000-demo.jsonl';
 const ART = 'e2e/artifacts';
@@ -79,3 +80,107 @@ test('sections, presets, a malformed dataset named by line, settings explained i
   }
   expect(foreign).toEqual([]);
 });
+
+test('train on the demo preset, reload mid-run, resume from the checkpoint, download a PEFT adapter', async ({ page, context, baseURL }) => {
+  test.setTimeout(600_000);
+  const foreign = watchOrigins(context, baseURL!);
+  const t0 = Date.now();
+  const mark = (what: string) => console.log(`[studio e2e] ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  await openStudio(page);
+  await page.getByLabel('Preset').selectOption('demo');
+  await dropDataset(page, 'ds1000-demo.jsonl', readFileSync(DEMO_DATA, 'utf8'));
+  await expect(page.getByTestId('split')).toBeVisible();
+
+  // A short run: few steps, eval/sample/checkpoint often, so SwiftShader gets through it.
+  const TOTAL = 10;
+  await page.getByLabel('Max steps').fill(String(TOTAL));
+  await page.getByLabel('Gradient accumulation').fill('1');
+  await page.getByLabel('Evaluate every').fill('3');
+  await page.getByLabel('Sample every').fill('3');
+  await page.getByLabel('Checkpoint every').fill('2');
+  await page.getByRole('button', { name: 'Train', exact: true }).click();
+  mark('Train pressed');
+  await expect(page.getByTestId('train-state')).toContainText('Training', { timeout: 120_000 });
+  mark('training started');
+
+  const chart = page.getByTestId('loss-chart');
+  await expect(page.getByTestId('train-step')).toContainText(/^[4-9]|^10/, { timeout: 300_000 });
+  mark('step 4 reached');
+  expect(Number(await chart.getAttribute('data-points'))).toBeGreaterThanOrEqual(4);
+  await expect(page.getByTestId('sample').first()).toContainText(/step \d+/);
+  await page.getByTestId('section-train').screenshot({ path: `${ART}/train-running.png` });
+
+  // Reload mid-run: the banner offers the last checkpoint; Resume continues from that step.
+  await page.reload();
+  await expect(page.getByTestId('engine-status')).toHaveText('ready');
+  const banner = page.getByTestId('resume-banner');
+  await expect(banner).toBeVisible();
+  const savedStep = Number(await banner.locator('b').first().textContent());
+  expect(savedStep).toBeGreaterThanOrEqual(2);
+  expect(savedStep % 2).toBe(0);
+  mark(`reloaded; checkpoint at step ${savedStep}`);
+  await page.screenshot({ path: `${ART}/resume-banner.png` });
+  await banner.getByRole('button', { name: /^Resume/ }).click();
+  // The curve is redrawn up to the checkpoint, and training goes on from the step after it.
+  await expect(page.getByTestId('train-step')).toContainText(new RegExp(`^(${savedStep}|${savedStep + 1}) of ${TOTAL}`), { timeout: 120_000 });
+  await expect(page.getByTestId('train-state')).toContainText('Finished', { timeout: 300_000 });
+  mark('run finished');
+  await expect(page.getByTestId('train-step')).toContainText(`${TOTAL} of ${TOTAL}`);
+  expect(Number(await chart.getAttribute('data-points'))).toBe(TOTAL);
+  // The loss falls: the mean of the last three steps is below the mean of the first three.
+  const losses: number[] = JSON.parse((await chart.getAttribute('data-losses'))!);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  expect(mean(losses.slice(-3))).toBeLessThan(mean(losses.slice(0, 3)));
+  await expect(page.getByTestId('val-loss')).not.toHaveText('–');
+  await page.getByTestId('section-train').screenshot({ path: `${ART}/train-finished.png` });
+  await page.setViewportSize({ width: 1280, height: 1000 });
+  await page.getByTestId('section-train').evaluate((el) => el.scrollIntoView());
+  await page.screenshot({ path: 'docs/studio.png' });
+
+  // Download adapter: one zip with PEFT's files, checked against the demo model's config.
+  const download = page.waitForEvent('download');
+  await page.getByRole('button', { name: 'Download adapter' }).click();
+  const zipPath = `${ART}/adapter.zip`;
+  await (await download).saveAs(zipPath);
+  mark('adapter downloaded');
+  const files = unzipSync(new Uint8Array(readFileSync(zipPath)));
+  expect(Object.keys(files).sort()).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors']);
+  const config = JSON.parse(strFromU8(files['adapter_config.json']));
+  const settings = { r: 8, alpha: 16, dropout: 0.05, targets: ['dense', 'fc1', 'fc2', 'k_proj', 'q_proj', 'v_proj'] };
+  expect(config).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: settings.r, lora_alpha: settings.alpha, lora_dropout: settings.dropout, bias: 'none' });
+  expect([...config.target_modules].sort()).toEqual(settings.targets);
+  expect(typeof config.base_model_name_or_path).toBe('string');
+  const model = JSON.parse(readFileSync('public/demo/model/config.json', 'utf8'));
+  const tensors = safetensorsHeader(files['adapter_model.safetensors']);
+  const h = model.hidden_size;
+  const inter = model.intermediate_size;
+  const shapes: Record<string, [number, number]> = { q_proj: [h, h], k_proj: [h, h], v_proj: [h, h], dense: [h, h], fc1: [h, inter], fc2: [inter, h] };
+  const paths: Record<string, string> = { q_proj: 'self_attn.q_proj', k_proj: 'self_attn.k_proj', v_proj: 'self_attn.v_proj', dense: 'self_attn.dense', fc1: 'mlp.fc1', fc2: 'mlp.fc2' };
+  const expected: Record<string, number[]> = {};
+  for (let layer = 0; layer < model.num_hidden_layers; layer++) {
+    for (const [name, [inF, outF]] of Object.entries(shapes)) {
+      const prefix = `base_model.model.model.layers.${layer}.${paths[name]}`;
+      expected[`${prefix}.lora_A.weight`] = [settings.r, inF];
+      expected[`${prefix}.lora_B.weight`] = [outF, settings.r];
+    }
+  }
+  expect(Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, v.shape]))).toEqual(expected);
+  for (const t of Object.values(tensors)) expect(t.dtype).toBe('F32');
+  const card = strFromU8(files['README.md']);
+  expect(card).toContain('final training loss');
+  expect(card).toContain(`| optimizer steps | ${TOTAL} |`);
+
+  for (const id of ['model', 'data', 'settings', 'train', 'chat', 'export']) {
+    await page.getByTestId(`section-${id}`).screenshot({ path: `${ART}/trained-section-${id}.png` });
+  }
+  expect(foreign).toEqual([]);
+  mark('done');
+});
+
+/** The JSON header of a safetensors file: tensor name → dtype and shape. */
+function safetensorsHeader(bytes: Uint8Array): Record<string, { dtype: string; shape: number[] }> {
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+  const header = JSON.parse(strFromU8(bytes.subarray(8, 8 + n)));
+  delete header.__metadata__;
+  return header;
+}

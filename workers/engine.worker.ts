@@ -371,11 +371,12 @@ function trainerSettings(s: TrainSettings): Partial<TrainerSettings> {
 }
 
 /** Trainer events → page events (steps count from 1: "steps done"). */
-function relay(run: RunRecord, tokenizer: TextTokenizer, g: Gpu): (e: TrainEvent) => void {
+function relay(run: RunRecord, tokenizer: TextTokenizer, g: Gpu, stepsPerEpoch: () => number): (e: TrainEvent) => void {
   return (e) => {
     switch (e.type) {
       case 'step':
-        emit({ type: 'metrics', step: e.step + 1, values: { loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens_per_s: e.tokensPerS, epoch: e.epoch } });
+        // Epochs as Hugging Face reports them: fractional, steps done over steps per epoch.
+        emit({ type: 'metrics', step: e.step + 1, values: { loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens_per_s: e.tokensPerS, epoch: (e.step + 1) / stepsPerEpoch() } });
         emit({ type: 'train-state', state: 'running', step: e.step + 1, totalSteps: e.totalSteps });
         emit({ type: 'memory', stats: g.pool.stats() });
         break;
@@ -406,7 +407,7 @@ async function startRun(run: RunRecord, lm: LoadedLm, resume: boolean): Promise<
   const g = requireGpu();
   const store = await checkpoints();
   const padId = lm.tokenizer.padTokenId;
-  const trainer = new Trainer(
+  const trainer: Trainer = new Trainer(
     {
       gpu: g,
       model: lm.model,
@@ -417,7 +418,7 @@ async function startRun(run: RunRecord, lm: LoadedLm, resume: boolean): Promise<
       eosTokenIds: [lm.tokenizer.eosTokenId],
       decode: (ids) => lm.tokenizer.decode(ids),
       checkpoints: store.sink(run.runId),
-      onEvent: relay(run, lm.tokenizer, g),
+      onEvent: relay(run, lm.tokenizer, g, (): number => trainer.windowsPerEpoch),
     },
     trainerSettings(run.settings),
   );
@@ -429,7 +430,7 @@ async function startRun(run: RunRecord, lm: LoadedLm, resume: boolean): Promise<
     trainer.restore(loaded.snapshot);
     // Redraw the curve up to the checkpoint.
     const byStep = new Map<number, Record<string, number>>();
-    for (const h of loaded.snapshot.history) byStep.set(h.step + 1, { loss: h.loss, lr: h.lr, grad_norm: h.gradNorm, epoch: h.epoch });
+    for (const h of loaded.snapshot.history) byStep.set(h.step + 1, { loss: h.loss, lr: h.lr, grad_norm: h.gradNorm, epoch: (h.step + 1) / trainer.windowsPerEpoch });
     for (const ev of loaded.snapshot.evals) byStep.set(ev.step, { ...byStep.get(ev.step), val_loss: ev.loss });
     for (const [step, values] of [...byStep].sort((a, b) => a[0] - b[0])) emit({ type: 'metrics', step, values });
   }

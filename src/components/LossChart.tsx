@@ -63,8 +63,7 @@ export function LossChart() {
       aria-label="Loss chart"
       data-testid="loss-chart"
       data-points={losses.length}
-      data-first-loss={losses[0]?.loss}
-      data-last-loss={losses[losses.length - 1]?.loss}
+      data-losses={JSON.stringify(losses.map((p) => p.loss))}
     >
       <div className="chart-controls">
         <label>

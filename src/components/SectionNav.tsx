@@ -12,11 +12,11 @@ function useDone(): Progress {
   return useStudio(useShallow((s): Progress => {
     const model = s.model;
     const preset = model.kind === 'preset' ? s.presets.find((p) => p.name === model.name) : undefined;
-    const settingsValid = !!s.settings && Object.keys(validateSettings(s.settings, preset?.targetModules ?? [])).length === 0;
     const trained = s.train.step > 0 || s.metrics.length > 0;
+    const settingsValid = !!s.settings && Object.keys(validateSettings(s.settings, preset?.targetModules ?? [])).length === 0;
     return {
-      model: !!s.modelInfo || (!!s.plan && s.plan.verdict !== 'does-not-fit'),
-      data: !!s.dataset,
+      model: !!s.modelInfo || (!!s.plan && s.plan.verdict !== 'does-not-fit') || trained,
+      data: !!s.dataset || trained,
       settings: settingsValid,
       train: trained && ['done', 'stopped', 'paused'].includes(s.train.state),
       chat: s.chat.adapter.length > 0,
