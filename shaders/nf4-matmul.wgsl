@@ -17,7 +17,7 @@ const TM: u32 = 4u;   // outputs per thread along M
 const TN: u32 = 4u;   // outputs per thread along the other dimension
 const BM: u32 = 64u;
 const BN: u32 = 64u;
-const BK: u32 = 16u;
+const BK: u32 = 32u;
 
 struct Params {
   M: u32, N: u32, K: u32, rowStart: u32,
@@ -60,21 +60,6 @@ fn weight(row: u32, col: u32) -> f32 {
   return lut[code] * blockAbsmax(e >> 6u);
 }
 
-// W[row, col .. col+3] when row·K + col is a multiple of 4: the four codes share one u32 word
-// (two bytes of it) and one 64-block, so the word and absmax' are loaded once.
-fn weight4(row: u32, col: u32) -> vec4<f32> {
-  let e = row * p.K + col;
-  let local = e - p.elemBase;
-  let word = packed[local >> 3u];
-  let base = 8u * ((local >> 1u) & 3u);
-  let a = blockAbsmax(e >> 6u);
-  return vec4<f32>(
-    lut[(word >> (base + 4u)) & 15u],
-    lut[(word >> base) & 15u],
-    lut[(word >> (base + 12u)) & 15u],
-    lut[(word >> (base + 8u)) & 15u]) * a;
-}
-
 fn dot4x4(k: u32, ty: u32, tx: u32, acc: ptr<function, array<array<f32, TN>, TM>>) {
   var a: array<f32, TM>;
   var b: array<f32, TN>;
@@ -85,18 +70,32 @@ fn dot4x4(k: u32, ty: u32, tx: u32, acc: ptr<function, array<array<f32, TN>, TM>
   }
 }
 
+// Dequantises the 8 codes of the u32 word holding W[row, col .. col+7] into Ws[k + i][c]
+// (forward: Ws is k-major) or Ws[k][c + i] (backward); row·K + col must be a multiple of 8,
+// so the 8 codes share one word and one 64-block (one absmax' per word).
+fn word8(row: u32, col: u32) -> array<f32, 8> {
+  let e = row * p.K + col;
+  let word = packed[(e - p.elemBase) >> 3u];
+  let a = blockAbsmax(e >> 6u);
+  var out: array<f32, 8>;
+  for (var i = 0u; i < 8u; i++) {
+    out[i] = lut[(word >> (8u * (i >> 1u) + select(4u, 0u, (i & 1u) == 1u))) & 15u] * a;
+  }
+  return out;
+}
+
 @compute @workgroup_size(16, 16)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let t = lid.y * 16u + lid.x;
   let m0 = wid.y * BM;
   let n0 = p.rowStart + wid.x * BN;
-  // K % 4 == 0: groups of 4 columns never straddle a u32 word, a 64-block or the end of a row.
-  let aligned = p.K % 4u == 0u;
+  // K % 8 == 0: every row starts on a word, so a thread can decode whole words.
+  let aligned = p.K % 8u == 0u;
   if (t < 16u) { lut[t] = tables[t]; }
   workgroupBarrier();
   var acc: array<array<f32, TN>, TM>;
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
-    for (var l = 0u; l < 4u; l++) {
+    for (var l = 0u; l < 8u; l++) {
       let idx = t + 256u * l;
       let r = idx / BK;
       let kk = idx % BK;
@@ -111,15 +110,12 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
       }
     }
     if (aligned) {
-      // 64 rows × 4 groups of 4 columns: one thread per group.
+      // 64 rows × 4 words: one word per thread.
       let r = t / 4u;
-      let kq = (t % 4u) * 4u;
-      var w4 = vec4<f32>(0.0);
-      if (n0 + r < p.rowEnd && k0 + kq < p.K) { w4 = weight4(n0 + r, k0 + kq); }
-      Ws[kq][r] = w4.x;
-      Ws[kq + 1u][r] = w4.y;
-      Ws[kq + 2u][r] = w4.z;
-      Ws[kq + 3u][r] = w4.w;
+      let kq = (t % 4u) * 8u;
+      var w: array<f32, 8>;
+      if (n0 + r < p.rowEnd && k0 + kq < p.K) { w = word8(n0 + r, k0 + kq); }
+      for (var i = 0u; i < 8u; i++) { Ws[kq + i][r] = w[i]; }
     }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) { dot4x4(k, lid.y, lid.x, &acc); }
@@ -143,12 +139,12 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
   let t = lid.y * 16u + lid.x;
   let m0 = wid.y * BM;
   let c0 = wid.x * BN;   // output columns of dX = columns of W
-  let aligned = p.K % 4u == 0u;
+  let aligned = p.K % 8u == 0u;
   if (t < 16u) { lut[t] = tables[t]; }
   workgroupBarrier();
   var acc: array<array<f32, TN>, TM>;
   for (var n0 = p.rowStart; n0 < p.rowEnd; n0 += BK) {
-    for (var l = 0u; l < 4u; l++) {
+    for (var l = 0u; l < 8u; l++) {
       let idx = t + 256u * l;
       // dY tile: BM rows × BK reduction indices, coalesced along the reduction index.
       let r = idx / BK;
@@ -166,15 +162,12 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
       }
     }
     if (aligned) {
-      // 16 rows × 16 groups of 4 columns: one thread per group.
-      let wr = t / 16u;
-      let wc = (t % 16u) * 4u;
-      var w4 = vec4<f32>(0.0);
-      if (n0 + wr < p.rowEnd && c0 + wc < p.K) { w4 = weight4(n0 + wr, c0 + wc); }
-      Ws[wr][wc] = w4.x;
-      Ws[wr][wc + 1u] = w4.y;
-      Ws[wr][wc + 2u] = w4.z;
-      Ws[wr][wc + 3u] = w4.w;
+      // 32 rows × 8 words: one word per thread.
+      let wr = t / 8u;
+      let wc = (t % 8u) * 8u;
+      var w: array<f32, 8>;
+      if (n0 + wr < p.rowEnd && c0 + wc < p.K) { w = word8(n0 + wr, c0 + wc); }
+      for (var i = 0u; i < 8u; i++) { Ws[wr][wc + i] = w[i]; }
     }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) { dot4x4(k, lid.y, lid.x, &acc); }
