@@ -4,7 +4,7 @@
  * live chart and samples, resume after a reload, and the downloaded PEFT adapter.
  */
 import { test, expect, type Page, type BrowserContext } from '@playwright/test';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { strFromU8, unzipSync } from 'fflate';
 
 const DEMO_DATA = 'public/demo/data/ds1000-demo.jsonl';
@@ -169,6 +169,22 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   const card = strFromU8(files['README.md']);
   expect(card).toContain('final training loss');
   expect(card).toContain(`| optimizer steps | ${TOTAL} |`);
+
+  // Chat: the base model and the adapter answer side by side, streamed.
+  await page.getByLabel('Prompt').fill('import numpy as np');
+  await page.getByLabel('Max tokens').fill('8');
+  await page.getByRole('button', { name: 'Generate' }).click();
+  await expect(page.getByTestId('chat-base')).not.toBeEmpty({ timeout: 120_000 });
+  await expect(page.getByTestId('chat-adapter')).not.toBeEmpty({ timeout: 120_000 });
+  await expect(page.getByRole('button', { name: 'Generate' })).toBeEnabled({ timeout: 120_000 });
+  mark('chat answered');
+
+  // Import the adapter just downloaded: the page reads its PEFT config back.
+  const dir = `${ART}/adapter`;
+  mkdirSync(dir, { recursive: true });
+  for (const name of ['adapter_config.json', 'adapter_model.safetensors']) writeFileSync(`${dir}/${name}`, files[name]);
+  await page.getByLabel('Import adapter').setInputFiles([`${dir}/adapter_config.json`, `${dir}/adapter_model.safetensors`]);
+  await expect(page.getByTestId('imported-adapter')).toContainText(`r ${settings.r}, alpha ${settings.alpha}, ${Object.keys(expected).length} tensors`);
 
   for (const id of ['model', 'data', 'settings', 'train', 'chat', 'export']) {
     await page.getByTestId(`section-${id}`).screenshot({ path: `${ART}/trained-section-${id}.png` });

@@ -8,6 +8,8 @@ import { Gpu } from './gpu/runtime';
 import { WebGpuUnavailableError } from './gpu/device';
 import { PRESETS, type Preset } from './load/presets';
 import { archFromConfig } from './load/arch';
+import { planMemory } from './load/planner';
+import { ModelCache } from './load/cache';
 import { collectRows, readRows } from './data/source';
 import { toErrorInfo } from './data/errors';
 import { detectColumns } from './data/columns';
@@ -42,14 +44,6 @@ let emit: (event: EngineEvent) => void = () => {};
 
 /** The rows of the dataset loaded last, kept so a new mapping or split needs no re-read. */
 let lastDataset: { file: string; rows: Row[]; columns: string[] } | null = null;
-
-/** Features that arrive with engine modules still being built: a clear message until then. */
-class NotAvailableError extends Error {
-  constructor(what: string) {
-    super(`${what} is not available in this build of the studio yet.`);
-    this.name = 'NotAvailableError';
-  }
-}
 
 function presetDefaults(p: Preset): TrainSettings {
   return {
@@ -340,6 +334,29 @@ model = PeftModel.from_pretrained(base_model, "path/to/this/folder")
 `;
 }
 
+/** config.json of a model, before any weights are read (a preset carries its own). */
+async function configOf(source: ModelSource): Promise<Record<string, unknown>> {
+  if (source.kind === 'preset') {
+    const preset = PRESETS[source.name];
+    if (!preset) throw new Error(`unknown preset "${source.name}"`);
+    return preset.config;
+  }
+  if (source.kind === 'hub') {
+    const text = await new HubClient().text(source.id, source.revision ?? 'main', 'config.json');
+    if (text === null) throw new Error(`${source.id} has no config.json on the hub: is the id right?`);
+    return JSON.parse(text) as Record<string, unknown>;
+  }
+  const file = source.files.find((f) => f.name === 'config.json');
+  if (!file) throw new Error('The model folder has no config.json: choose the folder that holds config.json and the .safetensors files.');
+  return JSON.parse(await file.text()) as Record<string, unknown>;
+}
+
+let cacheDb: Promise<ModelCache> | null = null;
+function modelCache(): Promise<ModelCache> {
+  cacheDb ??= ModelCache.open();
+  return cacheDb;
+}
+
 function requireGpu(): Gpu {
   if (!gpu) throw new Error('The GPU is not available: reload the page (a lost device comes back after a reload).');
   return gpu;
@@ -495,8 +512,32 @@ const api: EngineApi = {
     return Object.values(PRESETS).map(presetSummary);
   },
 
-  async plan(_model: ModelSource, _settings: TrainSettings) {
-    throw new NotAvailableError('The memory planner');
+  async plan(source, settings) {
+    const g = requireGpu();
+    const config = await configOf(source);
+    const plan = planMemory({
+      config,
+      seq: settings.seqLength,
+      batch: settings.batchSize,
+      rank: settings.rank,
+      targets: settings.targetModules,
+      checkpointing: true,
+      dropout: settings.dropout > 0,
+      limits: { maxBufferSize: g.limits.maxBufferSize, maxStorageBufferBindingSize: g.limits.maxStorageBufferBindingSize },
+    });
+    return {
+      peakBytes: plan.peakBytes,
+      byCategory: plan.byCategory,
+      largestBuffer: plan.largestBuffer.bytes,
+      storageBytes: plan.storageBytes,
+      maxBufferSize: plan.limits.maxBufferSize,
+      maxBindingSize: plan.limits.maxStorageBufferBindingSize,
+      verdict: plan.verdict,
+      reason: plan.reason,
+      gpuMemoryBytes: plan.gpuMemoryBytes,
+      suggestion: plan.suggestion,
+      downloadBytes: plan.downloadBytes,
+    };
   },
 
   async loadModel(source) {
@@ -517,11 +558,12 @@ const api: EngineApi = {
   },
 
   async cachedModels() {
-    return [];
+    const cache = await modelCache();
+    return (await cache.list()).map((m) => ({ key: m.key, id: `${m.repo}@${m.revision}`, bytes: m.bytes, savedAt: m.savedAt }));
   },
 
-  async deleteCachedModel() {
-    throw new NotAvailableError('The model cache');
+  async deleteCachedModel(key) {
+    await (await modelCache()).delete(key);
   },
 
   async storage() {

@@ -100,6 +100,12 @@ export interface MemoryPlan {
   verdict: Verdict;
   /** Why, in words for a person (e.g. "fits with sequence 256"). */
   reason: string;
+  /** The GPU memory planned against: browsers do not reveal it, so it is an assumed laptop GPU. */
+  gpuMemoryBytes: number;
+  /** A sequence length and batch that fit, when the verdict is fits-shorter. */
+  suggestion: { seq: number; batch: number } | null;
+  /** Bytes the download reads (the published 16-bit checkpoint). */
+  downloadBytes: number;
 }
 
 export interface ModelInfo {

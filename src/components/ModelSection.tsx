@@ -89,12 +89,16 @@ function MemoryGauge() {
   return (
     <div className={`gauge verdict-${plan.verdict}`} data-testid="memory-gauge">
       <p className="verdict">
-        <strong data-testid="verdict">{VERDICTS[plan.verdict]}</strong>: predicted peak {formatBytes(plan.peakBytes)} of GPU memory. {plan.reason}
+        <strong data-testid="verdict">{VERDICTS[plan.verdict]}</strong>: training needs about {formatBytes(plan.peakBytes)} of GPU memory at its peak
+        {plan.suggestion && plan.verdict === 'fits-shorter' && <> (try sequence length {plan.suggestion.seq} and batch {plan.suggestion.batch})</>}.
       </p>
-      <MemoryBars bytes={plan.byCategory} label="Predicted memory" />
+      <p className="muted">
+        Planned against a {formatBytes(plan.gpuMemoryBytes)} GPU (browsers do not reveal how much memory the GPU has): {plan.reason}.
+      </p>
+      <MemoryBars bytes={plan.byCategory} limit={plan.gpuMemoryBytes} label="Predicted memory" />
       <p className="muted">
         Largest single buffer {formatBytes(plan.largestBuffer)} (this GPU binds at most {formatBytes(plan.maxBindingSize)}, allocates at most{' '}
-        {formatBytes(plan.maxBufferSize)} per buffer{singleTooBig ? '; larger tensors are split' : ''}). Disk: {formatBytes(plan.storageBytes)} in this browser’s storage.
+        {formatBytes(plan.maxBufferSize)} per buffer{singleTooBig ? '; larger tensors are split' : ''}). Download {formatBytes(plan.downloadBytes)}; {formatBytes(plan.storageBytes)} kept in this browser’s storage.
       </p>
     </div>
   );

@@ -103,12 +103,16 @@ function RunFacts() {
 
 function LiveMemory() {
   const memory = useStudio((s) => s.memory);
+  const predicted = useStudio((s) => s.plan?.peakBytes);
   if (!memory) return null;
   return (
     <div className="live-memory">
       <h3>GPU memory now</h3>
       <MemoryBars bytes={memory.live} label="GPU memory" />
-      <p className="muted">Peak so far {formatBytes(memory.peakTotal)}; {formatBytes(memory.cachedBytes)} kept for reuse.</p>
+      <p className="muted">
+        Peak so far <span data-testid="measured-peak">{formatBytes(memory.peakTotal)}</span>
+        {predicted !== undefined && <> (the planner predicted {formatBytes(predicted)})</>}; {formatBytes(memory.cachedBytes)} kept for reuse.
+      </p>
     </div>
   );
 }
