@@ -257,6 +257,36 @@ function gpuMetrics(s: Shape, seconds: number | null, weightBytes: number): Reco
   return out;
 }
 
+/** A markdown table of this run (latest per runtime and size) beside the JSON results. */
+async function writeTable(ctx: BenchContext, rows: BenchRow[], notes: string[]): Promise<void> {
+  const dir = (typeof ctx.flags.results === 'string' ? ctx.flags.results : 'bench/results').replace(/\/$/, '');
+  const byShape = new Map<string, Record<string, BenchRow>>();
+  for (const r of rows) {
+    const key = `${r.shape.model} ${r.shape.K}→${r.shape.N} | ${r.shape.M}`;
+    const kernel = r.name.startsWith('nf4') ? 'nf4' : r.name.startsWith('f32') ? 'f32' : 'ort';
+    byShape.set(key, { ...byShape.get(key), [kernel]: r });
+  }
+  const ms = (r?: BenchRow) => (r ? (r.timing.median * 1e3).toFixed(3) : '—');
+  const ratio = (a?: BenchRow, b?: BenchRow) => (a && b ? (b.timing.median / a.timing.median).toFixed(2) : '—');
+  const a = ctx.gpu.adapter;
+  const lines = [
+    `# matmul benchmark: ${a.vendor} ${a.architecture} ${a.description}`.trimEnd(),
+    '',
+    `runtime ${ctx.runtime}, size ${ctx.size}, ${new Date().toISOString()}`,
+    '',
+    '| shape (K→N) | M | NF4 ms | f32 ms | ORT 4-bit ms | NF4 GFLOP/s | NF4 GB/s | NF4 vs f32 | NF4 vs ORT | NF4 bits/param |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const [key, k] of byShape) {
+    const nf4 = k.nf4;
+    lines.push(
+      `| ${key} | ${ms(nf4)} | ${ms(k.f32)} | ${ms(k.ort)} | ${nf4 ? nf4.metrics.gflops.toFixed(1) : '—'} | ${nf4?.metrics.gbs?.toFixed(1) ?? '—'} | ${ratio(nf4, k.f32)} | ${ratio(nf4, k.ort)} | ${nf4?.metrics.bits_per_param?.toFixed(3) ?? '—'} |`,
+    );
+  }
+  lines.push('', 'Ratios are speed-ups (time of the other kernel / time of NF4): above 1 means NF4 is faster.', '', ...notes.map((n) => `- ${n}`), '');
+  await ctx.io.writeFile(`${dir}/matmul-${ctx.runtime}-${ctx.size}.md`, lines.join('\n'));
+}
+
 const geomean = (xs: number[]) => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
 
 async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Record<string, number>; notes: string[] }> {
@@ -316,6 +346,7 @@ async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Recor
     const kernelNote = gNf4 && gF32 ? ` (kernel time nf4 ${(gNf4 * 1e3).toFixed(3)} ms, f32 ${(gF32 * 1e3).toFixed(3)} ms)` : '';
     io.log(`${tag}: nf4 ${(tNf4.median * 1e3).toFixed(3)} ms, f32 ${(tF32.median * 1e3).toFixed(3)} ms${ortNote}${kernelNote}, ${bits.toFixed(3)} bits/param`);
   }
+  await writeTable(ctx, rows, notes);
   ratios.nf4_vs_f32 = geomean(vsF32);
   if (vsOrt.length) ratios.nf4_vs_ort = geomean(vsOrt);
   else notes.push('onnxruntime-web was not measured (Node runtime or it failed): see the notes above.');
