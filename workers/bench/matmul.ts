@@ -280,7 +280,7 @@ async function writeTable(ctx: BenchContext, rows: BenchRow[], notes: string[]):
   for (const [key, k] of byShape) {
     const nf4 = k.nf4;
     lines.push(
-      `| ${key} | ${ms(nf4)} | ${ms(k.f32)} | ${ms(k.ort)} | ${nf4 ? nf4.metrics.gflops.toFixed(1) : '—'} | ${nf4?.metrics.gbs?.toFixed(1) ?? '—'} | ${ratio(nf4, k.f32)} | ${ratio(nf4, k.ort)} | ${nf4?.metrics.bits_per_param?.toFixed(3) ?? '—'} |`,
+      `| ${key} | ${ms(nf4)} | ${ms(k.f32)} | ${ms(k.ort)} | ${nf4 ? nf4.metrics.gflops.toPrecision(3) : '—'} | ${nf4?.metrics.gbs?.toPrecision(3) ?? '—'} | ${ratio(nf4, k.f32)} | ${ratio(nf4, k.ort)} | ${nf4?.metrics.bits_per_param?.toFixed(3) ?? '—'} |`,
     );
   }
   lines.push('', 'Ratios are speed-ups (time of the other kernel / time of NF4): above 1 means NF4 is faster.', '', ...notes.map((n) => `- ${n}`), '');
