@@ -171,7 +171,7 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   expect(card).toContain(`| optimizer steps | ${TOTAL} |`);
 
   // Chat: the base model and the adapter answer side by side, streamed.
-  await page.getByLabel('Prompt').fill('import numpy as np');
+  await page.getByLabel('Prompt', { exact: true }).fill('import numpy as np');
   await page.getByLabel('Max tokens').fill('8');
   await page.getByRole('button', { name: 'Generate' }).click();
   await expect(page.getByTestId('chat-base')).not.toBeEmpty({ timeout: 120_000 });
