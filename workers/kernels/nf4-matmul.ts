@@ -8,6 +8,8 @@
  * Forward uses a matrix-vector kernel for M ≤ 4 (decoding) and a 64×64-tiled kernel with 4×4
  * register blocking otherwise. A weight split into parts (see workers/nf4/gpu.ts) runs one
  * dispatch per part; backward accumulates the parts. The frozen base needs no weight gradient.
+ * Activations (x, y, dy, dx) are bound whole: at M = 512 and 18176 features they take 37 MB,
+ * far below any binding limit.
  * `nf4LinearCpu` is the CPU reference (dequantise, then float64 dot products).
  */
 import type { Gpu } from '../gpu/runtime';
