@@ -157,12 +157,18 @@ export function simulateForwardBackward(sim: MemorySim, cfg: ModelConfig, state:
   const kvW = cfg.kvHeads * D;
   const V = cfg.vocabSize;
 
-  /** Nf4Linear.forward / backwardData: W widened to f32 for the duration of one matmul. */
-  const widen = (ls: LinearSpec) => sim.release(sim.alloc(ls.outFeatures * ls.inFeatures * 4, 'scratch', 'nf4-widened'));
+  /**
+   * Nf4Linear.forward runs the fused dequantize-matmul; its output overwrites, so an
+   * accumulating forward (dense and fc2 add into the residual) goes through an [M, out] scratch.
+   * backwardData accumulates in the kernel itself and allocates nothing.
+   */
+  const baseForward = (ls: LinearSpec, accumulate: boolean) => {
+    if (accumulate) sim.release(sim.alloc(rows * ls.outFeatures * 4, 'scratch', 'nf4-acc'));
+  };
   const isAdapted = (ls: LinearSpec) => state.adapted.has(ls.path);
 
-  const linearForward = (ls: LinearSpec, keepH: SimBuffer[] | null) => {
-    widen(ls);
+  const linearForward = (ls: LinearSpec, keepH: SimBuffer[] | null, accumulate = false) => {
+    baseForward(ls, accumulate);
     if (!isAdapted(ls)) return;
     const kept = keepH ? sim.alloc(rows * s.rank * 4, 'activations', `${ls.path}.lora_h`) : null;
     if (kept) keepH!.push(kept);
@@ -172,7 +178,6 @@ export function simulateForwardBackward(sim: MemorySim, cfg: ModelConfig, state:
   };
 
   const linearBackward = (ls: LinearSpec) => {
-    widen(ls);
     if (!isAdapted(ls)) return;
     const xd = s.dropout ? sim.alloc(rows * ls.inFeatures * 4, 'scratch', 'lora-xd') : null;
     const dh = sim.alloc(rows * s.rank * 4, 'scratch', 'lora-dh');
@@ -198,11 +203,11 @@ export function simulateForwardBackward(sim: MemorySim, cfg: ModelConfig, state:
     }
     bufs.push(sim.alloc(rows * H * D * 4, cat, 'attn.out'), sim.alloc(s.batch * H * s.seq * 8, cat, 'attn.stats'));
     const out = sim.alloc(rows * h * 4, 'activations', `layer${li}.out`);
-    linearForward(byRole.get('dense')!, keepH);
+    linearForward(byRole.get('dense')!, keepH, true);
     bufs.push(sim.alloc(rows * cfg.ffn * 4, cat, 'mlp.fc1'));
     linearForward(byRole.get('fc1')!, keepH);
     const act = sim.alloc(rows * cfg.ffn * 4, 'scratch', 'mlp.act');
-    linearForward(byRole.get('fc2')!, keepH);
+    linearForward(byRole.get('fc2')!, keepH, true);
     sim.release(act);
     const saved = { bufs: [...bufs, ...(keepH ?? [])] };
     if (keep) return { out, saved };

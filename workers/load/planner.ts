@@ -105,7 +105,11 @@ function evaluate(cfg: ModelConfig, req: Settings) {
 }
 
 export function planMemory(request: PlanRequest): MemoryPlanResult {
-  const cfg = parseModelConfig(request.config);
+  return planModel(parseModelConfig(request.config), request);
+}
+
+/** The plan for an already parsed config (the engine's own ModelConfig). */
+export function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>): MemoryPlanResult {
   const req = {
     seq: request.seq,
     batch: request.batch,

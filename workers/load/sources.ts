@@ -54,7 +54,13 @@ export function urlFileSet(client: HubClient, baseUrl: string): ModelFileSet {
     label: base,
     async text(path, signal) {
       const res = await client.request(path, base + path, {}, signal, true);
-      return res ? await res.text() : null;
+      if (!res) return null;
+      // A dev or preview server answers a missing file with its index.html (200): that is "absent".
+      if ((res.headers.get('Content-Type') ?? '').includes('text/html') && !path.endsWith('.html')) {
+        await res.body?.cancel();
+        return null;
+      }
+      return await res.text();
     },
     file: (path) => new HttpFile(path, base + path, client),
     shardsWithoutIndex: () => ['model.safetensors'],
