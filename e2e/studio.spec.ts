@@ -123,6 +123,14 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   await banner.getByRole('button', { name: /^Resume/ }).click();
   // The curve is redrawn up to the checkpoint, and training goes on from the step after it.
   await expect(page.getByTestId('train-step')).toContainText(new RegExp(`^(${savedStep}|${savedStep + 1}) of ${TOTAL}`), { timeout: 120_000 });
+  // Pause saves a checkpoint and holds; Resume goes on.
+  await expect(page.getByTestId('train-step')).toContainText(new RegExp(`^(${savedStep + 1}|${savedStep + 2}|${savedStep + 3}) of`), { timeout: 120_000 });
+  await page.getByRole('button', { name: 'Pause', exact: true }).click();
+  await expect(page.getByTestId('train-state')).toContainText('Paused', { timeout: 120_000 });
+  const pausedAt = await page.getByTestId('train-step').textContent();
+  mark(`paused at ${pausedAt}`);
+  await page.getByRole('button', { name: 'Resume', exact: true }).click();
+  await expect(page.getByTestId('train-state')).toContainText(/Training|Finished/);
   await expect(page.getByTestId('train-state')).toContainText('Finished', { timeout: 300_000 });
   mark('run finished');
   await expect(page.getByTestId('train-step')).toContainText(`${TOTAL} of ${TOTAL}`);
@@ -133,9 +141,6 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   expect(mean(losses.slice(-3))).toBeLessThan(mean(losses.slice(0, 3)));
   await expect(page.getByTestId('val-loss')).not.toHaveText('–');
   await page.getByTestId('section-train').screenshot({ path: `${ART}/train-finished.png` });
-  await page.setViewportSize({ width: 1280, height: 1000 });
-  await page.getByTestId('section-train').evaluate((el) => el.scrollIntoView());
-  await page.screenshot({ path: 'docs/studio.png' });
 
   // Download adapter: one zip with PEFT's files, checked against the demo model's config.
   const download = page.waitForEvent('download');
@@ -189,6 +194,12 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   for (const id of ['model', 'data', 'settings', 'train', 'chat', 'export']) {
     await page.getByTestId(`section-${id}`).screenshot({ path: `${ART}/trained-section-${id}.png` });
   }
+  // The README's picture: the Train section after the run.
+  await page.setViewportSize({ width: 1280, height: 1000 });
+  await page.getByTestId('section-train').scrollIntoViewIfNeeded();
+  await page.getByTestId('section-train').evaluate((el) => el.scrollIntoView());
+  await expect(page.getByRole('button', { name: 'Train', exact: true })).toBeInViewport();
+  await page.screenshot({ path: 'docs/studio.png' });
   expect(foreign).toEqual([]);
   mark('done');
 });

@@ -30,10 +30,13 @@ export function SectionNav() {
   const done = useDone();
   const [current, setCurrent] = useState<Section>('model');
   useEffect(() => {
+    // Sections in the upper part of the viewport; the first of them is where the person is.
+    const inView = new Map<string, boolean>();
     const observer = new IntersectionObserver(
       (entries) => {
-        const visible = entries.filter((e) => e.isIntersecting).sort((a, b) => a.boundingClientRect.top - b.boundingClientRect.top);
-        if (visible[0]) setCurrent(visible[0].target.id as Section);
+        for (const e of entries) inView.set(e.target.id, e.isIntersecting);
+        const first = SECTIONS.find((s) => inView.get(s.id));
+        if (first) setCurrent(first.id);
       },
       { rootMargin: '0px 0px -60% 0px' },
     );

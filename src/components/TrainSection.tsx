@@ -51,7 +51,7 @@ export function TrainSection() {
           {train.message ? `: ${train.message}` : ''}
         </span>
       </div>
-      {!canTrain && !active && train.state !== 'paused' && why && <p className="muted">{why}</p>}
+      {train.state === 'idle' && why && <p className="muted">{why}</p>}
       {['tokenize', 'checkpoint'].map((t) => progress[t] && <ProgressBar key={t} p={progress[t]} />)}
       <RunFacts />
       <LossChart />
