@@ -4,7 +4,7 @@
 // (double quant) or plain f32. A weight may be split by rows into parts (one dispatch per
 // part); `elemBase` is the flat index of the first element the bound part holds.
 //
-// forward:  Y[M, N] = X[M, K] · Wᵀ (+ bias), columns rowStart..rowEnd of Y (this part's rows).
+// forward:  Y[M, N] = beta·Y + X[M, K] · Wᵀ (+ bias), columns rowStart..rowEnd of Y (this part's rows).
 // backward: dX[M, K] = beta·dX + dY[M, N] · W, summing over this part's rows only.
 // Tiled kernels: 64×64 outputs per workgroup, 4×4 per thread at rows ty + 16i and columns
 // tx + 16j, so workgroup-memory reads and global stores are contiguous across threads.
@@ -128,6 +128,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
       if (m < p.M && n < p.rowEnd) {
         var v = acc[i][j];
         if (HAS_BIAS) { v += bias[n]; }
+        if (p.beta != 0.0) { v += p.beta * C[m * p.N + n]; }
         C[m * p.N + n] = v;
       }
     }
@@ -230,6 +231,7 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (live && lid < GEMV_M) {
     var v = red[lid][0];
     if (HAS_BIAS) { v += bias[n]; }
+    if (p.beta != 0.0) { v += p.beta * C[lid * p.N + n]; }
     C[lid * p.N + n] = v;
   }
 }

@@ -49,6 +49,13 @@ describe('fused NF4 linear vs CPU reference', () => {
           gpu.fill(yg, POISON);
           nf4LinearForward(gpu, shaders, { x: xg, weight: w, y: yg, M });
           expect(relErr(await gpu.readF32(yg, M * N), ref.forward(x, M))).toBeLessThan(1e-5);
+          // Accumulate: y += x·Wᵀ + bias, on both the gemv and the tiled path.
+          const y0 = randn(M * N, seed + 5);
+          for (const tiledOnly of [false, true]) {
+            gpu.write(yg, y0);
+            nf4LinearForward(gpu, shaders, { x: xg, weight: w, bias: bg, y: yg, M, tiledOnly, accumulate: true });
+            expect(relErr(await gpu.readF32(yg, M * N), ref.forward(x, M, bias).map((v, i) => v + y0[i]))).toBeLessThan(1e-5);
+          }
 
           const dxg = gpu.alloc(M * K * 4, 'scratch');
           gpu.fill(dxg, POISON);

@@ -1,7 +1,7 @@
 /**
  * Linear layers with a frozen NF4 weight W [N, K] = [out, in], dequantised inside the matmul:
  *
- *   nf4LinearForward(gpu, shaders, { x, weight, bias?, y, M })          y  = x·Wᵀ (+ bias)   [M, N]
+ *   nf4LinearForward(gpu, shaders, { x, weight, bias?, y, M, accumulate? }) y (+)= x·Wᵀ (+ bias) [M, N]
  *   nf4LinearBackwardData(gpu, shaders, { dy, weight, dx, M, accumulate }) dx (+)= dy·W      [M, K]
  *
  * `shaders` = { nf4: nf4.wgsl, nf4Matmul: nf4-matmul.wgsl } (`?raw` strings from the caller).
@@ -23,9 +23,11 @@ export interface Nf4LinearForwardSpec {
   weight: Nf4GpuWeight;
   /** [N] f32 */
   bias?: GpuBuffer;
-  /** [M, N] f32, overwritten */
+  /** [M, N] f32: overwritten, or added to with `accumulate`. */
   y: GpuBuffer;
   M: number;
+  /** true: y += x·Wᵀ (+ bias); false (default): y = x·Wᵀ (+ bias). */
+  accumulate?: boolean;
   /** Force the tiled kernel even for M ≤ 4 (tests, benchmarks). */
   tiledOnly?: boolean;
 }
@@ -59,7 +61,7 @@ export function nf4LinearForward(gpu: Gpu, shaders: Nf4Shaders, s: Nf4LinearForw
     const rows = part.rowEnd - part.rowStart;
     gpu.dispatch({
       pipeline,
-      bindings: [s.x, part.packed, w.absmax, w.nested, w.tables, s.y, gpu.uniform(params(w, s.M, part, 0), 'uuuuuuff'), s.bias ?? gpu.dummy],
+      bindings: [s.x, part.packed, w.absmax, w.nested, w.tables, s.y, gpu.uniform(params(w, s.M, part, s.accumulate ? 1 : 0), 'uuuuuuff'), s.bias ?? gpu.dummy],
       workgroups: gemv ? gpu.grid(rows) : [Math.ceil(rows / TILE), Math.ceil(s.M / TILE)],
       label: gemv ? 'nf4-gemv' : 'nf4-forward',
     });
