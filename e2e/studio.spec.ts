@@ -4,7 +4,7 @@
  * live chart and samples, resume after a reload, and the downloaded PEFT adapter.
  */
 import { test, expect, type Page, type BrowserContext } from '@playwright/test';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { strFromU8, unzipSync } from 'fflate';
 
 const DEMO_DATA = 'public/demo/data/ds1000-demo.jsonl';
@@ -78,6 +78,18 @@ test('sections, presets, a malformed dataset named by line, settings explained i
   for (const id of ['model', 'data', 'settings', 'train', 'chat', 'export']) {
     await page.getByTestId(`section-${id}`).screenshot({ path: `${ART}/section-${id}.png` });
   }
+
+  // A model folder from this computer: planned, then loaded and quantized in the worker.
+  const folder = `${ART}/local-model`;
+  mkdirSync(folder, { recursive: true });
+  for (const f of ['model/config.json', 'model/model.safetensors', 'tokenizer/tokenizer.json', 'tokenizer/tokenizer_config.json']) {
+    copyFileSync(`public/demo/${f}`, `${folder}/${f.split('/')[1]}`);
+  }
+  await page.getByLabel('Model folder').setInputFiles(folder);
+  await expect(page.getByTestId('verdict')).toHaveText('Fits on this GPU');
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect(page.getByTestId('model-loaded')).toContainText('local-model: phi, 2 layers');
+  await expect(page.getByTestId('progress-quantize')).toContainText('done');
   expect(foreign).toEqual([]);
 });
 

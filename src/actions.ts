@@ -1,5 +1,5 @@
 /** What the page's controls do: engine calls through comlink, results into the store. */
-import { engine, engineReady, Comlink } from './engine-client';
+import { engine, engineReady, onEngineCrash, Comlink } from './engine-client';
 import { useStudio, type ModelChoice } from './store';
 import { explain } from './explain';
 import type { ColumnMapping, ModelSource, Section, TrainSettings } from '../workers/protocol';
@@ -27,6 +27,9 @@ export function boot(): Promise<void> {
 
 async function start(): Promise<void> {
   const { setInit, onEvent } = get();
+  onEngineCrash((message) =>
+    set({ problem: `The engine stopped: ${message}. Reload the page; an interrupted run resumes from its last checkpoint.` }),
+  );
   let init;
   try {
     await engineReady();

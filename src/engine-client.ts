@@ -4,6 +4,12 @@ import { ENGINE_READY, type EngineApi } from '../workers/protocol';
 
 let remote: Comlink.Remote<EngineApi> | null = null;
 let ready: Promise<void> | null = null;
+let onCrash: (message: string) => void = () => {};
+
+/** Called if the worker itself fails (an uncaught error or a module that does not load). */
+export function onEngineCrash(handler: (message: string) => void): void {
+  onCrash = handler;
+}
 
 function start(): void {
   const worker = new Worker(new URL('../workers/engine.worker.ts', import.meta.url), { type: 'module', name: 'engine' });
@@ -18,6 +24,7 @@ function start(): void {
     };
     worker.addEventListener('message', onMessage);
   });
+  worker.addEventListener('error', (event) => onCrash(event.message || 'the engine worker failed to start'));
   remote = Comlink.wrap<EngineApi>(worker);
 }
 

@@ -3,6 +3,7 @@ import { useStudio } from '../store';
 import { chooseModel, deleteCached, loadModel } from '../actions';
 import { formatBytes } from '../format';
 import { Section } from './Section';
+import { droppedFiles } from '../dropped-files';
 import { MemoryBars } from './MemoryBars';
 import { ProgressBar } from './ProgressBar';
 
@@ -17,6 +18,7 @@ export function ModelSection() {
   const progress = useStudio((s) => s.progress);
   const busy = useStudio((s) => s.train.state === 'loading');
   const [hubId, setHubId] = useState('');
+  const [over, setOver] = useState(false);
   const preset = model.kind === 'preset' ? presets.find((p) => p.name === model.name) : undefined;
 
   return (
@@ -48,8 +50,18 @@ export function ModelSection() {
           </label>
           <button type="submit" disabled={!hubId.trim()}>Use</button>
         </form>
-        <label className="file-button">
-          or a model folder on this computer
+        <label
+          className={`file-button model-drop ${over ? 'over' : ''}`}
+          onDragEnter={(e) => { e.preventDefault(); setOver(true); }}
+          onDragOver={(e) => e.preventDefault()}
+          onDragLeave={() => setOver(false)}
+          onDrop={(e) => {
+            e.preventDefault();
+            setOver(false);
+            void droppedFiles(e.dataTransfer).then((files) => (files.length ? chooseModel({ kind: 'local', files }) : undefined));
+          }}
+        >
+          or a model folder on this computer (choose or drop it here: config.json, *.safetensors, tokenizer files)
           <input
             type="file"
             multiple
