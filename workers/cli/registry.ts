@@ -7,6 +7,7 @@ import { goldenCheck } from './commands/golden-check';
 import { nf4Check } from './commands/nf4-check';
 import { plan } from './commands/plan';
 import { safetensorsInfo } from './commands/safetensors-info';
+import { train } from './commands/train';
 import { trainCheck } from './commands/train-check';
 
 export const COMMANDS: Record<string, CliCommand> = {
@@ -17,5 +18,6 @@ export const COMMANDS: Record<string, CliCommand> = {
   'nf4-check': nf4Check,
   plan,
   'safetensors-info': safetensorsInfo,
+  train,
   'train-check': trainCheck,
 };
