@@ -54,7 +54,7 @@ async function main() {
   }
   const args = absolutize(parseArgs(rest));
   if (command === 'bench' && typeof args.flags.results !== 'string') args.flags.results = resolve(root, 'bench/results');
-  const server = await createServer({ root, configFile: resolve(root, 'vite.config.ts'), logLevel: 'error', server: { port: 0, host: '127.0.0.1' }, clearScreen: false });
+  const server = await createServer({ root, configFile: resolve(root, 'vite.config.ts'), logLevel: 'error', server: { port: 0, host: '127.0.0.1', hmr: false }, clearScreen: false });
   await server.listen();
   const address = server.httpServer.address();
   const origin = `http://127.0.0.1:${address.port}`;
