@@ -79,13 +79,13 @@ describe('hub client against the mock hub', () => {
     expect(cdn.every((r) => r.status === 206 && r.range !== null)).toBe(true);
   });
 
-  it('holds at most one chunk of source data (plus its float32 widening) at a time', async () => {
+  it('holds at most one chunk of source data at a time', async () => {
     const chunk = 2048;
     const { stats, weights } = await loadAll(hubFileSet(client(), REPO), chunk);
     expect(stats.sourceBytes).toBe(weights.dataBytes);
-    // F16 chunk + its f32 copy = 3× the chunk; far below the model.
-    expect(stats.peakHeldBytes).toBeLessThanOrEqual(3 * chunk);
-    expect(stats.peakHeldBytes).toBeLessThan(weights.dataBytes / 20);
+    // One F16 chunk (the CPU quantizer adds its f32 widening, 2× more); far below the model.
+    expect(stats.peakHeldBytes).toBeLessThanOrEqual(chunk);
+    expect(stats.peakHeldBytes).toBeLessThan(weights.dataBytes / 50);
   });
 
   it('resumes a tensor after the connection is cut mid-file, byte-identical', async () => {

@@ -44,18 +44,35 @@ export interface DenseTensor {
 
 export type LoadedTensor = Nf4Tensor | DenseTensor;
 
+/**
+ * A linear weight's stored bytes in order, in chunks of exactly `chunkElems` elements (only the
+ * last may be shorter); `chunkElems` is a multiple of 64, so chunks hold whole NF4 blocks.
+ */
+export interface WeightChunks {
+  dtype: 'F32' | 'F16' | 'BF16';
+  chunkElems: number;
+  chunks: AsyncIterable<Uint8Array>;
+}
+
 /** Where loaded tensors go: CPU arrays (cache, tests) or GPU buffers (the engine). */
 export interface LoadTarget<T> {
   /** A tensor kept as stored: raw little-endian bytes arrive in order. */
   dense(name: string, dtype: DType, shape: number[]): TensorWriter<Uint8Array, T>;
-  /** A linear weight to quantize: float32 values arrive in whole 64-blocks (only the last may be partial). */
-  nf4(name: string, dtype: Nf4Dtype, shape: number[], doubleQuant: boolean): TensorWriter<Float32Array, T>;
+  /** A linear weight to quantize, read chunk by chunk. */
+  nf4(name: string, dtype: Nf4Dtype, shape: number[], doubleQuant: boolean, source: WeightChunks): Promise<T>;
   /** A layer that is NF4 already (bitsandbytes checkpoint). */
   prequantized(tensor: Nf4Tensor): T | Promise<T>;
 }
 
+/** CPU NF4 of a streamed weight: each chunk is widened to f32 and quantized, then dropped. */
+export async function cpuNf4FromChunks(name: string, dtype: Nf4Dtype, shape: number[], doubleQuant: boolean, source: WeightChunks): Promise<Nf4Tensor> {
+  const writer = cpuNf4Writer(name, dtype, shape, doubleQuant);
+  for await (const chunk of source.chunks) writer.push(chunkToF32(chunk, source.dtype, name, name));
+  return writer.finish();
+}
+
 /** NF4 on the CPU, block by block as chunks arrive: bit-exact with the whole-tensor reference. */
-export function cpuNf4Writer(name: string, dtype: Nf4Dtype, shape: number[], doubleQuant: boolean): TensorWriter<Float32Array, Nf4Tensor> {
+export function cpuNf4Writer(name: string, dtype: Nf4Dtype, shape: number[], doubleQuant: boolean): TensorWriter<Float32Array, Nf4Tensor> & { finish(): Nf4Tensor } {
   const n = numel(shape);
   const packed = new Uint8Array((n + 1) >> 1);
   const absmax = new Float32Array(Math.ceil(n / NF4_BLOCKSIZE));
@@ -94,7 +111,7 @@ export function cpuDenseWriter(name: string, dtype: DType, shape: number[]): Ten
 /** Everything in CPU memory: what the cache stores and what Node tests inspect. */
 export const cpuTarget: LoadTarget<LoadedTensor> = {
   dense: cpuDenseWriter,
-  nf4: cpuNf4Writer,
+  nf4: cpuNf4FromChunks,
   prequantized: (t) => t,
 };
 
@@ -117,7 +134,7 @@ export interface LoadStats {
   dense: number;
   /** Tensor bytes read from the files. */
   sourceBytes: number;
-  /** Most source bytes the loader held at once (a chunk and its float32 widening). */
+  /** Most source bytes the loader held at once (one chunk; a CPU target adds its float32 widening). */
   peakHeldBytes: number;
   /** Bytes of the safetensors headers parsed (held while loading). */
   headerBytes: number;
@@ -200,14 +217,17 @@ export async function quantizeOnLoad<T>(weights: ModelWeights, options: LoadOpti
       const dtype = NF4_DTYPES[info.dtype];
       if (!dtype) throw new SafetensorsError(info.file.name, `dtype ${info.dtype} is not supported for a linear weight (F32, F16 or BF16)`, name);
       if (info.shape.length !== 2) throw new SafetensorsError(info.file.name, `a linear weight must be 2-D, found shape [${info.shape.join(', ')}]`, name);
-      const writer = target.nf4(name, dtype, info.shape, options.quant.doubleQuant);
-      for await (const chunk of weights.stream(name, chunkBytes, NF4_BLOCKSIZE, signal)) {
-        const values = chunkToF32(chunk, info.dtype, info.file.name, name);
-        held(chunk.byteLength + (values.buffer === chunk.buffer ? 0 : values.byteLength));
-        stats.sourceBytes += chunk.byteLength;
-        await writer.push(values);
-      }
-      result = await writer.finish();
+      const elemBytes = DTYPE_BYTES[info.dtype];
+      const chunkElems = Math.max(NF4_BLOCKSIZE, Math.floor(chunkBytes / elemBytes / NF4_BLOCKSIZE) * NF4_BLOCKSIZE);
+      const counted = async function* (pieces: AsyncIterable<Uint8Array>) {
+        for await (const chunk of pieces) {
+          held(chunk.byteLength);
+          stats.sourceBytes += chunk.byteLength;
+          yield chunk;
+        }
+      };
+      const chunks = counted(weights.stream(name, chunkElems * elemBytes, NF4_BLOCKSIZE, signal));
+      result = await target.nf4(name, dtype, info.shape, options.quant.doubleQuant, { dtype: info.dtype as WeightChunks['dtype'], chunkElems, chunks });
       stats.quantized++;
     } else {
       if (!['F32', 'F16', 'BF16'].includes(info.dtype)) throw new SafetensorsError(info.file.name, `unsupported dtype ${info.dtype} for a model weight`, name);
