@@ -154,6 +154,7 @@ export class Trainer {
   private resumeWaiter: (() => void) | null = null;
   private deviceLost: string | null = null;
   private lastCheckpointStep: number | null = null;
+  private readonly lostSignal: Promise<void>;
 
   constructor(
     private readonly deps: TrainerDeps,
@@ -172,7 +173,7 @@ export class Trainer {
       s.paging,
     );
     this.optimizer.zeroGrad();
-    void deps.gpu.device.lost.then((info) => {
+    this.lostSignal = deps.gpu.device.lost.then((info) => {
       this.deviceLost = `GPU device lost (${info.reason}): ${info.message || 'no detail'}`;
       this.resumeWaiter?.();
     });
@@ -258,6 +259,8 @@ export class Trainer {
       emit({ type: 'status', status: 'paused', step: this.step });
       return this.result('paused');
     } catch (err) {
+      // A failed read is often the first sign of a lost device; its lost promise settles soon after.
+      await Promise.race([this.lostSignal, new Promise((resolve) => setTimeout(resolve, 250))]);
       if (this.deviceLost) return this.lost();
       const message = (err as Error).message;
       emit({ type: 'status', status: 'error', step: this.step, message });
