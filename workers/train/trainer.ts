@@ -277,6 +277,9 @@ export class Trainer {
     const batches = window.map(([e, i]) => this.deps.train.microBatch(e, i));
     const counts = batches.map(labelTokens);
     const total = counts.reduce((a, b) => a + b, 0);
+    if (total === 0) {
+      throw new Error(`optimizer step ${this.step} has no label tokens in its ${batches.length} micro-batch(es) (every label is -100): drop examples that have nothing to learn`);
+    }
     const perMicroMean = s.accumulation === 'mean-of-micro-means';
     const micro: MicroRecord[] = [];
     let inputTokens = 0;
