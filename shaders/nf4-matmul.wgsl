@@ -12,8 +12,11 @@
 override DOUBLE_QUANT: bool = true;
 override HAS_BIAS: bool = false;
 override GEMV_M: u32 = 1u;   // rows of X the gemv entry point handles (1..4)
+// Rows of outputs per thread in the tiled kernels (1, 2 or 4): a workgroup covers 16·TM_ROWS
+// rows of X, so small M (prompts, short sequences) does not compute 64-row tiles of padding.
+override TM_ROWS: u32 = 4u;
 
-const TM: u32 = 4u;   // outputs per thread along M
+const TM: u32 = 4u;   // most outputs per thread along M (the first TM_ROWS are used)
 const TN: u32 = 4u;   // outputs per thread along the other dimension
 const BM: u32 = 64u;
 const BN: u32 = 64u;
@@ -63,9 +66,9 @@ fn weight(row: u32, col: u32) -> f32 {
 fn dot4x4(k: u32, ty: u32, tx: u32, acc: ptr<function, array<array<f32, TN>, TM>>) {
   var a: array<f32, TM>;
   var b: array<f32, TN>;
-  for (var i = 0u; i < TM; i++) { a[i] = As[k][ty + 16u * i]; }
+  for (var i = 0u; i < TM_ROWS; i++) { a[i] = As[k][ty + 16u * i]; }
   for (var j = 0u; j < TN; j++) { b[j] = Ws[k][tx + 16u * j]; }
-  for (var i = 0u; i < TM; i++) {
+  for (var i = 0u; i < TM_ROWS; i++) {
     for (var j = 0u; j < TN; j++) { (*acc)[i][j] += a[i] * b[j]; }
   }
 }
@@ -87,7 +90,7 @@ fn word8(row: u32, col: u32) -> array<f32, 8> {
 @compute @workgroup_size(16, 16)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let t = lid.y * 16u + lid.x;
-  let m0 = wid.y * BM;
+  let m0 = wid.y * 16u * TM_ROWS;
   let n0 = p.rowStart + wid.x * BN;
   // K % 8 == 0: every row starts on a word, so a thread can decode whole words.
   let aligned = p.K % 8u == 0u;
@@ -101,7 +104,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
       let kk = idx % BK;
       let k = k0 + kk;
       var xv = 0.0;
-      if (m0 + r < p.M && k < p.K) { xv = A[(m0 + r) * p.K + k]; }
+      if (r < 16u * TM_ROWS && m0 + r < p.M && k < p.K) { xv = A[(m0 + r) * p.K + k]; }
       As[kk][r] = xv;
       if (!aligned) {
         var wv = 0.0;
@@ -121,7 +124,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     for (var k = 0u; k < BK; k++) { dot4x4(k, lid.y, lid.x, &acc); }
     workgroupBarrier();
   }
-  for (var i = 0u; i < TM; i++) {
+  for (var i = 0u; i < TM_ROWS; i++) {
     let m = m0 + lid.y + 16u * i;
     for (var j = 0u; j < TN; j++) {
       let n = n0 + lid.x + 16u * j;
@@ -138,7 +141,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 @compute @workgroup_size(16, 16)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let t = lid.y * 16u + lid.x;
-  let m0 = wid.y * BM;
+  let m0 = wid.y * 16u * TM_ROWS;
   let c0 = wid.x * BN;   // output columns of dX = columns of W
   let aligned = p.K % 8u == 0u;
   if (t < 16u) { lut[t] = tables[t]; }
@@ -151,7 +154,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
       let r = idx / BK;
       let nn = idx % BK;
       var yv = 0.0;
-      if (m0 + r < p.M && n0 + nn < p.rowEnd) { yv = A[(m0 + r) * p.N + n0 + nn]; }
+      if (r < 16u * TM_ROWS && m0 + r < p.M && n0 + nn < p.rowEnd) { yv = A[(m0 + r) * p.N + n0 + nn]; }
       As[nn][r] = yv;
       if (!aligned) {
         // W tile: BK rows × BN columns, coalesced along the columns.
@@ -174,7 +177,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     for (var k = 0u; k < BK; k++) { dot4x4(k, lid.y, lid.x, &acc); }
     workgroupBarrier();
   }
-  for (var i = 0u; i < TM; i++) {
+  for (var i = 0u; i < TM_ROWS; i++) {
     let m = m0 + lid.y + 16u * i;
     for (var j = 0u; j < TN; j++) {
       let c = c0 + lid.x + 16u * j;

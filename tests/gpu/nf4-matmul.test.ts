@@ -17,6 +17,8 @@ const shapes: [number, number, number][] = [
   [3, 8, 200],
   [66, 40, 132],
   [2, 50, 96],
+  [20, 33, 64],
+  [33, 17, 40],
 ];
 
 describe('fused NF4 linear vs CPU reference', () => {

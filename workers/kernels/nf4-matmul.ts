@@ -46,6 +46,11 @@ export interface Nf4LinearBackwardSpec {
 const TILE = 64;
 export const GEMV_MAX_M = 4;
 
+/** Output rows per thread of the tiled kernels: a workgroup covers 16·this rows of M. */
+function rowsPerThread(M: number): number {
+  return M <= 16 ? 1 : M <= 32 ? 2 : 4;
+}
+
 function params(w: Nf4GpuWeight, M: number, part: Nf4GpuWeight['parts'][number], beta: number): number[] {
   return [M, w.rows, w.cols, part.rowStart, part.rowEnd, part.elemBase, w.offset, beta];
 }
@@ -56,13 +61,14 @@ export function nf4LinearForward(gpu: Gpu, shaders: Nf4Shaders, s: Nf4LinearForw
   const gemv = s.M <= GEMV_MAX_M && !s.tiledOnly;
   const constants: Record<string, number> = { DOUBLE_QUANT: w.doubleQuant ? 1 : 0, HAS_BIAS: s.bias ? 1 : 0 };
   if (gemv) constants.GEMV_M = s.M;
+  else constants.TM_ROWS = rowsPerThread(s.M);
   const pipeline = gpu.pipeline(shaders.nf4Matmul, gemv ? 'gemv' : 'forward', constants);
   for (const part of w.parts) {
     const rows = part.rowEnd - part.rowStart;
     gpu.dispatch({
       pipeline,
       bindings: [s.x, part.packed, w.absmax, w.nested, w.tables, s.y, gpu.uniform(params(w, s.M, part, s.accumulate ? 1 : 0), 'uuuuuuff'), s.bias ?? gpu.dummy],
-      workgroups: gemv ? gpu.grid(rows) : [Math.ceil(rows / TILE), Math.ceil(s.M / TILE)],
+      workgroups: gemv ? gpu.grid(rows) : [Math.ceil(rows / TILE), Math.ceil(s.M / (16 * constants.TM_ROWS))],
       label: gemv ? 'nf4-gemv' : 'nf4-forward',
     });
   }
@@ -71,13 +77,14 @@ export function nf4LinearForward(gpu: Gpu, shaders: Nf4Shaders, s: Nf4LinearForw
 export function nf4LinearBackwardData(gpu: Gpu, shaders: Nf4Shaders, s: Nf4LinearBackwardSpec): void {
   const w = s.weight;
   if (!Number.isInteger(s.M) || s.M <= 0) throw new RangeError(`nf4LinearBackwardData: M = ${s.M} must be a positive integer`);
-  const pipeline = gpu.pipeline(shaders.nf4Matmul, 'backward', { DOUBLE_QUANT: w.doubleQuant ? 1 : 0 });
+  const tm = rowsPerThread(s.M);
+  const pipeline = gpu.pipeline(shaders.nf4Matmul, 'backward', { DOUBLE_QUANT: w.doubleQuant ? 1 : 0, TM_ROWS: tm });
   w.parts.forEach((part, i) => {
     const beta = s.accumulate || i > 0 ? 1 : 0;
     gpu.dispatch({
       pipeline,
       bindings: [s.dy, part.packed, w.absmax, w.nested, w.tables, s.dx, gpu.uniform(params(w, s.M, part, beta), 'uuuuuuff')],
-      workgroups: [Math.ceil(w.cols / TILE), Math.ceil(s.M / TILE)],
+      workgroups: [Math.ceil(w.cols / TILE), Math.ceil(s.M / (16 * tm))],
       label: 'nf4-backward',
     });
   });
