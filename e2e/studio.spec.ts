@@ -122,7 +122,14 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   await expect(page.getByTestId('sample').first()).toContainText(/step \d+/);
   await page.getByTestId('section-train').screenshot({ path: `${ART}/train-running.png` });
 
+  // The quantized demo model is now in this browser's cache.
+  await expect(page.getByTestId('section-model').getByText(/studio\/demo@builtin/)).toHaveCount(1);
+
   // Reload mid-run: the banner offers the last checkpoint; Resume continues from that step.
+  const modelFetches: string[] = [];
+  context.on('request', (req) => {
+    if (req.url().includes('/demo/model/')) modelFetches.push(req.url());
+  });
   await page.reload();
   await expect(page.getByTestId('engine-status')).toHaveText('ready');
   const banner = page.getByTestId('resume-banner');
@@ -135,6 +142,9 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   await banner.getByRole('button', { name: /^Resume/ }).click();
   // The curve is redrawn up to the checkpoint, and training goes on from the step after it.
   await expect(page.getByTestId('train-step')).toContainText(new RegExp(`^(${savedStep}|${savedStep + 1}) of ${TOTAL}`), { timeout: 120_000 });
+  // The resumed run's model came from the cache: not one request for the model files.
+  expect(modelFetches).toEqual([]);
+
   // Pause saves a checkpoint and holds; Resume goes on.
   await expect(page.getByTestId('train-step')).toContainText(new RegExp(`^(${savedStep + 1}|${savedStep + 2}|${savedStep + 3}) of`), { timeout: 120_000 });
   await page.getByRole('button', { name: 'Pause', exact: true }).click();

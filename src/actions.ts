@@ -185,6 +185,7 @@ export async function startTraining(): Promise<void> {
   set({ metrics: [], samples: [], resumable: null });
   try {
     await engine().train(modelSource(model), settings);
+    await refreshStorage();
   } catch (err) {
     fail('train', err);
   }

@@ -28,8 +28,13 @@ import { parsePeftConfig } from './model/lora-adapter';
 import { MODEL_SHADERS } from './model/shader-sources';
 import type { WeightSource } from './model/weights';
 import { HubClient } from './load/hub';
-import { hubFileSet, localFileSet, openModel, urlFileSet, type ModelFileSet } from './load/sources';
-import { SafetensorsFile, toF32 } from './formats/safetensors';
+import { hubFileSet, localFileSet, urlFileSet, type ModelFileSet } from './load/sources';
+import { loadModel } from './load/load-model';
+import { LoadedWeightSource } from './load/weight-source';
+import { ProgressTracker } from './load/progress';
+import { browserStorage } from './load/storage';
+import { DEFAULT_QUANT } from './load/presets';
+import { SafetensorsFile } from './formats/safetensors';
 import { strToU8, zipSync } from 'fflate';
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import { tokenizerFromFiles, tokenizerFromHub, tokenizerFromUrl, type TextTokenizer } from './tokenizer';
@@ -216,6 +221,7 @@ interface LoadedLm {
   tokenizer: TextTokenizer;
   settings: TrainSettings;
   parameters: number;
+  fromCache: boolean;
 }
 
 /** The run's state as the trainer last reported it. */
@@ -231,18 +237,31 @@ function modelKey(source: ModelSource, s: TrainSettings): string {
   return `${id}|r${s.rank}|a${s.alpha}|d${s.dropout}|${[...s.targetModules].sort().join(',')}|seed${s.seed}`;
 }
 
-/** Where the model's files are, and the name a PEFT config gives its base model. */
-function filesFor(source: ModelSource, client: HubClient): { files: ModelFileSet; baseModel: string } {
+/**
+ * Where the model's files are, the name a PEFT config gives its base model, and the identity
+ * its quantized copy is cached under (none for dropped files).
+ */
+function filesFor(source: ModelSource, client: HubClient): { files: ModelFileSet; baseModel: string; cacheId: { repo: string; revision: string } | null } {
   if (source.kind === 'preset') {
     const preset = PRESETS[source.name];
     if (!preset) throw new Error(`unknown preset "${source.name}"`);
-    if (preset.model.kind === 'hub') return { files: hubFileSet(client, preset.model.repo, preset.model.revision), baseModel: preset.model.repo };
+    if (preset.model.kind === 'hub') {
+      const { repo, revision } = preset.model;
+      return { files: hubFileSet(client, repo, revision), baseModel: repo, cacheId: { repo, revision } };
+    }
     // The demo model ships with the studio; in the repository it lives under public/.
-    return { files: urlFileSet(client, new URL(preset.model.baseUrl, self.location.origin).href), baseModel: `public${preset.model.baseUrl.replace(/\/$/, '')}` };
+    return {
+      files: urlFileSet(client, new URL(preset.model.baseUrl, self.location.origin).href),
+      baseModel: `public${preset.model.baseUrl.replace(/\/$/, '')}`,
+      cacheId: { repo: `studio/${preset.name}`, revision: 'builtin' },
+    };
   }
-  if (source.kind === 'hub') return { files: hubFileSet(client, source.id, source.revision ?? 'main'), baseModel: source.id };
+  if (source.kind === 'hub') {
+    const revision = source.revision ?? 'main';
+    return { files: hubFileSet(client, source.id, revision), baseModel: source.id, cacheId: { repo: source.id, revision } };
+  }
   const folder = source.files[0]?.webkitRelativePath.split('/')[0] || 'local model';
-  return { files: localFileSet(source.files, folder), baseModel: folder };
+  return { files: localFileSet(source.files, folder), baseModel: folder, cacheId: null };
 }
 
 /**
@@ -258,29 +277,30 @@ async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm
     current.lm.model.dispose();
     current = null;
   }
-  let done = 0;
-  let total = 0;
-  const client = new HubClient({ onBytes: (file, bytes) => { done += bytes; emit({ type: 'progress', task: 'download', done, total, unit: 'bytes', detail: file }); } });
-  const { files, baseModel } = filesFor(source, client);
-  const opened = await openModel(files);
-  total = opened.weights.dataBytes;
-  const config = parseModelConfig(JSON.stringify(opened.config), `${files.label} config.json`);
-  const names = opened.weights.names();
-  let loaded = 0;
+  const tracker = new ProgressTracker((p) => emit({ type: 'progress', task: 'download', done: p.done, total: p.total, unit: 'bytes', detail: p.file }));
+  const client = new HubClient({ onBytes: (file, bytes) => tracker.add(file, bytes) });
+  const { files, baseModel, cacheId } = filesFor(source, client);
+  const quant = source.kind === 'preset' ? (PRESETS[source.name]?.quant ?? DEFAULT_QUANT) : DEFAULT_QUANT;
+  // The quantized model comes from this browser's cache when it is there (no network at all);
+  // otherwise it is downloaded, quantized and cached as it streams in.
+  const loaded = await loadModel({ files, quant, cacheId, cache: cacheId ? await modelCache() : null, storage: browserStorage(), progress: tracker, keep: true });
+  if (loaded.fromCache) emit({ type: 'log', level: 'info', message: `${files.label}: loaded from this browser's cache` });
+  const config = parseModelConfig(JSON.stringify(loaded.config), `${files.label} config.json`);
+  const loadedWeights = new LoadedWeightSource(loaded.tensors, files.label);
+  const names = loadedWeights.names();
+  let uploaded = 0;
+  // Each tensor goes to the GPU as the model asks for it; linear weights become NF4 there.
+  const counted = async <T>(name: string, read: Promise<T>): Promise<T> => {
+    const value = await read;
+    emit({ type: 'progress', task: 'quantize', done: ++uploaded, total: names.length, unit: 'tensors', detail: name });
+    return value;
+  };
   const weights: WeightSource = {
     label: files.label,
     names: () => names,
-    info: (name) => {
-      if (!opened.weights.has(name)) return undefined;
-      const t = opened.weights.info(name);
-      return { dtype: t.dtype, shape: t.shape };
-    },
-    readRaw: async (name) => {
-      const bytes = await opened.weights.read(name);
-      emit({ type: 'progress', task: 'quantize', done: ++loaded, total: names.length, unit: 'tensors', detail: name });
-      return bytes;
-    },
-    readF32: async (name) => toF32(opened.weights.info(name), await weights.readRaw(name), files.label),
+    info: (name) => loadedWeights.info(name),
+    readRaw: (name) => counted(name, loadedWeights.readRaw(name)),
+    readF32: (name) => counted(name, loadedWeights.readF32(name)),
   };
   const lora = importedAdapter
     ? { settings: importedAdapter.settings, init: { adapter: importedAdapter.file } }
@@ -288,7 +308,8 @@ async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm
   const model = await CausalLM.load(g, MODEL_SHADERS, config, weights, { mode: 'nf4', lora, checkpointing: true });
   emit({ type: 'memory', stats: g.pool.stats() });
   const tokenizer = await tokenizerFor(source);
-  const lm: LoadedLm = { key, model, baseModel, tokenizer, settings: s, parameters: opened.arch.parameters };
+  loaded.tensors.clear();
+  const lm: LoadedLm = { key, model, baseModel, tokenizer, settings: s, parameters: loaded.arch.parameters, fromCache: loaded.fromCache };
   current = { lm, trainer: null, run: null, running: null };
   return lm;
 }
@@ -553,7 +574,7 @@ const api: EngineApi = {
       parameters: lm.parameters,
       layers: c.layers,
       targetModules: [...new Set(perBlock.map((l) => l.name))],
-      fromCache: false,
+      fromCache: lm.fromCache,
     };
   },
 
