@@ -107,8 +107,8 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   const TOTAL = 10;
   await page.getByLabel('Max steps').fill(String(TOTAL));
   await page.getByLabel('Gradient accumulation').fill('1');
-  await page.getByLabel('Evaluate every').fill('3');
-  await page.getByLabel('Sample every').fill('3');
+  await page.getByLabel('Evaluate every').fill('4');
+  await page.getByLabel('Sample every').fill('4');
   await page.getByLabel('Checkpoint every').fill('2');
   await page.getByRole('button', { name: 'Train', exact: true }).click();
   mark('Train pressed');

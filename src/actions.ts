@@ -76,9 +76,11 @@ export async function replan(): Promise<void> {
 }
 
 export async function loadModel(): Promise<void> {
+  const settings = get().settings;
+  if (!settings) return;
   get().setError('model', null);
   try {
-    const modelInfo = await engine().loadModel(modelSource());
+    const modelInfo = await engine().loadModel(modelSource(), settings);
     set({ modelInfo });
     await refreshStorage();
   } catch (err) {

@@ -561,10 +561,8 @@ const api: EngineApi = {
     };
   },
 
-  async loadModel(source) {
+  async loadModel(source, settings) {
     if (isActive()) throw new Error('A run is in progress: the model in use cannot change now.');
-    const preset = source.kind === 'preset' ? PRESETS[source.name] : undefined;
-    const settings = current?.lm.settings ?? (preset ? presetDefaults(preset) : presetDefaults(PRESETS.demo));
     const lm = await causalLm(source, settings);
     const c = lm.model.config;
     const perBlock = lm.model.names.layers[0]?.linears ?? [];

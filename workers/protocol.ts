@@ -222,7 +222,8 @@ export interface EngineApi {
   presets(): Promise<PresetSummary[]>;
   /** Predict peak GPU memory before anything downloads. */
   plan(model: ModelSource, settings: TrainSettings): Promise<MemoryPlan>;
-  loadModel(model: ModelSource): Promise<ModelInfo>;
+  /** Load the base model with fresh LoRA adapters for `settings` (Chat can use it before any training). */
+  loadModel(model: ModelSource, settings: TrainSettings): Promise<ModelInfo>;
   cachedModels(): Promise<CachedModel[]>;
   deleteCachedModel(key: string): Promise<void>;
   storage(): Promise<StorageInfo>;
