@@ -1,0 +1,76 @@
+/**
+ * Quantize on load on the GPU: the demo model streamed from its files (HTTP Range through the
+ * loader) into the GPU NF4 quantizer chunk by chunk must give exactly what the CPU reference
+ * gives on the same bytes, with the GPU never holding more than one chunk of 16-bit input.
+ * Then the IndexedDB cache in a real browser: a second load reads no file at all.
+ */
+import { describe, expect, it } from 'vitest';
+import { Gpu } from '../../workers/gpu/runtime';
+import { downloadNf4 } from '../../workers/nf4/gpu';
+import { MODEL_SHADERS } from '../../workers/model/shader-sources';
+import { HubClient } from '../../workers/load/hub';
+import { openModel, urlFileSet } from '../../workers/load/sources';
+import { cpuTarget, quantizeOnLoad, type LoadedTensor } from '../../workers/load/quantize-on-load';
+import { gpuTarget, type GpuTensor } from '../../workers/load/gpu-target';
+import { DEFAULT_QUANT } from '../../workers/load/presets';
+import { ModelCache } from '../../workers/load/cache';
+import { loadModel } from '../../workers/load/load-model';
+
+const demoUrl = () => new URL('/demo/model/', location.origin).href;
+
+describe('quantize on load (GPU)', () => {
+  it('streams the demo model into GPU NF4 bit-exact with the CPU reference, one chunk at a time', async () => {
+    const gpu = await Gpu.create();
+    try {
+      const files = urlFileSet(new HubClient({ retryDelayMs: 1 }), demoUrl());
+      const { arch, weights } = await openModel(files);
+      const chunkBytes = 8192; // 4096 f16 elements: every linear weight takes several chunks
+      const onGpu = new Map<string, GpuTensor>();
+      const stats = await quantizeOnLoad(weights, { arch, quant: DEFAULT_QUANT, target: gpuTarget(gpu, MODEL_SHADERS), chunkBytes, onTensor: (n, t) => void onGpu.set(n, t) });
+      const onCpu = new Map<string, LoadedTensor>();
+      await quantizeOnLoad(weights, { arch, quant: DEFAULT_QUANT, target: cpuTarget, chunkBytes: 1 << 20, onTensor: (n, t) => void onCpu.set(n, t) });
+
+      expect(stats.quantized).toBe(arch.layers * arch.linears.length);
+      expect(stats.peakHeldBytes).toBeLessThanOrEqual(chunkBytes);
+      const pool = gpu.pool.stats();
+      // Scratch at its peak: one chunk of 16-bit input, its packed codes and absmax, a readback, uniforms.
+      expect(pool.peak.scratch).toBeLessThan(2 * chunkBytes);
+      expect(pool.live.scratch).toBeLessThan(1024);
+
+      for (const [name, cpu] of onCpu) {
+        const g = onGpu.get(name)!;
+        expect(g.kind).toBe(cpu.kind);
+        if (cpu.kind === 'nf4' && g.kind === 'nf4') {
+          const back = await downloadNf4(gpu, g.weight);
+          expect(Array.from(back.packed)).toEqual(Array.from(cpu.quant.packed));
+          expect(Array.from(back.nested!.qabsmax)).toEqual(Array.from(cpu.quant.nested!.qabsmax));
+          expect(Array.from(back.nested!.nestedAbsmax)).toEqual(Array.from(cpu.quant.nested!.nestedAbsmax));
+          expect(back.nested!.offset).toBe(cpu.quant.nested!.offset);
+        } else if (cpu.kind === 'dense' && g.kind === 'dense') {
+          const bytes = new Uint8Array(await gpu.read(g.buffer, cpu.data.byteLength));
+          expect(Array.from(bytes)).toEqual(Array.from(cpu.data));
+        }
+      }
+    } finally {
+      gpu.destroy();
+    }
+  });
+
+  it('caches the quantized demo model in IndexedDB; the second load makes no request', async () => {
+    const cache = await ModelCache.open(`load-gpu-test-${Date.now()}`);
+    let requests = 0;
+    const client = new HubClient({ retryDelayMs: 1, fetch: (input, init) => (requests++, fetch(input, init)) });
+    const cacheId = { repo: 'studio/demo', revision: 'v1' };
+    const first = await loadModel({ files: urlFileSet(client, demoUrl()), quant: DEFAULT_QUANT, cache, cacheId });
+    expect(first.fromCache).toBe(false);
+    expect(requests).toBeGreaterThan(0);
+    requests = 0;
+    const second = await loadModel({ files: urlFileSet(client, demoUrl()), quant: DEFAULT_QUANT, cache, cacheId });
+    expect(second.fromCache).toBe(true);
+    expect(requests).toBe(0);
+    expect([...second.tensors.keys()]).toEqual([...first.tensors.keys()]);
+    const listed = await cache.list();
+    expect(listed[0].bytes).toBe(first.storedBytes);
+    cache.close();
+  });
+});
