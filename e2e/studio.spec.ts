@@ -49,6 +49,15 @@ test('sections, presets, a malformed dataset named by line, settings explained i
   }
   const preset = page.getByLabel('Preset');
   await expect(preset.locator('option')).toHaveText(['demo', 'phi-1_5', 'falcon-7b']);
+  // The gauge answers before anything downloads, for the big presets too.
+  for (const name of ['phi-1_5', 'falcon-7b']) {
+    await preset.selectOption(name);
+    await expect(page.getByTestId('verdict')).toHaveText(/Fits on this GPU|Does not fit on this GPU|Fits only with/);
+    await expect(page.getByRole('group', { name: 'Target modules' }).getByRole('checkbox')).toHaveCount(name === 'phi-1_5' ? 6 : 4);
+    await page.getByTestId('section-model').screenshot({ path: `${ART}/model-${name}.png` });
+  }
+  await preset.selectOption('demo');
+  await expect(page.getByLabel('Rank (r)')).toHaveValue('8');
 
   // A JSONL file whose third line is broken: the error names the file and line 3.
   const broken = ['{"prompt": "a", "reference_code": "b", "metadata": {"library": "Pandas"}}', '{"prompt": "c", "reference_code": "d", "metadata": {"library": "Pandas"}}', '{"prompt": "e", "reference_code": '].join('\n');

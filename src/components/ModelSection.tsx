@@ -97,7 +97,6 @@ function MemoryGauge() {
   const plan = useStudio((s) => s.plan);
   const failed = useStudio((s) => !!s.errors.model);
   if (!plan) return failed ? null : <p className="muted">Working out the memory this run needs…</p>;
-  const singleTooBig = plan.largestBuffer > plan.maxBindingSize;
   return (
     <div className={`gauge verdict-${plan.verdict}`} data-testid="memory-gauge">
       <p className="verdict">
@@ -110,7 +109,7 @@ function MemoryGauge() {
       <MemoryBars bytes={plan.byCategory} limit={plan.gpuMemoryBytes} label="Predicted memory" />
       <p className="muted">
         Largest single buffer {formatBytes(plan.largestBuffer)} (this GPU binds at most {formatBytes(plan.maxBindingSize)}, allocates at most{' '}
-        {formatBytes(plan.maxBufferSize)} per buffer{singleTooBig ? '; larger tensors are split' : ''}). Download {formatBytes(plan.downloadBytes)}; {formatBytes(plan.storageBytes)} kept in this browser’s storage.
+        {formatBytes(plan.maxBufferSize)} per buffer). Download {formatBytes(plan.downloadBytes)}; {formatBytes(plan.storageBytes)} kept in this browser’s storage.
       </p>
     </div>
   );

@@ -30,8 +30,15 @@ export function TrainSection() {
   const modules = useTargetModules();
   const valid = !!settings && Object.keys(validateSettings(settings, modules)).length === 0;
   const active = ['loading', 'running', 'pausing', 'stopping'].includes(train.state);
-  const canTrain = hasData && valid && !active && train.state !== 'paused';
-  const why = !hasData ? 'Load a dataset first (step 2).' : !valid ? 'Fix the settings marked in step 3.' : null;
+  const tooBig = useStudio((s) => s.plan?.verdict === 'does-not-fit');
+  const canTrain = hasData && valid && !tooBig && !active && train.state !== 'paused';
+  const why = !hasData
+    ? 'Load a dataset first (step 2).'
+    : !valid
+      ? 'Fix the settings marked in step 3.'
+      : tooBig
+        ? 'This run does not fit in GPU memory (see the gauge in step 1): lower the sequence length, the batch size or the rank.'
+        : null;
 
   return (
     <Section id="train" lead="Train, watch the loss fall and the samples change. Pausing or closing the tab keeps a checkpoint in this browser.">
