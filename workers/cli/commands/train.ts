@@ -114,6 +114,12 @@ export const train: CliCommand = async (args, io) => {
   const dataBytes = await io.readFile(f.data);
   const data = await prepareDataset(readRows(new Blob([dataBytes as BlobPart]), dataName), { preset: mapping ? undefined : template, mapping, tokenizer, maxLength, seed, file: dataName });
   for (const w of data.stats.warnings) io.log(`data: ${w}`);
+  // Examples with no learned token after the shift teach nothing and would make an empty window.
+  const learns = (e: Example) => e.labels.some((l, i) => i > 0 && l !== -100);
+  const trainExamples = data.train.filter(learns);
+  const validationExamples = data.validation.filter(learns);
+  if (!trainExamples.length) throw new CliInputError(`${dataName}: no training example keeps a learned token at --max-length ${maxLength}`);
+  if (trainExamples.length < data.train.length) io.log(`data: ${data.train.length - trainExamples.length} training examples without learned tokens are left out`);
   io.log(`data: ${data.train.length} training and ${data.validation.length} validation examples, ${data.stats.tokens.labelTokens} learned tokens`);
 
   // Settings: flags over the preset over defaults.
@@ -160,15 +166,15 @@ export const train: CliCommand = async (args, io) => {
     });
     const padId = tokenizer.padTokenId;
     const validation: Batch[] = [];
-    for (let i = 0; i < data.validation.length; i += microBatch) validation.push(makeBatch(data.validation.slice(i, i + microBatch), padId));
-    const samplePrompts = data.validation.slice(0, 2).map((e) => promptOf(e));
+    for (let i = 0; i < validationExamples.length; i += microBatch) validation.push(makeBatch(validationExamples.slice(i, i + microBatch), padId));
+    const samplePrompts = validationExamples.slice(0, 2).map((e) => promptOf(e));
     let stopAfter = num(args, 'stop-after', 0, nonNegativeInt);
     const t: Trainer = new Trainer(
       {
         gpu,
         model,
         shaders: OPTIMIZER_SHADERS,
-        train: new ShuffledExamples({ examples: data.train, microBatchSize: microBatch, seed, shuffle: true, collate: (ex) => makeBatch(ex, padId) }),
+        train: new ShuffledExamples({ examples: trainExamples, microBatchSize: microBatch, seed, shuffle: true, collate: (ex) => makeBatch(ex, padId) }),
         validation,
         samplePrompts,
         eosTokenIds: [tokenizer.eosTokenId],
