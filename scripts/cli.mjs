@@ -54,7 +54,10 @@ async function main() {
   }
   const args = absolutize(parseArgs(rest));
   if (command === 'bench' && typeof args.flags.results !== 'string') args.flags.results = resolve(root, 'bench/results');
-  const server = await createServer({ root, configFile: resolve(root, 'vite.config.ts'), logLevel: 'error', server: { port: 0, host: '127.0.0.1', hmr: false }, clearScreen: false });
+  // IndexedDB belongs to the page's origin, port included: a persistent profile needs the same
+  // port every run, or its checkpoints and cached models are invisible the next time.
+  const profilePort = typeof args.flags.profile === 'string' ? Number(process.env.QLORA_CLI_PORT ?? 47310) : 0;
+  const server = await createServer({ root, configFile: resolve(root, 'vite.config.ts'), logLevel: 'error', server: { port: profilePort, strictPort: profilePort !== 0, host: '127.0.0.1', hmr: false }, clearScreen: false });
   await server.listen();
   const address = server.httpServer.address();
   const origin = `http://127.0.0.1:${address.port}`;
