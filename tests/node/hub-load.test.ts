@@ -101,6 +101,20 @@ describe('hub client against the mock hub', () => {
     expect(resumed.length).toBeGreaterThan(0);
   });
 
+  it('refuses to stitch a file that changed on the hub between the cut and the resume', async () => {
+    const repo = 'test-org/changing';
+    const shard = 'model.safetensors';
+    const original = writeSafetensors(tensors, { format: 'pt' });
+    hub.addFile(repo, 'config.json', JSON.stringify(config));
+    hub.addFile(repo, shard, original);
+    hub.cutOnce({ file: shard, atByte: Math.floor(original.byteLength * 0.7) });
+    const changed = original.slice();
+    changed[changed.length - 1] ^= 0xff;
+    // The new upload lands while the client waits to resume.
+    const c = client({ onRetry: () => hub.addFile(repo, shard, changed) });
+    await expect(loadAll(hubFileSet(c, repo), 1 << 20)).rejects.toThrow(/model.safetensors: the file changed on the hub during the download/);
+  });
+
   it('retries 503s with backoff and reports progress per file and overall', async () => {
     hub.failNext('config.json', 503, 2);
     const events: LoadProgress[] = [];

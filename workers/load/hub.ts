@@ -69,9 +69,9 @@ export class HubClient {
     const url = this.resolveUrl(repo, revision, path);
     const res = await this.request(path, url, {}, signal, true);
     if (!res) return null;
-    const body = await res.text();
-    this.options.onBytes?.(path, body.length);
-    return body;
+    const body = new Uint8Array(await res.arrayBuffer());
+    this.options.onBytes?.(path, body.byteLength);
+    return new TextDecoder().decode(body);
   }
 
   /**
