@@ -9,12 +9,14 @@ import { Gpu } from '../../workers/gpu/runtime';
 import { downloadNf4 } from '../../workers/nf4/gpu';
 import { MODEL_SHADERS } from '../../workers/model/shader-sources';
 import { HubClient } from '../../workers/load/hub';
-import { openModel, urlFileSet } from '../../workers/load/sources';
 import { cpuTarget, quantizeOnLoad, type LoadedTensor } from '../../workers/load/quantize-on-load';
 import { gpuTarget, type GpuTensor } from '../../workers/load/gpu-target';
 import { DEFAULT_QUANT } from '../../workers/load/presets';
 import { ModelCache } from '../../workers/load/cache';
 import { loadModel } from '../../workers/load/load-model';
+import { localFileSet, openModel, urlFileSet } from '../../workers/load/sources';
+import { SafetensorsFile } from '../../workers/formats/safetensors';
+import { readLinear4bit } from '../../workers/nf4/state-dict';
 
 const demoUrl = () => new URL('/demo/model/', location.origin).href;
 
@@ -51,6 +53,30 @@ describe('quantize on load (GPU)', () => {
           expect(Array.from(bytes)).toEqual(Array.from(cpu.data));
         }
       }
+    } finally {
+      gpu.destroy();
+    }
+  });
+
+  it('uploads a pre-quantized bitsandbytes Linear4bit layer as it is', async () => {
+    const gpu = await Gpu.create();
+    try {
+      const bytes = new Uint8Array(await (await fetch('/tests/fixtures/bnb-nf4/linear4bit_f32_state_dict.safetensors')).arrayBuffer());
+      const config = { model_type: 'falcon', hidden_size: 80, num_attention_heads: 5, num_hidden_layers: 1, vocab_size: 32, ffn_hidden_size: 320, multi_query: true, bias: false, parallel_attn: true };
+      const files = localFileSet([new File([JSON.stringify(config)], 'config.json'), new File([bytes], 'model.safetensors')]);
+      const { arch, weights } = await openModel(files);
+      const out = new Map<string, GpuTensor>();
+      const stats = await quantizeOnLoad(weights, { arch, quant: DEFAULT_QUANT, target: gpuTarget(gpu, MODEL_SHADERS), onTensor: (n, t) => void out.set(n, t) });
+      expect(stats.prequantized).toBe(1);
+      const prefix = 'transformer.h.0.mlp.dense_h_to_4h.';
+      const expected = readLinear4bit(new SafetensorsFile(bytes), prefix).quant;
+      const got = out.get(`${prefix}weight`)!;
+      expect(got.kind).toBe('nf4');
+      if (got.kind !== 'nf4') return;
+      const back = await downloadNf4(gpu, got.weight);
+      expect(Array.from(back.packed)).toEqual(Array.from(expected.packed));
+      expect(Array.from(back.nested!.qabsmax)).toEqual(Array.from(expected.nested!.qabsmax));
+      expect(back.nested!.offset).toBe(expected.nested!.offset);
     } finally {
       gpu.destroy();
     }
