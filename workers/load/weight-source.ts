@@ -41,9 +41,10 @@ export class RangeWeightSource implements WeightSource {
 
 /**
  * A loaded (e.g. cached) quantized model. Dense tensors come back as stored; an NF4 weight
- * comes back dequantized by `readF32`/`readRaw` (for an engine that quantizes what it reads:
- * NF4 → dequantize → NF4 reproduces the same codes and block scales), and as it is by `readNf4`
- * for an engine that uploads NF4 states directly (no requantization at all).
+ * comes back dequantized by `readF32`/`readRaw`, for an engine that quantizes what it reads
+ * (NF4 → dequantize → NF4 keeps every 4-bit code; only the double-quantized block scales are
+ * rounded a second time, ~1e-5 relative), and as it is by `readNf4`, for an engine that uploads
+ * NF4 states directly (`uploadNf4`, no requantization at all).
  */
 export class LoadedWeightSource implements WeightSource {
   constructor(
