@@ -51,6 +51,7 @@ describe('resume from an IndexedDB checkpoint', () => {
     const full = new Trainer({ gpu, model: fullModel, shaders, train: source(), validation }, settings);
     const a = await full.run();
     expect(a.status).toBe('done');
+    expect(a.evals.map((e) => e.step)).toEqual([0, 2, 4, 6]);
     const want = await finalState(full);
     full.dispose();
     fullModel.dispose();

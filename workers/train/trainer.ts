@@ -36,7 +36,7 @@ export interface TrainSettings {
    * 'mean-of-micro-means': each micro-batch's own mean, averaged (transformers < 4.46).
    */
   accumulation?: Accumulation;
-  /** Evaluate every N optimizer steps (0 = only after the last step). */
+  /** Evaluate before the first step and every N optimizer steps (0 = only after the last step). */
   evalEvery?: number;
   /** Generate from the sample prompts every N steps (0 = never). */
   sampleEvery?: number;
@@ -222,6 +222,8 @@ export class Trainer {
     const end = Math.min(untilStep, this.totalSteps);
     emit({ type: 'status', status: 'running', step: this.step });
     try {
+      // A fresh run with periodic evaluation measures the starting point too.
+      if (this.step === 0 && !this.evals.length && (s.evalEvery ?? 0) > 0) await this.evaluate();
       while (this.step < end) {
         if (this.deviceLost) return this.lost();
         await this.trainStep();
