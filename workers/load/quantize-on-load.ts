@@ -5,16 +5,16 @@
  * form. Pre-quantized bitsandbytes Linear4bit layers are taken as they are.
  *
  * Memory bound on the CPU side: the loader holds one source chunk (`chunkBytes`, default
- * 4 MiB) and its float32 widening (2× for 16-bit sources) at a time, plus the safetensors
- * headers; where the outputs accumulate is the target's business (GPU buffers, the cache).
- * The full 16-bit model is never held anywhere.
+ * 4 MiB) at a time, plus the safetensors headers; the CPU target adds that chunk's float32
+ * widening (2× a 16-bit chunk), the GPU target uploads it as it is. Where the outputs
+ * accumulate is the target's business (GPU buffers, the cache). The full 16-bit model is
+ * never held anywhere.
  */
 import { DTYPE_BYTES, SafetensorsError, SafetensorsFile, writeSafetensors, type DType, type TensorToWrite } from '../formats/safetensors';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../formats/float16';
-import { NF4_BLOCKSIZE } from '../nf4/tables';
+import { NF4_BLOCKSIZE, NF4_CODE } from '../nf4/tables';
 import { meanOffset, nf4Codes, numel, packCodes, quantizeNested, type Nf4Dtype, type Nf4Quantized } from '../nf4/reference';
 import { QUANT_STATE_SUFFIX, readLinear4bit } from '../nf4/state-dict';
-import { NF4_CODE } from '../nf4/tables';
 import { isQuantizedLinear, type ArchShape } from './arch';
 import type { QuantSettings } from './presets';
 import type { ModelWeights } from './weights';
