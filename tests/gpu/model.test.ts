@@ -48,7 +48,7 @@ describe('CausalLM', () => {
       const gpu = await testGpu();
       const c = tinyConfig(arch);
       const b = randomBatch(c, 2, 11, [11, 8], 5);
-      const results = [];
+      const results: { r: Awaited<ReturnType<CausalLM['forwardBackward']>>; g: Float32Array[] }[] = [];
       for (const checkpointing of [false, true]) {
         const m = await build(gpu, c, { checkpointing });
         const r = await m.forwardBackward(b, { gradScale: 0.1 }, { embeddingGrad: true });
