@@ -2,9 +2,12 @@
 // op(A) is M×K: A stored [M,K] row-major, or [K,M] when TRANS_A.
 // op(B) is K×N: B stored [K,N] row-major, or [N,K] when TRANS_B (a Linear weight [out,in]).
 // Batched over workgroup z with element strides; offsets let callers address slices.
+// B is read as raw 32-bit words: f32 (B_FORMAT 0), or 16-bit values packed two per u32 with
+// element 2k in the low half (1 = f16, 2 = bf16), so a frozen 16-bit lm_head is never widened.
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
+override B_FORMAT: u32 = 0u;
 const TILE: u32 = 16u;
 
 struct Params {
@@ -14,7 +17,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read> B: array<f32>;
+@group(0) @binding(1) var<storage, read> B: array<u32>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -33,10 +36,18 @@ fn loadA(base: u32, row: u32, k: u32) -> f32 {
   return A[base + row * p.K + k];
 }
 
+fn readB(e: u32) -> f32 {
+  if (B_FORMAT == 0u) { return bitcast<f32>(B[e]); }
+  let word = B[e >> 1u];
+  let half = select(word & 0xffffu, word >> 16u, (e & 1u) == 1u);
+  if (B_FORMAT == 1u) { return unpack2x16float(half).x; }
+  return bitcast<f32>(half << 16u);
+}
+
 fn loadB(base: u32, k: u32, col: u32) -> f32 {
   if (k >= p.K || col >= p.N) { return 0.0; }
-  if (TRANS_B) { return B[base + col * p.K + k]; }
-  return B[base + k * p.N + col];
+  if (TRANS_B) { return readB(base + col * p.K + k); }
+  return readB(base + k * p.N + col);
 }
 
 @compute @workgroup_size(16, 16)

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import code from '../../shaders/matmul.wgsl?raw';
 import { matmul, matmulCpu } from '../../workers/kernels/matmul';
 import { POISON, randn, relErr, testGpu } from './helpers';
+import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../workers/formats/float16';
 
 const cases: [number, number, number][] = [
   [1, 1, 1],
@@ -37,6 +38,32 @@ describe('f32 matmul', () => {
           matmulCpu(a, b, want, { M, N, K, transA, transB, beta: 1 });
           expect(relErr(await gpu.readF32(c1, M * N), want)).toBeLessThan(1e-5);
           gpu.release(a1, b1, bias1, c1);
+        });
+      }
+    }
+  }
+
+  // A frozen 16-bit lm_head: logits = X·Wᵀ and its input gradient dX = dlogits·W, with W packed
+  // two 16-bit values per word; odd sizes put elements in both halves of a word at every edge.
+  for (const formatB of ['f16', 'bf16'] as const) {
+    for (const [M, N, K] of [[3, 7, 5], [70, 131, 33], [65, 9, 67]] as [number, number, number][]) {
+      for (const transB of [true, false]) {
+        it(`16-bit B (${formatB}) M=${M} N=${N} K=${K} transB=${transB} with an odd element offset`, async () => {
+          const gpu = await testGpu();
+          const offB = 3;
+          const a = randn(M * K, M + 5 * K);
+          const raw = randn(K * N + offB, N + 13 * K);
+          const packed = formatB === 'f16' ? f32ArrayToF16(raw) : f32ArrayToBf16(raw);
+          const widened = formatB === 'f16' ? f16ArrayToF32(packed) : bf16ArrayToF32(packed);
+          const a1 = gpu.upload(a, 'scratch');
+          const b1 = gpu.upload(packed, 'scratch');
+          const c1 = gpu.alloc(M * N * 4, 'scratch');
+          gpu.fill(c1, POISON);
+          matmul(gpu, code, { a: a1, b: b1, c: c1, M, N, K, transB, offB, formatB });
+          const want = new Float32Array(M * N);
+          matmulCpu(a, widened, want, { M, N, K, transB, offB });
+          expect(relErr(await gpu.readF32(c1, M * N), want)).toBeLessThan(1e-5);
+          gpu.release(a1, b1, c1);
         });
       }
     }

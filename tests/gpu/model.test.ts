@@ -14,6 +14,7 @@ import { RandomWeights, tinyConfig } from '../../workers/model/random-weights';
 import { MODEL_SHADERS } from '../../workers/model/shader-sources';
 import type { Batch, LoraSettings } from '../../workers/model/types';
 import { randn, relErr, rng, testGpu } from './helpers';
+import type { WeightSource } from '../../workers/model/weights';
 
 const settingsFor = (c: ModelConfig, dropout = 0): LoraSettings => ({ r: 3, alpha: 6, dropout, targetModules: allLinearNames(c) });
 
@@ -92,6 +93,43 @@ describe('CausalLM', () => {
       const twice = await grads(gpu, m);
       once.forEach((g, i) => expect(relErr(twice[i], g)).toBeLessThan(1e-6));
       m.dispose();
+    });
+
+    it(`${arch}: NF4 mode keeps a 16-bit checkpoint's embedding and lm_head 16-bit, with the results of the same values in f32`, async () => {
+      const gpu = await testGpu();
+      const stored = arch === 'phi' ? 'F16' : 'BF16';
+      const c = tinyConfig(arch, { storedDtype: stored });
+      const sixteen = new RandomWeights(c, 7);
+      // The same tensors announced and served as f32 (widened exactly).
+      const widened: WeightSource = {
+        label: 'widened',
+        names: () => sixteen.names(),
+        info: (n) => {
+          const i = sixteen.info(n);
+          return i && { ...i, dtype: 'F32' };
+        },
+        readF32: (n) => sixteen.readF32(n),
+        readRaw: async (n) => new Uint8Array((await sixteen.readF32(n)).buffer),
+      };
+      expect(sixteen.info('lm_head.weight')?.dtype ?? sixteen.info('transformer.word_embeddings.weight')?.dtype).toBe(stored);
+      const b = randomBatch(c, 2, 9, [9, 6], 11);
+      const results: { weights: number; loss: number; logits: Float32Array; grads: Float32Array[]; tokens: number[] }[] = [];
+      for (const source of [sixteen, widened]) {
+        const m = await CausalLM.load(gpu, MODEL_SHADERS, c, source, { mode: 'nf4', lora: { settings: settingsFor(c), init: { seed: 3 } } });
+        m.lora.filter((t) => t.key.includes('lora_B')).forEach((t, i) => gpu.write(t.weight, randn(t.shape[0] * t.shape[1], 100 + i, 0.05)));
+        const f = await m.forward(b);
+        const r = await m.forwardBackward(b, { gradScale: 1 });
+        const g = await m.generate([5, 17, 3], { maxNewTokens: 4 });
+        results.push({ weights: m.weightBytes, loss: r.lossSum, logits: f.logits, grads: await grads(gpu, m), tokens: g.tokens });
+        m.dispose();
+      }
+      const [h, w] = results;
+      // Half the bytes of each table: phi's embedding and lm_head, falcon's one tied matrix.
+      expect(w.weights - h.weights).toBe((c.tiedLmHead ? 1 : 2) * c.vocabSize * c.hidden * 2);
+      expect(relErr(h.logits, w.logits)).toBeLessThan(1e-5);
+      expect(Math.abs(h.loss - w.loss) / Math.abs(w.loss)).toBeLessThan(1e-5);
+      h.grads.forEach((g, i) => expect(relErr(g, w.grads[i])).toBeLessThan(1e-4));
+      expect(h.tokens).toEqual(w.tokens);
     });
 
     it(`${arch}: KV-cache decoding matches a full forward of the generated text`, async () => {

@@ -26,6 +26,15 @@ describe('config.json', () => {
     expect(architectureNames(c).layers[0].linears[0]).toMatchObject({ path: 'transformer.h.0.self_attention.query_key_value', outFeatures: 4672 });
   });
 
+  it('records the checkpoint dtype from torch_dtype (what QLoRA mode keeps the embedding and lm_head in)', () => {
+    const base = { model_type: 'RefinedWebModel', n_embed: 64, n_head: 4, n_layer: 1, vocab_size: 100 };
+    expect(parseModelConfig({ ...base, torch_dtype: 'bfloat16' }).storedDtype).toBe('BF16');
+    expect(parseModelConfig({ ...base, torch_dtype: 'float16' }).storedDtype).toBe('F16');
+    expect(parseModelConfig({ ...base, torch_dtype: 'float32' }).storedDtype).toBe('F32');
+    expect(parseModelConfig(base).storedDtype).toBeUndefined();
+    expect(parseModelConfig(fixture('tiny-phi/config.json')).storedDtype).toBe('F32');
+  });
+
   const refusals: [Record<string, unknown>, string][] = [
     [{ alibi: true }, 'alibi'],
     [{ new_decoder_architecture: true }, 'new_decoder_architecture'],

@@ -65,10 +65,19 @@ describe('memory planner', () => {
   });
 
   it('flags a single buffer larger than the adapter allows', () => {
-    const plan = planPreset('falcon-7b', { limits: { maxBufferSize: GIB, maxStorageBufferBindingSize: GIB } });
+    // falcon-7b's tied bf16 embedding: 65024 × 4544 × 2 bytes ≈ 0.55 GiB.
+    expect(planPreset('falcon-7b', { limits: { maxBufferSize: GIB, maxStorageBufferBindingSize: GIB } }).verdict).toBe('fits');
+    const plan = planPreset('falcon-7b', { limits: { maxBufferSize: GIB / 2, maxStorageBufferBindingSize: GIB / 2 } });
     expect(plan.largestBuffer.label).toBe('transformer.word_embeddings.weight');
+    expect(plan.largestBuffer.bytes).toBe(65024 * 4544 * 2);
     expect(plan.verdict).toBe('does-not-fit');
-    expect(plan.reason).toContain('but this GPU allows 1.00 GiB per buffer');
+    expect(plan.reason).toContain('but this GPU allows 512.0 MiB per buffer');
+  });
+
+  it('meets the memory budgets: sequence 512, batch 1, r 16 on every linear layer', () => {
+    // 16-bit checkpoints keep their embedding and lm_head 16-bit; the linear layers are NF4.
+    expect(planPreset('phi-1_5', { seq: 512, batch: 1 }).peakBytes).toBeLessThan(1.5 * GIB);
+    expect(planPreset('falcon-7b', { seq: 512, batch: 1 }).peakBytes).toBeLessThan(5.5 * GIB);
   });
 
   it('refuses bad settings with the key', () => {

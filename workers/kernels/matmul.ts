@@ -5,6 +5,9 @@
  */
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
+import type { TableFormat } from './embedding';
+
+const B_FORMAT: Record<TableFormat, number> = { f32: 0, f16: 1, bf16: 2 };
 
 export interface MatmulSpec {
   a: GpuBuffer;
@@ -19,6 +22,8 @@ export interface MatmulSpec {
   /** 0 overwrites C (C is not read); 1 accumulates into C. */
   beta?: number;
   bias?: GpuBuffer;
+  /** How B is stored: f32 (default) or 16-bit packed two per u32 (a frozen 16-bit lm_head). */
+  formatB?: TableFormat;
   /** Element offsets into A, B, C. */
   offA?: number;
   offB?: number;
@@ -41,6 +46,7 @@ export function matmul(gpu: Gpu, code: string, s: MatmulSpec): void {
     TRANS_A: s.transA ? 1 : 0,
     TRANS_B: s.transB ? 1 : 0,
     HAS_BIAS: s.bias ? 1 : 0,
+    B_FORMAT: B_FORMAT[s.formatB ?? 'f32'],
   });
   const params = gpu.uniform(
     [s.M, s.N, s.K, s.offA ?? 0, s.offB ?? 0, s.offC ?? 0, s.strideA ?? 0, s.strideB ?? 0, s.strideC ?? 0, s.alpha ?? 1, s.beta ?? 0, 0],

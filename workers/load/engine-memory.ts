@@ -86,7 +86,9 @@ interface ModelState {
 export function simulateLoad(sim: MemorySim, cfg: ModelConfig, adapted: LinearSpec[], rank: number, quant: QuantSettings, maxPartBytes: number): ModelState {
   const names = architectureNames(cfg);
   const h = cfg.hidden;
-  const embed = sim.alloc(cfg.vocabSize * h * 4, 'weights', names.embedding);
+  // A 16-bit checkpoint's embedding and lm_head stay 16-bit (CausalLM.load in NF4 mode).
+  const tableBytes = cfg.storedDtype === 'F16' || cfg.storedDtype === 'BF16' ? 2 : 4;
+  const embed = sim.alloc(cfg.vocabSize * h * tableBytes, 'weights', names.embedding);
   let tables = false;
   for (const layer of names.layers) {
     for (const ls of layer.linears) {
@@ -120,7 +122,7 @@ export function simulateLoad(sim: MemorySim, cfg: ModelConfig, adapted: LinearSp
   }
   sim.alloc(h * 4, 'weights', `${names.finalNorm}.weight`);
   sim.alloc(h * 4, 'weights', `${names.finalNorm}.bias`);
-  if (!cfg.tiedLmHead) sim.alloc(cfg.vocabSize * h * 4, 'weights', names.lmHeadWeight);
+  if (!cfg.tiedLmHead) sim.alloc(cfg.vocabSize * h * tableBytes, 'weights', names.lmHeadWeight);
   if (names.lmHeadBias) sim.alloc(cfg.vocabSize * 4, 'weights', names.lmHeadBias);
   const half = cfg.rotaryDim / 2;
   sim.alloc(cfg.maxPositions * half * 4, 'weights', 'rotary.cos');

@@ -7,7 +7,7 @@ import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
 import { matmul } from '../kernels/matmul';
 import { loraBackward, loraForward, loraScale, type LoraDropout } from '../kernels/lora';
-import { embedding } from '../kernels/embedding';
+import { embedding, type TableFormat } from '../kernels/embedding';
 import { layerNormBackward, layerNormForward } from '../kernels/layernorm';
 import { rotary, rotaryTables } from '../kernels/rotary';
 import { attentionBackward, attentionForward, type HeadLayout } from '../kernels/attention';
@@ -31,7 +31,7 @@ import type {
   LossResult,
   TrainableCausalLM,
 } from './types';
-import type { WeightSource } from './weights';
+import type { WeightInfo, WeightSource } from './weights';
 
 export type WeightMode = 'exact' | 'nf4';
 
@@ -99,6 +99,8 @@ export class ModelInputError extends Error {
   }
 }
 
+const TABLE_FORMATS: Partial<Record<WeightInfo['dtype'], TableFormat>> = { F16: 'f16', BF16: 'bf16' };
+
 export class CausalLM implements TrainableCausalLM {
   readonly lora: LoraTensor[];
   checkpointing: boolean;
@@ -111,6 +113,8 @@ export class CausalLM implements TrainableCausalLM {
     readonly names: ArchitectureNames,
     readonly mode: WeightMode,
     private readonly embed: GpuBuffer,
+    /** How the embedding / lm_head matrices are stored (16-bit as the checkpoint has them, in NF4 mode). */
+    private readonly tableFormat: TableFormat,
     private readonly layers: LayerWeights[],
     private readonly finalNorm: { weight: GpuBuffer; bias: GpuBuffer },
     private readonly lmHead: { weight: GpuBuffer; bias: GpuBuffer | null; owned: boolean },
@@ -128,12 +132,16 @@ export class CausalLM implements TrainableCausalLM {
   static async load(gpu: Gpu, shaders: ModelShaders, config: ModelConfig, weights: WeightSource, options: LoadOptions): Promise<CausalLM> {
     const names = architectureNames(config);
     const owned: GpuBuffer[] = [];
-    const read = async (name: string, shape: number[]): Promise<Float32Array> => {
+    const check = (name: string, shape: number[]): WeightInfo => {
       const info = weights.info(name);
       if (!info) throw new ModelInputError(`${weights.label}: tensor "${name}" is missing`);
       if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
         throw new ModelInputError(`${weights.label}: tensor "${name}" has shape [${info.shape.join(', ')}], expected [${shape.join(', ')}]`);
       }
+      return info;
+    };
+    const read = async (name: string, shape: number[]): Promise<Float32Array> => {
+      check(name, shape);
       return weights.readF32(name);
     };
     const upload = async (name: string, shape: number[]): Promise<GpuBuffer> => {
@@ -141,8 +149,19 @@ export class CausalLM implements TrainableCausalLM {
       owned.push(b);
       return b;
     };
+    // QLoRA mode keeps a 16-bit checkpoint's embedding and lm_head 16-bit (half the bytes of
+    // the largest tensors); exact mode and f32 checkpoints widen them to f32.
+    const tableFormat: TableFormat = options.mode === 'nf4' ? (TABLE_FORMATS[weights.info(names.embedding)?.dtype ?? 'F32'] ?? 'f32') : 'f32';
+    const uploadTable = async (name: string, shape: number[]): Promise<GpuBuffer> => {
+      if (tableFormat === 'f32') return upload(name, shape);
+      const info = check(name, shape);
+      if (TABLE_FORMATS[info.dtype] !== tableFormat) throw new ModelInputError(`${weights.label}: tensor "${name}" is ${info.dtype}, expected ${tableFormat} like the embedding`);
+      const b = gpu.upload(await weights.readRaw(name), 'weights', name);
+      owned.push(b);
+      return b;
+    };
     const c = config;
-    const embed = await upload(names.embedding, [c.vocabSize, c.hidden]);
+    const embed = await uploadTable(names.embedding, [c.vocabSize, c.hidden]);
     const layers: LayerWeights[] = [];
     for (const spec of names.layers) {
       const linears = new Map<LinearRole, LinearEntry>();
@@ -163,7 +182,7 @@ export class CausalLM implements TrainableCausalLM {
     const finalNorm = { weight: await upload(`${names.finalNorm}.weight`, [c.hidden]), bias: await upload(`${names.finalNorm}.bias`, [c.hidden]) };
     const lmHead = c.tiedLmHead
       ? { weight: embed, bias: null, owned: false }
-      : { weight: await upload(names.lmHeadWeight, [c.vocabSize, c.hidden]), bias: null as GpuBuffer | null, owned: true };
+      : { weight: await uploadTable(names.lmHeadWeight, [c.vocabSize, c.hidden]), bias: null as GpuBuffer | null, owned: true };
     if (names.lmHeadBias) lmHead.bias = await upload(names.lmHeadBias, [c.vocabSize]);
     const positions = options.maxPositions ?? c.maxPositions;
     const tables = rotaryTables(c.rotaryDim, c.ropeTheta, positions);
@@ -177,7 +196,7 @@ export class CausalLM implements TrainableCausalLM {
       }
     }
     await gpu.done();
-    return new CausalLM(gpu, shaders, c, names, options.mode, embed, layers, finalNorm, lmHead, rope, loraModules, options.lora?.settings ?? null, options);
+    return new CausalLM(gpu, shaders, c, names, options.mode, embed, tableFormat, layers, finalNorm, lmHead, rope, loraModules, options.lora?.settings ?? null, options);
   }
 
   // ---------------------------------------------------------------- building blocks
@@ -377,7 +396,7 @@ export class CausalLM implements TrainableCausalLM {
   private embedTokens(ids: GpuBuffer, rows: number): GpuBuffer {
     const c = this.config;
     const x = this.gpu.alloc(rows * c.hidden * 4, 'activations', 'embedding.out');
-    embedding(this.gpu, this.shaders.embedding, { ids, table: this.embed, out: x, rows, hidden: c.hidden, vocab: c.vocabSize });
+    embedding(this.gpu, this.shaders.embedding, { ids, table: this.embed, out: x, rows, hidden: c.hidden, vocab: c.vocabSize, format: this.tableFormat });
     return x;
   }
 
@@ -393,7 +412,7 @@ export class CausalLM implements TrainableCausalLM {
   /** logits rows [r0, r0 + n) of hf into `logits` ([n, vocab]). */
   private headLogits(hf: GpuBuffer, r0: number, n: number, logits: GpuBuffer): void {
     const c = this.config;
-    matmul(this.gpu, this.shaders.matmul, { a: hf, b: this.lmHead.weight, c: logits, M: n, N: c.vocabSize, K: c.hidden, transB: true, bias: this.lmHead.bias ?? undefined, offA: r0 * c.hidden });
+    matmul(this.gpu, this.shaders.matmul, { a: hf, b: this.lmHead.weight, c: logits, M: n, N: c.vocabSize, K: c.hidden, transB: true, bias: this.lmHead.bias ?? undefined, offA: r0 * c.hidden, formatB: this.tableFormat });
   }
 
   /**
@@ -413,7 +432,7 @@ export class CausalLM implements TrainableCausalLM {
       this.headLogits(hf, r0, n, logits);
       if (opts.collect) opts.collect.set(await gpu.readF32(logits, n * V), r0 * V);
       crossEntropy(gpu, this.shaders.crossEntropy, { logits, targets: targetBuf, loss: lossBuf, rows: n, vocab: V, rowStart: r0, backward: !!opts.dhf, gradScale: opts.gradScale ?? 1 });
-      if (opts.dhf) matmul(gpu, this.shaders.matmul, { a: logits, b: this.lmHead.weight, c: opts.dhf, M: n, N: H, K: V, offC: r0 * H });
+      if (opts.dhf) matmul(gpu, this.shaders.matmul, { a: logits, b: this.lmHead.weight, c: opts.dhf, M: n, N: H, K: V, offC: r0 * H, formatB: this.tableFormat });
     }
     const losses = Float64Array.from(await gpu.readF32(lossBuf, rows));
     gpu.release(targetBuf, lossBuf, logits);

@@ -31,6 +31,11 @@ export interface ModelConfig {
   maxPositions: number;
   bosTokenId: number | null;
   eosTokenId: number | null;
+  /**
+   * The checkpoint's dtype (config.json `torch_dtype`) when it names one: a 16-bit checkpoint's
+   * embedding and lm_head stay 16-bit in QLoRA mode. Unknown: planned as f32.
+   */
+  storedDtype?: 'F32' | 'F16' | 'BF16';
 }
 
 export class ConfigError extends Error {
@@ -159,6 +164,8 @@ function parseFalcon(cfg: Json, file: string): ModelConfig {
   );
 }
 
+const STORED_DTYPES: Record<string, ModelConfig['storedDtype']> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
+
 /** Parses a config.json object (or its text); `file` names it in errors. */
 export function parseModelConfig(source: string | Json, file = 'config.json'): ModelConfig {
   let cfg: Json;
@@ -171,7 +178,9 @@ export function parseModelConfig(source: string | Json, file = 'config.json'): M
   } else cfg = source;
   if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg)) throw new ConfigError(file, '(file)', 'is not a JSON object');
   const type = cfg.model_type;
-  if (type === 'phi') return parsePhi(cfg, file);
-  if (type === 'falcon' || type === 'RefinedWebModel' || type === 'RefinedWeb') return parseFalcon(cfg, file);
+  const stored = STORED_DTYPES[String(cfg.torch_dtype)];
+  const withDtype = (c: ModelConfig): ModelConfig => (stored ? { ...c, storedDtype: stored } : c);
+  if (type === 'phi') return withDtype(parsePhi(cfg, file));
+  if (type === 'falcon' || type === 'RefinedWebModel' || type === 'RefinedWeb') return withDtype(parseFalcon(cfg, file));
   throw new ConfigError(file, 'model_type', `= ${JSON.stringify(type)} is not supported (supported: "phi", "falcon")`);
 }

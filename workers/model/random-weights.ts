@@ -6,6 +6,7 @@
 import type { ModelConfig } from './config';
 import { architectureNames } from './architecture';
 import type { WeightInfo, WeightSource } from './weights';
+import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '../formats/float16';
 
 function hashName(name: string, seed: number): number {
   let h = (seed ^ 0x9e3779b9) >>> 0;
@@ -30,8 +31,14 @@ function fill(n: number, seed: number, std: number, mean: number): Float32Array 
   return out;
 }
 
+/**
+ * The embedding and lm_head come in the config's `storedDtype` when it is 16-bit (as a real
+ * phi-1_5 or falcon-7b checkpoint stores them); every other tensor is f32.
+ */
 export class RandomWeights implements WeightSource {
   private readonly shapes = new Map<string, number[]>();
+  private readonly tables: Set<string>;
+  private readonly tableDtype: 'F32' | 'F16' | 'BF16';
   readonly label: string;
 
   constructor(
@@ -52,6 +59,8 @@ export class RandomWeights implements WeightSource {
     this.shapes.set(`${names.finalNorm}.weight`, [c.hidden]).set(`${names.finalNorm}.bias`, [c.hidden]);
     if (!c.tiedLmHead) this.shapes.set(names.lmHeadWeight, [c.vocabSize, c.hidden]);
     if (names.lmHeadBias) this.shapes.set(names.lmHeadBias, [c.vocabSize]);
+    this.tables = new Set([names.embedding, ...(c.tiedLmHead ? [] : [names.lmHeadWeight])]);
+    this.tableDtype = c.storedDtype ?? 'F32';
     this.label = `random ${c.arch} weights (seed ${seed})`;
   }
 
@@ -61,10 +70,22 @@ export class RandomWeights implements WeightSource {
 
   info(name: string): WeightInfo | undefined {
     const shape = this.shapes.get(name);
-    return shape ? { dtype: 'F32', shape } : undefined;
+    return shape ? { dtype: this.tables.has(name) ? this.tableDtype : 'F32', shape } : undefined;
   }
 
   async readF32(name: string): Promise<Float32Array> {
+    const values = await this.generate(name);
+    if (!this.tables.has(name) || this.tableDtype === 'F32') return values;
+    return this.tableDtype === 'F16' ? f16ArrayToF32(f32ArrayToF16(values)) : bf16ArrayToF32(f32ArrayToBf16(values));
+  }
+
+  async readRaw(name: string): Promise<Uint8Array> {
+    const values = await this.generate(name);
+    const stored = !this.tables.has(name) || this.tableDtype === 'F32' ? values : this.tableDtype === 'F16' ? f32ArrayToF16(values) : f32ArrayToBf16(values);
+    return new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength);
+  }
+
+  private async generate(name: string): Promise<Float32Array> {
     const shape = this.shapes.get(name);
     if (!shape) throw new Error(`${this.label}: no tensor "${name}"`);
     const n = shape.reduce((a, b) => a * b, 1);
@@ -73,11 +94,6 @@ export class RandomWeights implements WeightSource {
     if (name.endsWith('.bias')) return fill(n, s, this.std.bias, 0);
     if (shape.length === 2 && (name.includes('embed') || name.includes('word_embeddings'))) return fill(n, s, this.std.embedding, 0);
     return fill(n, s, this.std.linear, 0);
-  }
-
-  async readRaw(name: string): Promise<Uint8Array> {
-    const f = await this.readF32(name);
-    return new Uint8Array(f.buffer);
   }
 }
 
