@@ -23,7 +23,7 @@ interface DecodePlan {
 
 export function decodePlan(size: BenchSize): DecodePlan {
   if (size === 'full') return { layers: null, vocab: null, prompt: 32, newTokens: 64, runs: 5, warmup: 1 };
-  if (size === 'cpu') return { layers: 2, vocab: 4096, prompt: 8, newTokens: 8, runs: 3, warmup: 1 };
+  if (size === 'cpu') return { layers: 1, vocab: 4096, prompt: 8, newTokens: 4, runs: 2, warmup: 0 };
   return { layers: 1, vocab: 512, prompt: 4, newTokens: 6, runs: 3, warmup: 1 };
 }
 
