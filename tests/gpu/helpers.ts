@@ -1,5 +1,6 @@
 /** Shared by the WebGPU tests: one device per test file, seeded random data, comparisons. */
 import { Gpu } from '../../workers/gpu/runtime';
+import { seededRandom } from '../../workers/util/random';
 
 let shared: Promise<Gpu> | null = null;
 
@@ -11,17 +12,8 @@ export function testGpu(): Promise<Gpu> {
 /** Bit pattern written into outputs before a kernel runs, so unwritten elements show up as NaN. */
 export const POISON = 0x7fc0dead;
 
-/** mulberry32: small, seeded, good enough for test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded generator (mulberry32), for test data. */
+export const rng = seededRandom;
 
 export function randn(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);

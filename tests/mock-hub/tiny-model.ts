@@ -3,20 +3,9 @@ import { writeSafetensors, type DType, type TensorToWrite } from '../../workers/
 import { f32ArrayToBf16, f32ArrayToF16 } from '../../workers/formats/float16';
 import { archFromConfig } from '../../workers/load/arch';
 import type { HfConfig } from '../../workers/load/presets';
+import { seededNormals } from '../../workers/util/random';
 
-export function seededNormal(n: number, seed: number, std: number): Float32Array {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(Math.max(next(), 1e-12))) * Math.cos(2 * Math.PI * next()) * std;
-  return out;
-}
+export const seededNormal = seededNormals;
 
 export function tinyPhiConfig(overrides: HfConfig = {}): HfConfig {
   return {

@@ -1,16 +1,5 @@
 /** The seeded train/validation split: the same seed and row count give the same split. */
-
-/** mulberry32: a small, fast, well-mixed 32-bit generator; deterministic across engines. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../util/random';
 
 /** How many rows are held out: the fraction rounded, at least one when there are ≥ 2 rows. */
 export function validationCount(rows: number, fraction: number): number {

@@ -18,7 +18,8 @@ import { dequantizeGpu, quantizeToGpu } from '../nf4/gpu';
 import type { ModelConfig } from './config';
 import { architectureNames, type ArchitectureNames, type LinearRole, type LinearSpec } from './architecture';
 import { F32Linear, Nf4Linear, type FrozenLinear } from './frozen-linear';
-import { createLoraModules, exportPeftAdapter, seededRandom, type LoraInit, type LoraModule, type PeftExport } from './lora-adapter';
+import { seededRandom } from '../util/random';
+import { createLoraModules, exportPeftAdapter, type LoraInit, type LoraModule, type PeftExport } from './lora-adapter';
 import type { ModelShaders } from './shaders';
 import { sampleToken } from './sampling';
 import type {

@@ -7,6 +7,7 @@ import type { Gpu } from '../gpu/runtime';
 import { writeSafetensors, type SafetensorsFile } from '../formats/safetensors';
 import { isTargetModule, loraKeys, type ArchitectureNames, type LinearSpec } from './architecture';
 import type { LoraSettings, LoraTensor } from './types';
+import { seededRandom } from '../util/random';
 
 export interface LoraModule {
   spec: LinearSpec;
@@ -61,17 +62,6 @@ export function parsePeftConfig(text: string, file = 'adapter_config.json'): Lor
   };
 }
 
-/** mulberry32: small seeded generator for reproducible initialisation. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** PEFT's default init: A ~ U(−1/√in, 1/√in) (kaiming_uniform_ with a = √5), B = 0. */
 export function initLoraA(r: number, inFeatures: number, random: () => number): Float32Array {

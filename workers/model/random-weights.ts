@@ -5,6 +5,7 @@
  */
 import type { ModelConfig } from './config';
 import { architectureNames } from './architecture';
+import { seededRandom } from '../util/random';
 import type { WeightInfo, WeightSource } from './weights';
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '../formats/float16';
 
@@ -17,14 +18,7 @@ function hashName(name: string, seed: number): number {
 /** Gaussian-ish values (sum of two uniforms, cheap) with the given standard deviation. */
 function fill(n: number, seed: number, std: number, mean: number): Float32Array {
   const out = new Float32Array(n);
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = seededRandom(seed);
   // Irwin–Hall with 2 terms has variance 1/6.
   const k = std * Math.sqrt(6);
   for (let i = 0; i < n; i++) out[i] = mean + (next() + next() - 1) * k;

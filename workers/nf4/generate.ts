@@ -8,21 +8,8 @@ import { writeSafetensors, type DType, type TensorToWrite } from '../formats/saf
 import { f32ArrayToBf16, f32ArrayToF16, bf16ArrayToF32, f16ArrayToF32 } from '../formats/float16';
 import { castToDtype, dequantizeNF4, meanOffset, numel, quantizeNF4, restoreAbsmax, nf4Codes, type Nf4Dtype } from './reference';
 import { linear4bitTensors, type Linear4bitState } from './state-dict';
+import { seededNormals as normals } from '../util/random';
 
-/** mulberry32 + Box–Muller: seeded normal samples. */
-function normals(n: number, seed: number): Float32Array {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(Math.max(next(), 1e-12))) * Math.cos(2 * Math.PI * next());
-  return out;
-}
 
 const ST_DTYPE: Record<Nf4Dtype, DType> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' };
 

@@ -5,6 +5,7 @@
  * beyond the seed and its data cursor.
  */
 import type { Batch } from '../model/types';
+import { seededRandom } from '../util/random';
 
 export interface BatchSource {
   /** Micro-batches in one epoch. */
@@ -78,7 +79,7 @@ export class ShuffledExamples<E> implements BatchSource {
 
 /** Fisher–Yates with a mulberry32 stream keyed by (seed, epoch). */
 export function seededPermutation(n: number, seed: number, epoch: number): number[] {
-  const next = mulberry32(mix(seed, epoch));
+  const next = seededRandom(mix(seed, epoch));
   const out = [...Array(n).keys()];
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(next() * (i + 1));
@@ -93,13 +94,3 @@ function mix(a: number, b: number): number {
   return h >>> 0;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -8,6 +8,7 @@
  */
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { CheckpointReason, CheckpointSink, TrainerSnapshot } from './trainer';
+import { crc32 } from '../load/checksum';
 
 const DB_VERSION = 1;
 export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
@@ -252,21 +253,4 @@ function joinSnapshot(meta: SnapshotMeta, arrays: Map<string, Float32Array>): Tr
 
 function infoOf(r: CheckpointRecord): CheckpointInfo {
   return { id: r.id, runId: r.runId, step: r.step, reason: r.reason, createdAt: r.createdAt, totalBytes: r.totalBytes };
-}
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/** CRC-32 (IEEE, as zlib). */
-export function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }

@@ -9,7 +9,8 @@ import { makeBatch, prepareDataset, readRows, type Example, type PresetName } fr
 import { PRESETS as MODEL_PRESETS, type Preset } from '../../load/presets';
 import { tokenizerFromFiles, tokenizerFromUrl, type TextTokenizer } from '../../tokenizer';
 import { ShuffledExamples } from '../../train/batches';
-import { CheckpointStore, crc32 } from '../../train/checkpoint-store';
+import { CheckpointStore } from '../../train/checkpoint-store';
+import { crc32 } from '../../load/checksum';
 import { OPTIMIZER_SHADERS } from '../../train/shader-sources';
 import { SCHEDULE_NAMES, type ScheduleName } from '../../train/schedule';
 import { Trainer, type TrainSettings } from '../../train/trainer';
