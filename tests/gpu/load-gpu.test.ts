@@ -17,6 +17,11 @@ import { loadModel } from '../../workers/load/load-model';
 import { localFileSet, openModel, urlFileSet } from '../../workers/load/sources';
 import { SafetensorsFile } from '../../workers/formats/safetensors';
 import { readLinear4bit } from '../../workers/nf4/state-dict';
+import { LoadedWeightSource } from '../../workers/load/weight-source';
+import { CausalLM } from '../../workers/model/causal-lm';
+import { parseModelConfig } from '../../workers/model/config';
+import { getPreset } from '../../workers/load/presets';
+import { dequantizeNF4 } from '../../workers/nf4/reference';
 
 const demoUrl = () => new URL('/demo/model/', location.origin).href;
 
@@ -98,5 +103,31 @@ describe('quantize on load (GPU)', () => {
     const listed = await cache.list();
     expect(listed[0].bytes).toBe(first.storedBytes);
     cache.close();
+  });
+
+  it('builds the model from the cached NF4 states as they are, with no requantizing', async () => {
+    const gpu = await Gpu.create();
+    const cache = await ModelCache.open(`load-gpu-model-${Date.now()}`);
+    try {
+      const loaded = await loadModel({ files: urlFileSet(new HubClient({ retryDelayMs: 1 }), demoUrl()), quant: DEFAULT_QUANT, cache, cacheId: { repo: 'studio/demo', revision: 'v1' } });
+      const source = new LoadedWeightSource(loaded.tensors, 'cache');
+      const config = parseModelConfig(getPreset('demo').config, 'demo config');
+      const model = await CausalLM.load(gpu, MODEL_SHADERS, config, source, { mode: 'nf4' });
+      const onGpu = await model.dequantizedLinearWeights();
+      let linears = 0;
+      for (const [name, t] of loaded.tensors) {
+        if (t.kind !== 'nf4') continue;
+        linears++;
+        expect(Array.from(onGpu.get(name)!), name).toEqual(Array.from(dequantizeNF4(t.quant)));
+      }
+      expect(linears).toBe(config.layers * 6);
+      const ids = Int32Array.from({ length: 12 }, (_, i) => (i * 37 + 5) % config.vocabSize);
+      const f = await model.forward({ inputIds: ids, attentionMask: new Int32Array(12).fill(1), labels: ids, batch: 1, seq: 12 });
+      expect(Number.isFinite(f.lossSum)).toBe(true);
+      model.dispose();
+    } finally {
+      cache.close();
+      gpu.destroy();
+    }
   });
 });

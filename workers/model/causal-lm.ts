@@ -14,7 +14,7 @@ import { attentionBackward, attentionForward, type HeadLayout } from '../kernels
 import { geluBackward, geluForward } from '../kernels/activation';
 import { crossEntropy, shiftLabels } from '../kernels/cross-entropy';
 import { copyRows } from '../kernels/elementwise';
-import { dequantizeGpu, quantizeToGpu } from '../nf4/gpu';
+import { dequantizeGpu, quantizeToGpu, uploadNf4 } from '../nf4/gpu';
 import type { ModelConfig } from './config';
 import { architectureNames, type ArchitectureNames, type LinearRole, type LinearSpec } from './architecture';
 import { F32Linear, Nf4Linear, type FrozenLinear } from './frozen-linear';
@@ -167,14 +167,18 @@ export class CausalLM implements TrainableCausalLM {
     for (const spec of names.layers) {
       const linears = new Map<LinearRole, LinearEntry>();
       for (const ls of spec.linears) {
-        const w = await read(`${ls.path}.weight`, [ls.outFeatures, ls.inFeatures]);
+        const name = `${ls.path}.weight`;
+        const shape = [ls.outFeatures, ls.inFeatures];
         const bias = ls.bias ? await upload(`${ls.path}.bias`, [ls.outFeatures]) : null;
         let base: FrozenLinear;
         if (options.mode === 'nf4') {
-          const q = await quantizeToGpu(gpu, shaders, w, [ls.outFeatures, ls.inFeatures], { label: ls.path });
+          check(name, shape);
+          // Already NF4 (a cached model): uploaded as stored, never widened on the CPU.
+          const stored = weights.readNf4 ? await weights.readNf4(name) : null;
+          const q = stored ? uploadNf4(gpu, stored, { label: ls.path }) : await quantizeToGpu(gpu, shaders, await read(name, shape), shape, { label: ls.path });
           base = new Nf4Linear(gpu, shaders, q, bias, ls.outFeatures, ls.inFeatures);
         } else {
-          base = new F32Linear(gpu, shaders, gpu.upload(w, 'weights', `${ls.path}.weight`), bias, ls.outFeatures, ls.inFeatures);
+          base = new F32Linear(gpu, shaders, gpu.upload(await read(name, shape), 'weights', name), bias, ls.outFeatures, ls.inFeatures);
         }
         linears.set(ls.role, { spec: ls, base, lora: null });
       }

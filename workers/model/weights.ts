@@ -4,6 +4,7 @@
  * implementation (one file or a sharded set with model.safetensors.index.json) lives here.
  */
 import { SafetensorsFile, toF32, type DType } from '../formats/safetensors';
+import type { Nf4Quantized } from '../nf4/reference';
 
 export interface WeightInfo {
   dtype: DType;
@@ -18,6 +19,11 @@ export interface WeightSource {
   readF32(name: string): Promise<Float32Array>;
   /** The tensor's stored bytes (little-endian), e.g. to upload 16-bit data as it is. */
   readRaw(name: string): Promise<Uint8Array>;
+  /**
+   * A linear weight the source already holds in NF4 (a cached model, a bitsandbytes checkpoint),
+   * or null: QLoRA mode uploads it as it is instead of widening and requantizing it.
+   */
+  readNf4?(name: string): Promise<Nf4Quantized | null>;
   /** Short description for error messages (file or repository). */
   readonly label: string;
 }
