@@ -289,7 +289,7 @@ async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm
   const loadedWeights = new LoadedWeightSource(loaded.tensors, files.label);
   const names = loadedWeights.names();
   let uploaded = 0;
-  // Each tensor goes to the GPU as the model asks for it; linear weights become NF4 there.
+  // Each tensor goes to the GPU as the model asks for it.
   const counted = async <T>(name: string, read: Promise<T>): Promise<T> => {
     const value = await read;
     emit({ type: 'progress', task: 'quantize', done: ++uploaded, total: names.length, unit: 'tensors', detail: name });
@@ -301,6 +301,12 @@ async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm
     info: (name) => loadedWeights.info(name),
     readRaw: (name) => counted(name, loadedWeights.readRaw(name)),
     readF32: (name) => counted(name, loadedWeights.readF32(name)),
+    // Linear weights: the stored NF4 state goes to the GPU as it is (null for a dense tensor).
+    readNf4: async (name) => {
+      const q = await loadedWeights.readNf4(name);
+      if (q) emit({ type: 'progress', task: 'quantize', done: ++uploaded, total: names.length, unit: 'tensors', detail: name });
+      return q;
+    },
   };
   const lora = importedAdapter
     ? { settings: importedAdapter.settings, init: { adapter: importedAdapter.file } }
