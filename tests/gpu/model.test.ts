@@ -91,7 +91,8 @@ describe('CausalLM', () => {
       await m.forwardBackward(b, { gradScale: 0.25 });
       await m.forwardBackward(b, { gradScale: 0.75 });
       const twice = await grads(gpu, m);
-      once.forEach((g, i) => expect(relErr(twice[i], g)).toBeLessThan(1e-6));
+      // 0.25·g + 0.75·g rounds differently from g in f32: a few ulps of the largest gradient.
+      once.forEach((g, i) => expect(relErr(twice[i], g)).toBeLessThan(5e-6));
       m.dispose();
     });
 
