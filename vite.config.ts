@@ -10,7 +10,9 @@ const chromiumArgs = ['--enable-unsafe-webgpu', '--disable-background-networking
 export default defineConfig({
   plugins: [react(), localFilePlugin()],
   worker: { format: 'es' },
-  optimizeDeps: { include: ['comlink', 'idb', 'react', 'react-dom', 'zustand', 'uplot', 'fflate', '@huggingface/transformers', 'hyparquet'] },
+  // Every bare import, listed: a dependency discovered at run time re-optimizes the shared cache
+  // and reloads pages, which breaks other dev servers (CLI runs, tests) using it at that moment.
+  optimizeDeps: { include: ['comlink', 'idb', 'react', 'react-dom', 'react-dom/client', 'zustand', 'zustand/react/shallow', 'uplot', 'fflate', '@huggingface/transformers', 'hyparquet', 'onnxruntime-web/webgpu'] },
   server: { fs: { allow: ['.', '..'] } },
   build: {
     target: 'es2022',
