@@ -10,7 +10,7 @@ import { allLinearNames } from '../model/architecture';
 import { RandomWeights } from '../model/random-weights';
 import { MODEL_SHADERS } from '../model/shader-sources';
 import { BENCH_MODELS, benchModelConfig, cutNote } from './models';
-import { timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite } from './suite';
+import { isEmulated, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite } from './suite';
 
 interface DecodePlan {
   layers: number | null;
@@ -38,7 +38,7 @@ async function run(ctx: BenchContext) {
     'decode_tokens_per_s = (N − 1) / (time of N new tokens − time of 1 new token): the prefill is excluded.',
     'NF4 base linear layers (double quantization) through the matrix-vector NF4 kernel; LoRA r 16, alpha 32 on every linear layer, active.',
   ];
-  if (gpu.adapter.isFallbackAdapter || gpu.adapter.architecture === 'swiftshader') notes.push('SwiftShader: CPU emulation of a GPU; the numbers say nothing about GPU performance.');
+  if (isEmulated(gpu.adapter)) notes.push('SwiftShader: CPU emulation of a GPU; the numbers say nothing about GPU performance.');
   for (const name of BENCH_MODELS) {
     const c = benchModelConfig(name, plan, size, flags);
     const note = cutNote(size, c, plan);

@@ -19,7 +19,7 @@ import { nf4LinearForward } from '../kernels/nf4-matmul';
 import { nf4BitsPerParam, nf4StoredBytes, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../nf4/gpu';
 import { blockCount, quantizeNested } from '../nf4/reference';
 import { NF4_CODE } from '../nf4/tables';
-import { timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
+import { isEmulated, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
 
 interface Shape {
   model: string;
@@ -303,7 +303,7 @@ async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Recor
     'NF4: double-quantised weight (uint8 absmax codes + nested absmax + offset), dequantised inside the matmul.',
     'onnxruntime-web: MatMulNBits (4-bit, blocksize 64, symmetric zero point) on its own WebGPU device of the same adapter.',
   ];
-  if (gpu.adapter.isFallbackAdapter || gpu.adapter.architecture === 'swiftshader') notes.push('SwiftShader: CPU emulation of a GPU; the numbers say nothing about GPU performance.');
+  if (isEmulated(gpu.adapter)) notes.push('SwiftShader: CPU emulation of a GPU; the numbers say nothing about GPU performance.');
   const vsF32: number[] = [];
   const vsOrt: number[] = [];
   const settleOurs = () => gpu.done();

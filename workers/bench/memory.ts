@@ -16,7 +16,7 @@ import { MODEL_SHADERS } from '../model/shader-sources';
 import type { Batch } from '../model/types';
 import { getPreset } from '../load/presets';
 import { GIB, planModel } from '../load/planner';
-import type { BenchContext, BenchRow, BenchSize, BenchSuite } from './suite';
+import { isEmulated, type BenchContext, type BenchRow, type BenchSize, type BenchSuite } from './suite';
 
 const BUDGETS: Record<string, number> = { 'phi-1_5': 1.5 * GIB, 'falcon-7b': 5.5 * GIB };
 
@@ -53,7 +53,7 @@ async function run(ctx: BenchContext) {
     'predicted: workers/load/planner.ts for the same settings without the optimizer; planned_step_bytes adds the AdamW moments (2 × 4 bytes per LoRA parameter, persistent).',
   ];
   if (size !== 'full') notes.push(`${size} size: phi-1_5 and falcon-7b with one layer of the real widths, vocabulary 4096, sequence 4.`);
-  if (gpu.adapter.isFallbackAdapter || gpu.adapter.architecture === 'swiftshader') notes.push('SwiftShader: CPU emulation; byte counts are exact, times are not GPU times.');
+  if (isEmulated(gpu.adapter)) notes.push('SwiftShader: CPU emulation; byte counts are exact, times are not GPU times.');
   for (const k of memoryCases(size)) {
     const preset = getPreset(k.preset);
     const base = parseModelConfig(preset.config);

@@ -14,7 +14,7 @@ import { cpuTarget, quantizeOnLoad, type LoadedTensor, type LoadStats } from '..
 import { ModelWeights } from '../load/weights';
 import { releaseNf4 } from '../nf4/gpu';
 import { MODEL_SHADERS } from '../model/shader-sources';
-import type { BenchContext, BenchRow, BenchSize, BenchSuite, Timing } from './suite';
+import { isEmulated, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
 
 interface WeightCase {
   preset: 'phi-1_5' | 'falcon-7b';
@@ -60,7 +60,7 @@ async function run(ctx: BenchContext) {
     'GPU: chunks go to the GPU NF4 quantizer as raw 16-bit bits (double quantization); CPU: the bit-exact reference, chunk by chunk.',
     'Times are wall clock to queue completion, one run each.',
   ];
-  if (gpu.adapter.isFallbackAdapter || gpu.adapter.architecture === 'swiftshader') notes.push('SwiftShader: CPU emulation; GPU rates are not GPU performance.');
+  if (isEmulated(gpu.adapter)) notes.push('SwiftShader: CPU emulation; GPU rates are not GPU performance.');
   for (const k of quantizeCases(size)) {
     const arch = archFromConfig({ ...getPreset(k.preset).config, num_hidden_layers: 1 });
     const n = k.rows * k.cols;

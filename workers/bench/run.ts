@@ -3,7 +3,7 @@ import type { Gpu } from '../gpu/runtime';
 import type { CliIo, CliResult } from '../cli/io';
 import { CliInputError } from '../cli/io';
 import { SUITES } from './suites';
-import type { BenchReport, BenchRuntime, BenchSize } from './suite';
+import { isEmulated, type BenchReport, type BenchRuntime, type BenchSize } from './suite';
 
 const SIZES: BenchSize[] = ['smoke', 'cpu', 'full'];
 
@@ -42,7 +42,7 @@ export async function runBench(
     runtime,
     size,
     adapter: gpu.adapter,
-    emulated: gpu.adapter.isFallbackAdapter || gpu.adapter.architecture === 'swiftshader',
+    emulated: isEmulated(gpu.adapter),
     started,
     ...body,
   };

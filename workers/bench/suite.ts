@@ -8,6 +8,11 @@ import type { AdapterDescription } from '../gpu/device';
 import type { CliIo } from '../cli/io';
 
 export type BenchSize = 'smoke' | 'cpu' | 'full';
+
+/** A software adapter (SwiftShader): its numbers are CPU emulation, not GPU performance. */
+export function isEmulated(adapter: AdapterDescription): boolean {
+  return adapter.isFallbackAdapter || adapter.architecture === 'swiftshader';
+}
 export type BenchRuntime = 'browser' | 'node';
 export type TimingMethod = 'timestamp-query' | 'submitted-work-done';
 

@@ -13,7 +13,7 @@ import { RandomWeights } from '../model/random-weights';
 import { MODEL_SHADERS } from '../model/shader-sources';
 import type { Batch } from '../model/types';
 import { BENCH_MODELS, benchModelConfig, cutNote } from './models';
-import { timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite } from './suite';
+import { isEmulated, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite } from './suite';
 
 interface Plan {
   layers: number | null;
@@ -47,7 +47,7 @@ async function run(ctx: BenchContext) {
     `Wall-clock time per step to queue completion, median of ${runs} runs after ${plan.warmup} warm-up; peak bytes from the buffer pool during one step.`,
   ];
   if (size !== 'full') notes.push(`${size} size: sequence ${plan.seq}.`);
-  if (gpu.adapter.isFallbackAdapter || gpu.adapter.architecture === 'swiftshader') notes.push('SwiftShader: CPU emulation of a GPU; the numbers say nothing about GPU performance.');
+  if (isEmulated(gpu.adapter)) notes.push('SwiftShader: CPU emulation of a GPU; the numbers say nothing about GPU performance.');
   for (const name of BENCH_MODELS) {
     const c = benchModelConfig(name, plan, size, ctx.flags);
     const note = cutNote(size, c, plan);
