@@ -5,11 +5,7 @@
  * (N − 1) / (time(N) − time(1)). `full` keeps every layer and the real vocabulary; `cpu` keeps
  * the real layer widths with fewer layers and a smaller vocabulary; `smoke` narrows them too.
  */
-import { CausalLM } from '../model/causal-lm';
-import { allLinearNames } from '../model/architecture';
-import { RandomWeights } from '../model/random-weights';
-import { MODEL_SHADERS } from '../model/shader-sources';
-import { BENCH_MODELS, benchModelConfig, cutNote } from './models';
+import { BENCH_MODELS, benchModelConfig, cutNote, loadBenchModel } from './models';
 import { isEmulated, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite } from './suite';
 
 interface DecodePlan {
@@ -44,11 +40,7 @@ async function run(ctx: BenchContext) {
     const note = cutNote(size, c, plan);
     if (note && !notes.includes(note)) notes.push(note);
     io.log(`${name}: ${c.layers} layers, hidden ${c.hidden}, vocab ${c.vocabSize}, NF4`);
-    const model = await CausalLM.load(gpu, MODEL_SHADERS, c, new RandomWeights(c, 7), {
-      mode: 'nf4',
-      lora: { settings: { r: 16, alpha: 32, dropout: 0, targetModules: allLinearNames(c) }, init: { seed: 7 } },
-      maxPositions: plan.prompt + plan.newTokens,
-    });
+    const model = await loadBenchModel(gpu, c, { seed: 7, maxPositions: plan.prompt + plan.newTokens });
     const prompt = Array.from({ length: plan.prompt }, (_, i) => (i * 131 + 17) % c.vocabSize);
     const generate = (n: number) => async () => {
       await model.generate(prompt, { maxNewTokens: n });

@@ -9,14 +9,13 @@
  * `smoke` keep the layer widths with one layer and a small vocabulary so SwiftShader finishes.
  */
 import { parseModelConfig, type ModelConfig } from '../model/config';
-import { CausalLM } from '../model/causal-lm';
+import type { CausalLM } from '../model/causal-lm';
 import { allLinearNames } from '../model/architecture';
-import { RandomWeights } from '../model/random-weights';
-import { MODEL_SHADERS } from '../model/shader-sources';
 import type { Batch } from '../model/types';
 import { getPreset } from '../load/presets';
 import { GIB, planModel } from '../load/planner';
 import { isEmulated, type BenchContext, type BenchRow, type BenchSize, type BenchSuite } from './suite';
+import { loadBenchModel } from './models';
 
 const BUDGETS: Record<string, number> = { 'phi-1_5': 1.5 * GIB, 'falcon-7b': 5.5 * GIB };
 
@@ -68,11 +67,7 @@ async function run(ctx: BenchContext) {
     let model: CausalLM | null = null;
     let t1 = t0;
     try {
-      model = await CausalLM.load(gpu, MODEL_SHADERS, c, new RandomWeights(c, 1), {
-        mode: 'nf4',
-        lora: { settings: { r: 16, alpha: 32, dropout: 0.05, targetModules: targets }, init: { seed: 1 } },
-        checkpointing: true,
-      });
+      model = await loadBenchModel(gpu, c, { seed: 1, dropout: 0.05, checkpointing: true });
       t1 = performance.now();
       await model.forwardBackward(batchOf(c, k.seq), { gradScale: 1 / k.seq, dropoutSeed: 1, step: 1 });
     } catch (err) {

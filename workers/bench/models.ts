@@ -5,6 +5,11 @@
  * layer. `--layers N` overrides the layer count (e.g. a quicker `full` run on a GPU).
  */
 import { parseModelConfig, type ModelConfig } from '../model/config';
+import { CausalLM } from '../model/causal-lm';
+import { allLinearNames } from '../model/architecture';
+import { RandomWeights } from '../model/random-weights';
+import { MODEL_SHADERS } from '../model/shader-sources';
+import type { Gpu } from '../gpu/runtime';
 import { getPreset } from '../load/presets';
 import type { BenchSize } from './suite';
 
@@ -33,4 +38,14 @@ export function benchModelConfig(name: string, cut: ModelCut, size: BenchSize, f
 export function cutNote(size: BenchSize, c: ModelConfig, cut: ModelCut): string | null {
   if (size === 'full') return null;
   return `${size} size: ${cut.layers} layer(s), vocabulary ${cut.vocab}; ${size === 'smoke' ? `layer widths narrowed too (hidden ${c.hidden}; a pipeline check only)` : 'the real layer widths'}.`;
+}
+
+/** The model every suite measures: random weights, NF4 base, LoRA r 16, alpha 32 on every linear layer. */
+export function loadBenchModel(gpu: Gpu, c: ModelConfig, o: { seed: number; dropout?: number; checkpointing?: boolean; maxPositions?: number }): Promise<CausalLM> {
+  return CausalLM.load(gpu, MODEL_SHADERS, c, new RandomWeights(c, o.seed), {
+    mode: 'nf4',
+    lora: { settings: { r: 16, alpha: 32, dropout: o.dropout ?? 0, targetModules: allLinearNames(c) }, init: { seed: o.seed } },
+    checkpointing: o.checkpointing,
+    maxPositions: o.maxPositions,
+  });
 }

@@ -7,12 +7,8 @@
  * tokens/s and the pool's peak GPU bytes. (Decoding has its own suite, `decode`.)
  */
 import type { ModelConfig } from '../model/config';
-import { CausalLM } from '../model/causal-lm';
-import { allLinearNames } from '../model/architecture';
-import { RandomWeights } from '../model/random-weights';
-import { MODEL_SHADERS } from '../model/shader-sources';
 import type { Batch } from '../model/types';
-import { BENCH_MODELS, benchModelConfig, cutNote } from './models';
+import { BENCH_MODELS, benchModelConfig, cutNote, loadBenchModel } from './models';
 import { isEmulated, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite } from './suite';
 
 interface Plan {
@@ -53,12 +49,7 @@ async function run(ctx: BenchContext) {
     const note = cutNote(size, c, plan);
     if (note && !notes.includes(note)) notes.push(note);
     io.log(`${name}: loading ${c.layers} layers (hidden ${c.hidden}, ffn ${c.ffn}, vocab ${c.vocabSize}) as NF4`);
-    const model = await CausalLM.load(gpu, MODEL_SHADERS, c, new RandomWeights(c, 1), {
-      mode: 'nf4',
-      lora: { settings: { r: 16, alpha: 32, dropout: 0, targetModules: allLinearNames(c) }, init: { seed: 1 } },
-      checkpointing: true,
-      maxPositions: plan.seq,
-    });
+    const model = await loadBenchModel(gpu, c, { seed: 1, checkpointing: true, maxPositions: plan.seq });
     const batch = randomBatch(c, plan.seq);
     const shape = { model: name, layers: c.layers, hidden: c.hidden, ffn: c.ffn, vocab: c.vocabSize, seq: plan.seq, batch: 1, lora_r: 16 };
     const modes = plan.withoutCheckpointing ? [true, false] : [true];
