@@ -7,7 +7,8 @@ import type { ModelConfig } from './config';
 import { architectureNames } from './architecture';
 import { seededRandom } from '../util/random';
 import type { WeightInfo, WeightSource } from './weights';
-import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '../formats/float16';
+import { f32ArrayToBf16, f32ArrayToF16 } from '../formats/float16';
+import { toF32 } from '../formats/safetensors';
 
 function hashName(name: string, seed: number): number {
   let h = (seed ^ 0x9e3779b9) >>> 0;
@@ -68,15 +69,16 @@ export class RandomWeights implements WeightSource {
     return shape ? { dtype: this.tables.has(name) ? this.tableDtype : 'F32', shape } : undefined;
   }
 
+  /** The stored values widened to f32, as a safetensors reader widens them. */
   async readF32(name: string): Promise<Float32Array> {
-    const values = await this.generate(name);
-    if (!this.tables.has(name) || this.tableDtype === 'F32') return values;
-    return this.tableDtype === 'F16' ? f16ArrayToF32(f32ArrayToF16(values)) : bf16ArrayToF32(f32ArrayToBf16(values));
+    const raw = await this.readRaw(name);
+    return toF32({ name, dtype: this.info(name)!.dtype, shape: this.shapes.get(name)!, begin: 0, end: raw.byteLength }, raw, this.label);
   }
 
   async readRaw(name: string): Promise<Uint8Array> {
     const values = await this.generate(name);
-    const stored = !this.tables.has(name) || this.tableDtype === 'F32' ? values : this.tableDtype === 'F16' ? f32ArrayToF16(values) : f32ArrayToBf16(values);
+    const dtype = this.info(name)!.dtype;
+    const stored = dtype === 'F16' ? f32ArrayToF16(values) : dtype === 'BF16' ? f32ArrayToBf16(values) : values;
     return new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength);
   }
 
