@@ -290,9 +290,10 @@ async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm
   const names = loadedWeights.names();
   let uploaded = 0;
   // Each tensor goes to the GPU as the model asks for it.
+  const tick = (name: string) => emit({ type: 'progress', task: 'quantize', done: ++uploaded, total: names.length, unit: 'tensors', detail: name });
   const counted = async <T>(name: string, read: Promise<T>): Promise<T> => {
     const value = await read;
-    emit({ type: 'progress', task: 'quantize', done: ++uploaded, total: names.length, unit: 'tensors', detail: name });
+    tick(name);
     return value;
   };
   const weights: WeightSource = {
@@ -304,7 +305,7 @@ async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm
     // Linear weights: the stored NF4 state goes to the GPU as it is (null for a dense tensor).
     readNf4: async (name) => {
       const q = await loadedWeights.readNf4(name);
-      if (q) emit({ type: 'progress', task: 'quantize', done: ++uploaded, total: names.length, unit: 'tensors', detail: name });
+      if (q) tick(name);
       return q;
     },
   };
