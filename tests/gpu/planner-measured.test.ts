@@ -44,10 +44,12 @@ function batchOf(c: ModelConfig, batch: number, seq: number, padded: boolean): B
 
 async function measure(k: Case): Promise<{ measured: number; predicted: number; byCategory: Record<string, number> }> {
   // One device for every case (compiled pipelines are reused): the peak is measured from the
-  // bytes already live, with cached free buffers destroyed first.
+  // bytes already live, with cached free buffers destroyed first, plus the device's lifetime
+  // buffers (made by whichever case ran first; the planner counts them every time).
   const gpu = await testGpu();
   gpu.pool.trim();
   await gpu.done();
+  const lifetime = gpu.lifetimeBuffers();
   const baseline = gpu.pool.stats().liveTotal;
   gpu.pool.resetPeak();
   const model = await CausalLM.load(gpu, MODEL_SHADERS, k.config, await k.weights(), {
@@ -57,7 +59,7 @@ async function measure(k: Case): Promise<{ measured: number; predicted: number; 
   });
   const b = batchOf(k.config, k.batch, k.seq, k.padded);
   await model.forwardBackward(b, { gradScale: 0.01, dropoutSeed: 3, step: 1 });
-  const measured = gpu.pool.stats().peakTotal - baseline;
+  const measured = gpu.pool.stats().peakTotal - baseline + lifetime;
   model.dispose();
   gpu.pool.trim();
   const plan = planModel(k.config, {

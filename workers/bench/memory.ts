@@ -61,6 +61,7 @@ async function run(ctx: BenchContext) {
     const name = `${k.preset}${k.layers ? ` (${k.layers} layer, vocab ${c.vocabSize})` : ''} seq ${k.seq}`;
     gpu.pool.trim();
     await gpu.done();
+    const lifetime = gpu.lifetimeBuffers();
     const baseline = gpu.pool.stats().liveTotal;
     gpu.pool.resetPeak();
     const t0 = performance.now();
@@ -79,7 +80,7 @@ async function run(ctx: BenchContext) {
       continue;
     }
     const t2 = performance.now();
-    const measured = gpu.pool.stats().peakTotal - baseline;
+    const measured = gpu.pool.stats().peakTotal - baseline + lifetime;
     model.dispose();
     gpu.pool.trim();
     const settings = { seq: k.seq, batch: 1, rank: 16, targets, checkpointing: true, dropout: true, padded: false };

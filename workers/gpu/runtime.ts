@@ -1,13 +1,27 @@
 /**
  * The GPU runtime the engine uses: one device, one buffer pool, one pipeline cache, and
  * helpers for uploads, uniforms, dispatch sizing and readback. Dispatches are recorded into
- * one command encoder and submitted together by `flush()` (readbacks flush first).
+ * one command encoder and submitted together by `flush()` (readbacks and buffer writes flush
+ * first). Uniforms live in one arena written once per submit, and zero fills are recorded in
+ * the encoder, so neither forces a submit: a training step or a decoded token is a handful of
+ * submits, not one per dispatch.
  */
 import { acquireDevice, type AcquireOptions, type AdapterDescription, type Feature } from './device';
 import { BufferPool, type GpuBuffer, type MemoryCategory } from './pool';
 import { PipelineCache } from './pipelines';
 
 export type Binding = GpuBuffer | { buf: GpuBuffer; offset: number; size: number };
+
+/** A slice of the uniform arena, valid until the next flush. */
+export interface UniformBinding {
+  buf: GpuBuffer;
+  offset: number;
+  size: number;
+  generation: number;
+}
+
+/** Bytes of the uniform arena: the uniforms of one submit (256 of them at a 256-byte alignment). */
+export const UNIFORM_ARENA_BYTES = 64 * 1024;
 
 export interface DispatchSpec {
   /** Compiled pipeline, from `gpu.pipeline(...)`. */
@@ -26,8 +40,12 @@ export class Gpu {
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
   private encoder: GPUCommandEncoder | null = null;
-  private pendingRelease: GpuBuffer[] = [];
   private dispatchCount = 0;
+  private submitCount = 0;
+  /** Uniforms of the work being recorded: CPU bytes, written into `arena` just before the submit. */
+  private uniforms: { arena: GpuBuffer; staging: Uint8Array<ArrayBuffer>; used: number; align: number } | null = null;
+  /** Counts the flushes that wrote the arena: a uniform is valid only within its own. */
+  private uniformGeneration = 0;
   private dummyBuffer: GpuBuffer | null = null;
   private timing: { querySet: GPUQuerySet; used: number; capacity: number; overflow: boolean } | null = null;
   /** Validation and out-of-memory errors the device reported; thrown by the next read. */
@@ -52,6 +70,17 @@ export class Gpu {
       this.fill(this.dummyBuffer, 0);
     }
     return this.dummyBuffer;
+  }
+
+  /**
+   * Makes the buffers a device keeps for its lifetime (the dummy binding, the uniform arena) and
+   * returns their bytes. A peak measured on a device that already ran something excludes them,
+   * while the planner counts them: measurements add this back.
+   */
+  lifetimeBuffers(): number {
+    this.uniform([0]);
+    this.flush();
+    return this.dummy.size + (this.uniforms?.arena.size ?? 0);
   }
 
   /** Throws the first GPU error reported since the last check (so a bad dispatch fails loudly). */
@@ -100,28 +129,48 @@ export class Gpu {
     this.device.queue.writeBuffer(buf.buffer, byteOffset, aligned as Uint8Array<ArrayBuffer>);
   }
 
-  /** Fill a buffer with a 32-bit pattern (used to poison outputs in tests and zero accumulators). */
+  /**
+   * Fill a buffer with a 32-bit pattern (zeroing accumulators; poisoning outputs in tests).
+   * Zero is recorded in the encoder like a dispatch; other patterns are written (a flush).
+   */
   fill(buf: GpuBuffer, word: number, bytes = buf.size): void {
-    const words = new Uint32Array(Math.ceil(bytes / 4)).fill(word >>> 0);
-    this.write(buf, words);
+    const size = Math.ceil(bytes / 4) * 4;
+    if (word >>> 0 === 0) {
+      if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+      this.encoder.clearBuffer(buf.buffer, 0, size);
+      return;
+    }
+    this.write(buf, new Uint32Array(size / 4).fill(word >>> 0));
   }
 
-  /** A uniform buffer holding `words` (u32/i32/f32 as raw 32-bit words); released after the next flush. */
-  uniform(values: ArrayLike<number>, types: string = 'u'.repeat(values.length)): GpuBuffer {
+  /**
+   * A uniform block holding `values` (u32/i32/f32 as raw 32-bit words, by `types`), bound as a
+   * slice of the uniform arena. The arena is written right before the submit that uses it, and
+   * the queue orders that write after every earlier submit, so no flush is needed here. The
+   * slice is recycled by the next flush: make it right before the dispatch that binds it
+   * (`dispatch` refuses one from before a flush).
+   */
+  uniform(values: ArrayLike<number>, types: string = 'u'.repeat(values.length)): UniformBinding {
     const size = Math.max(16, Math.ceil((values.length * 4) / 16) * 16);
-    const data = new ArrayBuffer(size);
-    const view = new DataView(data);
+    let u = this.uniforms;
+    if (!u) {
+      const align = this.limits.minUniformBufferOffsetAlignment;
+      const arena = this.pool.acquire(UNIFORM_ARENA_BYTES, 'scratch', 'uniforms', USAGE().UNIFORM | USAGE().COPY_DST);
+      u = this.uniforms = { arena, staging: new Uint8Array(UNIFORM_ARENA_BYTES), used: 0, align };
+    }
+    if (size > UNIFORM_ARENA_BYTES) throw new RangeError(`uniform of ${size} bytes exceeds the ${UNIFORM_ARENA_BYTES}-byte arena`);
+    if (u.used + size > UNIFORM_ARENA_BYTES) this.flush();
+    const offset = u.used;
+    const view = new DataView(u.staging.buffer, offset, size);
     for (let i = 0; i < values.length; i++) {
       const t = types[i] ?? 'u';
       if (t === 'f') view.setFloat32(i * 4, values[i], true);
       else if (t === 'i') view.setInt32(i * 4, values[i], true);
       else view.setUint32(i * 4, values[i] >>> 0, true);
     }
-    const buf = this.pool.acquire(size, 'scratch', 'uniform', USAGE().UNIFORM | USAGE().COPY_DST);
-    this.flushIfRecording();
-    this.device.queue.writeBuffer(buf.buffer, 0, data);
-    this.pendingRelease.push(buf);
-    return buf;
+    for (let i = values.length * 4; i < size; i++) u.staging[offset + i] = 0;
+    u.used = Math.ceil((offset + size) / u.align) * u.align;
+    return { buf: u.arena, offset, size, generation: this.uniformGeneration };
   }
 
   /**
@@ -138,12 +187,14 @@ export class Gpu {
   }
 
   dispatch(spec: DispatchSpec): void {
-    const entries: GPUBindGroupEntry[] = spec.bindings.map((b, i) =>
-      'buf' in b
-        ? { binding: i, resource: { buffer: b.buf.buffer, offset: b.offset, size: b.size } }
-        : { binding: i, resource: { buffer: b.buffer } },
-    );
-    const bindGroup = this.device.createBindGroup({ layout: spec.pipeline.getBindGroupLayout(0), entries });
+    const entries: GPUBindGroupEntry[] = spec.bindings.map((b, i) => {
+      if (!('buf' in b)) return { binding: i, resource: { buffer: b.buffer } };
+      if ('generation' in b && b.generation !== this.uniformGeneration) {
+        throw new Error(`${spec.label ?? 'dispatch'}: binding ${i} is a uniform made before the last flush; make uniforms right before their dispatch`);
+      }
+      return { binding: i, resource: { buffer: b.buf.buffer, offset: b.offset, size: b.size } };
+    });
+    const bindGroup = this.device.createBindGroup({ layout: this.pipelines.layout(spec.pipeline), entries });
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     const descriptor: GPUComputePassDescriptor = spec.label ? { label: spec.label } : {};
     const t = this.timing;
@@ -168,14 +219,19 @@ export class Gpu {
     this.encoder.copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
   }
 
-  /** Submit what has been recorded. Uniforms used by it go back to the pool. */
+  /** Submit what has been recorded, after writing the uniforms it reads. */
   flush(): void {
+    const u = this.uniforms;
+    if (u && u.used > 0) {
+      this.device.queue.writeBuffer(u.arena.buffer, 0, u.staging, 0, u.used);
+      u.used = 0;
+      this.uniformGeneration++;
+    }
     if (this.encoder) {
       this.device.queue.submit([this.encoder.finish()]);
       this.encoder = null;
+      this.submitCount++;
     }
-    for (const b of this.pendingRelease) this.pool.release(b);
-    this.pendingRelease = [];
   }
 
   private flushIfRecording(): void {
@@ -248,6 +304,11 @@ export class Gpu {
 
   get dispatches(): number {
     return this.dispatchCount;
+  }
+
+  /** Command buffers submitted so far (each one a queue round trip for the driver). */
+  get submits(): number {
+    return this.submitCount;
   }
 
   destroy(): void {

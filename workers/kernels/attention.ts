@@ -3,7 +3,7 @@
  * backward recomputes probabilities from the saved log-sum-exp; no T×T buffer). Supports
  * multi-head, grouped and multi-query K/V, and strided head layouts (fused QKV rows, KV caches).
  */
-import type { Gpu } from '../gpu/runtime';
+import type { Binding, Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
 
 export const MAX_HEAD_DIM = 128;
@@ -31,7 +31,7 @@ export interface AttentionShape {
   scale?: number;
 }
 
-function params(gpu: Gpu, s: AttentionShape, q: HeadLayout, k: HeadLayout, v: HeadLayout, o: HeadLayout, dk?: HeadLayout, dv?: HeadLayout): GpuBuffer {
+function params(gpu: Gpu, s: AttentionShape, q: HeadLayout, k: HeadLayout, v: HeadLayout, o: HeadLayout, dk?: HeadLayout, dv?: HeadLayout): Binding {
   if (s.headDim > MAX_HEAD_DIM) throw new RangeError(`attention: head_dim ${s.headDim} exceeds ${MAX_HEAD_DIM}`);
   if (s.heads % s.kvHeads !== 0) throw new RangeError(`attention: ${s.heads} heads are not a multiple of ${s.kvHeads} K/V heads`);
   const scale = s.scale ?? 1 / Math.sqrt(s.headDim);

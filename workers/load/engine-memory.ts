@@ -8,6 +8,7 @@
  * two on real models.
  */
 import { MEMORY_CATEGORIES, type ByCategory, type MemoryCategory } from '../gpu/pool';
+import { UNIFORM_ARENA_BYTES } from '../gpu/runtime';
 import { architectureNames, type LinearSpec } from '../model/architecture';
 import type { ModelConfig } from '../model/config';
 import { planParts } from '../nf4/gpu';
@@ -89,6 +90,8 @@ export function simulateLoad(sim: MemorySim, cfg: ModelConfig, adapted: LinearSp
   // A 16-bit checkpoint's embedding and lm_head stay 16-bit (CausalLM.load in NF4 mode).
   const tableBytes = cfg.storedDtype === 'F16' || cfg.storedDtype === 'BF16' ? 2 : 4;
   const embed = sim.alloc(cfg.vocabSize * h * tableBytes, 'weights', names.embedding);
+  // The runtime's uniform arena: made by the first dispatch, kept for the device's lifetime.
+  sim.alloc(UNIFORM_ARENA_BYTES, 'scratch', 'uniforms');
   let tables = false;
   for (const layer of names.layers) {
     for (const ls of layer.linears) {
