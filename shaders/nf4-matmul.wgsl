@@ -8,7 +8,7 @@
 // backward: dX[M, K] = beta·dX + dY[M, N] · W, summing over this part's rows only.
 // Tiled kernels: 64×64 outputs per workgroup, 4×4 per thread at rows ty + 16i and columns
 // tx + 16j, so workgroup-memory reads and global stores are contiguous across threads.
-// gemv:     forward for small M (decoding), one workgroup per output column.
+// gemv:     forward for small M (decoding), several output columns per workgroup.
 override DOUBLE_QUANT: bool = true;
 override HAS_BIAS: bool = false;
 override GEMV_M: u32 = 1u;   // rows of X the gemv entry point handles (1..4)
@@ -42,7 +42,6 @@ struct Params {
 // would put all of a warp's stores into the same two banks.
 var<workgroup> As: array<array<f32, 65>, BK>;
 var<workgroup> Ws: array<array<f32, 65>, BK>;
-var<workgroup> red: array<array<f32, 64>, 4>;
 var<workgroup> lut: array<f32, 16>;   // the NF4 table, copied from `tables` by each workgroup
 
 fn blockAbsmax(b: u32) -> f32 {
@@ -191,50 +190,74 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
   }
 }
 
-@compute @workgroup_size(64)
+// gemv: GEMV_ROWS output columns per workgroup of 256, 256 / GEMV_ROWS (4 to 32) threads per column.
+// With K % 32 == 0 every thread takes whole 16-byte groups of 32 codes (half a 64-block, so one
+// absmax each), coalesced along the row, and decodes them two codes per lookup through a
+// 256-entry byte table; the row's partial sums meet in workgroup memory.
+override GEMV_ROWS: u32 = 8u;
+// The gemv entry point reads the codes as vec4s (binding 1 again; it never uses `packed`).
+@group(0) @binding(1) var<storage, read> packed4: array<vec4<u32>>;
+var<workgroup> lut2: array<vec2<f32>, 256>;   // byte -> (value of its high nibble, of its low nibble)
+var<workgroup> partial: array<array<f32, 256>, 4>;
+
+// The four values of byte k of `word` and the next byte, in element order (high nibble first).
+fn bytes4(word: u32, k: u32) -> vec4<f32> {
+  return vec4<f32>(lut2[(word >> (8u * k)) & 255u], lut2[(word >> (8u * k + 8u)) & 255u]);
+}
+
+@compute @workgroup_size(256)
 fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let n = p.rowStart + wid.y * nwg.x + wid.x;
+  let perRow = 256u / GEMV_ROWS;
+  let r = lid / perRow;
+  let lane = lid % perRow;
+  let n = p.rowStart + (wid.y * nwg.x + wid.x) * GEMV_ROWS + r;
   let live = n < p.rowEnd;
-  var acc: array<f32, 4>;
-  if (lid < 16u) { lut[lid] = tables[lid]; }
+  lut2[lid] = vec2<f32>(tables[lid >> 4u], tables[lid & 15u]);
   workgroupBarrier();
-  if (live && p.K % 8u == 0u) {
-    // Rows start on a word: thread lid takes words lid, lid + 64, … of the row (coalesced),
-    // 8 codes of one 64-block each, and the matching 8 values of X as two vec4s.
-    let rowWord = (n * p.K - p.elemBase) >> 3u;
-    let words = p.K >> 3u;
-    for (var w = lid; w < words; w += 64u) {
-      let word = packed[rowWord + w];
-      let a = blockAbsmax((n * p.K + 8u * w) >> 6u);
-      let lo = vec4<f32>(lut[(word >> 4u) & 15u], lut[word & 15u], lut[(word >> 12u) & 15u], lut[(word >> 8u) & 15u]);
-      let hi = vec4<f32>(lut[(word >> 20u) & 15u], lut[(word >> 16u) & 15u], lut[(word >> 28u) & 15u], lut[(word >> 24u) & 15u]);
+  var acc: array<f32, 4>;
+  if (live && p.K % 32u == 0u) {
+    let rowGroup = (n * p.K - p.elemBase) >> 5u;
+    let groups = p.K >> 5u;
+    for (var g = lane; g < groups; g += perRow) {
+      let w = packed4[rowGroup + g];
+      let a = blockAbsmax((n * p.K + 32u * g) >> 6u);
+      let v0 = bytes4(w.x, 0u);
+      let v1 = bytes4(w.x, 2u);
+      let v2 = bytes4(w.y, 0u);
+      let v3 = bytes4(w.y, 2u);
+      let v4 = bytes4(w.z, 0u);
+      let v5 = bytes4(w.z, 2u);
+      let v6 = bytes4(w.w, 0u);
+      let v7 = bytes4(w.w, 2u);
       for (var m = 0u; m < GEMV_M; m++) {
-        let x0 = X4[((m * p.K) >> 2u) + 2u * w];
-        let x1 = X4[((m * p.K) >> 2u) + 2u * w + 1u];
-        acc[m] += (dot(x0, lo) + dot(x1, hi)) * a;
+        let x = ((m * p.K) >> 2u) + 8u * g;
+        let s = dot(X4[x], v0) + dot(X4[x + 1u], v1) + dot(X4[x + 2u], v2) + dot(X4[x + 3u], v3)
+              + dot(X4[x + 4u], v4) + dot(X4[x + 5u], v5) + dot(X4[x + 6u], v6) + dot(X4[x + 7u], v7);
+        acc[m] += s * a;
       }
     }
   } else if (live) {
-    for (var k = lid; k < p.K; k += 64u) {
-      let w = weight(n, k);
+    for (var k = lane; k < p.K; k += perRow) {
+      let e = n * p.K + k;
+      let local = e - p.elemBase;
+      let shift = 8u * ((local >> 1u) & 3u) + select(4u, 0u, (local & 1u) == 1u);
+      let word = packed4[local >> 5u][(local >> 3u) & 3u];
+      let w = lut2[(word >> shift) & 15u].y * blockAbsmax(e >> 6u);
       for (var m = 0u; m < GEMV_M; m++) {
         let i = m * p.K + k;
         acc[m] += X4[i >> 2u][i & 3u] * w;
       }
     }
   }
-  for (var m = 0u; m < GEMV_M; m++) { red[m][lid] = acc[m]; }
+  for (var m = 0u; m < GEMV_M; m++) { partial[m][lid] = acc[m]; }
   workgroupBarrier();
-  for (var s = 32u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      for (var m = 0u; m < GEMV_M; m++) { red[m][lid] += red[m][lid + s]; }
-    }
-    workgroupBarrier();
-  }
-  if (live && lid < GEMV_M) {
-    var v = red[lid][0];
+  // The first GEMV_M lanes of a row each add up one row of X's partial sums (perRow ≥ 4).
+  if (live && lane < GEMV_M) {
+    let m = lane;
+    var v = 0.0;
+    for (var i = 0u; i < perRow; i++) { v += partial[m][r * perRow + i]; }
     if (HAS_BIAS) { v += bias[n]; }
-    if (p.beta != 0.0) { v += p.beta * C[lid * p.N + n]; }
-    C[lid * p.N + n] = v;
+    if (p.beta != 0.0) { v += p.beta * C[m * p.N + n]; }
+    C[m * p.N + n] = v;
   }
 }

@@ -9,8 +9,12 @@ import { POISON, randn, relErr, testGpu } from './helpers';
 const shaders = { nf4, nf4Matmul };
 
 // [M, N, K]: K·N not a multiple of 64, so blocks straddle rows; K % 4 and K % 8 both ways
-// (the kernels decode whole words when rows are aligned).
+// (the kernels decode whole words when rows are aligned). M ≤ 4 takes the gemv kernel: K % 32
+// both ways (it decodes 32-code groups when rows allow), N not a multiple of its 8 columns per
+// workgroup, rows longer than one pass of its 32 lanes.
 const shapes: [number, number, number][] = [
+  [4, 13, 160],
+  [1, 29, 2080],
   [5, 37, 130],
   [70, 19, 67],
   [1, 45, 33],
@@ -47,6 +51,12 @@ describe('fused NF4 linear vs CPU reference', () => {
             gpu.fill(yg, POISON);
             nf4LinearForward(gpu, shaders, { x: xg, weight: w, bias: bg, y: yg, M, tiledOnly });
             expect(relErr(await gpu.readF32(yg, M * N), ref.forward(x, M, bias))).toBeLessThan(1e-5);
+          }
+          // The gemv kernel in each shape it takes on some adapter (4 to 32 threads per column).
+          for (const gemvColumns of M <= 4 ? [8, 16, 32, 64] : []) {
+            gpu.fill(yg, POISON);
+            nf4LinearForward(gpu, shaders, { x: xg, weight: w, bias: bg, y: yg, M, gemvColumns });
+            expect(relErr(await gpu.readF32(yg, M * N), ref.forward(x, M, bias)), `${gemvColumns} columns per workgroup`).toBeLessThan(1e-5);
           }
           gpu.fill(yg, POISON);
           nf4LinearForward(gpu, shaders, { x: xg, weight: w, y: yg, M });

@@ -5,13 +5,15 @@
  *   nf4LinearBackwardData(gpu, shaders, { dy, weight, dx, M, accumulate }) dx (+)= dy·W      [M, K]
  *
  * `shaders` = { nf4: nf4.wgsl, nf4Matmul: nf4-matmul.wgsl } (`?raw` strings from the caller).
- * Forward uses a matrix-vector kernel for M ≤ 4 (decoding) and a 64×64-tiled kernel with 4×4
- * register blocking otherwise. A weight split into parts (see workers/nf4/gpu.ts) runs one
- * dispatch per part; backward accumulates the parts. The frozen base needs no weight gradient.
+ * Forward uses a matrix-vector kernel for M ≤ 4 (decoding: several output columns per workgroup,
+ * 32 codes per thread and step) and a 64×64-tiled kernel with 4×4 register blocking otherwise.
+ * A weight split into parts (see workers/nf4/gpu.ts) runs one dispatch per part; backward
+ * accumulates the parts. The frozen base needs no weight gradient.
  * Activations (x, y, dy, dx) are bound whole: at M = 512 and 18176 features they take 37 MB,
  * far below any binding limit.
  * `nf4LinearCpu` is the CPU reference (dequantise, then float64 dot products).
  */
+import { isEmulated } from '../gpu/device';
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
 import type { Nf4GpuWeight, Nf4Shaders } from '../nf4/gpu';
@@ -30,6 +32,8 @@ export interface Nf4LinearForwardSpec {
   accumulate?: boolean;
   /** Force the tiled kernel even for M ≤ 4 (tests, benchmarks). */
   tiledOnly?: boolean;
+  /** Output columns per gemv workgroup (8 to 64) instead of the adapter's choice (tests). */
+  gemvColumns?: number;
 }
 
 export interface Nf4LinearBackwardSpec {
@@ -45,6 +49,14 @@ export interface Nf4LinearBackwardSpec {
 
 const TILE = 64;
 export const GEMV_MAX_M = 4;
+/**
+ * Output columns per gemv workgroup of 256 threads. A GPU gets 8 (32 threads per column: a
+ * column's 16-byte code groups are read 512 bytes at a time, and N/8 workgroups keep many in
+ * flight); SwiftShader pays per invocation, so 32 columns of 8 threads each run faster there.
+ */
+function gemvRows(gpu: Gpu): number {
+  return isEmulated(gpu.adapter) ? 32 : 8;
+}
 
 /** Output rows per thread of the tiled kernels: a workgroup covers 16·this rows of M. */
 function rowsPerThread(M: number): number {
@@ -60,7 +72,8 @@ export function nf4LinearForward(gpu: Gpu, shaders: Nf4Shaders, s: Nf4LinearForw
   if (!Number.isInteger(s.M) || s.M <= 0) throw new RangeError(`nf4LinearForward: M = ${s.M} must be a positive integer`);
   const gemv = s.M <= GEMV_MAX_M && !s.tiledOnly;
   const constants: Record<string, number> = { DOUBLE_QUANT: w.doubleQuant ? 1 : 0, HAS_BIAS: s.bias ? 1 : 0 };
-  if (gemv) constants.GEMV_M = s.M;
+  const gemvCols = s.gemvColumns ?? gemvRows(gpu);
+  if (gemv) Object.assign(constants, { GEMV_M: s.M, GEMV_ROWS: gemvCols });
   else constants.TM_ROWS = rowsPerThread(s.M);
   const pipeline = gpu.pipeline(shaders.nf4Matmul, gemv ? 'gemv' : 'forward', constants);
   for (const part of w.parts) {
@@ -68,7 +81,7 @@ export function nf4LinearForward(gpu: Gpu, shaders: Nf4Shaders, s: Nf4LinearForw
     gpu.dispatch({
       pipeline,
       bindings: [s.x, part.packed, w.absmax, w.nested, w.tables, s.y, gpu.uniform(params(w, s.M, part, s.accumulate ? 1 : 0), 'uuuuuuff'), s.bias ?? gpu.dummy],
-      workgroups: gemv ? gpu.grid(rows) : [Math.ceil(rows / TILE), Math.ceil(s.M / (16 * constants.TM_ROWS))],
+      workgroups: gemv ? gpu.grid(Math.ceil(rows / gemvCols)) : [Math.ceil(rows / TILE), Math.ceil(s.M / (16 * constants.TM_ROWS))],
       label: gemv ? 'nf4-gemv' : 'nf4-forward',
     });
   }
