@@ -6,7 +6,8 @@
  *   - onnxruntime-web's 4-bit WebGPU kernel (com.microsoft MatMulNBits, blocksize 64, in a
  *     one-node ONNX graph built here as protobuf bytes), on its own device of the same adapter.
  * All three are timed by wall clock up to queue completion (ORT's GPU passes cannot be given
- * our timestamp queries), `reps` products per sample, median of `runs` samples after warm-up.
+ * our timestamp queries), `reps` products per sample, median of `runs` samples after warm-up,
+ * the kernels' samples taken in turn so that they share the machine's conditions.
  * SwiftShader runs use small M/N/K subsets (`--size smoke|cpu`); `--size full` runs the real shapes.
  */
 import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm?url';
@@ -88,20 +89,33 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-async function timeWall(work: () => Promise<void>, settle: () => Promise<void>, warmup: number, runs: number, reps: number): Promise<Timing> {
-  for (let i = 0; i < warmup; i++) {
-    await work();
-    await settle();
+interface Contender {
+  work(): Promise<void>;
+  settle(): Promise<void>;
+}
+
+/**
+ * Wall-clock timings of several kernels, sampled round-robin (A B C A B C …) so that a change in
+ * the machine's load during the run reaches all of them alike: their ratios stay fair.
+ */
+async function timeInterleaved(contenders: Contender[], warmup: number, runs: number, reps: number): Promise<Timing[]> {
+  for (const c of contenders) {
+    for (let i = 0; i < warmup; i++) {
+      await c.work();
+      await c.settle();
+    }
   }
-  const samples: number[] = [];
+  const samples: number[][] = contenders.map(() => []);
   for (let i = 0; i < runs; i++) {
-    await settle();
-    const t0 = performance.now();
-    for (let r = 0; r < reps; r++) await work();
-    await settle();
-    samples.push((performance.now() - t0) / 1000 / reps);
+    for (const [k, c] of contenders.entries()) {
+      await c.settle();
+      const t0 = performance.now();
+      for (let r = 0; r < reps; r++) await c.work();
+      await c.settle();
+      samples[k].push((performance.now() - t0) / 1000 / reps);
+    }
   }
-  return { method: 'submitted-work-done', median: median(samples), min: Math.min(...samples), max: Math.max(...samples), runs };
+  return samples.map((xs) => ({ method: 'submitted-work-done', median: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs }));
 }
 
 // --- a one-node ONNX model, encoded by hand (protobuf wire format) ---------------------------
@@ -297,7 +311,7 @@ async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Recor
   const rows: BenchRow[] = [];
   const ratios: Record<string, number> = {};
   const notes: string[] = [
-    'Wall-clock time to queue completion for all three kernels, median of runs after warm-up; per product = sample / reps (includes per-submit overhead).',
+    'Wall-clock time to queue completion for all three kernels, sampled round-robin (so load changes reach all alike), median of runs after warm-up; per product = sample / reps (includes per-submit overhead).',
     'kernel_ms / kernel_gflops / kernel_gbs: GPU timestamp time of our own dispatches, where the adapter has timestamp-query (not available for onnxruntime-web).',
     `runs=${runs} warmup=${warmup} reps=${reps}.`,
     'NF4: double-quantised weight (uint8 absmax codes + nested absmax + offset), dequantised inside the matmul.',
@@ -312,36 +326,43 @@ async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Recor
     const x = gpu.upload(randomFloats(s.M * s.K, 1, 2), 'scratch', 'bench-x');
     const y = gpu.alloc(s.M * s.N * 4, 'scratch', 'bench-y');
     const w4 = randomNf4Weight(gpu, s.N, s.K);
+    const w32 = gpu.upload(randomFloats(s.N * s.K, 9, 0.05), 'scratch', 'bench-w32');
     const nf4Shaders = { nf4: nf4Code, nf4Matmul: nf4MatmulCode };
     const nf4Work = () => nf4LinearForward(gpu, nf4Shaders, { x, weight: w4, y, M: s.M });
-    const tNf4 = await timeWall(async () => nf4Work(), settleOurs, warmup, runs, reps);
-    const gNf4 = await kernelTime(gpu, nf4Work, runs);
-    const bits = nf4BitsPerParam(w4);
-    rows.push(rowFor('nf4 fused', s, tNf4, nf4StoredBytes(w4), { bits_per_param: bits, ...gpuMetrics(s, gNf4, nf4StoredBytes(w4)) }));
-    releaseNf4(gpu, w4);
-    const w32 = gpu.upload(randomFloats(s.N * s.K, 9, 0.05), 'scratch', 'bench-w32');
     const f32Work = () => matmul(gpu, matmulCode, { a: x, b: w32, c: y, M: s.M, N: s.N, K: s.K, transB: true });
-    const tF32 = await timeWall(async () => f32Work(), settleOurs, warmup, runs, reps);
-    const gF32 = await kernelTime(gpu, f32Work, runs);
-    rows.push(rowFor('f32 matmul', s, tF32, s.N * s.K * 4, gpuMetrics(s, gF32, s.N * s.K * 4)));
-    if (gNf4 && gF32) ratios[`nf4_vs_f32 kernel-time ${tag}`] = gF32 / gNf4;
-    gpu.release(w32, x, y);
-    gpu.pool.trim();
-    ratios[`nf4_vs_f32 ${tag}`] = tF32.median / tNf4.median;
-    vsF32.push(tF32.median / tNf4.median);
-    let ortNote = '';
+    const contenders: Contender[] = [
+      { work: async () => nf4Work(), settle: settleOurs },
+      { work: async () => f32Work(), settle: settleOurs },
+    ];
+    let ort: OrtRunner | null = null;
     if (ctx.runtime === 'browser') {
       try {
-        const r = await ortRunner(s);
-        const tOrt = await timeWall(() => r.run(), () => r.settle(), warmup, runs, reps);
-        await r.release();
-        rows.push(rowFor('ort MatMulNBits', s, tOrt, s.N * Math.ceil(s.K / 64) * (32 + 4)));
-        ratios[`nf4_vs_ort ${tag}`] = tOrt.median / tNf4.median;
-        vsOrt.push(tOrt.median / tNf4.median);
-        ortNote = ` ort ${(tOrt.median * 1e3).toFixed(3)} ms`;
+        ort = await ortRunner(s);
+        const r = ort;
+        contenders.push({ work: () => r.run(), settle: () => r.settle() });
       } catch (err) {
         notes.push(`onnxruntime-web failed on ${tag}: ${(err as Error).message}`);
       }
+    }
+    const [tNf4, tF32, tOrt] = await timeInterleaved(contenders, warmup, runs, reps);
+    await ort?.release();
+    const gNf4 = await kernelTime(gpu, nf4Work, runs);
+    const gF32 = await kernelTime(gpu, f32Work, runs);
+    const bits = nf4BitsPerParam(w4);
+    rows.push(rowFor('nf4 fused', s, tNf4, nf4StoredBytes(w4), { bits_per_param: bits, ...gpuMetrics(s, gNf4, nf4StoredBytes(w4)) }));
+    rows.push(rowFor('f32 matmul', s, tF32, s.N * s.K * 4, gpuMetrics(s, gF32, s.N * s.K * 4)));
+    releaseNf4(gpu, w4);
+    gpu.release(w32, x, y);
+    gpu.pool.trim();
+    if (gNf4 && gF32) ratios[`nf4_vs_f32 kernel-time ${tag}`] = gF32 / gNf4;
+    ratios[`nf4_vs_f32 ${tag}`] = tF32.median / tNf4.median;
+    vsF32.push(tF32.median / tNf4.median);
+    let ortNote = '';
+    if (tOrt) {
+      rows.push(rowFor('ort MatMulNBits', s, tOrt, s.N * Math.ceil(s.K / 64) * (32 + 4)));
+      ratios[`nf4_vs_ort ${tag}`] = tOrt.median / tNf4.median;
+      vsOrt.push(tOrt.median / tNf4.median);
+      ortNote = ` ort ${(tOrt.median * 1e3).toFixed(3)} ms`;
     }
     const kernelNote = gNf4 && gF32 ? ` (kernel time nf4 ${(gNf4 * 1e3).toFixed(3)} ms, f32 ${(gF32 * 1e3).toFixed(3)} ms)` : '';
     io.log(`${tag}: nf4 ${(tNf4.median * 1e3).toFixed(3)} ms, f32 ${(tF32.median * 1e3).toFixed(3)} ms${ortNote}${kernelNote}, ${bits.toFixed(3)} bits/param`);
