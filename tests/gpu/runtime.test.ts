@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import code from '../../shaders/elementwise.wgsl?raw';
 import { UNIFORM_ARENA_BYTES } from '../../workers/gpu/runtime';
-import { axpy } from '../../workers/kernels/elementwise';
+import { axpy, copyRows } from '../../workers/kernels/elementwise';
 import { CausalLM } from '../../workers/model/causal-lm';
 import { allLinearNames } from '../../workers/model/architecture';
 import { RandomWeights, tinyConfig } from '../../workers/model/random-weights';
@@ -70,6 +70,25 @@ describe('runtime batching', () => {
       gpu.dispatch({ pipeline: gpu.pipeline(code, 'axpy'), bindings: [x, x, stale], workgroups: [1], label: 'stale-axpy' }),
     ).toThrow(/stale-axpy: binding 2 is a uniform made before the last flush/);
     gpu.release(x);
+  });
+
+  it('times any number of passes with timestamps, by dispatch label', async (test) => {
+    const gpu = await testGpu();
+    if (!gpu.hasTimestamps) test.skip();
+    const n = 4096;
+    const x = gpu.upload(randn(n, 3), 'scratch', 'x');
+    const y = gpu.alloc(n * 4, 'scratch', 'y');
+    gpu.fill(y, 0);
+    const live = gpu.pool.stats().liveTotal;
+    gpu.beginTiming(6); // three passes per query set: the rest go through resolved copies
+    for (let i = 0; i < 7; i++) axpy(gpu, code, x, y, n);
+    copyRows(gpu, code, { src: x, dst: y, rows: 1, cols: n, srcStride: n, dstStride: n });
+    const total = await gpu.endTiming();
+    const byLabel = gpu.timingByLabel();
+    expect([...byLabel.keys()].sort()).toEqual(['axpy', 'copy_rows']);
+    expect([...byLabel.values()].reduce((a, b) => a + b, 0)).toBe(total);
+    expect(gpu.pool.stats().liveTotal).toBe(live);
+    gpu.release(x, y);
   });
 
   it('a training step of a tiny model is a handful of submits, not one per dispatch', async () => {

@@ -68,6 +68,19 @@ const median = (xs: number[]) => {
 };
 
 /**
+ * GPU time by dispatch label of one run of `work` (timestamps; null without them), largest
+ * first: where a step's time goes.
+ */
+export async function profileGpu(gpu: Gpu, work: () => void | Promise<void>): Promise<[string, number][] | null> {
+  if (!gpu.hasTimestamps) return null;
+  await gpu.done();
+  gpu.beginTiming();
+  await work();
+  await gpu.endTiming();
+  return [...gpu.timingByLabel()].map(([label, ns]) => [label, ns / 1e9] as [string, number]).sort((a, b) => b[1] - a[1]);
+}
+
+/**
  * Times `work` (which records GPU dispatches): `warmup` untimed runs, then `runs` timed ones.
  * `work` may be async (e.g. decoding reads tokens back); with timestamps only GPU pass time counts.
  */
@@ -80,19 +93,12 @@ export async function timeGpu(gpu: Gpu, work: () => void | Promise<void>, opts: 
   }
   const useTimestamps = gpu.hasTimestamps && !opts.wallClock;
   const samples: number[] = [];
-  let method: TimingMethod = useTimestamps ? 'timestamp-query' : 'submitted-work-done';
+  const method: TimingMethod = useTimestamps ? 'timestamp-query' : 'submitted-work-done';
   for (let i = 0; i < runs; i++) {
-    if (method === 'timestamp-query') {
+    if (useTimestamps) {
       gpu.beginTiming();
       await work();
-      const ns = await gpu.endTiming();
-      if (ns === null) {
-        method = 'submitted-work-done';
-        i = -1;
-        samples.length = 0;
-        continue;
-      }
-      samples.push(ns / 1e9);
+      samples.push((await gpu.endTiming()) / 1e9);
     } else {
       await gpu.done();
       const t0 = performance.now();

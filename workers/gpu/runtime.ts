@@ -12,6 +12,16 @@ import { PipelineCache } from './pipelines';
 
 export type Binding = GpuBuffer | { buf: GpuBuffer; offset: number; size: number };
 
+interface TimingState {
+  querySet: GPUQuerySet;
+  used: number;
+  capacity: number;
+  /** Label of each pass whose timestamps sit in the query set now. */
+  labels: string[];
+  /** Earlier full query sets, resolved into buffers, with their passes' labels. */
+  resolved: { buffer: GpuBuffer; labels: string[] }[];
+}
+
 /** A slice of the uniform arena, valid until the next flush. */
 export interface UniformBinding {
   buf: GpuBuffer;
@@ -47,7 +57,8 @@ export class Gpu {
   /** Counts the flushes that wrote the arena: a uniform is valid only within its own. */
   private uniformGeneration = 0;
   private dummyBuffer: GpuBuffer | null = null;
-  private timing: { querySet: GPUQuerySet; used: number; capacity: number; overflow: boolean } | null = null;
+  private timing: TimingState | null = null;
+  private lastByLabel = new Map<string, number>();
   /** Validation and out-of-memory errors the device reported; thrown by the next read. */
   private errors: string[] = [];
 
@@ -199,10 +210,10 @@ export class Gpu {
     const descriptor: GPUComputePassDescriptor = spec.label ? { label: spec.label } : {};
     const t = this.timing;
     if (t) {
-      if (t.used + 2 <= t.capacity) {
-        descriptor.timestampWrites = { querySet: t.querySet, beginningOfPassWriteIndex: t.used, endOfPassWriteIndex: t.used + 1 };
-        t.used += 2;
-      } else t.overflow = true;
+      if (t.used + 2 > t.capacity) this.resolveTimestamps(t);
+      descriptor.timestampWrites = { querySet: t.querySet, beginningOfPassWriteIndex: t.used, endOfPassWriteIndex: t.used + 1 };
+      t.used += 2;
+      t.labels.push(spec.label ?? 'unlabelled');
     }
     const pass = this.encoder.beginComputePass(descriptor);
     pass.setPipeline(spec.pipeline);
@@ -278,28 +289,52 @@ export class Gpu {
   beginTiming(capacity = 4096): void {
     if (!this.hasTimestamps) throw new Error('this device has no timestamp-query');
     this.flush();
-    this.timing = { querySet: this.device.createQuerySet({ type: 'timestamp', count: capacity }), used: 0, capacity, overflow: false };
+    this.timing = { querySet: this.device.createQuerySet({ type: 'timestamp', count: capacity }), used: 0, capacity, labels: [], resolved: [] };
   }
 
-  /** Sum of the GPU time of the passes since beginTiming, in nanoseconds; null if the query set overflowed. */
-  async endTiming(): Promise<number | null> {
+  // A full query set is resolved into a buffer (recorded in order with the passes) and reused.
+  private resolveTimestamps(t: TimingState): void {
+    if (t.used === 0) return;
+    const bytes = t.used * 8;
+    const buffer = this.pool.acquire(bytes, 'scratch', 'timestamps', USAGE().QUERY_RESOLVE | USAGE().COPY_SRC);
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    this.encoder.resolveQuerySet(t.querySet, 0, t.used, buffer.buffer, 0);
+    t.resolved.push({ buffer, labels: t.labels });
+    t.used = 0;
+    t.labels = [];
+  }
+
+  /**
+   * GPU time of the passes since beginTiming, in nanoseconds (any number of passes). The time by
+   * dispatch label is kept for `timingByLabel()`.
+   */
+  async endTiming(): Promise<number> {
     const t = this.timing;
     if (!t) throw new Error('endTiming without beginTiming');
     this.timing = null;
-    if (t.overflow || t.used === 0) {
+    this.resolveTimestamps(t);
+    const byLabel = new Map<string, number>();
+    let total = 0;
+    try {
+      for (const { buffer, labels } of t.resolved) {
+        const raw = new BigUint64Array(await this.read(buffer, labels.length * 16));
+        labels.forEach((label, i) => {
+          const ns = raw[2 * i + 1] > raw[2 * i] ? Number(raw[2 * i + 1] - raw[2 * i]) : 0;
+          total += ns;
+          byLabel.set(label, (byLabel.get(label) ?? 0) + ns);
+        });
+      }
+    } finally {
+      for (const { buffer } of t.resolved) this.pool.release(buffer);
       t.querySet.destroy();
-      return t.overflow ? null : 0;
     }
-    const bytes = t.used * 8;
-    const resolved = this.pool.acquire(bytes, 'scratch', 'timestamps', USAGE().QUERY_RESOLVE | USAGE().COPY_SRC);
-    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
-    this.encoder.resolveQuerySet(t.querySet, 0, t.used, resolved.buffer, 0);
-    const raw = new BigUint64Array(await this.read(resolved, bytes));
-    this.pool.release(resolved);
-    t.querySet.destroy();
-    let total = 0n;
-    for (let i = 0; i < raw.length; i += 2) if (raw[i + 1] > raw[i]) total += raw[i + 1] - raw[i];
-    return Number(total);
+    this.lastByLabel = byLabel;
+    return total;
+  }
+
+  /** Nanoseconds per dispatch label of the last beginTiming … endTiming window. */
+  timingByLabel(): Map<string, number> {
+    return new Map(this.lastByLabel);
   }
 
   get dispatches(): number {
