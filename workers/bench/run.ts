@@ -35,7 +35,7 @@ export async function runBench(
   const size = (typeof flags.size === 'string' ? flags.size : 'cpu') as BenchSize;
   if (!SIZES.includes(size)) throw new CliInputError(`--size must be one of ${SIZES.join(', ')}`);
   const started = new Date().toISOString();
-  io.log(`bench ${suite.name} (${size}, ${runtime}) on ${gpu.adapter.vendor} ${gpu.adapter.architecture}${gpu.adapter.isFallbackAdapter ? ' — software emulation, not GPU performance' : ''}`);
+  io.log(`bench ${suite.name} (${size}, ${runtime}) on ${gpu.adapter.vendor} ${gpu.adapter.architecture}${isEmulated(gpu.adapter) ? ' — software emulation, not GPU performance' : ''}`);
   const body = await suite.run({ gpu, io, size, runtime, flags });
   const report: BenchReport = {
     suite: suite.name,
