@@ -18,8 +18,8 @@ import type { Gpu } from '../gpu/runtime';
 import { matmul } from '../kernels/matmul';
 import { nf4LinearForward } from '../kernels/nf4-matmul';
 import { nf4BitsPerParam, nf4StoredBytes, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../nf4/gpu';
-import { blockCount, quantizeNested } from '../nf4/reference';
-import { NF4_CODE } from '../nf4/tables';
+import { randomNf4 } from '../model/random-weights';
+import { randomWords } from '../util/random';
 import { isEmulated, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
 
 interface Shape {
@@ -55,19 +55,6 @@ export function benchShapes(size: BenchSize): Shape[] {
   ];
 }
 
-/** xorshift32 fill: benchmark data needs no quality, only speed for 80 M-element weights. */
-function randomWords(n: number, seed: number): Uint32Array {
-  const out = new Uint32Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x >>> 0;
-  }
-  return out;
-}
-
 function randomFloats(n: number, seed: number, scale: number): Float32Array {
   const w = randomWords(n, seed);
   const out = new Float32Array(n);
@@ -77,10 +64,7 @@ function randomFloats(n: number, seed: number, scale: number): Float32Array {
 
 /** A double-quantised NF4 weight with random codes and plausible absmax, uploaded as stored state. */
 function randomNf4Weight(gpu: Gpu, N: number, K: number): Nf4GpuWeight {
-  const n = N * K;
-  const packed = new Uint8Array(randomWords(Math.ceil((n + 1) / 8), 7).buffer, 0, (n + 1) >> 1);
-  const absmax = randomFloats(blockCount(n), 11, 0.02).map((v) => Math.abs(v) + 0.04);
-  return uploadNf4(gpu, { shape: [N, K], packed, quantMap: NF4_CODE, nested: quantizeNested(absmax, absmax.reduce((a, b) => a + b, 0) / absmax.length) }, { label: 'bench-nf4' });
+  return uploadNf4(gpu, randomNf4([N, K], 7), { label: 'bench-nf4' });
 }
 
 const median = (xs: number[]) => {

@@ -40,9 +40,12 @@ export function cutNote(size: BenchSize, c: ModelConfig, cut: ModelCut): string 
   return `${size} size: ${cut.layers} layer(s), vocabulary ${cut.vocab}; ${size === 'smoke' ? `layer widths narrowed too (hidden ${c.hidden}; a pipeline check only)` : 'the real layer widths'}.`;
 }
 
-/** The model every suite measures: random weights, NF4 base, LoRA r 16, alpha 32 on every linear layer. */
+/**
+ * The model every suite measures: random weights (the linear layers as random NF4 codes, so a
+ * full-size falcon-7b builds in seconds), NF4 base, LoRA r 16, alpha 32 on every linear layer.
+ */
 export function loadBenchModel(gpu: Gpu, c: ModelConfig, o: { seed: number; dropout?: number; checkpointing?: boolean; maxPositions?: number }): Promise<CausalLM> {
-  return CausalLM.load(gpu, MODEL_SHADERS, c, new RandomWeights(c, o.seed), {
+  return CausalLM.load(gpu, MODEL_SHADERS, c, new RandomWeights(c, o.seed, undefined, { nf4Linears: true }), {
     mode: 'nf4',
     lora: { settings: { r: 16, alpha: 32, dropout: o.dropout ?? 0, targetModules: allLinearNames(c) }, init: { seed: o.seed } },
     checkpointing: o.checkpointing,

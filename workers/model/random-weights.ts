@@ -5,10 +5,12 @@
  */
 import type { ModelConfig } from './config';
 import { architectureNames } from './architecture';
-import { seededRandom } from '../util/random';
+import { randomWords, seededRandom } from '../util/random';
 import type { WeightInfo, WeightSource } from './weights';
 import { f32ArrayToBf16, f32ArrayToF16 } from '../formats/float16';
 import { toF32 } from '../formats/safetensors';
+import { blockCount, numel, quantizeNested, type Nf4Quantized } from '../nf4/reference';
+import { NF4_CODE } from '../nf4/tables';
 
 function hashName(name: string, seed: number): number {
   let h = (seed ^ 0x9e3779b9) >>> 0;
@@ -28,12 +30,30 @@ function fill(n: number, seed: number, std: number, mean: number): Float32Array 
 }
 
 /**
+ * A double-quantised NF4 state with uniformly random codes and block absmax in [0.04, 0.09]
+ * (weights of about the scale of `RandomWeights`' linear layers), made without quantizing
+ * anything: a falcon-7b-sized model's 6.9 billion codes take seconds, not minutes.
+ */
+export function randomNf4(shape: number[], seed: number): Nf4Quantized {
+  const n = numel(shape);
+  const packed = new Uint8Array(randomWords(Math.ceil((n + 1) / 8), seed).buffer, 0, (n + 1) >> 1);
+  const bits = randomWords(blockCount(n), seed ^ 0x5bd1e995);
+  const absmax = new Float32Array(bits.length);
+  let sum = 0;
+  for (let i = 0; i < bits.length; i++) sum += absmax[i] = 0.04 + 0.05 * (bits[i] / 4294967296);
+  return { shape: [...shape], packed, quantMap: NF4_CODE, nested: quantizeNested(absmax, sum / absmax.length) };
+}
+
+/**
  * The embedding and lm_head come in the config's `storedDtype` when it is 16-bit (as a real
- * phi-1_5 or falcon-7b checkpoint stores them); every other tensor is f32.
+ * phi-1_5 or falcon-7b checkpoint stores them); every other tensor is f32. With `nf4Linears`,
+ * the blocks' linear weights are offered as random NF4 states (`readNf4`), as a cached model
+ * offers its own, so QLoRA mode uploads them without generating or quantizing any floats.
  */
 export class RandomWeights implements WeightSource {
   private readonly shapes = new Map<string, number[]>();
   private readonly tables: Set<string>;
+  private readonly linears = new Set<string>();
   private readonly tableDtype: 'F32' | 'F16' | 'BF16';
   readonly label: string;
 
@@ -41,6 +61,7 @@ export class RandomWeights implements WeightSource {
     config: ModelConfig,
     private readonly seed = 1,
     private readonly std = { linear: 0.05, embedding: 0.3, bias: 0.02, norm: 0.1 },
+    private readonly options: { nf4Linears?: boolean } = {},
   ) {
     const names = architectureNames(config);
     const c = config;
@@ -49,6 +70,7 @@ export class RandomWeights implements WeightSource {
       this.shapes.set(`${l.norm}.weight`, [c.hidden]).set(`${l.norm}.bias`, [c.hidden]);
       for (const s of l.linears) {
         this.shapes.set(`${s.path}.weight`, [s.outFeatures, s.inFeatures]);
+        this.linears.add(`${s.path}.weight`);
         if (s.bias) this.shapes.set(`${s.path}.bias`, [s.outFeatures]);
       }
     }
@@ -73,6 +95,11 @@ export class RandomWeights implements WeightSource {
   async readF32(name: string): Promise<Float32Array> {
     const raw = await this.readRaw(name);
     return toF32({ name, dtype: this.info(name)!.dtype, shape: this.shapes.get(name)!, begin: 0, end: raw.byteLength }, raw, this.label);
+  }
+
+  async readNf4(name: string): Promise<Nf4Quantized | null> {
+    if (!this.options.nf4Linears || !this.linears.has(name)) return null;
+    return randomNf4(this.shapes.get(name)!, hashName(name, this.seed));
   }
 
   async readRaw(name: string): Promise<Uint8Array> {

@@ -23,3 +23,16 @@ export function seededNormals(n: number, seed: number, std = 1): Float32Array {
   for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(Math.max(next(), 1e-12))) * Math.cos(2 * Math.PI * next()) * std;
   return out;
 }
+
+/** xorshift32 words: raw random bits for benchmark data (billions of NF4 codes), not for choices. */
+export function randomWords(n: number, seed: number): Uint32Array {
+  const out = new Uint32Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x >>> 0;
+  }
+  return out;
+}
