@@ -147,7 +147,7 @@ export const useStudio = create<StudioState>((set) => ({
           };
         }
         case 'chat-token': {
-          const chat = { ...s.chat, [event.stream]: s.chat[event.stream] + event.text };
+          const chat = { ...s.chat, [event.stream]: event.reply };
           return { chat };
         }
         default:

@@ -30,6 +30,7 @@ import type { WeightSource } from './model/weights';
 import { HubClient } from './load/hub';
 import { hubFileSet, localFileSet, urlFileSet, type ModelFileSet } from './load/sources';
 import { loadModel } from './load/load-model';
+import { TextStream } from './tokenizer/text-stream';
 import { LoadedWeightSource } from './load/weight-source';
 import { ProgressTracker } from './load/progress';
 import { browserStorage } from './load/storage';
@@ -727,7 +728,7 @@ const api: EngineApi = {
     const prompt = tokenizer.encode(request.prompt);
     if (prompt.length === 0) throw new Error('Type a prompt first.');
     for (const stream of request.streams) {
-      const tokens: number[] = [];
+      const text = new TextStream(tokenizer);
       let shown = '';
       await model.generate(prompt, {
         maxNewTokens: request.maxTokens,
@@ -737,13 +738,12 @@ const api: EngineApi = {
         seed: Date.now() >>> 0,
         noLora: stream === 'base',
         onToken: (token) => {
-          tokens.push(token);
-          const text = tokenizer.decode(tokens);
-          if (text.length > shown.length && text.startsWith(shown)) emit({ type: 'chat-token', stream, text: text.slice(shown.length), done: false });
-          shown = text;
+          const reply = text.push(token);
+          if (reply !== shown) emit({ type: 'chat-token', stream, reply, done: false });
+          shown = reply;
         },
       });
-      emit({ type: 'chat-token', stream, text: '', done: true });
+      emit({ type: 'chat-token', stream, reply: text.finish(), done: true });
     }
   },
 

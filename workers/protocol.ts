@@ -28,8 +28,8 @@ export type EngineEvent =
   | { type: 'device-lost'; reason: string; message: string }
   | { type: 'train-state'; state: TrainState; step: number; totalSteps: number; message?: string }
   | { type: 'sample'; step: number; prompt: string; text: string }
-  /** Streaming chat output; `done` closes the stream. */
-  | { type: 'chat-token'; stream: ChatStream; text: string; done: boolean };
+  /** Streaming chat output: the reply so far (it replaces the previous one); `done` closes the stream. */
+  | { type: 'chat-token'; stream: ChatStream; reply: string; done: boolean };
 
 export type ChatStream = 'base' | 'adapter';
 
