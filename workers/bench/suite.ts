@@ -7,12 +7,10 @@ import type { Gpu } from '../gpu/runtime';
 import type { AdapterDescription } from '../gpu/device';
 import type { CliIo } from '../cli/io';
 
-export type BenchSize = 'smoke' | 'cpu' | 'full';
-
 /** A software adapter (SwiftShader): its numbers are CPU emulation, not GPU performance. */
-export function isEmulated(adapter: AdapterDescription): boolean {
-  return adapter.isFallbackAdapter || adapter.architecture === 'swiftshader';
-}
+export { isEmulated } from '../gpu/device';
+
+export type BenchSize = 'smoke' | 'cpu' | 'full';
 export type BenchRuntime = 'browser' | 'node';
 export type TimingMethod = 'timestamp-query' | 'submitted-work-done';
 

@@ -27,6 +27,11 @@ export interface AdapterDescription {
   limits: Record<string, number>;
 }
 
+/** A software adapter (SwiftShader): CPU emulation of a GPU, slower than plain CPU code at many jobs. */
+export function isEmulated(adapter: AdapterDescription): boolean {
+  return adapter.isFallbackAdapter || adapter.architecture === 'swiftshader';
+}
+
 export type WebGpuUnavailableReason = 'no-navigator-gpu' | 'no-adapter' | 'device-request-failed';
 
 /** Thrown when this browser or machine cannot give us WebGPU; `reason` says which step failed. */
