@@ -29,6 +29,7 @@ import { MODEL_SHADERS } from './model/shader-sources';
 import { HubClient } from './load/hub';
 import { hubFileSet, localFileSet, urlFileSet, type ModelFileSet } from './load/sources';
 import { openLoad } from './load/load-model';
+import { DEFAULT_CHUNK_BYTES } from './load/quantize-on-load';
 import { ProgressTracker } from './load/progress';
 import { browserStorage } from './load/storage';
 import { DEFAULT_QUANT } from './load/presets';
@@ -546,6 +547,8 @@ const api: EngineApi = {
       checkpointing: true,
       dropout: settings.dropout > 0,
       limits: { maxBufferSize: g.limits.maxBufferSize, maxStorageBufferBindingSize: g.limits.maxStorageBufferBindingSize },
+      // A first visit's load as causalLm() runs it: streamed into the GPU quantizer and read back for the cache.
+      load: isEmulated(g.adapter) ? { kind: 'stored' } : { kind: 'stream', chunkBytes: DEFAULT_CHUNK_BYTES, readbackBytes: DEFAULT_CHUNK_BYTES },
     });
     return {
       peakBytes: plan.peakBytes,
