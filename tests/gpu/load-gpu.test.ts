@@ -183,8 +183,9 @@ describe('quantize on load (GPU)', () => {
         expect(Array.from(again.logits)).toEqual(Array.from(reference.logits));
         console.info(`demo, ${quantizer} quantizer, chunk ${chunkBytes} B: CPU held at most ${download.held.peak} B downloading, ${hit.held.peak} B from the cache; GPU scratch peak while loading ${scratch} B (download), ${again.scratch} B (cache hit), ${reference.scratch} B (f32 reads quantized by CausalLM)`);
         if (quantizer === 'gpu') {
-          // Chunks go to the GPU and the state comes back window by window: one chunk on the CPU at a time.
-          expect(download.held.peak).toBeLessThanOrEqual(chunkBytes);
+          // Chunks go to the GPU and the state comes back window by window: one chunk on the CPU at a
+          // time, beside the quantizer's own f32 block absmax (fc1: 1024 blocks) and its double quantization.
+          expect(download.held.peak).toBeLessThanOrEqual(chunkBytes + 5 * 1024 + 16);
           // One chunk of 16-bit input, its codes and absmax, the absmax readback and uniforms (forward scratch is smaller).
           expect(scratch).toBeLessThan(2 * chunkBytes);
         } else {

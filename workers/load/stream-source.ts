@@ -15,6 +15,7 @@ import type { Gpu } from '../gpu/runtime';
 import type { WeightInfo, WeightSource } from '../model/weights';
 import type { Nf4GpuWeight, Nf4Shaders } from '../nf4/gpu';
 import { blockCount, castToDtype, dequantizeNF4, numel, type Nf4Dtype, type Nf4Quantized } from '../nf4/reference';
+import { NESTED_BLOCKSIZE } from '../nf4/tables';
 import type { ArchShape } from './arch';
 import type { CacheManifest, CacheWriter, ModelCache } from './cache';
 import { gpuNf4FromChunks, readBackNf4 } from './gpu-target';
@@ -208,11 +209,15 @@ export class DownloadSource extends Streamed {
       this.seen(chunk);
       this.held.hold((inFlight = chunk.byteLength));
     }, this.o.signal);
+    // The quantizer itself keeps every block's f32 absmax on the CPU, then double-quantizes it there.
+    const blocks = blockCount(numel(info.shape));
+    const absmax = 4 * blocks + (this.o.quant.doubleQuant ? blocks + 4 * blockCount(blocks, NESTED_BLOCKSIZE) : 0);
+    this.held.hold(absmax);
     let weight: Nf4GpuWeight;
     try {
       weight = await gpuNf4FromChunks(gpu, shaders, name, info.shape, this.o.quant.doubleQuant, source, label);
     } finally {
-      this.held.drop(inFlight);
+      this.held.drop(inFlight + absmax);
     }
     const writer = this.caching(name);
     if (writer) {
