@@ -5,7 +5,7 @@
  */
 import * as Comlink from 'comlink';
 import { Gpu } from './gpu/runtime';
-import { WebGpuUnavailableError } from './gpu/device';
+import { WebGpuUnavailableError, isEmulated } from './gpu/device';
 import { PRESETS, type Preset } from './load/presets';
 import { archFromConfig } from './load/arch';
 import { planMemory } from './load/planner';
@@ -26,12 +26,11 @@ import { CausalLM } from './model/causal-lm';
 import { parseModelConfig } from './model/config';
 import { parsePeftConfig } from './model/lora-adapter';
 import { MODEL_SHADERS } from './model/shader-sources';
-import type { WeightSource } from './model/weights';
 import { HubClient } from './load/hub';
 import { hubFileSet, localFileSet, urlFileSet, type ModelFileSet } from './load/sources';
-import { loadModel } from './load/load-model';
+import { openLoad } from './load/load-model';
+import { DEFAULT_CHUNK_BYTES } from './load/quantize-on-load';
 import { TextStream } from './tokenizer/text-stream';
-import { LoadedWeightSource } from './load/weight-source';
 import { ProgressTracker } from './load/progress';
 import { browserStorage } from './load/storage';
 import { DEFAULT_QUANT } from './load/presets';
@@ -240,7 +239,8 @@ function modelKey(source: ModelSource, s: TrainSettings): string {
 
 /**
  * Where the model's files are, the name a PEFT config gives its base model, and the identity
- * its quantized copy is cached under (none for dropped files).
+ * its quantized copy is cached under (none for dropped files); a hub revision is resolved to its
+ * commit when the model loads.
  */
 function filesFor(source: ModelSource, client: HubClient): { files: ModelFileSet; baseModel: string; cacheId: { repo: string; revision: string } | null } {
   if (source.kind === 'preset') {
@@ -266,8 +266,11 @@ function filesFor(source: ModelSource, client: HubClient): { files: ModelFileSet
 }
 
 /**
- * Loads (or reuses) the base model with LoRA adapters for these settings: tensors are read one
- * at a time (the base linear layers are quantized to NF4 on the GPU as they arrive).
+ * Loads (or reuses) the base model with LoRA adapters for these settings. Tensors come one at a
+ * time in the order the files (or the cache) store them and go straight to the GPU: a download
+ * is quantized to NF4 as it streams (on the GPU, or on the CPU where the GPU is emulated and
+ * slower) and cached on its way; a cached copy is uploaded as stored. The worker holds about one
+ * tensor of model data at a time.
  */
 async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm> {
   const key = modelKey(source, s) + (importedAdapter ? `|import:${importedAdapter.file.file}` : '');
@@ -282,42 +285,34 @@ async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm
   const client = new HubClient({ onBytes: (file, bytes) => tracker.add(file, bytes) });
   const { files, baseModel, cacheId } = filesFor(source, client);
   const quant = source.kind === 'preset' ? (PRESETS[source.name]?.quant ?? DEFAULT_QUANT) : DEFAULT_QUANT;
-  // The quantized model comes from this browser's cache when it is there (no network at all);
-  // otherwise it is downloaded, quantized and cached as it streams in.
-  const loaded = await loadModel({ files, quant, cacheId, cache: cacheId ? await modelCache() : null, storage: browserStorage(), progress: tracker, keep: true });
-  if (loaded.fromCache) emit({ type: 'log', level: 'info', message: `${files.label}: loaded from this browser's cache` });
-  const config = parseModelConfig(JSON.stringify(loaded.config), `${files.label} config.json`);
-  const loadedWeights = new LoadedWeightSource(loaded.tensors, files.label);
-  const names = loadedWeights.names();
-  let uploaded = 0;
-  // Each tensor goes to the GPU as the model asks for it.
-  const tick = (name: string) => emit({ type: 'progress', task: 'quantize', done: ++uploaded, total: names.length, unit: 'tensors', detail: name });
-  const counted = async <T>(name: string, read: Promise<T>): Promise<T> => {
-    const value = await read;
-    tick(name);
-    return value;
-  };
-  const weights: WeightSource = {
-    label: files.label,
-    names: () => names,
-    info: (name) => loadedWeights.info(name),
-    readRaw: (name) => counted(name, loadedWeights.readRaw(name)),
-    readF32: (name) => counted(name, loadedWeights.readF32(name)),
-    // Linear weights: the stored NF4 state goes to the GPU as it is (null for a dense tensor).
-    readNf4: async (name) => {
-      const q = await loadedWeights.readNf4(name);
-      if (q) tick(name);
-      return q;
-    },
-  };
+  // The hub says which commit the revision is at; that commit's cached copy needs no download.
+  const load = await openLoad({
+    files,
+    quant,
+    cacheId,
+    cache: cacheId ? await modelCache() : null,
+    storage: browserStorage(),
+    progress: tracker,
+    quantizer: isEmulated(g.adapter) ? 'cpu' : 'gpu',
+    onRead: (name, done, total) => emit({ type: 'progress', task: 'quantize', done, total, unit: 'tensors', detail: name }),
+  });
+  if (load.fromCache) emit({ type: 'log', level: 'info', message: `${files.label}: loaded from this browser's cache` });
+  const config = parseModelConfig(JSON.stringify(load.config), `${files.label} config.json`);
   const lora = importedAdapter
     ? { settings: importedAdapter.settings, init: { adapter: importedAdapter.file } }
     : { settings: { r: s.rank, alpha: s.alpha, dropout: s.dropout, targetModules: s.targetModules }, init: { seed: s.seed } };
-  const model = await CausalLM.load(g, MODEL_SHADERS, config, weights, { mode: 'nf4', lora, checkpointing: true });
+  let model: CausalLM | null = null;
+  try {
+    model = await CausalLM.load(g, MODEL_SHADERS, config, load.weights, { mode: 'nf4', lora, checkpointing: true });
+    await load.finish();
+  } catch (err) {
+    model?.dispose();
+    await load.abort();
+    throw err;
+  }
   emit({ type: 'memory', stats: g.pool.stats() });
   const tokenizer = await tokenizerFor(source);
-  loaded.tensors.clear();
-  const lm: LoadedLm = { key, model, baseModel, tokenizer, settings: s, parameters: loaded.arch.parameters, fromCache: loaded.fromCache };
+  const lm: LoadedLm = { key, model, baseModel, tokenizer, settings: s, parameters: load.arch.parameters, fromCache: load.fromCache };
   current = { lm, trainer: null, run: null, running: null };
   return lm;
 }
@@ -553,6 +548,8 @@ const api: EngineApi = {
       checkpointing: true,
       dropout: settings.dropout > 0,
       limits: { maxBufferSize: g.limits.maxBufferSize, maxStorageBufferBindingSize: g.limits.maxStorageBufferBindingSize },
+      // A first visit's load as causalLm() runs it: streamed into the GPU quantizer and read back for the cache.
+      load: isEmulated(g.adapter) ? { kind: 'stored' } : { kind: 'stream', chunkBytes: DEFAULT_CHUNK_BYTES, readbackBytes: DEFAULT_CHUNK_BYTES },
     });
     return {
       peakBytes: plan.peakBytes,
@@ -586,7 +583,8 @@ const api: EngineApi = {
 
   async cachedModels() {
     const cache = await modelCache();
-    return (await cache.list()).map((m) => ({ key: m.key, id: `${m.repo}@${m.revision}`, bytes: m.bytes, savedAt: m.savedAt }));
+    // A copy names the commit it was made from: after an update of the repo the old one stays listed until deleted.
+    return (await cache.list()).map((m) => ({ key: m.key, id: `${m.repo}@${m.revision}${m.commit && m.commit !== m.revision ? ` (commit ${m.commit.slice(0, 7)})` : ''}`, bytes: m.bytes, savedAt: m.savedAt }));
   },
 
   async deleteCachedModel(key) {

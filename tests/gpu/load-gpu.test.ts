@@ -2,7 +2,9 @@
  * Quantize on load on the GPU: the demo model streamed from its files (HTTP Range through the
  * loader) into the GPU NF4 quantizer chunk by chunk must give exactly what the CPU reference
  * gives on the same bytes, with the GPU never holding more than one chunk of 16-bit input.
- * Then the IndexedDB cache in a real browser: a second load reads no file at all.
+ * Then the IndexedDB cache in a real browser: a second load reads no file at all. Then the
+ * studio's path: CausalLM.load pulling from a streamed source in the file's order, with the GPU
+ * quantizer (forced here: SwiftShader would get the CPU one) and the CPU one.
  */
 import { describe, expect, it } from 'vitest';
 import { Gpu } from '../../workers/gpu/runtime';
@@ -13,11 +15,11 @@ import { cpuTarget, quantizeOnLoad, type LoadedTensor } from '../../workers/load
 import { gpuTarget, type GpuTensor } from '../../workers/load/gpu-target';
 import { DEFAULT_QUANT } from '../../workers/load/presets';
 import { ModelCache } from '../../workers/load/cache';
-import { loadModel } from '../../workers/load/load-model';
+import { loadModel, openLoad } from '../../workers/load/load-model';
 import { localFileSet, openModel, urlFileSet } from '../../workers/load/sources';
 import { SafetensorsFile } from '../../workers/formats/safetensors';
 import { readLinear4bit } from '../../workers/nf4/state-dict';
-import { LoadedWeightSource } from '../../workers/load/weight-source';
+import { LoadedWeightSource, RangeWeightSource } from '../../workers/load/weight-source';
 import { CausalLM } from '../../workers/model/causal-lm';
 import { parseModelConfig } from '../../workers/model/config';
 import { getPreset } from '../../workers/load/presets';
@@ -129,6 +131,97 @@ describe('quantize on load (GPU)', () => {
       model.dispose();
     } finally {
       cache.close();
+      gpu.destroy();
+    }
+  });
+
+  it('the studio load builds the model as tensors arrive: GPU and CPU quantizers cache the same bytes and build the same model, and so does the cache hit', async () => {
+    const gpu = await Gpu.create();
+    try {
+      const config = parseModelConfig(getPreset('demo').config, 'demo config');
+      const client = new HubClient({ retryDelayMs: 1 });
+      const chunkBytes = 8192;
+      const ids = Int32Array.from({ length: 12 }, (_, i) => (i * 37 + 5) % config.vocabSize);
+      const batch = { inputIds: ids, attentionMask: new Int32Array(12).fill(1), labels: ids, batch: 1, seq: 12 };
+      const build = async (weights: Parameters<typeof CausalLM.load>[3]) => {
+        gpu.pool.trim();
+        await gpu.done();
+        gpu.pool.resetPeak();
+        const model = await CausalLM.load(gpu, MODEL_SHADERS, config, weights, { mode: 'nf4' });
+        const scratch = gpu.pool.stats().peak.scratch;
+        const linears = await model.dequantizedLinearWeights();
+        const { logits } = await model.forward(batch);
+        model.dispose();
+        return { linears, logits, scratch };
+      };
+      // The model built the older way (whole f32 reads quantized by CausalLM itself) is the reference.
+      const { weights: fileWeights } = await openModel(urlFileSet(client, demoUrl()));
+      const reference = await build(new RangeWeightSource(fileWeights, 'demo'));
+
+      const cached = new Map<string, LoadedTensor[]>();
+      for (const quantizer of ['gpu', 'cpu'] as const) {
+        const cache = await ModelCache.open(`load-gpu-stream-${quantizer}-${Date.now()}`);
+        const cacheId = { repo: 'studio/demo', revision: 'v1' };
+        const read: string[] = [];
+        const download = await openLoad({ files: urlFileSet(client, demoUrl()), quant: DEFAULT_QUANT, cache, cacheId, chunkBytes, quantizer, onRead: (n) => void read.push(n) });
+        expect(download.fromCache).toBe(false);
+        const built = await build(download.weights);
+        await download.finish();
+        // Read in the file's order (lm_head first), every tensor once.
+        expect(read).toEqual(download.weights.order());
+        expect(read[0]).toBe('lm_head.bias');
+        const scratch = built.scratch;
+        expect(built.linears).toEqual(reference.linears);
+        expect(Array.from(built.logits)).toEqual(Array.from(reference.logits));
+
+        const manifest = (await cache.manifest((await cache.list())[0].key))!;
+        cached.set(quantizer, await Promise.all(manifest.tensors.map((_, i) => cache.readTensor(manifest, i))));
+
+        const hit = await openLoad({ files: urlFileSet(client, demoUrl()), quant: DEFAULT_QUANT, cache, cacheId, chunkBytes, quantizer });
+        expect(hit.fromCache).toBe(true);
+        const again = await build(hit.weights);
+        await hit.finish();
+        expect(again.linears).toEqual(reference.linears);
+        expect(Array.from(again.logits)).toEqual(Array.from(reference.logits));
+        console.info(`demo, ${quantizer} quantizer, chunk ${chunkBytes} B: CPU held at most ${download.held.peak} B downloading, ${hit.held.peak} B from the cache; GPU scratch peak while loading ${scratch} B (download), ${again.scratch} B (cache hit), ${reference.scratch} B (f32 reads quantized by CausalLM)`);
+        if (quantizer === 'gpu') {
+          // Chunks go to the GPU and the state comes back window by window: one chunk on the CPU at a
+          // time, beside the quantizer's own f32 block absmax (fc1: 1024 blocks) and its double quantization.
+          expect(download.held.peak).toBeLessThanOrEqual(chunkBytes + 5 * 1024 + 16);
+          // One chunk of 16-bit input, its codes and absmax, the absmax readback and uniforms (forward scratch is smaller).
+          expect(scratch).toBeLessThan(2 * chunkBytes);
+        } else {
+          // The growing NF4 state (fc1: 32 KiB codes + 4 KiB absmax) plus a chunk and its f32 widening.
+          expect(download.held.peak).toBeLessThanOrEqual(32768 + 4096 + 3 * chunkBytes);
+          // NF4 states are uploaded as they are: no quantizer scratch at all.
+          expect(scratch).toBeLessThan(1024);
+        }
+        expect(again.scratch).toBeLessThan(1024);
+        // A cache hit holds one NF4 state (fc1's, about 35 KB) or one stored part of a table.
+        expect(hit.held.peak).toBeLessThanOrEqual(32768 + 4096);
+        cache.close();
+      }
+
+      // The cache holds the same bytes whichever quantizer made them.
+      const [fromGpu, fromCpu] = [cached.get('gpu')!, cached.get('cpu')!];
+      expect(fromGpu.map((t) => t.name)).toEqual(fromCpu.map((t) => t.name));
+      for (let i = 0; i < fromCpu.length; i++) {
+        const [g, c] = [fromGpu[i], fromCpu[i]];
+        expect(g.kind, c.name).toBe(c.kind);
+        expect(g.dtype, c.name).toBe(c.dtype);
+        if (g.kind === 'nf4' && c.kind === 'nf4') {
+          expect(g.quant.shape).toEqual(c.quant.shape);
+          expect(Array.from(g.quant.packed), c.name).toEqual(Array.from(c.quant.packed));
+          expect(Array.from(g.quant.quantMap)).toEqual(Array.from(c.quant.quantMap));
+          expect(Array.from(g.quant.nested!.qabsmax), c.name).toEqual(Array.from(c.quant.nested!.qabsmax));
+          expect(Array.from(g.quant.nested!.nestedAbsmax), c.name).toEqual(Array.from(c.quant.nested!.nestedAbsmax));
+          expect(Array.from(g.quant.nested!.nestedMap)).toEqual(Array.from(c.quant.nested!.nestedMap));
+          expect(g.quant.nested!.offset, c.name).toBe(c.quant.nested!.offset);
+        } else if (g.kind === 'dense' && c.kind === 'dense') {
+          expect(Array.from(g.data), c.name).toEqual(Array.from(c.data));
+        }
+      }
+    } finally {
       gpu.destroy();
     }
   });

@@ -1,8 +1,11 @@
 /**
- * A local stand-in for the Hugging Face hub, on 127.0.0.1: `/<repo>/resolve/<revision>/<file>`
- * answers 302 to a CDN-like path on the same server (as the hub does), which serves the bytes
- * with Range (206 + Content-Range), ETag and CORS headers. It can cut one response mid-file,
- * fail requests with a status, and require a token; it logs every request.
+ * A local stand-in for the Hugging Face hub, on 127.0.0.1. Repos are versioned like git: every
+ * upload is a commit (a 40-hex sha) and a revision name (`main`) points at the latest one.
+ * `/<repo>/resolve/<revision or commit>/<file>` answers 302 to a CDN-like path on the same
+ * server (as the hub does) with `X-Repo-Commit`, and the CDN serves the bytes with Range (206 +
+ * Content-Range), ETag and CORS headers. `/api/models/<repo>/revision/<revision>` answers the
+ * hub's JSON (`id`, `sha`, `siblings`). It can cut one response mid-file, fail requests with a
+ * status, require a token, or drop every connection (offline); it logs every request.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
@@ -22,23 +25,62 @@ export interface CutPlan {
   atByte: number;
 }
 
+interface MockRepo {
+  /** Revision name → commit sha. */
+  refs: Map<string, string>;
+  /** Commit sha → the repo's files at that commit. */
+  commits: Map<string, Map<string, Uint8Array>>;
+}
+
 export class MockHub {
   readonly requests: LoggedRequest[] = [];
-  /** repo → revision → path → bytes. */
-  private readonly repos = new Map<string, Map<string, Map<string, Uint8Array>>>();
+  private readonly repos = new Map<string, MockRepo>();
   private readonly gated = new Map<string, string>();
   private cut: CutPlan | null = null;
   private failures: { status: number; remaining: number; file: string } | null = null;
   private server: Server | null = null;
+  /** Every connection is dropped before an answer (no network). */
+  offline = false;
   endpoint = '';
 
-  addFile(repo: string, path: string, data: Uint8Array | string, revision = 'main'): void {
-    const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
-    let revs = this.repos.get(repo);
-    if (!revs) this.repos.set(repo, (revs = new Map()));
-    let files = revs.get(revision);
-    if (!files) revs.set(revision, (files = new Map()));
-    files.set(path, bytes);
+  /** One commit on `revision` that adds or replaces these files; returns its sha. */
+  upload(repo: string, files: Iterable<[string, Uint8Array | string]>, revision = 'main'): string {
+    let r = this.repos.get(repo);
+    if (!r) this.repos.set(repo, (r = { refs: new Map(), commits: new Map() }));
+    const parent = r.refs.get(revision) ?? '';
+    const tree = new Map(r.commits.get(parent) ?? []);
+    const hash = createHash('sha1').update(`${repo}\0${revision}\0${parent}\0${r.commits.size}`);
+    for (const [path, data] of files) {
+      const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+      tree.set(path, bytes);
+      hash.update(path).update(bytes);
+    }
+    const sha = hash.digest('hex');
+    r.commits.set(sha, tree);
+    r.refs.set(revision, sha);
+    return sha;
+  }
+
+  addFile(repo: string, path: string, data: Uint8Array | string, revision = 'main'): string {
+    return this.upload(repo, [[path, data]], revision);
+  }
+
+  /** Removes a branch (its commits stay reachable by sha). */
+  deleteRef(repo: string, revision: string): void {
+    this.repos.get(repo)?.refs.delete(revision);
+  }
+
+  /** The commit `revision` points at. */
+  commit(repo: string, revision = 'main'): string | undefined {
+    return this.repos.get(repo)?.refs.get(revision);
+  }
+
+  /** The files of `repo` at a revision name or a commit sha. */
+  private tree(repo: string, revision: string): { sha: string; files: Map<string, Uint8Array> } | null {
+    const r = this.repos.get(repo);
+    if (!r) return null;
+    const sha = r.commits.has(revision) ? revision : r.refs.get(revision);
+    return sha ? { sha, files: r.commits.get(sha)! } : null;
   }
 
   /** Requests to this repo need `Authorization: Bearer <token>`. */
@@ -90,9 +132,16 @@ export class MockHub {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
+    if (this.offline) {
+      this.log(req, 0);
+      req.socket.destroy();
+      return;
+    }
     this.cors(res);
     if (req.method === 'OPTIONS') return this.end(req, res, 204);
     const path = decodeURIComponent((req.url ?? '').split('?')[0]);
+    const api = path.match(/^\/api\/models\/([^/]+\/[^/]+)\/revision\/(.+)$/);
+    if (api) return this.revisionInfo(req, res, api[1], api[2]);
     const resolve = path.match(/^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/);
     const cdn = path.match(/^\/cdn\/([^/]+\/[^/]+)\/([^/]+)\/(.+)$/);
     const m = resolve ?? cdn;
@@ -104,21 +153,34 @@ export class MockHub {
       this.failures.remaining--;
       return this.end(req, res, this.failures.status, 'injected failure');
     }
-    const bytes = this.repos.get(repo)?.get(revision)?.get(file);
+    const tree = this.tree(repo, revision);
+    if (tree) res.setHeader('X-Repo-Commit', tree.sha);
+    const bytes = tree?.files.get(file);
     if (!bytes) {
-      res.setHeader('X-Error-Code', 'EntryNotFound');
+      res.setHeader('X-Error-Code', tree ? 'EntryNotFound' : 'RevisionNotFound');
       return this.end(req, res, 404, 'Entry not found');
     }
     const etag = `"${createHash('sha256').update(bytes).digest('hex').slice(0, 32)}"`;
     res.setHeader('ETag', etag);
-    res.setHeader('X-Repo-Commit', 'c0ffee' + revision);
     if (resolve) {
-      // The hub's resolve endpoint redirects large files to its CDN.
+      // The hub's resolve endpoint redirects large files to its CDN (content at that commit).
       res.setHeader('X-Linked-Size', String(bytes.byteLength));
-      res.setHeader('Location', `/cdn/${repo}/${encodeURIComponent(revision)}/${file.split('/').map(encodeURIComponent).join('/')}`);
+      res.setHeader('Location', `/cdn/${repo}/${tree!.sha}/${file.split('/').map(encodeURIComponent).join('/')}`);
       return this.end(req, res, 302);
     }
     this.serveBytes(req, res, file, bytes);
+  }
+
+  /** `GET /api/models/<repo>/revision/<revision>`: the commit a revision points at, as the hub answers it. */
+  private revisionInfo(req: IncomingMessage, res: ServerResponse, repo: string, revision: string): void {
+    const tree = this.tree(repo, revision);
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    if (!tree) {
+      res.setHeader('X-Error-Code', this.repos.has(repo) ? 'RevisionNotFound' : 'RepoNotFound');
+      return this.end(req, res, 404, JSON.stringify({ error: this.repos.has(repo) ? `Invalid rev id: ${revision}` : 'Repository not found' }));
+    }
+    const siblings = [...tree.files.keys()].sort().map((rfilename) => ({ rfilename }));
+    this.end(req, res, 200, JSON.stringify({ _id: tree.sha.slice(0, 24), id: repo, modelId: repo, sha: tree.sha, private: false, gated: this.gated.has(repo) ? 'manual' : false, siblings }));
   }
 
   private serveBytes(req: IncomingMessage, res: ServerResponse, file: string, bytes: Uint8Array): void {

@@ -69,20 +69,23 @@ function failingFiles(inner: ModelFileSet, failAfter: number): ModelFileSet {
 }
 
 describe('IndexedDB model cache', () => {
-  it('a second load comes from the cache with zero network requests and identical tensors', async () => {
+  it('a second load comes from the cache with no model request (one commit lookup) and identical tensors', async () => {
     const cache = await freshCache();
     const first = await loadModel({ files: hubFiles(), quant: DEFAULT_QUANT, cache, cacheId });
     expect(first.fromCache).toBe(false);
     expect(hub.requests.length).toBeGreaterThan(0);
     const listed = await cache.list();
     expect(listed).toHaveLength(1);
-    expect(listed[0]).toMatchObject({ key: cacheKey(REPO, 'main', DEFAULT_QUANT), repo: REPO, revision: 'main', tensors: tensors.length });
+    const commit = hub.commit(REPO)!;
+    expect(first.identity).toEqual({ repo: REPO, revision: 'main', commit });
+    expect(listed[0]).toMatchObject({ key: cacheKey(REPO, commit, DEFAULT_QUANT), repo: REPO, revision: 'main', commit, tensors: tensors.length });
     expect(listed[0].bytes).toBe(first.storedBytes);
 
     hub.clearLog();
     const second = await loadModel({ files: hubFiles(), quant: DEFAULT_QUANT, cache, cacheId });
     expect(second.fromCache).toBe(true);
-    expect(hub.requests).toEqual([]);
+    // One question to the hub (which commit is main?), no model file.
+    expect(hub.requests.map((r) => r.path)).toEqual([`/api/models/${REPO}/revision/main`]);
     expect(second.config).toEqual(config);
     sameTensors(first.tensors, second.tensors);
 
@@ -90,8 +93,8 @@ describe('IndexedDB model cache', () => {
     const other = await loadModel({ files: hubFiles(), quant: { ...DEFAULT_QUANT, doubleQuant: false }, cache, cacheId });
     expect(other.fromCache).toBe(false);
     expect(await cache.list()).toHaveLength(2);
-    await cache.delete(cacheKey(REPO, 'main', DEFAULT_QUANT));
-    expect((await cache.list()).map((m) => m.key)).toEqual([cacheKey(REPO, 'main', { ...DEFAULT_QUANT, doubleQuant: false })]);
+    await cache.delete(cacheKey(REPO, commit, DEFAULT_QUANT));
+    expect((await cache.list()).map((m) => m.key)).toEqual([cacheKey(REPO, commit, { ...DEFAULT_QUANT, doubleQuant: false })]);
     cache.close();
   });
 
@@ -134,7 +137,7 @@ describe('IndexedDB model cache', () => {
     bytes[0] ^= 0xff;
     await db.put('blobs', bytes, victim);
     db.close();
-    await expect(cache.read(cacheKey(REPO, 'main', DEFAULT_QUANT), () => {})).rejects.toThrow(/fails its checksum/);
+    await expect(cache.read(cacheKey(REPO, hub.commit(REPO)!, DEFAULT_QUANT), () => {})).rejects.toThrow(/fails its checksum/);
     cache.close();
   });
 

@@ -6,11 +6,11 @@
 import type { Gpu } from '../gpu/runtime';
 import type { CliIo } from '../cli/io';
 
-export type BenchSize = 'smoke' | 'cpu' | 'full';
-
 /** A software adapter (SwiftShader): its numbers are CPU emulation, not GPU performance. */
 export { isEmulated } from '../gpu/device';
 import type { AdapterDescription } from '../gpu/device';
+
+export type BenchSize = 'smoke' | 'cpu' | 'full';
 export type BenchRuntime = 'browser' | 'node';
 export type TimingMethod = 'timestamp-query' | 'submitted-work-done';
 

@@ -27,7 +27,7 @@ export interface AdapterDescription {
   limits: Record<string, number>;
 }
 
-/** A software adapter (SwiftShader): CPU emulation, whose costs are not a GPU's. */
+/** A software adapter (SwiftShader): CPU emulation of a GPU, whose costs are not a GPU's (slower than plain CPU code at many jobs). */
 export function isEmulated(adapter: AdapterDescription): boolean {
   return adapter.isFallbackAdapter || adapter.architecture === 'swiftshader';
 }

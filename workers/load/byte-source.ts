@@ -28,20 +28,27 @@ export async function readRange(file: RangeFile, begin: number, end: number, sig
   return out;
 }
 
-/** Regroups arbitrary pieces into chunks of exactly `chunkBytes` (the last may be shorter). */
-export async function* rechunk(pieces: AsyncIterable<Uint8Array>, chunkBytes: number): AsyncIterable<Uint8Array> {
-  let buffer = new Uint8Array(chunkBytes);
+/**
+ * Regroups arbitrary pieces into chunks of exactly `chunkBytes` (the last may be shorter). With
+ * `totalBytes` known, every chunk is its own exactly sized buffer (a short last chunk is not a
+ * view into a full-size one), so a holder of a chunk holds only its bytes.
+ */
+export async function* rechunk(pieces: AsyncIterable<Uint8Array>, chunkBytes: number, totalBytes = Infinity): AsyncIterable<Uint8Array> {
+  let emitted = 0;
+  const next = () => new Uint8Array(Math.max(1, Math.min(chunkBytes, totalBytes - emitted)));
+  let buffer = next();
   let filled = 0;
   for await (const piece of pieces) {
     let offset = 0;
     while (offset < piece.byteLength) {
-      const take = Math.min(chunkBytes - filled, piece.byteLength - offset);
+      const take = Math.min(buffer.byteLength - filled, piece.byteLength - offset);
       buffer.set(piece.subarray(offset, offset + take), filled);
       filled += take;
       offset += take;
-      if (filled === chunkBytes) {
+      if (filled === buffer.byteLength) {
+        emitted += filled;
         yield buffer;
-        buffer = new Uint8Array(chunkBytes);
+        buffer = next();
         filled = 0;
       }
     }

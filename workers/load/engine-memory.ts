@@ -32,6 +32,8 @@ export class MemorySim {
   peakTotal = 0;
   /** Bytes per category at the moment of the peak (they sum to peakTotal). */
   atPeak = zero();
+  /** Each category's own highest live bytes (like the pool's `peak`). */
+  peakByCategory = zero();
   largest: SimBuffer = { label: '', category: 'scratch', size: 0 };
   private readonly liveSet = new Set<SimBuffer>();
 
@@ -40,6 +42,7 @@ export class MemorySim {
     this.liveSet.add(b);
     this.live[category] += b.size;
     this.liveTotal += b.size;
+    this.peakByCategory[category] = Math.max(this.peakByCategory[category], this.live[category]);
     if (this.liveTotal > this.peakTotal) {
       this.peakTotal = this.liveTotal;
       this.atPeak = { ...this.live };
@@ -83,8 +86,23 @@ interface ModelState {
   adapted: Set<string>;
 }
 
+/** How the base linear weights reach the GPU while CausalLM.load runs. */
+export type LinearLoadPath =
+  /** CausalLM quantizes what `readF32` returns (quantizeToGpu: chunks of 1 Mi f32 elements). */
+  | { kind: 'quantize-f32' }
+  /**
+   * The source streams the stored bytes into the GPU quantizer (the studio's download on a real
+   * GPU): chunks of `chunkBytes` of the checkpoint's dtype, then, with `readbackBytes`, the
+   * NF4 state read back for the cache in windows of that size.
+   */
+  | { kind: 'stream'; chunkBytes: number; readbackBytes: number | null }
+  /** Stored NF4 states uploaded as they are (a cache hit, the CPU quantizer): no scratch. */
+  | { kind: 'stored' };
+
+export const QUANTIZE_F32: LinearLoadPath = { kind: 'quantize-f32' };
+
 /** CausalLM.load in NF4 mode, then the LoRA modules (A, B and their gradients). */
-export function simulateLoad(sim: MemorySim, cfg: ModelConfig, adapted: LinearSpec[], rank: number, quant: QuantSettings, maxPartBytes: number): ModelState {
+export function simulateLoad(sim: MemorySim, cfg: ModelConfig, adapted: LinearSpec[], rank: number, quant: QuantSettings, maxPartBytes: number, path: LinearLoadPath = QUANTIZE_F32): ModelState {
   const names = architectureNames(cfg);
   const h = cfg.hidden;
   // A 16-bit checkpoint's embedding and lm_head stay 16-bit (CausalLM.load in NF4 mode).
@@ -96,19 +114,25 @@ export function simulateLoad(sim: MemorySim, cfg: ModelConfig, adapted: LinearSp
   for (const layer of names.layers) {
     for (const ls of layer.linears) {
       if (ls.bias) sim.alloc(ls.outFeatures * 4, 'weights', `${ls.path}.bias`);
-      // quantizeToGpu: packed parts, then (after the chunks) the absmax buffers and the shared tables.
-      for (const [i, p] of planParts(ls.outFeatures, ls.inFeatures, maxPartBytes).entries()) sim.alloc(Math.ceil(p.elemCount / 8) * 4, 'weights', `${ls.path}.packed${i}`);
+      // quantizeStreamToGpu / uploadNf4: packed parts, then (after the chunks) the absmax buffers and the shared tables.
+      const parts = planParts(ls.outFeatures, ls.inFeatures, maxPartBytes);
+      for (const [i, p] of parts.entries()) sim.alloc(Math.ceil(p.elemCount / 8) * 4, 'weights', `${ls.path}.packed${i}`);
       const n = ls.outFeatures * ls.inFeatures;
       const blocks = Math.ceil(n / quant.blocksize);
-      // One streamed chunk at a time (1 Mi elements of f32 input, its packed codes and absmax).
-      const chunkBlocks = Math.min(16384, blocks);
-      const chunk = [
-        sim.alloc(Math.min(n, chunkBlocks * quant.blocksize) * 4, 'scratch', `${ls.path}.chunk`),
-        sim.alloc(chunkBlocks * 32, 'scratch', `${ls.path}.chunk-packed`),
-        sim.alloc(chunkBlocks * 4, 'scratch', `${ls.path}.chunk-absmax`),
-      ];
-      const readback = sim.alloc(chunkBlocks * 4, 'scratch', 'readback');
-      sim.release(readback, ...chunk);
+      if (path.kind !== 'stored') {
+        // One chunk at a time: its input, packed codes and absmax, and the absmax readback.
+        const elemBytes = path.kind === 'stream' ? tableBytes : 4;
+        const chunkBlocks = path.kind === 'stream'
+          ? Math.min(blocks, Math.max(1, Math.floor(path.chunkBytes / elemBytes / quant.blocksize)))
+          : Math.min(16384, blocks);
+        const chunk = [
+          sim.alloc(Math.min(n, chunkBlocks * quant.blocksize) * elemBytes, 'scratch', `${ls.path}.chunk`),
+          sim.alloc(chunkBlocks * 32, 'scratch', `${ls.path}.chunk-packed`),
+          sim.alloc(chunkBlocks * 4, 'scratch', `${ls.path}.chunk-absmax`),
+        ];
+        const readback = sim.alloc(chunkBlocks * 4, 'scratch', 'readback');
+        sim.release(readback, ...chunk);
+      }
       if (quant.doubleQuant) {
         sim.alloc(blocks, 'weights', `${ls.path}.qabsmax`);
         sim.alloc(Math.ceil(blocks / quant.nestedBlocksize) * 4, 'weights', `${ls.path}.nested`);
@@ -118,6 +142,13 @@ export function simulateLoad(sim: MemorySim, cfg: ModelConfig, adapted: LinearSp
       if (!tables) {
         sim.alloc((16 + 256) * 4, 'weights', 'nf4-tables');
         tables = true;
+      }
+      if (path.kind === 'stream' && path.readbackBytes !== null) {
+        // readBackNf4: one staging window at a time (the largest is all that counts), then the absmax codes and nested absmax.
+        const largestPart = Math.max(...parts.map((p) => Math.ceil(p.elemCount / 8) * 4));
+        sim.release(sim.alloc(Math.min(Math.max(4, Math.floor(path.readbackBytes / 4) * 4), largestPart), 'scratch', 'readback'));
+        sim.release(sim.alloc(quant.doubleQuant ? blocks : 4 * blocks, 'scratch', 'readback'));
+        if (quant.doubleQuant) sim.release(sim.alloc(4 * Math.ceil(blocks / quant.nestedBlocksize), 'scratch', 'readback'));
       }
     }
     sim.alloc(h * 4, 'weights', `${layer.norm}.weight`);
@@ -294,6 +325,8 @@ export interface EnginePlanInput extends StepShape {
   quant: QuantSettings;
   maxPartBytes: number;
   includeOptimizer: boolean;
+  /** How the linear weights are loaded (default: CausalLM quantizing f32 reads). */
+  load?: LinearLoadPath;
 }
 
 export interface EnginePlan {
@@ -307,7 +340,7 @@ export interface EnginePlan {
 /** Load, optimizer state, one forward+backward: the peak the pool would measure. */
 export function simulateTraining(cfg: ModelConfig, input: EnginePlanInput): EnginePlan {
   const sim = new MemorySim();
-  const state = simulateLoad(sim, cfg, input.adapted, input.rank, input.quant, input.maxPartBytes);
+  const state = simulateLoad(sim, cfg, input.adapted, input.rank, input.quant, input.maxPartBytes, input.load);
   if (input.includeOptimizer) simulateOptimizer(sim, input.adapted, input.rank);
   const persistent = sim.liveByCategory();
   simulateForwardBackward(sim, cfg, state, input);

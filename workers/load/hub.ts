@@ -37,6 +37,12 @@ export class HubError extends Error {
 }
 
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+const COMMIT = /^[0-9a-f]{40}$/;
+
+/** The hub gave no answer (no network, or it is down): a cached copy may stand in. */
+export function isUnreachable(err: unknown): boolean {
+  return err instanceof HubError && (err.status === null || RETRYABLE_STATUS.has(err.status));
+}
 
 export class HubClient {
   readonly endpoint: string;
@@ -75,10 +81,36 @@ export class HubClient {
   }
 
   /**
+   * The commit `revision` (a branch, tag or commit) of `repo` points at now, as the hub's
+   * revision endpoint (`/api/models/<repo>/revision/<revision>`, field `sha`) reports it. A
+   * full 40-hex commit is its own answer. One retry only: without network the caller falls
+   * back to what it cached, and should not wait through the download backoff first.
+   */
+  async resolveCommit(repo: string, revision: string, signal?: AbortSignal): Promise<string> {
+    if (COMMIT.test(revision)) return revision;
+    const file = `${repo}@${revision}`;
+    const url = this.revisionUrl(repo, revision);
+    const res = (await this.request(file, url, {}, signal, false, Math.min(1, this.retries)))!;
+    let sha: unknown;
+    try {
+      sha = ((await res.json()) as { sha?: unknown }).sha;
+    } catch (err) {
+      throw new HubError(`${file}: the hub's revision answer is not JSON (${(err as Error).message})`, res.status, file, url);
+    }
+    if (typeof sha !== 'string' || !COMMIT.test(sha)) throw new HubError(`${file}: the hub's revision answer has no commit ("sha" is ${JSON.stringify(sha)})`, res.status, file, url);
+    return sha;
+  }
+
+  revisionUrl(repo: string, revision: string): string {
+    this.resolveUrl(repo, revision, 'config.json'); // validates the repo id
+    return `${this.endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
+  }
+
+  /**
    * One GET with retries for network errors and retryable statuses. Returns `null` on 404
    * when `allowMissing`, otherwise throws a HubError that says what went wrong.
    */
-  async request(file: string, url: string, headers: Record<string, string>, signal?: AbortSignal, allowMissing = false): Promise<Response | null> {
+  async request(file: string, url: string, headers: Record<string, string>, signal?: AbortSignal, allowMissing = false, retries = this.retries): Promise<Response | null> {
     const allHeaders: Record<string, string> = { ...headers };
     if (this.token) allHeaders.Authorization = `Bearer ${this.token}`;
     for (let attempt = 0; ; attempt++) {
@@ -87,13 +119,13 @@ export class HubClient {
       try {
         res = await this.fetchImpl(url, { headers: allHeaders, signal, redirect: 'follow' });
       } catch (err) {
-        if (isAbort(err) || attempt >= this.retries) throw networkError(err, file, url, attempt);
+        if (isAbort(err) || attempt >= retries) throw networkError(err, file, url, attempt);
         await this.backoff(file, attempt, `network error: ${(err as Error).message}`, signal);
         continue;
       }
       if (res.ok) return res;
       if (res.status === 404 && allowMissing) return null;
-      if (RETRYABLE_STATUS.has(res.status) && attempt < this.retries) {
+      if (RETRYABLE_STATUS.has(res.status) && attempt < retries) {
         await res.body?.cancel();
         await this.backoff(file, attempt, `HTTP ${res.status}`, signal);
         continue;
@@ -180,7 +212,7 @@ export class HttpFile implements RangeFile {
   }
 
   stream(begin: number, end: number, chunkBytes: number, signal?: AbortSignal): AsyncIterable<Uint8Array> {
-    return rechunk(this.pieces(begin, end, signal), chunkBytes);
+    return rechunk(this.pieces(begin, end, signal), chunkBytes, end - begin);
   }
 
   /** Body pieces of [begin, end) as they arrive, re-requesting from the last byte after a cut. */

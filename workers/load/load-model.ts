@@ -1,15 +1,23 @@
 /**
- * Load a model for training: from the cache when it holds this repo, revision and
- * quantization (no network at all), otherwise read the headers, check the storage quota,
- * stream and quantize every tensor, and write the cache as it goes (committed only when the
- * whole model is in; an error leaves nothing behind).
+ * Load a model: resolve the revision to the commit the hub reports (files are then read at that
+ * commit), and take the cached copy of that commit when there is one (no model request at
+ * all); otherwise read the headers, check the storage quota, and stream the tensors one by one
+ * to whoever builds the model, quantizing and caching each on its way (the copy is committed
+ * only when the whole model is in; an error leaves nothing behind). Without network, the
+ * revision's alias finds the commit cached last.
+ *
+ * `openLoad` hands out a `StreamedSource` for `CausalLM.load` to pull from, in stored order;
+ * `loadModel` drains one into CPU tensors (tests, callers without a GPU).
  */
 import { archFromConfig, type ArchShape } from './arch';
-import { ModelCache, cacheKey, type CacheWriter } from './cache';
-import { quantizeOnLoad, cpuTarget, type LoadStats, type LoadedTensor } from './quantize-on-load';
+import { keyOf, type CacheIdentity, type CacheWriter, type ModelCache } from './cache';
+import { HeldBytes } from './held';
+import { isUnreachable } from './hub';
+import type { LoadStats, LoadedTensor } from './quantize-on-load';
 import { openModel, type ModelFileSet } from './sources';
 import { ensureQuota, type StorageApi } from './storage';
 import { storedTensorBytes } from './sizes';
+import { CachedSource, DownloadSource, type Quantizer, type StreamedSource } from './stream-source';
 import type { ProgressTracker } from './progress';
 import type { HfConfig, QuantSettings } from './presets';
 
@@ -24,10 +32,32 @@ export interface LoadModelOptions {
   progress?: ProgressTracker;
   chunkBytes?: number;
   signal?: AbortSignal;
-  /** Each tensor as soon as it is ready (to upload it and drop the CPU copy). */
+  /** Who quantizes linear weights for an engine that offers a GPU (default: the CPU reference). */
+  quantizer?: Quantizer;
+  /** After each tensor is read (progress). */
+  onRead?: (name: string, index: number, count: number) => void;
+  /** `loadModel`: each tensor as soon as it is ready. */
   onTensor?: (t: LoadedTensor) => void | Promise<void>;
-  /** Keep every tensor in the returned map (default true). */
+  /** `loadModel`: keep every tensor in the returned map (default true). */
   keep?: boolean;
+}
+
+/** A load in progress: pull the tensors from `weights`, then `finish` (or `abort` on failure). */
+export interface OpenedLoad {
+  config: HfConfig;
+  arch: ArchShape;
+  fromCache: boolean;
+  /** What the copy is (repo, revision, commit); null when nothing is cached. */
+  identity: CacheIdentity | null;
+  weights: StreamedSource;
+  /** Model bytes held in CPU memory while loading (the measured peak is `held.peak`). */
+  held: HeldBytes;
+  /** Counts of a download so far (null for a cache hit). */
+  stats(): LoadStats | null;
+  /** Caches what the model did not read, commits the copy; returns the bytes it holds. */
+  finish(): Promise<{ storedBytes: number }>;
+  /** Drops a partly written copy. */
+  abort(): Promise<void>;
 }
 
 export interface LoadedModel {
@@ -35,55 +65,116 @@ export interface LoadedModel {
   arch: ArchShape;
   tensors: Map<string, LoadedTensor>;
   fromCache: boolean;
+  identity: CacheIdentity | null;
   /** Bytes of the quantized model (what the cache holds). */
   storedBytes: number;
   stats: LoadStats | null;
+  /** The most model bytes the loader itself held at once. */
+  peakHeldBytes: number;
 }
 
-export async function loadModel(options: LoadModelOptions): Promise<LoadedModel> {
-  const { files, quant, cache, cacheId, signal } = options;
-  const keep = options.keep ?? true;
-  const tensors = new Map<string, LoadedTensor>();
-  const deliver = async (t: LoadedTensor) => {
-    if (keep) tensors.set(t.name, t);
-    await options.onTensor?.(t);
-  };
-
-  const key = cache && cacheId ? cacheKey(cacheId.repo, cacheId.revision, quant) : null;
-  if (cache && key && (await cache.manifest(key))) {
-    const manifest = await cache.read(key, deliver);
-    return { config: manifest.config, arch: archFromConfig(manifest.config), tensors, fromCache: true, storedBytes: manifest.bytes, stats: null };
+/** The copy's identity: a hub revision resolved to its commit now, or the alias when the hub is out of reach. */
+async function identify(options: LoadModelOptions): Promise<{ identity: CacheIdentity | null; files: ModelFileSet; offline: boolean }> {
+  const { files, cacheId, cache, signal } = options;
+  if (!cacheId || !files.resolveCommit) return { identity: cacheId ? { ...cacheId, commit: null } : null, files, offline: false };
+  try {
+    const commit = await files.resolveCommit(signal);
+    return { identity: { ...cacheId, commit }, files: files.atCommit?.(commit) ?? files, offline: false };
+  } catch (err) {
+    if (!isUnreachable(err) || !cache) throw err;
+    const commit = await cache.alias(cacheId.repo, cacheId.revision);
+    if (!commit) throw new Error(`${(err as Error).message}; and this browser has no cached copy of ${cacheId.repo}@${cacheId.revision} to use instead`);
+    return { identity: { ...cacheId, commit }, files, offline: true };
   }
+}
 
-  const { config, arch, weights } = await openModel(files, signal);
+export async function openLoad(options: LoadModelOptions): Promise<OpenedLoad> {
+  const { quant, cache, signal } = options;
+  const held = new HeldBytes();
+  const { identity, files, offline } = await identify(options);
+  const key = cache && identity ? keyOf(identity, quant) : null;
+  const manifest = cache && key ? await cache.manifest(key) : undefined;
+  if (cache && manifest) {
+    // The revision now points here: an offline visit should find this copy.
+    if (identity?.commit && !offline && (await cache.alias(identity.repo, identity.revision)) !== identity.commit) await cache.setAlias(identity.repo, identity.revision, identity.commit);
+    const weights = new CachedSource(cache, manifest, files.label, held, options.onRead);
+    return {
+      config: manifest.config,
+      arch: archFromConfig(manifest.config),
+      fromCache: true,
+      identity: { repo: manifest.repo, revision: identity!.revision, commit: manifest.commit },
+      weights,
+      held,
+      stats: () => null,
+      finish: async () => (weights.release(), { storedBytes: manifest.bytes }),
+      abort: async () => weights.release(),
+    };
+  }
+  if (offline) throw new Error(`${files.label}: the hub cannot be reached, and the copy of commit ${identity!.commit} this browser had is gone`);
+
+  const { config, arch, weights: modelWeights } = await openModel(files, signal);
   let storedBytes = 0;
-  for (const name of weights.names()) {
-    const t = weights.info(name);
+  for (const name of modelWeights.names()) {
+    const t = modelWeights.info(name);
     storedBytes += storedTensorBytes(arch, name, t.dtype, t.shape, quant);
   }
-  if (options.progress) for (const shard of weights.shards) options.progress.expect(shard.file.name, [...shard.tensors.values()].reduce((n, t) => n + t.end - t.begin, 0));
+  if (options.progress) for (const shard of modelWeights.shards) options.progress.expect(shard.file.name, [...shard.tensors.values()].reduce((n, t) => n + t.end - t.begin, 0));
 
   let writer: CacheWriter | null = null;
-  if (cache && key && cacheId) {
+  if (cache && key && identity) {
     await ensureQuota(storedBytes, `Caching ${files.label}`, options.storage ?? null);
-    writer = cache.beginWrite(key, { ...cacheId, quant });
+    writer = cache.beginWrite(key, { ...identity, quant }, held);
   }
+  let source: DownloadSource;
   try {
-    const stats = await quantizeOnLoad(weights, {
-      arch,
-      quant,
-      target: cpuTarget,
-      chunkBytes: options.chunkBytes,
-      signal,
-      onTensor: async (_name, t) => {
-        await writer?.put(t);
-        await deliver(t);
-      },
+    source = await DownloadSource.open({
+      weights: modelWeights, arch, quant, label: files.label, quantizer: options.quantizer ?? 'cpu', writer, held,
+      chunkBytes: options.chunkBytes, signal, onTensor: options.onRead,
     });
-    if (writer) storedBytes = (await writer.commit(config)).bytes;
-    return { config, arch, tensors, fromCache: false, storedBytes, stats };
   } catch (err) {
     await writer?.abort();
+    throw err;
+  }
+  return {
+    config,
+    arch,
+    fromCache: false,
+    identity,
+    weights: source,
+    held,
+    stats: () => source.stats,
+    async finish() {
+      source.release();
+      if (!writer) return { storedBytes };
+      // The copy holds every tensor of the files, also those this model did not ask for.
+      for (const name of source.unread()) {
+        await source.readTensor(name);
+        source.release();
+      }
+      return { storedBytes: (await writer.commit(config)).bytes };
+    },
+    async abort() {
+      source.release();
+      await writer?.abort();
+    },
+  };
+}
+
+/** Every tensor of the model in CPU memory (NF4 for the linear weights), cached on the way. */
+export async function loadModel(options: LoadModelOptions): Promise<LoadedModel> {
+  const keep = options.keep ?? true;
+  const tensors = new Map<string, LoadedTensor>();
+  const load = await openLoad(options);
+  try {
+    for (const name of load.weights.order()) {
+      const t = await load.weights.readTensor(name);
+      if (keep) tensors.set(t.name, t);
+      await options.onTensor?.(t);
+    }
+    const { storedBytes } = await load.finish();
+    return { config: load.config, arch: load.arch, tensors, fromCache: load.fromCache, identity: load.identity, storedBytes, stats: load.stats(), peakHeldBytes: load.held.peak };
+  } catch (err) {
+    await load.abort();
     throw err;
   }
 }

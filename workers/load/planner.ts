@@ -13,7 +13,7 @@ import { parseModelConfig, type ModelConfig } from '../model/config';
 import { architectureNames, isTargetModule, type LinearSpec } from '../model/architecture';
 import { DEFAULT_QUANT, getPreset, type HfConfig, type QuantSettings } from './presets';
 import { nf4Bytes, sumNf4 } from './sizes';
-import { simulateTraining } from './engine-memory';
+import { QUANTIZE_F32, simulateTraining, type LinearLoadPath } from './engine-memory';
 
 export type Verdict = 'fits' | 'does-not-fit' | 'fits-shorter';
 
@@ -36,6 +36,8 @@ export interface PlanRequest {
   padded?: boolean;
   /** Count AdamW moments (off to compare with a bare forward+backward); default true. */
   includeOptimizer?: boolean;
+  /** How the linear weights reach the GPU while loading (default: CausalLM quantizing f32 reads). */
+  load?: LinearLoadPath;
 }
 
 export interface MemoryPlanResult {
@@ -101,6 +103,7 @@ function evaluate(cfg: ModelConfig, req: Settings) {
     quant: req.quant,
     maxPartBytes: Math.floor(Math.min(req.limits.maxStorageBufferBindingSize, req.limits.maxBufferSize) / 16) * 16,
     includeOptimizer: req.includeOptimizer,
+    load: req.load,
   });
 }
 
@@ -122,6 +125,7 @@ export function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>
     dropout: request.dropout ?? true,
     padded: request.padded ?? true,
     includeOptimizer: request.includeOptimizer ?? true,
+    load: request.load ?? QUANTIZE_F32,
   };
   for (const [key, v] of [['seq', req.seq], ['batch', req.batch], ['rank', req.rank]] as const) {
     if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${key} must be a positive integer, got ${v}`);

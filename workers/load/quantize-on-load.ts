@@ -164,7 +164,48 @@ function prequantizedPrefixes(weights: ModelWeights): Set<string> {
 
 const LINEAR4BIT_PARTS = ['weight', 'weight.absmax', 'weight.quant_map', 'weight.nested_absmax', 'weight.nested_quant_map', QUANT_STATE_SUFFIX];
 
-async function readPrequantized(weights: ModelWeights, prefix: string, signal?: AbortSignal): Promise<{ tensor: Nf4Tensor; bytes: number }> {
+/** How one tensor of the files loads. */
+export type TensorPlan =
+  /** A bitsandbytes Linear4bit layer (`<prefix>weight` and its state parts), taken as it is. */
+  | { kind: 'prequantized'; prefix: string }
+  /** A linear weight of the blocks, quantized to NF4. */
+  | { kind: 'nf4'; dtype: Nf4Dtype }
+  /** Everything else, kept as stored. */
+  | { kind: 'dense' };
+
+/**
+ * Every tensor the loader delivers, in file order, with how it loads; the parts of a
+ * Linear4bit layer other than its `weight` travel with it and are not listed.
+ */
+export function loadPlan(weights: ModelWeights, arch: ArchShape): Map<string, TensorPlan> {
+  const prequant = prequantizedPrefixes(weights);
+  const partOf = (name: string) => {
+    for (const p of prequant) if (name.startsWith(p) && LINEAR4BIT_PARTS.includes(name.slice(p.length))) return p;
+    return null;
+  };
+  const plan = new Map<string, TensorPlan>();
+  for (const name of weights.names()) {
+    const prefix = partOf(name);
+    if (prefix !== null) {
+      if (name === prefix + 'weight') plan.set(name, { kind: 'prequantized', prefix });
+      continue;
+    }
+    const info = weights.info(name);
+    if (isQuantizedLinear(arch, name)) {
+      const dtype = NF4_DTYPES[info.dtype];
+      if (!dtype) throw new SafetensorsError(info.file.name, `dtype ${info.dtype} is not supported for a linear weight (F32, F16 or BF16)`, name);
+      if (info.shape.length !== 2) throw new SafetensorsError(info.file.name, `a linear weight must be 2-D, found shape [${info.shape.join(', ')}]`, name);
+      plan.set(name, { kind: 'nf4', dtype });
+    } else {
+      if (!['F32', 'F16', 'BF16'].includes(info.dtype)) throw new SafetensorsError(info.file.name, `unsupported dtype ${info.dtype} for a model weight`, name);
+      plan.set(name, { kind: 'dense' });
+    }
+  }
+  return plan;
+}
+
+/** A Linear4bit layer's parts, gathered into one state. */
+export async function readPrequantized(weights: ModelWeights, prefix: string, signal?: AbortSignal): Promise<{ tensor: Nf4Tensor; bytes: number }> {
   const parts: TensorToWrite[] = [];
   let bytes = 0;
   for (const part of LINEAR4BIT_PARTS) {
@@ -181,60 +222,75 @@ async function readPrequantized(weights: ModelWeights, prefix: string, signal?: 
   return { tensor: { kind: 'nf4', name: prefix + 'weight', dtype: state.dtype, quant: state.quant }, bytes };
 }
 
+/** The logical shape and dtype of a Linear4bit layer, from its (tiny) quant state alone. */
+export async function prequantizedInfo(weights: ModelWeights, prefix: string, signal?: AbortSignal): Promise<{ shape: number[]; dtype: Nf4Dtype }> {
+  const name = prefix + QUANT_STATE_SUFFIX;
+  let fields: { shape?: unknown; dtype?: unknown };
+  try {
+    fields = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await weights.read(name, signal))) as typeof fields;
+  } catch (err) {
+    if (err instanceof SafetensorsError) throw err;
+    throw new SafetensorsError(weights.info(name).file.name, `quant state is not UTF-8 JSON: ${(err as Error).message}`, name);
+  }
+  const { shape, dtype } = fields;
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d > 0) || !['float32', 'float16', 'bfloat16'].includes(dtype as string)) {
+    throw new SafetensorsError(weights.info(name).file.name, `quant state has shape ${JSON.stringify(shape)} and dtype ${JSON.stringify(dtype)}`, name);
+  }
+  return { shape: shape as number[], dtype: dtype as Nf4Dtype };
+}
+
+/**
+ * A linear weight's bytes in chunks of whole 64-element blocks (`chunkBytes` rounded down, at
+ * least one block); `onChunk` sees each chunk as it arrives.
+ */
+export function linearChunks(weights: ModelWeights, name: string, chunkBytes: number, onChunk: (chunk: Uint8Array) => void, signal?: AbortSignal): WeightChunks {
+  const info = weights.info(name);
+  const elemBytes = DTYPE_BYTES[info.dtype];
+  const chunkElems = Math.max(NF4_BLOCKSIZE, Math.floor(chunkBytes / elemBytes / NF4_BLOCKSIZE) * NF4_BLOCKSIZE);
+  const pieces = weights.stream(name, chunkElems * elemBytes, NF4_BLOCKSIZE, signal);
+  const counted = async function* () {
+    for await (const chunk of pieces) {
+      onChunk(chunk);
+      yield chunk;
+    }
+  };
+  return { dtype: info.dtype as WeightChunks['dtype'], chunkElems, chunks: counted() };
+}
+
+export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
+
 /** Streams every tensor of `weights` into `target`. */
 export async function quantizeOnLoad<T>(weights: ModelWeights, options: LoadOptions<T>): Promise<LoadStats> {
-  const chunkBytes = options.chunkBytes ?? 4 * 1024 * 1024;
+  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   const { arch, target, signal } = options;
   const stats: LoadStats = { tensors: 0, quantized: 0, prequantized: 0, dense: 0, sourceBytes: 0, peakHeldBytes: 0, headerBytes: 0 };
   for (const shard of weights.shards) stats.headerBytes += shard.headerBytes;
   const held = (bytes: number) => (stats.peakHeldBytes = Math.max(stats.peakHeldBytes, bytes));
-
-  const prequant = prequantizedPrefixes(weights);
-  const partOfPrequant = (name: string) => {
-    for (const p of prequant) if (name.startsWith(p) && LINEAR4BIT_PARTS.includes(name.slice(p.length))) return p;
-    return null;
+  const seen = (chunk: Uint8Array) => {
+    held(chunk.byteLength);
+    stats.sourceBytes += chunk.byteLength;
   };
-  const names = weights.names();
-  const work = names.filter((n) => {
-    const p = partOfPrequant(n);
-    return p === null || n === p + 'weight';
-  });
 
+  const work = [...loadPlan(weights, arch)];
   for (let i = 0; i < work.length; i++) {
     signal?.throwIfAborted();
-    const name = work[i];
+    const [name, plan] = work[i];
     options.onTensorStart?.(name, i, work.length);
     const info = weights.info(name);
-    const prefix = partOfPrequant(name);
     let result: T;
-    if (prefix !== null) {
-      const { tensor, bytes } = await readPrequantized(weights, prefix, signal);
+    if (plan.kind === 'prequantized') {
+      const { tensor, bytes } = await readPrequantized(weights, plan.prefix, signal);
       stats.sourceBytes += bytes;
       held(bytes);
       result = await target.prequantized(tensor);
       stats.prequantized++;
-    } else if (isQuantizedLinear(arch, name)) {
-      const dtype = NF4_DTYPES[info.dtype];
-      if (!dtype) throw new SafetensorsError(info.file.name, `dtype ${info.dtype} is not supported for a linear weight (F32, F16 or BF16)`, name);
-      if (info.shape.length !== 2) throw new SafetensorsError(info.file.name, `a linear weight must be 2-D, found shape [${info.shape.join(', ')}]`, name);
-      const elemBytes = DTYPE_BYTES[info.dtype];
-      const chunkElems = Math.max(NF4_BLOCKSIZE, Math.floor(chunkBytes / elemBytes / NF4_BLOCKSIZE) * NF4_BLOCKSIZE);
-      const counted = async function* (pieces: AsyncIterable<Uint8Array>) {
-        for await (const chunk of pieces) {
-          held(chunk.byteLength);
-          stats.sourceBytes += chunk.byteLength;
-          yield chunk;
-        }
-      };
-      const chunks = counted(weights.stream(name, chunkElems * elemBytes, NF4_BLOCKSIZE, signal));
-      result = await target.nf4(name, dtype, info.shape, options.quant.doubleQuant, { dtype: info.dtype as WeightChunks['dtype'], chunkElems, chunks });
+    } else if (plan.kind === 'nf4') {
+      result = await target.nf4(name, plan.dtype, info.shape, options.quant.doubleQuant, linearChunks(weights, name, chunkBytes, seen, signal));
       stats.quantized++;
     } else {
-      if (!['F32', 'F16', 'BF16'].includes(info.dtype)) throw new SafetensorsError(info.file.name, `unsupported dtype ${info.dtype} for a model weight`, name);
       const writer = target.dense(name, info.dtype, info.shape);
       for await (const chunk of weights.stream(name, chunkBytes, 1, signal)) {
-        held(chunk.byteLength);
-        stats.sourceBytes += chunk.byteLength;
+        seen(chunk);
         await writer.push(chunk);
       }
       result = await writer.finish();

@@ -18,14 +18,20 @@ export interface ModelFileSet {
   file(path: string): RangeFile | null;
   /** Shard names when there is no index (a single `model.safetensors` on the hub). */
   shardsWithoutIndex(): string[];
+  /** A hub repo: the commit its revision points at now (asks the hub). */
+  resolveCommit?(signal?: AbortSignal): Promise<string>;
+  /** A hub repo: the same files pinned to one commit, so no file comes from a later upload. */
+  atCommit?(commit: string): ModelFileSet;
 }
 
-export function hubFileSet(client: HubClient, repo: string, revision = 'main'): ModelFileSet {
+export function hubFileSet(client: HubClient, repo: string, revision = 'main', label = `${repo}@${revision}`): ModelFileSet {
   return {
-    label: `${repo}@${revision}`,
+    label,
     text: (path, signal) => client.text(repo, revision, path, signal),
     file: (path): HttpFile => client.file(repo, revision, path),
     shardsWithoutIndex: () => ['model.safetensors'],
+    resolveCommit: (signal) => client.resolveCommit(repo, revision, signal),
+    atCommit: (commit) => hubFileSet(client, repo, commit, label),
   };
 }
 

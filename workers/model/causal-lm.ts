@@ -14,7 +14,7 @@ import { attentionBackward, attentionForward, type HeadLayout } from '../kernels
 import { geluBackward, geluForward } from '../kernels/activation';
 import { crossEntropy, shiftLabels } from '../kernels/cross-entropy';
 import { copyRows } from '../kernels/elementwise';
-import { dequantizeGpu, quantizeToGpu, uploadNf4 } from '../nf4/gpu';
+import { dequantizeGpu, quantizeToGpu, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../nf4/gpu';
 import type { ModelConfig } from './config';
 import { architectureNames, type ArchitectureNames, type LinearRole, type LinearSpec } from './architecture';
 import { F32Linear, Nf4Linear, type FrozenLinear } from './frozen-linear';
@@ -102,6 +102,69 @@ export class ModelInputError extends Error {
 
 const TABLE_FORMATS: Partial<Record<WeightInfo['dtype'], TableFormat>> = { F16: 'f16', BF16: 'bf16' };
 
+/** What CausalLM.load has put on the GPU so far, by tensor name (released together if loading fails). */
+class BuiltWeights {
+  readonly buffers = new Map<string, GpuBuffer>();
+  readonly nf4 = new Map<string, Nf4GpuWeight>();
+
+  constructor(private readonly gpu: Gpu) {}
+
+  release(): void {
+    this.gpu.release(...this.buffers.values());
+    for (const w of this.nf4.values()) releaseNf4(this.gpu, w);
+  }
+}
+
+/**
+ * A base linear weight in NF4 on the GPU: quantized by the source as it streams in, or its
+ * stored NF4 state uploaded as it is (a cached model: never widened, never requantized), or
+ * quantized here from f32.
+ */
+async function nf4Weight(gpu: Gpu, shaders: ModelShaders, weights: WeightSource, name: string, shape: number[], label: string): Promise<Nf4GpuWeight> {
+  const fromSource = (await weights.readNf4Gpu?.(name, gpu, shaders, label)) ?? null;
+  const stored = fromSource ? null : weights.readNf4 ? await weights.readNf4(name) : null;
+  const got = fromSource?.shape ?? stored?.shape;
+  if (got && (got.length !== 2 || got[0] !== shape[0] || got[1] !== shape[1])) {
+    if (fromSource) releaseNf4(gpu, fromSource);
+    throw new ModelInputError(`${weights.label}: NF4 tensor "${name}" has shape [${got.join(', ')}], expected [${shape.join(', ')}]`);
+  }
+  if (fromSource) return fromSource;
+  return stored ? uploadNf4(gpu, stored, { label }) : quantizeToGpu(gpu, shaders, await weights.readF32(name), shape, { label });
+}
+
+/**
+ * A tensor's stored bytes (a 16-bit table) in a new buffer, piece by piece when the source
+ * streams them: no whole CPU copy. writeBuffer takes 4-byte multiples, so an odd tail waits
+ * for the next piece.
+ */
+async function uploadStored(gpu: Gpu, weights: WeightSource, name: string, bytes: number): Promise<GpuBuffer> {
+  if (!weights.readRawChunks) return gpu.upload(await weights.readRaw(name), 'weights', name);
+  const buf = gpu.alloc(bytes, 'weights', name);
+  try {
+    let offset = 0;
+    let tail = new Uint8Array(0);
+    for await (const piece of weights.readRawChunks(name)) {
+      let data = piece;
+      if (tail.byteLength > 0) {
+        data = new Uint8Array(tail.byteLength + piece.byteLength);
+        data.set(tail);
+        data.set(piece, tail.byteLength);
+      }
+      const aligned = data.byteLength - (data.byteLength % 4);
+      if (offset + data.byteLength > bytes) throw new ModelInputError(`${weights.label}: tensor "${name}" has more than the ${bytes} bytes its shape holds`);
+      if (aligned > 0) gpu.write(buf, data.subarray(0, aligned), offset);
+      offset += aligned;
+      tail = data.slice(aligned);
+    }
+    if (tail.byteLength > 0) gpu.write(buf, tail, offset);
+    if (offset + tail.byteLength !== bytes) throw new ModelInputError(`${weights.label}: tensor "${name}" has ${offset + tail.byteLength} of the ${bytes} bytes its shape holds`);
+    return buf;
+  } catch (err) {
+    gpu.release(buf);
+    throw err;
+  }
+}
+
 export class CausalLM implements TrainableCausalLM {
   readonly lora: LoraTensor[];
   checkpointing: boolean;
@@ -129,79 +192,107 @@ export class CausalLM implements TrainableCausalLM {
     this.headChunkRows = options.headChunkRows ?? Math.max(1, Math.floor((32 * 1024 * 1024) / (4 * config.vocabSize)));
   }
 
-  /** Builds the model on the GPU from HF-named weights. */
+  /**
+   * Builds the model on the GPU from HF-named weights. Every tensor's presence and shape is
+   * checked first; then tensors are read one at a time, each going to the GPU as it is read, in
+   * the source's `order()` when it has one (the order its files or cache hold them, so a
+   * streamed source keeps nothing waiting), otherwise embedding → layers → head.
+   */
   static async load(gpu: Gpu, shaders: ModelShaders, config: ModelConfig, weights: WeightSource, options: LoadOptions): Promise<CausalLM> {
     const names = architectureNames(config);
-    const owned: GpuBuffer[] = [];
-    const check = (name: string, shape: number[]): WeightInfo => {
-      const info = weights.info(name);
-      if (!info) throw new ModelInputError(`${weights.label}: tensor "${name}" is missing`);
-      if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
-        throw new ModelInputError(`${weights.label}: tensor "${name}" has shape [${info.shape.join(', ')}], expected [${shape.join(', ')}]`);
-      }
-      return info;
-    };
-    const read = async (name: string, shape: number[]): Promise<Float32Array> => {
-      check(name, shape);
-      return weights.readF32(name);
-    };
-    const upload = async (name: string, shape: number[]): Promise<GpuBuffer> => {
-      const b = gpu.upload(await read(name, shape), 'weights', name);
-      owned.push(b);
-      return b;
-    };
+    const c = config;
     // QLoRA mode keeps a 16-bit checkpoint's embedding and lm_head 16-bit (half the bytes of
     // the largest tensors); exact mode and f32 checkpoints widen them to f32.
     const tableFormat: TableFormat = options.mode === 'nf4' ? (TABLE_FORMATS[weights.info(names.embedding)?.dtype ?? 'F32'] ?? 'f32') : 'f32';
-    const uploadTable = async (name: string, shape: number[]): Promise<GpuBuffer> => {
-      if (tableFormat === 'f32') return upload(name, shape);
-      const info = check(name, shape);
-      if (TABLE_FORMATS[info.dtype] !== tableFormat) throw new ModelInputError(`${weights.label}: tensor "${name}" is ${info.dtype}, expected ${tableFormat} like the embedding`);
-      const b = gpu.upload(await weights.readRaw(name), 'weights', name);
-      owned.push(b);
-      return b;
+    const built = new BuiltWeights(gpu);
+    const reads = new Map<string, { shape: number[]; table: boolean; run: () => Promise<void> }>();
+    const f32 = (name: string, shape: number[]) => {
+      reads.set(name, { shape, table: false, run: async () => void built.buffers.set(name, gpu.upload(await weights.readF32(name), 'weights', name)) });
     };
-    const c = config;
-    const embed = await uploadTable(names.embedding, [c.vocabSize, c.hidden]);
-    const layers: LayerWeights[] = [];
+    const table = (name: string, shape: number[]) => {
+      if (tableFormat === 'f32') return f32(name, shape);
+      reads.set(name, { shape, table: true, run: async () => void built.buffers.set(name, await uploadStored(gpu, weights, name, 2 * shape[0] * shape[1])) });
+    };
+    const linear = (ls: LinearSpec) => {
+      const name = `${ls.path}.weight`;
+      const shape = [ls.outFeatures, ls.inFeatures];
+      reads.set(name, {
+        shape,
+        table: false,
+        run: async () => {
+          if (options.mode === 'nf4') built.nf4.set(name, await nf4Weight(gpu, shaders, weights, name, shape, ls.path));
+          else built.buffers.set(name, gpu.upload(await weights.readF32(name), 'weights', name));
+        },
+      });
+    };
+    table(names.embedding, [c.vocabSize, c.hidden]);
     for (const spec of names.layers) {
-      const linears = new Map<LinearRole, LinearEntry>();
       for (const ls of spec.linears) {
-        const name = `${ls.path}.weight`;
-        const shape = [ls.outFeatures, ls.inFeatures];
-        const bias = ls.bias ? await upload(`${ls.path}.bias`, [ls.outFeatures]) : null;
-        let base: FrozenLinear;
-        if (options.mode === 'nf4') {
-          check(name, shape);
-          // Already NF4 (a cached model): uploaded as stored, never widened on the CPU.
-          const stored = weights.readNf4 ? await weights.readNf4(name) : null;
-          const q = stored ? uploadNf4(gpu, stored, { label: ls.path }) : await quantizeToGpu(gpu, shaders, await read(name, shape), shape, { label: ls.path });
-          base = new Nf4Linear(gpu, shaders, q, bias, ls.outFeatures, ls.inFeatures);
-        } else {
-          base = new F32Linear(gpu, shaders, gpu.upload(await read(name, shape), 'weights', name), bias, ls.outFeatures, ls.inFeatures);
+        if (ls.bias) f32(`${ls.path}.bias`, [ls.outFeatures]);
+        linear(ls);
+      }
+      f32(`${spec.norm}.weight`, [c.hidden]);
+      f32(`${spec.norm}.bias`, [c.hidden]);
+    }
+    f32(`${names.finalNorm}.weight`, [c.hidden]);
+    f32(`${names.finalNorm}.bias`, [c.hidden]);
+    if (!c.tiedLmHead) table(names.lmHeadWeight, [c.vocabSize, c.hidden]);
+    if (names.lmHeadBias) f32(names.lmHeadBias, [c.vocabSize]);
+
+    for (const [name, r] of reads) {
+      const info = weights.info(name);
+      if (!info) throw new ModelInputError(`${weights.label}: tensor "${name}" is missing`);
+      if (info.shape.length !== r.shape.length || info.shape.some((d, i) => d !== r.shape[i])) {
+        throw new ModelInputError(`${weights.label}: tensor "${name}" has shape [${info.shape.join(', ')}], expected [${r.shape.join(', ')}]`);
+      }
+      if (r.table && TABLE_FORMATS[info.dtype] !== tableFormat) throw new ModelInputError(`${weights.label}: tensor "${name}" is ${info.dtype}, expected ${tableFormat} like the embedding`);
+    }
+
+    try {
+      for (const name of [...(weights.order?.() ?? []), ...reads.keys()]) {
+        const r = reads.get(name);
+        if (!r) continue;
+        reads.delete(name);
+        await r.run();
+      }
+      const buffer = (name: string) => built.buffers.get(name)!;
+      const optional = (name: string) => built.buffers.get(name) ?? null;
+      const embed = buffer(names.embedding);
+      const layers: LayerWeights[] = names.layers.map((spec) => {
+        const linears = new Map<LinearRole, LinearEntry>();
+        for (const ls of spec.linears) {
+          const name = `${ls.path}.weight`;
+          const bias = optional(`${ls.path}.bias`);
+          const q = built.nf4.get(name);
+          const base: FrozenLinear = q ? new Nf4Linear(gpu, shaders, q, bias, ls.outFeatures, ls.inFeatures) : new F32Linear(gpu, shaders, buffer(name), bias, ls.outFeatures, ls.inFeatures);
+          linears.set(ls.role, { spec: ls, base, lora: null });
         }
-        linears.set(ls.role, { spec: ls, base, lora: null });
+        return { normWeight: buffer(`${spec.norm}.weight`), normBias: buffer(`${spec.norm}.bias`), linears };
+      });
+      const finalNorm = { weight: buffer(`${names.finalNorm}.weight`), bias: buffer(`${names.finalNorm}.bias`) };
+      const lmHead = c.tiedLmHead
+        ? { weight: embed, bias: null as GpuBuffer | null, owned: false }
+        : { weight: buffer(names.lmHeadWeight), bias: null as GpuBuffer | null, owned: true };
+      if (names.lmHeadBias) lmHead.bias = buffer(names.lmHeadBias);
+      const positions = options.maxPositions ?? c.maxPositions;
+      const tables = rotaryTables(c.rotaryDim, c.ropeTheta, positions);
+      const rope = { cos: gpu.upload(tables.cos, 'weights', 'rotary.cos'), sin: gpu.upload(tables.sin, 'weights', 'rotary.sin'), positions };
+      built.buffers.set('rotary.cos', rope.cos).set('rotary.sin', rope.sin);
+      let loraModules: LoraModule[] = [];
+      if (options.lora) {
+        loraModules = createLoraModules(gpu, names, options.lora.settings, options.lora.init);
+        for (const m of loraModules) {
+          const layer = layers[names.layers.findIndex((l) => l.linears.includes(m.spec))];
+          layer.linears.get(m.spec.role)!.lora = m;
+        }
       }
-      layers.push({ normWeight: await upload(`${spec.norm}.weight`, [c.hidden]), normBias: await upload(`${spec.norm}.bias`, [c.hidden]), linears });
+      await gpu.done();
+      return new CausalLM(gpu, shaders, c, names, options.mode, embed, tableFormat, layers, finalNorm, lmHead, rope, loraModules, options.lora?.settings ?? null, options);
+    } catch (err) {
+      // A failed read (a dropped connection, a corrupt cache part) leaves no GPU memory behind.
+      built.release();
+      throw err;
     }
-    const finalNorm = { weight: await upload(`${names.finalNorm}.weight`, [c.hidden]), bias: await upload(`${names.finalNorm}.bias`, [c.hidden]) };
-    const lmHead = c.tiedLmHead
-      ? { weight: embed, bias: null, owned: false }
-      : { weight: await uploadTable(names.lmHeadWeight, [c.vocabSize, c.hidden]), bias: null as GpuBuffer | null, owned: true };
-    if (names.lmHeadBias) lmHead.bias = await upload(names.lmHeadBias, [c.vocabSize]);
-    const positions = options.maxPositions ?? c.maxPositions;
-    const tables = rotaryTables(c.rotaryDim, c.ropeTheta, positions);
-    const rope = { cos: gpu.upload(tables.cos, 'weights', 'rotary.cos'), sin: gpu.upload(tables.sin, 'weights', 'rotary.sin'), positions };
-    let loraModules: LoraModule[] = [];
-    if (options.lora) {
-      loraModules = createLoraModules(gpu, names, options.lora.settings, options.lora.init);
-      for (const m of loraModules) {
-        const layer = layers[names.layers.findIndex((l) => l.linears.includes(m.spec))];
-        layer.linears.get(m.spec.role)!.lora = m;
-      }
-    }
-    await gpu.done();
-    return new CausalLM(gpu, shaders, c, names, options.mode, embed, tableFormat, layers, finalNorm, lmHead, rope, loraModules, options.lora?.settings ?? null, options);
   }
 
   // ---------------------------------------------------------------- building blocks

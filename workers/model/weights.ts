@@ -5,6 +5,8 @@
  */
 import { SafetensorsFile, toF32, type DType } from '../formats/safetensors';
 import type { Nf4Quantized } from '../nf4/reference';
+import type { Nf4GpuWeight, Nf4Shaders } from '../nf4/gpu';
+import type { Gpu } from '../gpu/runtime';
 
 export interface WeightInfo {
   dtype: DType;
@@ -24,6 +26,19 @@ export interface WeightSource {
    * or null: QLoRA mode uploads it as it is instead of widening and requantizing it.
    */
   readNf4?(name: string): Promise<Nf4Quantized | null>;
+  /**
+   * A linear weight the source quantizes on the GPU itself (its stored bytes streamed chunk by
+   * chunk into the GPU quantizer, never widened on the CPU), or null: QLoRA mode then falls
+   * back to `readNf4`, then to `readF32`.
+   */
+  readNf4Gpu?(name: string, gpu: Gpu, shaders: Nf4Shaders, label: string): Promise<Nf4GpuWeight | null>;
+  /** The stored bytes in pieces, in order (a large 16-bit table goes to the GPU without a whole CPU copy). */
+  readRawChunks?(name: string): AsyncIterable<Uint8Array>;
+  /**
+   * The order reads are cheapest in (the order a stream or a cache holds the tensors): a model
+   * built from the source asks in this order, so nothing waits in memory for its turn.
+   */
+  order?(): string[];
   /** Short description for error messages (file or repository). */
   readonly label: string;
 }
