@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import nf4 from '../../shaders/nf4.wgsl?raw';
 import nf4Matmul from '../../shaders/nf4-matmul.wgsl?raw';
-import { downloadNf4, nf4BitsPerParam, quantizeToGpu, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../../workers/nf4/gpu';
+import { downloadNf4, nf4BitsPerParam, quantizeStreamToGpu, quantizeToGpu, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../../workers/nf4/gpu';
 import { nf4LinearBackwardData, nf4LinearCpu, nf4LinearForward } from '../../workers/kernels/nf4-matmul';
 import { quantizeNF4 } from '../../workers/nf4/reference';
 import { POISON, randn, relErr, testGpu } from './helpers';
@@ -100,6 +100,19 @@ describe('fused NF4 linear vs CPU reference', () => {
     expect(back.nested!.qabsmax).toEqual(q.nested!.qabsmax);
     gpu.release(xg, yg);
     releaseNf4(gpu, w);
+  });
+
+  it('a stream that fails mid-weight leaves no GPU memory behind', async () => {
+    const gpu = await testGpu();
+    gpu.lifetimeBuffers();
+    const live = gpu.pool.stats().liveTotal;
+    const data = randn(40 * 130, 9, 0.05);
+    const readChunk = (start: number, count: number) => {
+      if (start > 0) throw new Error('connection lost');
+      return data.subarray(start, start + count);
+    };
+    await expect(quantizeStreamToGpu(gpu, shaders, [40, 130], 'f32', readChunk, { chunkBlocks: 3, maxPartBytes: 800 })).rejects.toThrow('connection lost');
+    expect(gpu.pool.stats().liveTotal).toBe(live);
   });
 
   it('stores 4.127 bits per parameter with double quantisation', async () => {

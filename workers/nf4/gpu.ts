@@ -192,32 +192,41 @@ export async function quantizeStreamToGpu(
   const absmax = new Float32Array(blocks);
   const pipeline = gpu.pipeline(shaders.nf4, 'quantize', { INPUT_KIND: kind === 'f32' ? 0 : kind === 'f16' ? 1 : 2 });
   const elemBytes = kind === 'f32' ? 4 : 2;
-  for (let b0 = 0; b0 < blocks; b0 += chunkBlocks) {
-    const nb = Math.min(chunkBlocks, blocks - b0);
-    const e0 = b0 * NF4_BLOCKSIZE;
-    const count = Math.min(n - e0, nb * NF4_BLOCKSIZE);
-    const data = await readChunk(e0, count);
-    if (data.byteLength !== count * elemBytes) throw new RangeError(`${label}: chunk at element ${e0} has ${data.byteLength} bytes, expected ${count * elemBytes}`);
-    const input = gpu.upload(data, 'scratch', `${label}.chunk`);
-    const packedChunk = gpu.alloc(nb * 32, 'scratch', `${label}.chunk-packed`);
-    const absChunk = gpu.alloc(nb * 4, 'scratch', `${label}.chunk-absmax`);
-    gpu.dispatch({
-      pipeline,
-      bindings: [input, packedChunk, absChunk, gpu.uniform([count, nb])],
-      workgroups: gpu.grid(Math.ceil(nb / 4)),
-      label: 'nf4-quantize',
-    });
-    // Copy the chunk's words into every part that holds some of its blocks.
-    const chunkEnd = e0 + nb * NF4_BLOCKSIZE;
-    for (const part of parts) {
-      const lo = Math.max(e0, part.elemBase);
-      const hi = Math.min(chunkEnd, part.elemBase + part.elemCount);
-      if (lo >= hi) continue;
-      const bytes = Math.min(Math.ceil((hi - lo) / 8) * 4, part.packed.size - (lo - part.elemBase) / 2);
-      gpu.copy(packedChunk, (lo - e0) / 2, part.packed, (lo - part.elemBase) / 2, bytes);
+  // A chunk that fails to arrive (a cut download) must not strand what is already allocated.
+  let chunk: GpuBuffer[] = [];
+  try {
+    for (let b0 = 0; b0 < blocks; b0 += chunkBlocks) {
+      const nb = Math.min(chunkBlocks, blocks - b0);
+      const e0 = b0 * NF4_BLOCKSIZE;
+      const count = Math.min(n - e0, nb * NF4_BLOCKSIZE);
+      const data = await readChunk(e0, count);
+      if (data.byteLength !== count * elemBytes) throw new RangeError(`${label}: chunk at element ${e0} has ${data.byteLength} bytes, expected ${count * elemBytes}`);
+      const input = gpu.upload(data, 'scratch', `${label}.chunk`);
+      const packedChunk = gpu.alloc(nb * 32, 'scratch', `${label}.chunk-packed`);
+      const absChunk = gpu.alloc(nb * 4, 'scratch', `${label}.chunk-absmax`);
+      chunk = [input, packedChunk, absChunk];
+      gpu.dispatch({
+        pipeline,
+        bindings: [input, packedChunk, absChunk, gpu.uniform([count, nb])],
+        workgroups: gpu.grid(Math.ceil(nb / 4)),
+        label: 'nf4-quantize',
+      });
+      // Copy the chunk's words into every part that holds some of its blocks.
+      const chunkEnd = e0 + nb * NF4_BLOCKSIZE;
+      for (const part of parts) {
+        const lo = Math.max(e0, part.elemBase);
+        const hi = Math.min(chunkEnd, part.elemBase + part.elemCount);
+        if (lo >= hi) continue;
+        const bytes = Math.min(Math.ceil((hi - lo) / 8) * 4, part.packed.size - (lo - part.elemBase) / 2);
+        gpu.copy(packedChunk, (lo - e0) / 2, part.packed, (lo - part.elemBase) / 2, bytes);
+      }
+      absmax.set(await gpu.readF32(absChunk, nb), b0);
+      gpu.release(...chunk);
+      chunk = [];
     }
-    absmax.set(await gpu.readF32(absChunk, nb), b0);
-    gpu.release(input, packedChunk, absChunk);
+  } catch (err) {
+    gpu.release(...chunk, ...parts.map((p) => p.packed));
+    throw err;
   }
   const doubleQuant = options.doubleQuant ?? true;
   const abs = absmaxBuffers(gpu, absmax, doubleQuant, undefined, label);
