@@ -76,7 +76,7 @@ async function measure(k: Case): Promise<Measured> {
     lora: { settings: { r: k.rank, alpha: 2 * k.rank, dropout: k.dropout, targetModules: k.targets }, init: { seed: 5 } },
     checkpointing: k.checkpointing,
   });
-  const loadMeasured = gpu.pool.stats().peakTotal - baseline;
+  const loadMeasured = gpu.pool.stats().peakTotal - baseline + lifetime;
   const loadScratchMeasured = gpu.pool.stats().peak.scratch;
   const b = batchOf(k.config, k.batch, k.seq, k.padded);
   await model.forwardBackward(b, { gradScale: 0.01, dropoutSeed: 3, step: 1 });
