@@ -151,6 +151,8 @@ fn attend(blk: u32, chunk: u32, t: u32) -> Attended {
   let nTiles = select(0u, (kEnd - kStart + TILE - 1u) / TILE, kEnd > kStart);
   for (var tile = 0u; tile < nTiles; tile++) {
     let j0 = kStart + tile * TILE;
+    // Rows that see no key of this tile (or do not exist) only help stage it.
+    let live = j0 < row.keyEnd;
     workgroupBarrier();
     for (var e = t; e < TILE * D; e += WG) {
       let j = j0 + e / D;
@@ -163,19 +165,23 @@ fn attend(blk: u32, chunk: u32, t: u32) -> Attended {
       tileOk[t] = u32(j < kEnd && (fp.hasMask == 0u || fmask[kvRow0 + j] != 0));
     }
     workgroupBarrier();
-    for (var c = 0u; c < TILE; c++) {
-      var s = 0.0;
-      for (var k = 0u; k < DP; k++) {
-        let d = part + k * PARTS;
-        if (d < D) { s += q[k] * tileA[c * D + d]; }
+    if (live) {
+      for (var c = 0u; c < TILE; c++) {
+        var s = 0.0;
+        for (var k = 0u; k < DP; k++) {
+          let d = part + k * PARTS;
+          if (d < D) { s += q[k] * tileA[c * D + d]; }
+        }
+        sumA[sum_slot(c, r, part)] = s;
       }
-      sumA[sum_slot(c, r, part)] = s;
     }
     workgroupBarrier();
-    for (var c = part; c < TILE; c += PARTS) {
-      var s = 0.0;
-      for (var x = 0u; x < PARTS; x++) { s += sumA[sum_slot(c, r, x)]; }
-      sumA[sum_slot(c, r, 0u)] = s;
+    if (live) {
+      for (var c = part; c < TILE; c += PARTS) {
+        var s = 0.0;
+        for (var x = 0u; x < PARTS; x++) { s += sumA[sum_slot(c, r, x)]; }
+        sumA[sum_slot(c, r, 0u)] = s;
+      }
     }
     // Every read of the keys happened before the last barrier: the values take their place.
     for (var e = t; e < TILE * D; e += WG) {
@@ -185,28 +191,30 @@ fn attend(blk: u32, chunk: u32, t: u32) -> Attended {
       tileA[e] = x;
     }
     workgroupBarrier();
-    var pr: array<f32, MAX_TILE>;
-    var mNew = m;
-    for (var c = 0u; c < TILE; c++) {
-      pr[c] = sumA[sum_slot(c, r, 0u)] * fp.scale;
-      if (tileOk[c] != 0u && j0 + c < row.keyEnd) { mNew = max(mNew, pr[c]); }
-    }
-    let corr = exp(m - mNew);
-    var tileSum = 0.0;
-    for (var c = 0u; c < TILE; c++) {
-      pr[c] = select(0.0, exp(pr[c] - mNew), tileOk[c] != 0u && j0 + c < row.keyEnd);
-      tileSum += pr[c];
-    }
-    l = l * corr + tileSum;
-    for (var k = 0u; k < DP; k++) {
-      let d = part + k * PARTS;
-      var a = acc[k] * corr;
-      if (d < D) {
-        for (var c = 0u; c < TILE; c++) { a += pr[c] * tileA[c * D + d]; }
+    if (live) {
+      var pr: array<f32, MAX_TILE>;
+      var mNew = m;
+      for (var c = 0u; c < TILE; c++) {
+        pr[c] = sumA[sum_slot(c, r, 0u)] * fp.scale;
+        if (tileOk[c] != 0u && j0 + c < row.keyEnd) { mNew = max(mNew, pr[c]); }
       }
-      acc[k] = a;
+      let corr = exp(m - mNew);
+      var tileSum = 0.0;
+      for (var c = 0u; c < TILE; c++) {
+        pr[c] = select(0.0, exp(pr[c] - mNew), tileOk[c] != 0u && j0 + c < row.keyEnd);
+        tileSum += pr[c];
+      }
+      l = l * corr + tileSum;
+      for (var k = 0u; k < DP; k++) {
+        let d = part + k * PARTS;
+        var a = acc[k] * corr;
+        if (d < D) {
+          for (var c = 0u; c < TILE; c++) { a += pr[c] * tileA[c * D + d]; }
+        }
+        acc[k] = a;
+      }
+      m = mNew;
     }
-    m = mNew;
   }
   return Attended(acc, m, l, row, qb.b);
 }
@@ -348,6 +356,7 @@ fn backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   let nTiles = (qb.keyEnd + TILE - 1u) / TILE;
   for (var tile = 0u; tile < nTiles; tile++) {
     let j0 = tile * TILE;
+    let live = j0 < row.keyEnd;
     workgroupBarrier();
     for (var e = t; e < TILE * D; e += WG) {
       let j = j0 + e / D;
@@ -365,43 +374,49 @@ fn backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
       tileOk[t] = u32(j < qb.keyEnd && (qp.hasMask == 0u || qmask[kvRow0 + j] != 0));
     }
     workgroupBarrier();
-    for (var c = 0u; c < TILE; c++) {
-      var s = 0.0;
-      var dp = 0.0;
+    if (live) {
+      for (var c = 0u; c < TILE; c++) {
+        var s = 0.0;
+        var dp = 0.0;
+        for (var k = 0u; k < DP; k++) {
+          let d = part + k * PARTS;
+          if (d < D) {
+            s += q[k] * tileA[c * D + d];
+            dp += dov[k] * tileB[c * D + d];
+          }
+        }
+        sumA[sum_slot(c, r, part)] = s;
+        sumB[sum_slot(c, r, part)] = dp;
+      }
+    }
+    workgroupBarrier();
+    if (live) {
+      for (var c = part; c < TILE; c += PARTS) {
+        var s = 0.0;
+        var dp = 0.0;
+        for (var x = 0u; x < PARTS; x++) {
+          s += sumA[sum_slot(c, r, x)];
+          dp += sumB[sum_slot(c, r, x)];
+        }
+        sumA[sum_slot(c, r, 0u)] = s;
+        sumB[sum_slot(c, r, 0u)] = dp;
+      }
+    }
+    workgroupBarrier();
+    if (live) {
+      var ds: array<f32, MAX_TILE>;
+      for (var c = 0u; c < TILE; c++) {
+        let slot = sum_slot(c, r, 0u);
+        let pr = select(0.0, exp(sumA[slot] * qp.scale - lse), tileOk[c] != 0u && j0 + c < row.keyEnd);
+        ds[c] = pr * (sumB[slot] - di);
+      }
       for (var k = 0u; k < DP; k++) {
         let d = part + k * PARTS;
         if (d < D) {
-          s += q[k] * tileA[c * D + d];
-          dp += dov[k] * tileB[c * D + d];
+          var a = dq[k];
+          for (var c = 0u; c < TILE; c++) { a += ds[c] * tileA[c * D + d]; }
+          dq[k] = a;
         }
-      }
-      sumA[sum_slot(c, r, part)] = s;
-      sumB[sum_slot(c, r, part)] = dp;
-    }
-    workgroupBarrier();
-    for (var c = part; c < TILE; c += PARTS) {
-      var s = 0.0;
-      var dp = 0.0;
-      for (var x = 0u; x < PARTS; x++) {
-        s += sumA[sum_slot(c, r, x)];
-        dp += sumB[sum_slot(c, r, x)];
-      }
-      sumA[sum_slot(c, r, 0u)] = s;
-      sumB[sum_slot(c, r, 0u)] = dp;
-    }
-    workgroupBarrier();
-    var ds: array<f32, MAX_TILE>;
-    for (var c = 0u; c < TILE; c++) {
-      let slot = sum_slot(c, r, 0u);
-      let pr = select(0.0, exp(sumA[slot] * qp.scale - lse), tileOk[c] != 0u && j0 + c < row.keyEnd);
-      ds[c] = pr * (sumB[slot] - di);
-    }
-    for (var k = 0u; k < DP; k++) {
-      let d = part + k * PARTS;
-      if (d < D) {
-        var a = dq[k];
-        for (var c = 0u; c < TILE; c++) { a += ds[c] * tileA[c * D + d]; }
-        dq[k] = a;
       }
     }
   }
@@ -468,6 +483,8 @@ fn backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
   for (var hh = slice * kp.sliceHeads; hh < hEnd; hh++) {
     let h = g * group + hh;
     for (var i0 = iStart; i0 < kp.Tq; i0 += TILE) {
+      // A key no query of this tile sees (or padding) only helps stage it.
+      let live = keyOk && j <= kp.posOffset + min(i0 + TILE, kp.Tq) - 1u;
       workgroupBarrier();
       for (var e = t; e < TILE * D; e += WG) {
         let i = i0 + e / D;
@@ -493,51 +510,57 @@ fn backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         rowStat[MAX_TILE + t] = di;
       }
       workgroupBarrier();
-      for (var c = 0u; c < TILE; c++) {
-        var s = 0.0;
-        var dp = 0.0;
+      if (live) {
+        for (var c = 0u; c < TILE; c++) {
+          var s = 0.0;
+          var dp = 0.0;
+          for (var k = 0u; k < DP; k++) {
+            let d = part + k * PARTS;
+            if (d < D) {
+              s += kr[k] * tileA[c * D + d];
+              dp += vr[k] * tileB[c * D + d];
+            }
+          }
+          sumA[sum_slot(c, r, part)] = s;
+          sumB[sum_slot(c, r, part)] = dp;
+        }
+      }
+      workgroupBarrier();
+      if (live) {
+        for (var c = part; c < TILE; c += PARTS) {
+          var s = 0.0;
+          var dp = 0.0;
+          for (var x = 0u; x < PARTS; x++) {
+            s += sumA[sum_slot(c, r, x)];
+            dp += sumB[sum_slot(c, r, x)];
+          }
+          sumA[sum_slot(c, r, 0u)] = s;
+          sumB[sum_slot(c, r, 0u)] = dp;
+        }
+      }
+      workgroupBarrier();
+      if (live) {
+        var pr: array<f32, MAX_TILE>;
+        var ds: array<f32, MAX_TILE>;
+        for (var c = 0u; c < TILE; c++) {
+          let slot = sum_slot(c, r, 0u);
+          let i = i0 + c;
+          let p = select(0.0, exp(sumA[slot] * kp.scale - rowStat[c]), keyOk && i < kp.Tq && j <= kp.posOffset + i);
+          pr[c] = p;
+          ds[c] = p * (sumB[slot] - rowStat[MAX_TILE + c]);
+        }
         for (var k = 0u; k < DP; k++) {
           let d = part + k * PARTS;
           if (d < D) {
-            s += kr[k] * tileA[c * D + d];
-            dp += vr[k] * tileB[c * D + d];
+            var a = dv[k];
+            var bsum = dk[k];
+            for (var c = 0u; c < TILE; c++) {
+              a += pr[c] * tileB[c * D + d];
+              bsum += ds[c] * tileA[c * D + d];
+            }
+            dv[k] = a;
+            dk[k] = bsum;
           }
-        }
-        sumA[sum_slot(c, r, part)] = s;
-        sumB[sum_slot(c, r, part)] = dp;
-      }
-      workgroupBarrier();
-      for (var c = part; c < TILE; c += PARTS) {
-        var s = 0.0;
-        var dp = 0.0;
-        for (var x = 0u; x < PARTS; x++) {
-          s += sumA[sum_slot(c, r, x)];
-          dp += sumB[sum_slot(c, r, x)];
-        }
-        sumA[sum_slot(c, r, 0u)] = s;
-        sumB[sum_slot(c, r, 0u)] = dp;
-      }
-      workgroupBarrier();
-      var pr: array<f32, MAX_TILE>;
-      var ds: array<f32, MAX_TILE>;
-      for (var c = 0u; c < TILE; c++) {
-        let slot = sum_slot(c, r, 0u);
-        let i = i0 + c;
-        let p = select(0.0, exp(sumA[slot] * kp.scale - rowStat[c]), keyOk && i < kp.Tq && j <= kp.posOffset + i);
-        pr[c] = p;
-        ds[c] = p * (sumB[slot] - rowStat[MAX_TILE + c]);
-      }
-      for (var k = 0u; k < DP; k++) {
-        let d = part + k * PARTS;
-        if (d < D) {
-          var a = dv[k];
-          var bsum = dk[k];
-          for (var c = 0u; c < TILE; c++) {
-            a += pr[c] * tileB[c * D + d];
-            bsum += ds[c] * tileA[c * D + d];
-          }
-          dv[k] = a;
-          dk[k] = bsum;
         }
       }
     }

@@ -9,6 +9,7 @@ import {
   attentionLseCpu,
   backwardPlan,
   backwardScratchBytes,
+  BASELINE_WORKGROUP_BYTES,
   forwardPlan,
   forwardScratchBytes,
   NO_KEY_LSE,
@@ -85,7 +86,7 @@ async function check(c: Case): Promise<void> {
   const { batch, tq, tk, heads: H, kvHeads: KVH, headDim: D, posOffset } = c;
   const shape: Shape = { batch, tq, tk, heads: H, kvHeads: KVH, headDim: D, posOffset };
   const fPlan = (c.forward ?? forwardPlan)(shape);
-  const bPlan = (c.backward ?? backwardPlan)(shape);
+  const bPlan = c.backward ? c.backward(shape) : backwardPlan(shape, gpu.limits.maxComputeWorkgroupStorageSize);
   c.expectPlan?.(fPlan, bPlan);
   const q = randn(batch * tq * H * D, 1, 1.3);
   const k = randn(batch * tk * KVH * D, 2, 1.3);
@@ -196,6 +197,12 @@ describe('attention (tiled, causal + padding mask)', () => {
     { name: 'decode: 2 new queries over a cache of 7 keys', batch: 1, tq: 2, tk: 7, heads: 2, kvHeads: 1, headDim: 12, posOffset: 5, cacheRows: 10, fd: true },
     { name: 'head_dim 24, 37 rows, left padding with fully masked rows', batch: 2, tq: 37, tk: 37, heads: 3, kvHeads: 3, headDim: 24, posOffset: 0, mask: [...ones(37), ...zeros(6), ...ones(31)], fd: true },
     { name: 'head_dim 64, 45 rows, strided rows', batch: 1, tq: 45, tk: 45, heads: 2, kvHeads: 2, headDim: 64, posOffset: 0, pad: 3, expectPlan: unsplit },
+    {
+      name: 'head_dim 64, backward tiles for 16 KiB of workgroup memory',
+      batch: 2, tq: 29, tk: 29, heads: 2, kvHeads: 1, headDim: 64, posOffset: 0, mask: [...ones(29), ...ones(20), ...zeros(9)],
+      backward: (s) => backwardPlan(s, BASELINE_WORKGROUP_BYTES),
+      expectPlan: (_, b) => expect(b.dkv.tile).toBe(8),
+    },
     { name: 'head_dim 80, grouped, padding holes', batch: 2, tq: 23, tk: 23, heads: 4, kvHeads: 2, headDim: 80, posOffset: 0, mask: [...ones(23), ...ones(5), 0, 0, ...ones(9), 0, ...ones(6)], fd: true },
     { name: 'head_dim 128, multi-query in a fused row', batch: 1, tq: 21, tk: 21, heads: 3, kvHeads: 1, headDim: 128, posOffset: 0, fusedPad: 2, fd: true },
     { name: 'tk > tq with posOffset (prefill continuing a cache), grouped, strided', batch: 2, tq: 19, tk: 40, heads: 4, kvHeads: 2, headDim: 40, posOffset: 21, pad: 2, mask: [...ones(40), ...zeros(3), ...ones(37)] },
@@ -277,6 +284,11 @@ describe('attention plans', () => {
     expect(decode.chunks).toBe(8);
     expect(decode.chunkKeys * decode.chunks).toBeGreaterThanOrEqual(512);
     expect(forwardPlan({ ...phi, tq: 5, tk: 512, posOffset: 507 }).chunks).toBe(1);
+    // Backward tiles of 16 where two of them fit the device's workgroup memory, else 8.
+    expect(backwardPlan(phi).dq.tile).toBe(8);
+    expect(backwardPlan(phi, 32768).dq.tile).toBe(16);
+    expect(backwardPlan({ ...phi, headDim: 128 }, 32768).dkv.tile).toBe(16);
+    expect(backwardPlan({ ...phi, headDim: 128 }, 24576).dkv.tile).toBe(8);
   });
 
   it('names the bad field', async () => {

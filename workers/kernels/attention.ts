@@ -54,8 +54,11 @@ export interface Tiling {
 const FORWARD_ROWS: Tiling = { rows: 16, parts: 4, tile: 16 };
 /** A handful of rows per K/V head (multi-head decoding): more threads per row. */
 const FORWARD_FEW_ROWS: Tiling = { rows: 4, parts: 16, tile: 16 };
-const BACKWARD_DQ: Tiling = { rows: 16, parts: 4, tile: 8 };
-const BACKWARD_DKV: Tiling = { rows: 16, parts: 4, tile: 8 };
+/** Backward tiles: 16 keys (query rows for dK/dV) where two staged tiles fit, else 8. */
+const BACKWARD_WIDE: Tiling = { rows: 16, parts: 4, tile: 16 };
+const BACKWARD_NARROW: Tiling = { rows: 16, parts: 4, tile: 8 };
+/** Workgroup memory every WebGPU device has (maxComputeWorkgroupStorageSize's default). */
+export const BASELINE_WORKGROUP_BYTES = 16384;
 
 /** Below this many workgroups a dispatch leaves a large GPU mostly idle: split the work further. */
 const TARGET_WORKGROUPS = 256;
@@ -99,17 +102,24 @@ export function splitPlan(s: PlanShape, chunks: number, tiling = forwardPlan(s).
   return n > 1 ? { tiling, chunks: n, chunkKeys } : { tiling, chunks: 1, chunkKeys: s.tk };
 }
 
-export function backwardPlan(s: PlanShape): BackwardPlan {
+/** Workgroup memory of a pipeline: the forward stages one tile, the backward two (and sums two dot products). */
+export function workgroupBytes(t: Tiling, headDim: number, backward: boolean): number {
+  const n = backward ? 2 : 1;
+  return 4 * (n * t.tile * headDim + n * t.tile * t.rows * t.parts + (backward ? 32 : 16));
+}
+
+/** `maxWorkgroupBytes`: the device's maxComputeWorkgroupStorageSize (attentionBackward passes it). */
+export function backwardPlan(s: PlanShape, maxWorkgroupBytes = BASELINE_WORKGROUP_BYTES): BackwardPlan {
   const g = group(s);
-  const blocks = s.batch * s.kvHeads * Math.ceil(s.tk / BACKWARD_DKV.rows);
+  const blocks = s.batch * s.kvHeads * Math.ceil(s.tk / BACKWARD_WIDE.rows);
   const wanted = g > 1 && blocks < TARGET_WORKGROUPS ? Math.min(g, Math.ceil(TARGET_WORKGROUPS / blocks)) : 1;
-  return slicedPlan(s, wanted);
+  return slicedPlan(s, wanted, workgroupBytes(BACKWARD_WIDE, s.headDim, true) <= maxWorkgroupBytes ? BACKWARD_WIDE : BACKWARD_NARROW);
 }
 
 /** The backward with each K/V head's query heads cut into (about) `slices` slices. */
-export function slicedPlan(s: PlanShape, slices: number): BackwardPlan {
+export function slicedPlan(s: PlanShape, slices: number, tiling: Tiling = BACKWARD_NARROW): BackwardPlan {
   const sliceHeads = Math.ceil(group(s) / Math.max(1, slices));
-  return { dq: BACKWARD_DQ, dkv: BACKWARD_DKV, sliceHeads, slices: Math.ceil(group(s) / sliceHeads) };
+  return { dq: tiling, dkv: tiling, sliceHeads, slices: Math.ceil(group(s) / sliceHeads) };
 }
 
 /** Scratch bytes attentionForward allocates (and releases) for this shape: the chunk partials. */
@@ -130,8 +140,11 @@ function checkShape(s: PlanShape): void {
   if (s.heads % s.kvHeads !== 0) throw new RangeError(`attention: ${s.heads} heads are not a multiple of ${s.kvHeads} K/V heads`);
 }
 
-function checkTiling(t: Tiling, headDim: number): void {
+function checkTiling(gpu: Gpu, t: Tiling, headDim: number, backward: boolean): void {
   if (t.tile > 16 || Math.ceil(headDim / t.parts) > 32) throw new RangeError(`attention: tiling ${JSON.stringify(t)} exceeds the shader's bounds for head_dim ${headDim}`);
+  const bytes = workgroupBytes(t, headDim, backward);
+  const limit = gpu.limits.maxComputeWorkgroupStorageSize;
+  if (bytes > limit) throw new RangeError(`attention: tiling ${JSON.stringify(t)} needs ${bytes} bytes of workgroup memory for head_dim ${headDim}; this GPU allows ${limit}`);
 }
 
 const overrides = (t: Tiling, headDim: number) => ({ HEAD_DIM: headDim, ROWS: t.rows, PARTS: t.parts, TILE: t.tile });
@@ -169,7 +182,7 @@ export interface AttentionForwardSpec extends AttentionShape {
 /** `plan` defaults to forwardPlan(s); tests and benchmarks pass others to reach every path. */
 export function attentionForward(gpu: Gpu, code: string, s: AttentionForwardSpec, plan: ForwardPlan = forwardPlan(s)): void {
   checkShape(s);
-  checkTiling(plan.tiling, s.headDim);
+  checkTiling(gpu, plan.tiling, s.headDim, false);
   const split = { chunks: plan.chunks, chunkKeys: plan.chunkKeys };
   const p = params(gpu, s, s.q, s.k, s.v, s.o, split);
   const inputs = [s.q.buf, s.k.buf, s.v.buf, s.mask ?? gpu.dummy, p];
@@ -201,11 +214,11 @@ export interface AttentionBackwardSpec extends AttentionForwardSpec {
   dv: Omit<HeadLayout, 'buf'>;
 }
 
-/** `plan` defaults to backwardPlan(s); tests and benchmarks pass others to reach every path. */
-export function attentionBackward(gpu: Gpu, code: string, s: AttentionBackwardSpec, plan: BackwardPlan = backwardPlan(s)): void {
+/** `plan` defaults to backwardPlan(s) for this device; tests and benchmarks pass others to reach every path. */
+export function attentionBackward(gpu: Gpu, code: string, s: AttentionBackwardSpec, plan: BackwardPlan = backwardPlan(s, gpu.limits.maxComputeWorkgroupStorageSize)): void {
   checkShape(s);
-  checkTiling(plan.dq, s.headDim);
-  checkTiling(plan.dkv, s.headDim);
+  checkTiling(gpu, plan.dq, s.headDim, true);
+  checkTiling(gpu, plan.dkv, s.headDim, true);
   const rowsQ = s.batch * s.heads * s.tq;
   const dk = { buf: s.dkv, ...s.dk };
   const dv = { buf: s.dkv, ...s.dv };
