@@ -257,6 +257,154 @@ fn forward_chunks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
   }
 }
 
+// ---------------- forward for a few query rows per K/V head (decoding): a thread per key.
+// With one or a few rows per K/V head a staged K/V tile would serve only those rows, so here a
+// workgroup of FEW_KEYS threads holds the block's ROWS (at most MAX_FEW_ROWS) query rows in
+// workgroup memory and takes FEW_KEYS keys at a time, each thread scoring its own key against
+// every row; the output elements (row, d) are spread over the threads for the P·V product.
+// Same bindings, block and chunk layout, outputs and partials as forward / forward_chunks.
+const FEW_KEYS: u32 = 64u;
+const MAX_FEW_ROWS: u32 = 8u;
+// MAX_FEW_ROWS * 128 / FEW_KEYS: output elements per thread at most.
+const MAX_FEW_OUT: u32 = 16u;
+override FEW_Q_LEN: u32 = ROWS * HEAD_DIM;
+override FEW_P_LEN: u32 = ROWS * FEW_KEYS;
+override FEW_OUT: u32 = (ROWS * HEAD_DIM + FEW_KEYS - 1u) / FEW_KEYS;
+
+var<workgroup> fewQ: array<f32, FEW_Q_LEN>;
+// Scores of the tile, then their probabilities: [row][key].
+var<workgroup> fewP: array<f32, FEW_P_LEN>;
+// Per row: the running max, the factor rescaling what came before, and (at the end) the sum.
+var<workgroup> fewRow: array<f32, 24>;
+
+struct FewAttended {
+  // Unnormalised output elements t, t + FEW_KEYS, ... of the block's [ROWS][HEAD_DIM].
+  acc: array<f32, MAX_FEW_OUT>,
+  qb: QueryBlock,
+}
+
+fn attend_few(blk: u32, chunk: u32, t: u32) -> FewAttended {
+  let qb = query_block(blk, fp);
+  let D = HEAD_DIM;
+  let kStart = chunk * fp.chunkKeys;
+  let kEnd = min(qb.keyEnd, kStart + fp.chunkKeys);
+  let kvRow0 = qb.b * fp.Tk;
+  let kBase = fp.kOff + qb.g * D;
+  let vBase = fp.vOff + qb.g * D;
+  for (var e = t; e < ROWS * D; e += FEW_KEYS) {
+    let row = query_row(qb, e / D, fp);
+    var x = 0.0;
+    if (row.valid) { x = fq[(qb.b * fp.Tq + row.i) * fp.qStride + fp.qOff + row.h * D + e % D]; }
+    fewQ[e] = x;
+  }
+  var acc: array<f32, MAX_FEW_OUT>;
+  for (var u = 0u; u < FEW_OUT; u++) { acc[u] = 0.0; }
+  // Thread r < ROWS keeps row r's running max and sum.
+  var m = -NO_KEY;
+  var l = 0.0;
+  let nTiles = select(0u, (kEnd - kStart + FEW_KEYS - 1u) / FEW_KEYS, kEnd > kStart);
+  for (var tile = 0u; tile < nTiles; tile++) {
+    let j0 = kStart + tile * FEW_KEYS;
+    let j = j0 + t;
+    workgroupBarrier();
+    let keyOk = j < kEnd && (fp.hasMask == 0u || fmask[kvRow0 + j] != 0);
+    var s: array<f32, MAX_FEW_ROWS>;
+    for (var r = 0u; r < ROWS; r++) { s[r] = 0.0; }
+    if (keyOk) {
+      let kRow = (kvRow0 + j) * fp.kStride + kBase;
+      for (var d = 0u; d < D; d++) {
+        let kd = fk[kRow + d];
+        for (var r = 0u; r < ROWS; r++) { s[r] += fewQ[r * D + d] * kd; }
+      }
+    }
+    var visible = 0u;
+    for (var r = 0u; r < ROWS; r++) {
+      let vis = keyOk && j < query_row(qb, r, fp).keyEnd;
+      visible |= u32(vis) << r;
+      fewP[r * FEW_KEYS + t] = select(-NO_KEY, s[r] * fp.scale, vis);
+    }
+    workgroupBarrier();
+    if (t < ROWS) {
+      var mNew = m;
+      for (var c = 0u; c < FEW_KEYS; c++) { mNew = max(mNew, fewP[t * FEW_KEYS + c]); }
+      fewRow[t] = mNew;
+      fewRow[MAX_FEW_ROWS + t] = exp(m - mNew);
+      m = mNew;
+    }
+    workgroupBarrier();
+    for (var r = 0u; r < ROWS; r++) {
+      let slot = r * FEW_KEYS + t;
+      fewP[slot] = select(0.0, exp(fewP[slot] - fewRow[r]), ((visible >> r) & 1u) != 0u);
+    }
+    workgroupBarrier();
+    if (t < ROWS) {
+      var tileSum = 0.0;
+      for (var c = 0u; c < FEW_KEYS; c++) { tileSum += fewP[t * FEW_KEYS + c]; }
+      l = l * fewRow[MAX_FEW_ROWS + t] + tileSum;
+    }
+    let keys = min(FEW_KEYS, kEnd - j0);
+    for (var u = 0u; u < FEW_OUT; u++) {
+      let e = t + u * FEW_KEYS;
+      if (e < ROWS * D) {
+        let r = e / D;
+        var a = acc[u] * fewRow[MAX_FEW_ROWS + r];
+        for (var c = 0u; c < keys; c++) { a += fewP[r * FEW_KEYS + c] * fv[(kvRow0 + j0 + c) * fp.vStride + vBase + e % D]; }
+        acc[u] = a;
+      }
+    }
+  }
+  workgroupBarrier();
+  if (t < ROWS) {
+    fewRow[t] = m;
+    fewRow[2u * MAX_FEW_ROWS + t] = l;
+  }
+  workgroupBarrier();
+  return FewAttended(acc, qb);
+}
+
+@compute @workgroup_size(64)
+fn forward_few(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let blk = wid.y * nwg.x + wid.x;
+  if (blk >= fp.B * fp.KVH * query_blocks_per_group(fp)) { return; }
+  let a = attend_few(blk, 0u, t);
+  let D = HEAD_DIM;
+  for (var u = 0u; u < FEW_OUT; u++) {
+    let e = t + u * FEW_KEYS;
+    let row = query_row(a.qb, e / D, fp);
+    if (e < ROWS * D && row.valid) {
+      let l = fewRow[2u * MAX_FEW_ROWS + e / D];
+      fo[(a.qb.b * fp.Tq + row.i) * fp.oStride + fp.oOff + row.h * D + e % D] = select(0.0, a.acc[u] / l, l > 0.0);
+    }
+  }
+  let row = query_row(a.qb, t, fp);
+  if (t < ROWS && row.valid) {
+    let l = fewRow[2u * MAX_FEW_ROWS + t];
+    fstats[2u * row.n] = select(NO_KEY, fewRow[t] + log(l), l > 0.0);
+  }
+}
+
+@compute @workgroup_size(64)
+fn forward_few_chunks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let w = wid.y * nwg.x + wid.x;
+  let blk = w / fp.chunks;
+  let chunk = w % fp.chunks;
+  if (blk >= fp.B * fp.KVH * query_blocks_per_group(fp)) { return; }
+  let a = attend_few(blk, chunk, t);
+  let D = HEAD_DIM;
+  let N = fp.B * fp.H * fp.Tq;
+  for (var u = 0u; u < FEW_OUT; u++) {
+    let e = t + u * FEW_KEYS;
+    let row = query_row(a.qb, e / D, fp);
+    if (e < ROWS * D && row.valid) { fpart[(chunk * N + row.n) * D + e % D] = a.acc[u]; }
+  }
+  let row = query_row(a.qb, t, fp);
+  if (t < ROWS && row.valid) {
+    let ml = fp.chunks * N * D + 2u * (chunk * N + row.n);
+    fpart[ml] = fewRow[t];
+    fpart[ml + 1u] = fewRow[2u * MAX_FEW_ROWS + t];
+  }
+}
+
 // ---------------- forward over key chunks, second pass: one invocation per (row n, element d)
 @group(0) @binding(0) var<storage, read> cpart: array<f32>;
 @group(0) @binding(1) var<storage, read_write> co: array<f32>;

@@ -13,8 +13,8 @@ import {
   forwardPlan,
   forwardScratchBytes,
   NO_KEY_LSE,
+  forwardPlanWith,
   slicedPlan,
-  splitPlan,
   type BackwardPlan,
   type ForwardPlan,
 } from '../../workers/kernels/attention';
@@ -226,8 +226,20 @@ describe('attention (tiled, causal + padding mask)', () => {
     {
       name: 'forward split into key chunks on a training shape (empty chunks for early rows)',
       batch: 2, tq: 45, tk: 45, heads: 2, kvHeads: 1, headDim: 24, posOffset: 0, mask: [...ones(45), ...zeros(20), ...ones(25)],
-      forward: (s) => splitPlan(s, 3),
+      forward: (s) => forwardPlanWith(s, 'tiles', 3),
       expectPlan: (f) => expect([f.chunks, f.chunkKeys]).toEqual([3, 16]),
+    },
+    {
+      name: 'a thread per key on a training shape (blocks of 8 rows across heads), padding',
+      batch: 2, tq: 13, tk: 13, heads: 3, kvHeads: 3, headDim: 20, posOffset: 0, mask: [...ones(13), ...ones(9), ...zeros(4)],
+      forward: (s) => forwardPlanWith(s, 'keys', 1),
+      expectPlan: (f) => expect([f.kernel, f.tiling.rows, f.chunks]).toEqual(['keys', 8, 1]),
+    },
+    {
+      name: 'a thread per key, keys in chunks, grouped heads, left padding',
+      batch: 2, tq: 150, tk: 150, heads: 4, kvHeads: 2, headDim: 24, posOffset: 0, mask: [...zeros(70), ...ones(80), ...ones(150)],
+      forward: (s) => forwardPlanWith(s, 'keys', 2),
+      expectPlan: (f) => expect([f.kernel, f.chunks, f.chunkKeys]).toEqual(['keys', 2, 128]),
     },
   ];
   for (const c of cases) it(c.name, () => check(c));
@@ -240,7 +252,36 @@ describe('attention decoding (keys split into chunks over workgroups)', () => {
       batch: 1, tq: 1, tk: 300, heads: 4, kvHeads: 4, headDim: 64, posOffset: 299, pad: 1, cacheRows: 320,
       expectPlan: (f) => {
         split(f);
-        expect(f.tiling.rows).toBe(4);
+        expect([f.kernel, f.tiling.rows]).toEqual(['keys', 1]);
+      },
+    },
+    {
+      name: 'the same with a thread per key, every tile in one workgroup',
+      batch: 1, tq: 1, tk: 300, heads: 4, kvHeads: 4, headDim: 64, posOffset: 299, pad: 1, cacheRows: 320,
+      forward: (s) => forwardPlanWith(s, 'keys', 1),
+      expectPlan: (f) => expect([f.kernel, f.chunks]).toEqual(['keys', 1]),
+    },
+    {
+      name: 'the same through staged K/V tiles, in chunks',
+      batch: 1, tq: 1, tk: 300, heads: 4, kvHeads: 4, headDim: 64, posOffset: 299, pad: 1, cacheRows: 320,
+      forward: (s) => forwardPlanWith(s, 'tiles', 8),
+      expectPlan: (f) => expect([f.kernel, f.chunks, f.chunkKeys]).toEqual(['tiles', 7, 48]),
+    },
+    {
+      name: 'three heads sharing K/V (a block of 4 rows, one empty), one query over 190 keys',
+      batch: 1, tq: 1, tk: 190, heads: 3, kvHeads: 1, headDim: 24, posOffset: 189,
+      expectPlan: (f) => {
+        split(f);
+        expect([f.kernel, f.tiling.rows]).toEqual(['keys', 4]);
+      },
+    },
+    {
+      name: 'two heads per K/V head, head_dim 80, one query over 260 keys with padding holes',
+      batch: 1, tq: 1, tk: 260, heads: 4, kvHeads: 2, headDim: 80, posOffset: 259,
+      mask: [...ones(30), ...zeros(100), ...ones(50), 0, 0, ...ones(78)],
+      expectPlan: (f) => {
+        split(f);
+        expect([f.kernel, f.tiling.rows]).toEqual(['keys', 2]);
       },
     },
     {
@@ -248,7 +289,7 @@ describe('attention decoding (keys split into chunks over workgroups)', () => {
       batch: 1, tq: 3, tk: 517, heads: 9, kvHeads: 1, headDim: 80, posOffset: 514, cacheRows: 600,
       expectPlan: (f) => {
         split(f);
-        expect(f.tiling.rows).toBe(16);
+        expect(f.kernel).toBe('tiles');
       },
     },
     {
@@ -261,9 +302,9 @@ describe('attention decoding (keys split into chunks over workgroups)', () => {
       fd: true,
     },
     {
-      name: 'grouped heads, 4 queries over 130 keys, head_dim 128',
+      name: 'grouped heads, 4 queries over 130 keys, head_dim 128 (a block of 8 rows)',
       batch: 1, tq: 4, tk: 130, heads: 4, kvHeads: 2, headDim: 128, posOffset: 126,
-      expectPlan: split,
+      expectPlan: (f) => expect([f.kernel, f.tiling.rows, f.chunks]).toEqual(['keys', 8, 3]),
     },
   ];
   for (const c of cases) it(c.name, { timeout: 120_000 }, () => check(c));
@@ -281,7 +322,8 @@ describe('attention plans', () => {
     expect(fb.sliceHeads * fb.slices).toBeGreaterThanOrEqual(71);
     expect(fb.sliceHeads * (fb.slices - 1)).toBeLessThan(71);
     const decode = forwardPlan({ ...phi, tq: 1, tk: 512, posOffset: 511 });
-    expect(decode.chunks).toBe(8);
+    expect([decode.kernel, decode.chunks]).toEqual(['keys', 8]);
+    expect(forwardPlan({ ...falcon, tq: 1, tk: 512, posOffset: 511 }).kernel).toBe('tiles');
     expect(decode.chunkKeys * decode.chunks).toBeGreaterThanOrEqual(512);
     expect(forwardPlan({ ...phi, tq: 5, tk: 512, posOffset: 507 }).chunks).toBe(1);
     // Backward tiles of 16 where two of them fit the device's workgroup memory, else 8.

@@ -2,9 +2,10 @@
  * Causal attention with a key padding mask, tiled like flash attention (online softmax forward,
  * the backward recomputes probabilities from the saved log-sum-exp; no T×T buffer). Supports
  * multi-head, grouped and multi-query K/V, and strided head layouts (fused QKV rows, KV caches).
- * Few query rows over a long cache (decoding) split the keys into chunks over more workgroups,
- * merged by a second pass; dK/dV of a K/V head shared by many query heads are summed per slice
- * of heads and then across slices. The plans below say which path a shape takes.
+ * A few query rows per K/V head (decoding) get a thread per key, and a long cache is split into
+ * chunks over more workgroups, merged by a second pass; dK/dV of a K/V head shared by many query
+ * heads are summed per slice of heads and then across slices. The plans below say which path a
+ * shape takes.
  */
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
@@ -43,6 +44,7 @@ type PlanShape = Omit<AttentionShape, 'mask'>;
  * A workgroup holds `rows` rows (query rows, or keys for dK/dV) with `parts` threads each (a
  * thread keeps every parts-th head element), and stages `tile` keys (query rows for dK/dV) at a
  * time in workgroup memory. The shader's MAX_DP and MAX_TILE bound headDim / parts and tile.
+ * The forward's 'keys' kernel has one thread per key of a 64-key tile (parts 1) and at most 8 rows.
  */
 export interface Tiling {
   rows: number;
@@ -50,10 +52,16 @@ export interface Tiling {
   tile: number;
 }
 
-/** Many query rows per K/V head (training, prefill, multi-query decoding). */
-const FORWARD_ROWS: Tiling = { rows: 16, parts: 4, tile: 16 };
-/** A handful of rows per K/V head (multi-head decoding): more threads per row. */
-const FORWARD_FEW_ROWS: Tiling = { rows: 4, parts: 16, tile: 16 };
+/**
+ * 'tiles': blocks of 16 query rows share each staged K/V tile (training, prefill, multi-query
+ * decoding). 'keys': a thread per key, for a block of at most 8 query rows (a few rows per K/V
+ * head, i.e. decoding, where a staged tile would serve one row).
+ */
+export type ForwardKernel = 'tiles' | 'keys';
+
+const FORWARD_TILES: Tiling = { rows: 16, parts: 4, tile: 16 };
+const MAX_FEW_ROWS = 8;
+const FEW_KEYS = 64;
 /** Backward tiles: 16 keys (query rows for dK/dV) where two staged tiles fit, else 8. */
 const BACKWARD_WIDE: Tiling = { rows: 16, parts: 4, tile: 16 };
 const BACKWARD_NARROW: Tiling = { rows: 16, parts: 4, tile: 8 };
@@ -66,6 +74,7 @@ const TARGET_WORKGROUPS = 256;
 const MAX_SPLIT_QUERIES = 4;
 
 export interface ForwardPlan {
+  kernel: ForwardKernel;
   tiling: Tiling;
   /** Key chunks per query block; 1 = no split, no second pass. */
   chunks: number;
@@ -86,26 +95,37 @@ const queryBlocks = (s: PlanShape, t: Tiling) => s.batch * s.kvHeads * Math.ceil
 /** Keys the last query row sees. */
 const visibleKeys = (s: PlanShape) => Math.min(s.tk, (s.posOffset ?? 0) + s.tq);
 
+function forwardTiling(s: PlanShape, kernel: ForwardKernel): Tiling {
+  if (kernel === 'tiles') return FORWARD_TILES;
+  const rows = Math.min(MAX_FEW_ROWS, group(s) * s.tq);
+  return { rows: 2 ** Math.ceil(Math.log2(rows)), parts: 1, tile: FEW_KEYS };
+}
+
 export function forwardPlan(s: PlanShape): ForwardPlan {
-  const tiling = group(s) * s.tq <= 8 ? FORWARD_FEW_ROWS : FORWARD_ROWS;
+  const kernel: ForwardKernel = group(s) * s.tq <= MAX_FEW_ROWS ? 'keys' : 'tiles';
+  const tiling = forwardTiling(s, kernel);
   const blocks = queryBlocks(s, tiling);
   const tiles = Math.ceil(visibleKeys(s) / tiling.tile);
-  if (s.tq > MAX_SPLIT_QUERIES || tiles < 2 || blocks >= TARGET_WORKGROUPS) return { tiling, chunks: 1, chunkKeys: s.tk };
-  return splitPlan(s, Math.min(tiles, Math.ceil(TARGET_WORKGROUPS / blocks)), tiling);
+  const split = s.tq <= MAX_SPLIT_QUERIES && tiles > 1 && blocks < TARGET_WORKGROUPS;
+  return forwardPlanWith(s, kernel, split ? Math.min(tiles, Math.ceil(TARGET_WORKGROUPS / blocks)) : 1);
 }
 
-/** The forward with the keys cut into (about) `chunks` chunks of whole tiles. */
-export function splitPlan(s: PlanShape, chunks: number, tiling = forwardPlan(s).tiling): ForwardPlan {
+/** The forward with this kernel and the keys cut into (about) `chunks` chunks of whole tiles. */
+export function forwardPlanWith(s: PlanShape, kernel: ForwardKernel, chunks: number): ForwardPlan {
+  const tiling = forwardTiling(s, kernel);
   const keys = visibleKeys(s);
-  const chunkKeys = Math.ceil(Math.ceil(keys / tiling.tile) / chunks) * tiling.tile;
+  const chunkKeys = Math.ceil(Math.ceil(keys / tiling.tile) / Math.max(1, chunks)) * tiling.tile;
   const n = Math.ceil(keys / chunkKeys);
-  return n > 1 ? { tiling, chunks: n, chunkKeys } : { tiling, chunks: 1, chunkKeys: s.tk };
+  return n > 1 ? { kernel, tiling, chunks: n, chunkKeys } : { kernel, tiling, chunks: 1, chunkKeys: s.tk };
 }
 
-/** Workgroup memory of a pipeline: the forward stages one tile, the backward two (and sums two dot products). */
-export function workgroupBytes(t: Tiling, headDim: number, backward: boolean): number {
-  const n = backward ? 2 : 1;
-  return 4 * (n * t.tile * headDim + n * t.tile * t.rows * t.parts + (backward ? 32 : 16));
+type Pass = ForwardKernel | 'backward';
+
+/** Workgroup memory of a pipeline: the tiled forward stages one tile, the backward two (and sums two dot products); the 'keys' forward holds its rows' queries and scores. */
+export function workgroupBytes(t: Tiling, headDim: number, pass: Pass): number {
+  if (pass === 'keys') return 4 * (t.rows * headDim + t.rows * t.tile + 24);
+  const n = pass === 'backward' ? 2 : 1;
+  return 4 * (n * t.tile * headDim + n * t.tile * t.rows * t.parts + (pass === 'backward' ? 32 : 16));
 }
 
 /** `maxWorkgroupBytes`: the device's maxComputeWorkgroupStorageSize (attentionBackward passes it). */
@@ -113,7 +133,7 @@ export function backwardPlan(s: PlanShape, maxWorkgroupBytes = BASELINE_WORKGROU
   const g = group(s);
   const blocks = s.batch * s.kvHeads * Math.ceil(s.tk / BACKWARD_WIDE.rows);
   const wanted = g > 1 && blocks < TARGET_WORKGROUPS ? Math.min(g, Math.ceil(TARGET_WORKGROUPS / blocks)) : 1;
-  return slicedPlan(s, wanted, workgroupBytes(BACKWARD_WIDE, s.headDim, true) <= maxWorkgroupBytes ? BACKWARD_WIDE : BACKWARD_NARROW);
+  return slicedPlan(s, wanted, workgroupBytes(BACKWARD_WIDE, s.headDim, 'backward') <= maxWorkgroupBytes ? BACKWARD_WIDE : BACKWARD_NARROW);
 }
 
 /** The backward with each K/V head's query heads cut into (about) `slices` slices. */
@@ -140,14 +160,16 @@ function checkShape(s: PlanShape): void {
   if (s.heads % s.kvHeads !== 0) throw new RangeError(`attention: ${s.heads} heads are not a multiple of ${s.kvHeads} K/V heads`);
 }
 
-function checkTiling(gpu: Gpu, t: Tiling, headDim: number, backward: boolean): void {
-  if (t.tile > 16 || Math.ceil(headDim / t.parts) > 32) throw new RangeError(`attention: tiling ${JSON.stringify(t)} exceeds the shader's bounds for head_dim ${headDim}`);
-  const bytes = workgroupBytes(t, headDim, backward);
+function checkTiling(gpu: Gpu, t: Tiling, headDim: number, pass: Pass): void {
+  const fits = pass === 'keys' ? t.rows <= MAX_FEW_ROWS && t.tile === FEW_KEYS && t.parts === 1 : t.tile <= 16 && Math.ceil(headDim / t.parts) <= 32;
+  if (!fits) throw new RangeError(`attention: tiling ${JSON.stringify(t)} exceeds the shader's bounds for head_dim ${headDim}`);
+  const bytes = workgroupBytes(t, headDim, pass);
   const limit = gpu.limits.maxComputeWorkgroupStorageSize;
   if (bytes > limit) throw new RangeError(`attention: tiling ${JSON.stringify(t)} needs ${bytes} bytes of workgroup memory for head_dim ${headDim}; this GPU allows ${limit}`);
 }
 
-const overrides = (t: Tiling, headDim: number) => ({ HEAD_DIM: headDim, ROWS: t.rows, PARTS: t.parts, TILE: t.tile });
+const overrides = (t: Tiling, headDim: number, pass: Pass): Record<string, number> =>
+  pass === 'keys' ? { HEAD_DIM: headDim, ROWS: t.rows } : { HEAD_DIM: headDim, ROWS: t.rows, PARTS: t.parts, TILE: t.tile };
 
 interface Split {
   chunks?: number;
@@ -182,18 +204,19 @@ export interface AttentionForwardSpec extends AttentionShape {
 /** `plan` defaults to forwardPlan(s); tests and benchmarks pass others to reach every path. */
 export function attentionForward(gpu: Gpu, code: string, s: AttentionForwardSpec, plan: ForwardPlan = forwardPlan(s)): void {
   checkShape(s);
-  checkTiling(gpu, plan.tiling, s.headDim, false);
+  checkTiling(gpu, plan.tiling, s.headDim, plan.kernel);
   const split = { chunks: plan.chunks, chunkKeys: plan.chunkKeys };
   const p = params(gpu, s, s.q, s.k, s.v, s.o, split);
   const inputs = [s.q.buf, s.k.buf, s.v.buf, s.mask ?? gpu.dummy, p];
   const workgroups = gpu.grid(queryBlocks(s, plan.tiling) * plan.chunks);
-  const pipeline = (entry: string) => gpu.pipeline(code, entry, overrides(plan.tiling, s.headDim));
+  const entry = plan.kernel === 'keys' ? 'forward_few' : 'forward';
+  const pipeline = (suffix: string) => gpu.pipeline(code, entry + suffix, overrides(plan.tiling, s.headDim, plan.kernel));
   if (plan.chunks === 1) {
-    gpu.dispatch({ pipeline: pipeline('forward'), bindings: [...inputs, s.o.buf, s.stats], workgroups, label: 'attention_fwd' });
+    gpu.dispatch({ pipeline: pipeline(''), bindings: [...inputs, s.o.buf, s.stats], workgroups, label: 'attention_fwd' });
     return;
   }
   const partial = gpu.alloc(forwardScratchBytes(s, plan), 'scratch', 'attn.chunks');
-  gpu.dispatch({ pipeline: pipeline('forward_chunks'), bindings: [...inputs, partial], workgroups, label: 'attention_fwd_chunks' });
+  gpu.dispatch({ pipeline: pipeline('_chunks'), bindings: [...inputs, partial], workgroups, label: 'attention_fwd_chunks' });
   gpu.dispatch({
     pipeline: gpu.pipeline(code, 'forward_combine'),
     bindings: [partial, s.o.buf, s.stats, params(gpu, s, s.q, s.k, s.v, s.o, split)],
@@ -217,8 +240,8 @@ export interface AttentionBackwardSpec extends AttentionForwardSpec {
 /** `plan` defaults to backwardPlan(s) for this device; tests and benchmarks pass others to reach every path. */
 export function attentionBackward(gpu: Gpu, code: string, s: AttentionBackwardSpec, plan: BackwardPlan = backwardPlan(s, gpu.limits.maxComputeWorkgroupStorageSize)): void {
   checkShape(s);
-  checkTiling(gpu, plan.dq, s.headDim, true);
-  checkTiling(gpu, plan.dkv, s.headDim, true);
+  checkTiling(gpu, plan.dq, s.headDim, 'backward');
+  checkTiling(gpu, plan.dkv, s.headDim, 'backward');
   const rowsQ = s.batch * s.heads * s.tq;
   const dk = { buf: s.dkv, ...s.dk };
   const dv = { buf: s.dkv, ...s.dv };
@@ -230,14 +253,14 @@ export function attentionBackward(gpu: Gpu, code: string, s: AttentionBackwardSp
     label: 'attention_bwd_prep',
   });
   gpu.dispatch({
-    pipeline: gpu.pipeline(code, 'backward_dq', overrides(plan.dq, s.headDim)),
+    pipeline: gpu.pipeline(code, 'backward_dq', overrides(plan.dq, s.headDim, 'backward')),
     bindings: [s.q.buf, s.k.buf, s.v.buf, s.dO, s.stats, s.mask ?? gpu.dummy, s.dq, params(gpu, s, s.q, s.k, s.v, s.o)],
     workgroups: gpu.grid(queryBlocks(s, plan.dq)),
     label: 'attention_bwd_dq',
   });
   const partial = plan.slices > 1 ? gpu.alloc(backwardScratchBytes(s, plan), 'scratch', 'attn.dkv-slices') : null;
   gpu.dispatch({
-    pipeline: gpu.pipeline(code, 'backward_dkv', overrides(plan.dkv, s.headDim)),
+    pipeline: gpu.pipeline(code, 'backward_dkv', overrides(plan.dkv, s.headDim, 'backward')),
     bindings: [s.q.buf, s.k.buf, s.v.buf, s.dO, s.stats, s.mask ?? gpu.dummy, partial ?? s.dkv, params(gpu, s, s.q, s.k, s.v, s.o, split, dk, dv)],
     workgroups: gpu.grid(s.batch * s.kvHeads * Math.ceil(s.tk / plan.dkv.rows) * plan.slices),
     label: 'attention_bwd_dkv',
