@@ -183,7 +183,7 @@ async function run(ctx: BenchContext) {
   const ratios: Record<string, number> = {};
   const notes = [
     `Median of ${runs} runs after ${warmup} warm-up, timed with GPU timestamps where the adapter has them (the sum of the passes), else wall-clock to queue completion; each row says which.`,
-    'per-row: the kernel the tiled one replaced (one invocation per query row streaming over its keys; dK/dV one invocation per key). tiled: shaders/attention.wgsl with the plan the engine would choose (chunks: key chunks of the decoding forward; slices: dK/dV head slices).',
+    'per-row: the kernel the tiled one replaced (one invocation per query row streaming over its keys; dK/dV one invocation per key). tiled: shaders/attention.wgsl with the plan the engine would choose (shape.plan: the forward kernel, "tiles" staging K/V for 16 rows or "keys" with a thread per key; chunks: key chunks; slices: dK/dV head slices).',
     'gflops count useful work: 4·D per visible query-key pair forward, 10·D backward (causal, batch 1).',
     'max_rel_diff_vs_per_row: the tiled outputs (O forward; dQ, dK, dV backward) against the per-row ones, max|a − b| / max|b|.',
     'Ratios are speed-ups: per-row time / tiled time (above 1: the tiled kernel is faster).',
@@ -198,9 +198,9 @@ async function run(ctx: BenchContext) {
     const pairs = visiblePairs(c);
     const fPlan = forwardPlan(s);
     const bPlan = backwardPlan(s, gpu.limits.maxComputeWorkgroupStorageSize);
-    const row = (kernel: string, pass: string, t: Timing, flopsPerPair: number, extra: Record<string, number>): BenchRow => ({
+    const row = (kernel: string, pass: string, t: Timing, flopsPerPair: number, extra: Record<string, number>, plan = ''): BenchRow => ({
       name: `${kernel} ${pass} ${c.name}`,
-      shape: { ...shape, pass },
+      shape: { ...shape, pass, ...(plan ? { plan } : {}) },
       timing: t,
       metrics: { ms: t.median * 1e3, gflops: (flopsPerPair * c.headDim * pairs) / t.median / 1e9, ...extra },
     });
@@ -212,7 +212,7 @@ async function run(ctx: BenchContext) {
     const oNew = await readOut();
     const pass = c.backward ? 'forward' : 'decode forward';
     rows.push(row('per-row', pass, oldF, 4, {}));
-    rows.push(row('tiled', pass, newF, 4, { chunks: fPlan.chunks, max_rel_diff_vs_per_row: relDiff(oNew, oOld) }));
+    rows.push(row('tiled', pass, newF, 4, { chunks: fPlan.chunks, max_rel_diff_vs_per_row: relDiff(oNew, oOld) }, `${fPlan.kernel} kernel, ${fPlan.tiling.rows} rows per workgroup`));
     ratios[`tiled_vs_per_row ${pass} ${c.name}`] = oldF.median / newF.median;
     speedups.push(oldF.median / newF.median);
     let line = `${c.name}: ${pass} per-row ${(oldF.median * 1e3).toFixed(3)} ms, tiled ${(newF.median * 1e3).toFixed(3)} ms (${(oldF.median / newF.median).toFixed(2)}×)`;
@@ -225,7 +225,7 @@ async function run(ctx: BenchContext) {
       const newB = await timeGpu(gpu, () => attentionBackward(gpu, code, s, bPlan), opts);
       const gNew = await grads();
       rows.push(row('per-row', 'backward', oldB, 10, {}));
-      rows.push(row('tiled', 'backward', newB, 10, { slices: bPlan.slices, tile: bPlan.dq.tile, max_rel_diff_vs_per_row: Math.max(relDiff(gNew[0], gOld[0]), relDiff(gNew[1], gOld[1])) }));
+      rows.push(row('tiled', 'backward', newB, 10, { slices: bPlan.slices, tile: bPlan.dq.tile, max_rel_diff_vs_per_row: Math.max(relDiff(gNew[0], gOld[0]), relDiff(gNew[1], gOld[1])) }, `${bPlan.slices} head slice(s), tiles of ${bPlan.dq.tile}`));
       ratios[`tiled_vs_per_row backward ${c.name}`] = oldB.median / newB.median;
       ratios[`tiled_vs_per_row forward+backward ${c.name}`] = (oldF.median + oldB.median) / (newF.median + newB.median);
       speedups.push(oldB.median / newB.median);
