@@ -14,7 +14,10 @@
 // needs). Each row is held by PARTS threads; thread `part` keeps head elements part, part +
 // PARTS, ... in registers, so a thread holds HEAD_DIM / PARTS floats per vector, and dot products
 // are summed across the PARTS threads in workgroup memory. dK/dV workgroups own ROWS keys and
-// stage TILE query rows at a time the same way.
+// stage TILE query rows at a time the same way. forward_few serves blocks of a few rows
+// (decoding) with a thread per key instead. For a long cache with few queries the forward
+// also splits the keys into chunks (forward*_chunks, then forward_combine), and dK/dV of a K/V
+// head shared by many query heads are summed per slice of heads (backward_dkv_reduce).
 const NO_KEY: f32 = 3.0e38;
 // HEAD_DIM / PARTS at most (128 / 4).
 const MAX_DP: u32 = 32u;
