@@ -106,7 +106,7 @@ function spec(c: AttentionBenchCase, b: Buffers): AttentionBackwardSpec {
 
 // --- the per-row baseline's launchers, as they were beside it ---------------------------------
 
-function perRowParams(gpu: Gpu, s: AttentionBackwardSpec, withGrads: boolean): GpuBuffer {
+function perRowParams(gpu: Gpu, s: AttentionBackwardSpec, withGrads: boolean): ReturnType<Gpu['uniform']> {
   const dk = withGrads ? s.dk : { stride: 0, off: 0 };
   const dv = withGrads ? s.dv : { stride: 0, off: 0 };
   return gpu.uniform(

@@ -177,7 +177,7 @@ interface Split {
   sliceHeads?: number;
 }
 
-function params(gpu: Gpu, s: AttentionShape, q: HeadLayout, k: HeadLayout, v: HeadLayout, o: HeadLayout, split: Split = {}, dk?: HeadLayout, dv?: HeadLayout): GpuBuffer {
+function params(gpu: Gpu, s: AttentionShape, q: HeadLayout, k: HeadLayout, v: HeadLayout, o: HeadLayout, split: Split = {}, dk?: HeadLayout, dv?: HeadLayout): ReturnType<Gpu['uniform']> {
   const scale = s.scale ?? 1 / Math.sqrt(s.headDim);
   return gpu.uniform(
     [
