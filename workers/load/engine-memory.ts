@@ -12,6 +12,7 @@ import { UNIFORM_ARENA_BYTES } from '../gpu/runtime';
 import { architectureNames, type LinearSpec } from '../model/architecture';
 import type { ModelConfig } from '../model/config';
 import { planParts } from '../nf4/gpu';
+import { backwardScratchBytes, forwardScratchBytes } from '../kernels/attention';
 import type { QuantSettings } from './presets';
 
 const zero = (): ByCategory => ({ weights: 0, lora: 0, optimizer: 0, activations: 0, scratch: 0 });
@@ -225,6 +226,12 @@ export function simulateForwardBackward(sim: MemorySim, cfg: ModelConfig, state:
     bufs: SimBuffer[];
   }
 
+  // Attention's own scratch (key-chunk partials, per-slice dK/dV sums), live only during its dispatches.
+  const attnShape = { batch: s.batch, tq: s.seq, tk: s.seq, heads: H, kvHeads: cfg.kvHeads, headDim: D, posOffset: 0 };
+  const scratchWhile = (bytes: number, label: string) => {
+    if (bytes > 0) sim.release(sim.alloc(bytes, 'scratch', label));
+  };
+
   const layerForward = (li: number, keep: boolean): { out: SimBuffer; saved: Saved | null } => {
     const layer = names.layers[li];
     const cat: MemoryCategory = keep ? 'activations' : 'scratch';
@@ -238,6 +245,7 @@ export function simulateForwardBackward(sim: MemorySim, cfg: ModelConfig, state:
       linearForward(ls, keepH);
     }
     bufs.push(sim.alloc(rows * H * D * 4, cat, 'attn.out'), sim.alloc(s.batch * H * s.seq * 8, cat, 'attn.stats'));
+    scratchWhile(forwardScratchBytes(attnShape), 'attn.chunks');
     const out = sim.alloc(rows * h * 4, 'activations', `layer${li}.out`);
     linearForward(byRole.get('dense')!, keepH, true);
     bufs.push(sim.alloc(rows * cfg.ffn * 4, cat, 'mlp.fc1'));
@@ -267,11 +275,13 @@ export function simulateForwardBackward(sim: MemorySim, cfg: ModelConfig, state:
     if (cfg.arch === 'falcon') {
       const qkv = byRole.get('qkv')!;
       const dqkv = sim.alloc(rows * qkv.outFeatures * 4, 'scratch', 'attn.dqkv');
+      scratchWhile(backwardScratchBytes(attnShape), 'attn.dkv-slices');
       linearBackward(qkv);
       sim.release(dqkv);
     } else {
       const dq = sim.alloc(rows * H * D * 4, 'scratch', 'attn.dq');
       const dkv = sim.alloc(2 * rows * kvW * 4, 'scratch', 'attn.dkv');
+      scratchWhile(backwardScratchBytes(attnShape), 'attn.dkv-slices');
       const dv = sim.alloc(rows * kvW * 4, 'scratch', 'attn.dv');
       for (const role of ['q', 'k', 'v'] as const) linearBackward(byRole.get(role)!);
       sim.release(dq, dkv, dv);
