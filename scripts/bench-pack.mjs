@@ -31,7 +31,7 @@ cd "$(dirname "$0")"
 size=\${1:-full}; shift || true
 mkdir -p results
 status=0
-for suite in matmul train-step decode quantize memory; do
+for suite in matmul attention train-step decode quantize memory; do
   echo "=== $suite ($size)" >&2
   node node-bench.mjs "$suite" --size "$size" --results results "$@" || status=1
 done

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = resolve(root, 'bench/results');
-const SUITE_ORDER = ['matmul', 'train-step', 'decode', 'quantize', 'memory'];
+const SUITE_ORDER = ['matmul', 'attention', 'train-step', 'decode', 'quantize', 'memory'];
 const SIZE_ORDER = ['full', 'cpu', 'smoke'];
 
 const newest = new Map();
