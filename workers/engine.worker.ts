@@ -27,7 +27,7 @@ import { parseModelConfig } from './model/config';
 import { parsePeftConfig } from './model/lora-adapter';
 import { MODEL_SHADERS } from './model/shader-sources';
 import { HubClient } from './load/hub';
-import { hubFileSet, localFileSet, urlFileSet, type ModelFileSet } from './load/sources';
+import { filesFor, pinnedSource } from './load/model-source';
 import { openLoad } from './load/load-model';
 import { DEFAULT_CHUNK_BYTES } from './load/quantize-on-load';
 import { TextStream } from './tokenizer/text-stream';
@@ -218,6 +218,8 @@ interface LoadedLm {
   model: CausalLM;
   /** What the PEFT config names as the base model. */
   baseModel: string;
+  /** The hub commit the base model was loaded at (null for the demo and dropped files). */
+  commit: string | null;
   tokenizer: TextTokenizer;
   settings: TrainSettings;
   parameters: number;
@@ -233,36 +235,8 @@ let current: { lm: LoadedLm; trainer: Trainer | null; run: RunRecord | null; run
 let importedAdapter: { file: SafetensorsFile; settings: ReturnType<typeof parsePeftConfig> } | null = null;
 
 function modelKey(source: ModelSource, s: TrainSettings): string {
-  const id = source.kind === 'preset' ? `preset:${source.name}` : source.kind === 'hub' ? `hub:${source.id}` : `local:${source.files.map((f) => f.name).join(',')}`;
+  const id = source.kind === 'preset' ? `preset:${source.name}@${source.revision ?? ''}` : source.kind === 'hub' ? `hub:${source.id}@${source.revision ?? ''}` : `local:${source.files.map((f) => f.name).join(',')}`;
   return `${id}|r${s.rank}|a${s.alpha}|d${s.dropout}|${[...s.targetModules].sort().join(',')}|seed${s.seed}`;
-}
-
-/**
- * Where the model's files are, the name a PEFT config gives its base model, and the identity
- * its quantized copy is cached under (none for dropped files); a hub revision is resolved to its
- * commit when the model loads.
- */
-function filesFor(source: ModelSource, client: HubClient): { files: ModelFileSet; baseModel: string; cacheId: { repo: string; revision: string } | null } {
-  if (source.kind === 'preset') {
-    const preset = PRESETS[source.name];
-    if (!preset) throw new Error(`unknown preset "${source.name}"`);
-    if (preset.model.kind === 'hub') {
-      const { repo, revision } = preset.model;
-      return { files: hubFileSet(client, repo, revision), baseModel: repo, cacheId: { repo, revision } };
-    }
-    // The demo model ships with the studio; in the repository it lives under public/.
-    return {
-      files: urlFileSet(client, new URL(preset.model.baseUrl, self.location.origin).href),
-      baseModel: `public${preset.model.baseUrl.replace(/\/$/, '')}`,
-      cacheId: { repo: `studio/${preset.name}`, revision: 'builtin' },
-    };
-  }
-  if (source.kind === 'hub') {
-    const revision = source.revision ?? 'main';
-    return { files: hubFileSet(client, source.id, revision), baseModel: source.id, cacheId: { repo: source.id, revision } };
-  }
-  const folder = source.files[0]?.webkitRelativePath.split('/')[0] || 'local model';
-  return { files: localFileSet(source.files, folder), baseModel: folder, cacheId: null };
 }
 
 /**
@@ -283,7 +257,7 @@ async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm
   }
   const tracker = new ProgressTracker((p) => emit({ type: 'progress', task: 'download', done: p.done, total: p.total, unit: 'bytes', detail: p.file }));
   const client = new HubClient({ onBytes: (file, bytes) => tracker.add(file, bytes) });
-  const { files, baseModel, cacheId } = filesFor(source, client);
+  const { files, baseModel, cacheId } = filesFor(source, client, self.location.origin);
   const quant = source.kind === 'preset' ? (PRESETS[source.name]?.quant ?? DEFAULT_QUANT) : DEFAULT_QUANT;
   // The hub says which commit the revision is at; that commit's cached copy needs no download.
   const load = await openLoad({
@@ -312,7 +286,8 @@ async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm
   }
   emit({ type: 'memory', stats: g.pool.stats() });
   const tokenizer = await tokenizerFor(source);
-  const lm: LoadedLm = { key, model, baseModel, tokenizer, settings: s, parameters: load.arch.parameters, fromCache: load.fromCache };
+  const commit = load.identity?.commit ?? null;
+  const lm: LoadedLm = { key, model, baseModel, commit, tokenizer, settings: s, parameters: load.arch.parameters, fromCache: load.fromCache };
   current = { lm, trainer: null, run: null, running: null };
   return lm;
 }
@@ -652,7 +627,7 @@ const api: EngineApi = {
       const lm = await causalLm(source, settings);
       const run: RunRecord = {
         runId: `run-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`,
-        model: source.kind === 'local' ? { kind: 'hub', id: lm.baseModel } : source,
+        model: pinnedSource(source, lm.baseModel, lm.commit),
         modelLabel: lm.baseModel,
         dataset: data.file,
         settings,
@@ -749,7 +724,7 @@ const api: EngineApi = {
     if (!current) throw new Error('There is no adapter yet: train one first.');
     if (isActive() && trainerState === 'running') throw new Error('Pause or stop training before downloading the adapter.');
     const { model, baseModel, settings } = current.lm;
-    const peft = await model.exportAdapter(baseModel);
+    const peft = await model.exportAdapter(baseModel, current.lm.commit);
     const zip = zipSync({
       'adapter_model.safetensors': peft.adapterModel,
       'adapter_config.json': strToU8(peft.adapterConfig),

@@ -83,7 +83,8 @@ export interface PresetSummary {
 }
 
 export type ModelSource =
-  | { kind: 'preset'; name: string }
+  /** A hub preset's `revision` overrides the preset's (a run pins the commit it started on). */
+  | { kind: 'preset'; name: string; revision?: string }
   | { kind: 'hub'; id: string; revision?: string }
   | { kind: 'local'; files: File[] };
 

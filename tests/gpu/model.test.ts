@@ -198,9 +198,12 @@ describe('CausalLM', () => {
     const m = await build(gpu, c);
     const b = randomBatch(c, 2, 7, [7, 5], 3);
     const before = await m.loss(b);
-    const exported = await m.exportAdapter('tiiuae/falcon-7b');
+    const commit = '0123456789abcdef0123456789abcdef01234567';
+    const exported = await m.exportAdapter('tiiuae/falcon-7b', commit);
     const cfg = JSON.parse(exported.adapterConfig);
-    expect(cfg).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 3, lora_alpha: 6, lora_dropout: 0, bias: 'none', base_model_name_or_path: 'tiiuae/falcon-7b' });
+    // revision: PEFT loads the base at the commit the adapter was trained on.
+    expect(cfg).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 3, lora_alpha: 6, lora_dropout: 0, bias: 'none', base_model_name_or_path: 'tiiuae/falcon-7b', revision: commit });
+    expect(JSON.parse((await m.exportAdapter('tiiuae/falcon-7b')).adapterConfig).revision).toBeNull();
     expect(cfg.target_modules).toEqual(['dense', 'dense_4h_to_h', 'dense_h_to_4h', 'query_key_value']);
     const file = new SafetensorsFile(exported.adapterModel, 'adapter_model.safetensors');
     expect(file.names.sort()).toEqual(m.lora.map((t) => t.key).sort());

@@ -730,9 +730,10 @@ export class CausalLM implements TrainableCausalLM {
   }
 
   /** PEFT adapter_model.safetensors + adapter_config.json of the current adapters. */
-  async exportAdapter(baseModel: string): Promise<PeftExport> {
+  /** `revision`: the base model's commit, when known (PEFT then loads that exact base). */
+  async exportAdapter(baseModel: string, revision: string | null = null): Promise<PeftExport> {
     if (!this.loraSettings) throw new ModelInputError('exportAdapter: this model has no LoRA adapters');
-    return exportPeftAdapter(this.gpu, this.loraModules, this.loraSettings, baseModel);
+    return exportPeftAdapter(this.gpu, this.loraModules, this.loraSettings, baseModel, revision);
   }
 
   /** NF4 mode: every base linear weight dequantized back to f32, by HF tensor name. */

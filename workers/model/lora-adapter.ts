@@ -131,7 +131,7 @@ export interface PeftExport {
 }
 
 /** Reads the adapters back from the GPU and writes PEFT's two files. */
-export async function exportPeftAdapter(gpu: Gpu, modules: LoraModule[], settings: LoraSettings, baseModel: string): Promise<PeftExport> {
+export async function exportPeftAdapter(gpu: Gpu, modules: LoraModule[], settings: LoraSettings, baseModel: string, revision: string | null = null): Promise<PeftExport> {
   const tensors = [];
   for (const m of modules) {
     for (const t of [m.a, m.b]) tensors.push({ name: t.key, dtype: 'F32' as const, shape: t.shape, data: await gpu.readF32(t.weight, t.shape[0] * t.shape[1]) });
@@ -157,7 +157,7 @@ export async function exportPeftAdapter(gpu: Gpu, modules: LoraModule[], setting
     peft_type: 'LORA',
     r: settings.r,
     rank_pattern: {},
-    revision: null,
+    revision,
     target_modules: targetNames,
     task_type: 'CAUSAL_LM',
     use_dora: false,
