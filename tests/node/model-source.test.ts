@@ -12,6 +12,8 @@ import { ModelCache } from '../../workers/load/cache';
 import { DEFAULT_QUANT, PRESETS } from '../../workers/load/presets';
 import { filesFor, pinnedSource } from '../../workers/load/model-source';
 import { writeSafetensors } from '../../workers/formats/safetensors';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 const hub = new MockHub();
 const config = tinyPhiConfig();
@@ -43,6 +45,15 @@ describe('model sources', () => {
     expect(a.kind === 'nf4' && b.kind === 'nf4' && Buffer.compare(a.quant.packed, b.quant.packed) === 0).toBe(true);
   });
 
+  it('the built-in demo is cached under the hash of its files, so a changed demo is a new copy', () => {
+    const demo = PRESETS.demo.model;
+    expect(demo.kind).toBe('url');
+    const hash = createHash('sha256');
+    for (const f of ['config.json', 'model.safetensors']) hash.update(readFileSync(`public/demo/model/${f}`));
+    // After regenerating the demo model, set this revision in workers/load/presets.ts.
+    expect(demo.kind === 'url' && demo.revision).toBe(`sha256-${hash.digest('hex').slice(0, 12)}`);
+  });
+
   it('a hub preset pins its revision; the demo and dropped files have no commit to pin', () => {
     const phi = PRESETS['phi-1_5'].model;
     expect(phi.kind).toBe('hub');
@@ -50,7 +61,7 @@ describe('model sources', () => {
     expect(pinned).toEqual({ kind: 'preset', name: 'phi-1_5', revision: 'a'.repeat(40) });
     expect(filesFor(pinned, client(), 'http://studio.test').cacheId).toEqual({ repo: phi.kind === 'hub' ? phi.repo : '', revision: 'a'.repeat(40) });
     expect(pinnedSource({ kind: 'preset', name: 'demo' }, 'public/demo/model', null)).toEqual({ kind: 'preset', name: 'demo' });
-    expect(filesFor({ kind: 'preset', name: 'demo' }, client(), 'http://studio.test').cacheId).toEqual({ repo: 'studio/demo', revision: 'builtin' });
+    expect(filesFor({ kind: 'preset', name: 'demo' }, client(), 'http://studio.test').cacheId).toEqual({ repo: 'studio/demo', revision: PRESETS.demo.model.kind === 'url' ? PRESETS.demo.model.revision : '' });
     expect(pinnedSource({ kind: 'local', files: [] }, 'my-model', null)).toEqual({ kind: 'hub', id: 'my-model' });
   });
 });

@@ -29,7 +29,7 @@ export function filesFor(source: ModelSource, client: HubClient, origin: string)
     return {
       files: urlFileSet(client, new URL(preset.model.baseUrl, origin).href),
       baseModel: `public${preset.model.baseUrl.replace(/\/$/, '')}`,
-      cacheId: { repo: `studio/${preset.name}`, revision: 'builtin' },
+      cacheId: { repo: `studio/${preset.name}`, revision: preset.model.revision ?? preset.model.baseUrl },
     };
   }
   if (source.kind === 'hub') {

@@ -13,8 +13,12 @@ export type HfConfig = Record<string, unknown>;
 /** Where a model's files live. */
 export type ModelLocation =
   | { kind: 'hub'; repo: string; revision: string }
-  /** A folder served by the studio itself (the built-in demo), e.g. `/demo/model/`. */
-  | { kind: 'url'; baseUrl: string };
+  /**
+   * A folder served by the studio itself (the built-in demo), e.g. `/demo/model/`. A model
+   * folder's `revision` names its content (sha256 of config.json then model.safetensors, 12 hex
+   * digits; a test keeps it true), so a studio shipping a changed demo makes a new cached copy.
+   */
+  | { kind: 'url'; baseUrl: string; revision?: string };
 
 export interface LoraSettings {
   r: number;
@@ -104,7 +108,7 @@ export const PRESETS: Record<string, Preset> = {
     name: 'demo',
     label: 'Demo (tiny, offline)',
     description: 'A tiny random phi-architecture model shipped with the studio: trains in a minute or two anywhere.',
-    model: { kind: 'url', baseUrl: '/demo/model/' },
+    model: { kind: 'url', baseUrl: '/demo/model/', revision: 'sha256-107c6013afe5' },
     tokenizer: { kind: 'url', baseUrl: '/demo/tokenizer/' },
     config: demoConfig,
     template: 'ds1000',
