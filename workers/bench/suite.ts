@@ -14,7 +14,8 @@ export function isEmulated(adapter: AdapterDescription): boolean {
   return adapter.isFallbackAdapter || adapter.architecture === 'swiftshader';
 }
 export type BenchRuntime = 'browser' | 'node';
-export type TimingMethod = 'timestamp-query' | 'submitted-work-done';
+/** cpu-clock: performance.now() around work that runs on the CPU alone. */
+export type TimingMethod = 'timestamp-query' | 'submitted-work-done' | 'cpu-clock';
 
 export interface BenchContext {
   gpu: Gpu;
