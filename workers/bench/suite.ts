@@ -12,7 +12,8 @@ import type { AdapterDescription } from '../gpu/device';
 
 export type BenchSize = 'smoke' | 'cpu' | 'full';
 export type BenchRuntime = 'browser' | 'node';
-export type TimingMethod = 'timestamp-query' | 'submitted-work-done';
+/** cpu-clock: performance.now() around work that runs on the CPU alone. */
+export type TimingMethod = 'timestamp-query' | 'submitted-work-done' | 'cpu-clock';
 
 export interface BenchContext {
   gpu: Gpu;

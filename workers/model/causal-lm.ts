@@ -14,6 +14,7 @@ import { attentionBackward, attentionForward, type HeadLayout } from '../kernels
 import { geluBackward, geluForward } from '../kernels/activation';
 import { crossEntropy, shiftLabels } from '../kernels/cross-entropy';
 import { copyRows } from '../kernels/elementwise';
+import { argmax } from '../kernels/argmax';
 import { dequantizeGpu, quantizeToGpu, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../nf4/gpu';
 import type { ModelConfig } from './config';
 import { architectureNames, type ArchitectureNames, type LinearRole, type LinearSpec } from './architecture';
@@ -21,7 +22,7 @@ import { F32Linear, Nf4Linear, type FrozenLinear } from './frozen-linear';
 import { seededRandom } from '../util/random';
 import { createLoraModules, exportPeftAdapter, type LoraInit, type LoraModule, type PeftExport } from './lora-adapter';
 import type { ModelShaders } from './shaders';
-import { sampleToken } from './sampling';
+import { checkSamplingOptions, isGreedy, sampleToken } from './sampling';
 import type {
   Batch,
   ForwardBackwardOptions,
@@ -79,6 +80,26 @@ interface RunContext {
   mask: GpuBuffer | null;
   noLora: boolean;
   dropout: { seed: number; step: number } | null;
+}
+
+/** One layer's keys and values (after rotary), [positions, kvHeads · headDim] each. */
+interface KvCache {
+  k: GpuBuffer;
+  v: GpuBuffer;
+}
+
+/** What one generate call's decoding loop works with. */
+interface DecodeRun {
+  /** The prompt's ids. */
+  prompt: GpuBuffer;
+  promptLength: number;
+  /** One id: the token the next step feeds. */
+  next: GpuBuffer;
+  caches: KvCache[];
+  ctx: RunContext;
+  options: GenerateOptions;
+  eos: Set<number>;
+  result: GenerateResult;
 }
 
 export interface ForwardResult extends LossResult {
@@ -664,12 +685,13 @@ export class CausalLM implements TrainableCausalLM {
     return out;
   }
 
-  /** Logits of the last of `tokens` (fed at positions pos..), updating the caches. */
-  private async decodeStep(tokens: number[], pos: number, caches: { k: GpuBuffer; v: GpuBuffer }[], ctx: RunContext): Promise<Float32Array> {
+  /**
+   * Records one decoding step: `n` token ids read from `ids` on the GPU, fed at positions
+   * pos.. (extending the caches). Returns the last position's [vocab] logits; the caller
+   * releases them.
+   */
+  private decodeStep(ids: GpuBuffer, n: number, pos: number, caches: KvCache[], ctx: RunContext): GpuBuffer {
     const gpu = this.gpu;
-    const c = this.config;
-    const n = tokens.length;
-    const ids = gpu.upload(Int32Array.from(tokens), 'scratch', 'input_ids');
     let x = this.embedTokens(ids, n);
     for (let l = 0; l < this.layers.length; l++) {
       const out = this.layerDecode(l, x, n, pos, caches[l], ctx);
@@ -677,49 +699,117 @@ export class CausalLM implements TrainableCausalLM {
       x = out;
     }
     const { hf, stats } = this.finalNormForward(x, n);
-    const logits = gpu.alloc(c.vocabSize * 4, 'scratch', 'logits.last');
+    const logits = gpu.alloc(this.config.vocabSize * 4, 'scratch', 'logits.last');
     this.headLogits(hf, n - 1, 1, logits);
-    const result = await gpu.readF32(logits, c.vocabSize);
-    gpu.release(ids, x, hf, stats, logits);
-    return result;
+    gpu.release(x, hf, stats);
+    return logits;
   }
 
   async generate(prompt: number[], options: GenerateOptions): Promise<GenerateResult> {
+    const gpu = this.gpu;
     const c = this.config;
     if (prompt.length === 0) throw new ModelInputError('generate: the prompt is empty');
-    for (const [i, id] of prompt.entries()) if (!(id >= 0 && id < c.vocabSize)) throw new ModelInputError(`generate: prompt[${i}] = ${id} is outside the vocabulary`);
+    for (const [i, id] of prompt.entries()) if (!(Number.isInteger(id) && id >= 0 && id < c.vocabSize)) throw new ModelInputError(`generate: prompt[${i}] = ${id} is outside the vocabulary`);
+    if (!(Number.isInteger(options.maxNewTokens) && options.maxNewTokens >= 0)) throw new ModelInputError(`generate: maxNewTokens ${options.maxNewTokens} must be a whole number ≥ 0`);
+    try {
+      checkSamplingOptions(options);
+    } catch (err) {
+      throw new ModelInputError(`generate: ${(err as Error).message}`);
+    }
     const maxLen = prompt.length + options.maxNewTokens;
     if (maxLen > this.rope.positions) throw new ModelInputError(`generate: ${maxLen} positions exceed the model's ${this.rope.positions}`);
+    const result: GenerateResult = { tokens: [], stoppedBy: 'length' };
+    if (options.maxNewTokens === 0) return result;
     const kvWidth = c.kvHeads * c.headDim;
     const caches = this.layers.map((_, l) => ({
-      k: this.gpu.alloc(maxLen * kvWidth * 4, 'activations', `kv_cache.${l}.k`),
-      v: this.gpu.alloc(maxLen * kvWidth * 4, 'activations', `kv_cache.${l}.v`),
+      k: gpu.alloc(maxLen * kvWidth * 4, 'activations', `kv_cache.${l}.k`),
+      v: gpu.alloc(maxLen * kvWidth * 4, 'activations', `kv_cache.${l}.v`),
     }));
-    const ctx: RunContext = { batch: 1, seq: 0, rows: 0, mask: null, noLora: options.noLora ?? false, dropout: null };
-    const random = seededRandom(options.seed ?? 0);
-    const eos = new Set(options.eosTokenIds ?? []);
-    const tokens: number[] = [];
-    let stoppedBy: GenerateResult['stoppedBy'] = 'length';
+    const run: DecodeRun = {
+      prompt: gpu.upload(Int32Array.from(prompt), 'scratch', 'input_ids'),
+      promptLength: prompt.length,
+      // The id each step feeds the next one: written there by the GPU argmax or the CPU draw.
+      next: gpu.alloc(4, 'scratch', 'next_token'),
+      caches,
+      ctx: { batch: 1, seq: 0, rows: 0, mask: null, noLora: options.noLora ?? false, dropout: null },
+      options,
+      eos: new Set(options.eosTokenIds ?? []),
+      result,
+    };
     try {
-      let logits = await this.decodeStep(prompt, 0, caches, ctx);
-      let pos = prompt.length;
+      await (isGreedy(options) ? this.decodeGreedy(run) : this.decodeSampled(run));
+    } finally {
+      for (const kv of caches) gpu.release(kv.k, kv.v);
+      gpu.release(run.prompt, run.next);
+    }
+    return result;
+  }
+
+  /**
+   * Greedy decoding with the argmax on the GPU: it writes each token into `run.next`, which the
+   * following step embeds, so only ids come back (and logits when onLogits asks for them). Step
+   * i + 1 is recorded before token i is awaited, so the CPU records while the GPU computes; when
+   * token i is an EOS, the step recorded ahead is waited for and dropped (the KV-cache row it
+   * wrote lies past the output).
+   */
+  private async decodeGreedy(run: DecodeRun): Promise<void> {
+    const gpu = this.gpu;
+    const V = this.config.vocabSize;
+    const { options, result } = run;
+    const launch = (ids: GpuBuffer, n: number, pos: number): Promise<{ token: number; logits: Float32Array | null }> => {
+      const logits = this.decodeStep(ids, n, pos, run.caches, run.ctx);
+      argmax(gpu, this.shaders.argmax, { logits, out: run.next, rows: 1, vocab: V });
+      // Both reads are submitted now, ahead of the next step's argmax overwriting `next`.
+      const token = gpu.readU32(run.next, 1);
+      const values = options.onLogits ? gpu.readF32(logits, V) : Promise.resolve(null);
+      gpu.release(logits);
+      return Promise.all([token, values]).then(([t, l]) => ({ token: t[0], logits: l }));
+    };
+    let pending = launch(run.prompt, run.promptLength, 0);
+    let ahead: typeof pending | null = null;
+    try {
       for (let i = 0; i < options.maxNewTokens; i++) {
-        options.onLogits?.(logits, i);
-        const token = sampleToken(logits, options, random);
-        tokens.push(token);
+        ahead = i + 1 < options.maxNewTokens ? launch(run.next, 1, run.promptLength + i) : null;
+        const { token, logits } = await pending;
+        if (logits) options.onLogits!(logits, i);
+        result.tokens.push(token);
         options.onToken?.(token, i);
-        if (eos.has(token)) {
-          stoppedBy = 'eos';
+        if (run.eos.has(token)) {
+          result.stoppedBy = 'eos';
           break;
         }
-        if (i + 1 === options.maxNewTokens) break;
-        logits = await this.decodeStep([token], pos, caches, ctx);
-        pos += 1;
+        if (ahead) pending = ahead;
+        ahead = null;
       }
     } finally {
-      for (const kv of caches) this.gpu.release(kv.k, kv.v);
+      // Settle the reads of a step recorded ahead of an EOS or an error before the buffers go back.
+      await ahead?.catch(() => undefined);
     }
-    return { tokens, stoppedBy };
+  }
+
+  /** Sampling: each step's logits come back and the CPU draws (sampling.ts); the token goes back through `run.next`. */
+  private async decodeSampled(run: DecodeRun): Promise<void> {
+    const gpu = this.gpu;
+    const V = this.config.vocabSize;
+    const { options, result } = run;
+    const random = seededRandom(options.seed ?? 0);
+    let logitsBuf = this.decodeStep(run.prompt, run.promptLength, 0, run.caches, run.ctx);
+    for (let i = 0; ; i++) {
+      const read = gpu.readF32(logitsBuf, V);
+      gpu.release(logitsBuf);
+      const logits = await read;
+      options.onLogits?.(logits, i);
+      const token = sampleToken(logits, options, random);
+      result.tokens.push(token);
+      options.onToken?.(token, i);
+      if (run.eos.has(token)) {
+        result.stoppedBy = 'eos';
+        return;
+      }
+      if (i + 1 === options.maxNewTokens) return;
+      gpu.write(run.next, Int32Array.of(token));
+      logitsBuf = this.decodeStep(run.next, 1, run.promptLength + i, run.caches, run.ctx);
+    }
   }
 
   // ---------------------------------------------------------------- adapters, memory, teardown

@@ -10,6 +10,7 @@ import crossEntropy from '../../shaders/cross-entropy.wgsl?raw';
 import elementwise from '../../shaders/elementwise.wgsl?raw';
 import nf4 from '../../shaders/nf4.wgsl?raw';
 import nf4Matmul from '../../shaders/nf4-matmul.wgsl?raw';
+import argmax from '../../shaders/argmax.wgsl?raw';
 import type { ModelShaders } from './shaders';
 
-export const MODEL_SHADERS: ModelShaders = { matmul, lora, embedding, layernorm, rotary, attention, activation, crossEntropy, elementwise, nf4, nf4Matmul };
+export const MODEL_SHADERS: ModelShaders = { matmul, lora, embedding, layernorm, rotary, attention, activation, crossEntropy, elementwise, nf4, nf4Matmul, argmax };

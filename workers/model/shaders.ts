@@ -11,4 +11,5 @@ export interface ModelShaders {
   elementwise: string;
   nf4: string;
   nf4Matmul: string;
+  argmax: string;
 }
