@@ -132,7 +132,7 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   await page.getByTestId('section-train').screenshot({ path: `${ART}/train-running.png` });
 
   // The quantized demo model is now in this browser's cache.
-  await expect(page.getByTestId('section-model').getByText(/studio\/demo@builtin/)).toHaveCount(1);
+  await expect(page.getByTestId('section-model').getByText(/studio\/demo@sha256-[0-9a-f]{12}/)).toHaveCount(1);
 
   // Reload mid-run: the banner offers the last checkpoint; Resume continues from that step.
   const modelFetches: string[] = [];
