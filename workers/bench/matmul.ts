@@ -45,6 +45,7 @@ export function benchShapes(size: BenchSize): Shape[] {
     return [
       { model: 'phi-1_5 (N subset)', K: 2048, N: 512, M: 1 },
       { model: 'phi-1_5 (M, N subset)', K: 2048, N: 256, M: 32 },
+      { model: 'phi-1_5 (N subset)', K: 2048, N: 128, M: 512 },
       { model: 'falcon-7b (N subset)', K: 4544, N: 512, M: 1 },
       { model: 'falcon-7b (N subset)', K: 18176, N: 128, M: 1 },
     ];
