@@ -6,19 +6,19 @@
 //
 // forward:  Y[M, N] = beta·Y + X[M, K] · Wᵀ (+ bias), columns rowStart..rowEnd of Y (this part's rows).
 // backward: dX[M, K] = beta·dX + dY[M, N] · W, summing over this part's rows only.
-// Tiled kernels: 64×64 outputs per workgroup, 4×4 per thread at rows ty + 16i and columns
-// tx + 16j, so workgroup-memory reads and global stores are contiguous across threads.
+// Tiled kernels: 16·TM_ROWS × 64 outputs per workgroup, TM_ROWS × 4 per thread at rows ty + 16i
+// and columns tx + 16j, so workgroup-memory reads and global stores are contiguous across threads.
 // gemv:     forward for small M (decoding), several output columns per workgroup.
 override DOUBLE_QUANT: bool = true;
 override HAS_BIAS: bool = false;
 override GEMV_M: u32 = 1u;   // rows of X the gemv entry point handles (1..4)
-// Rows of outputs per thread in the tiled kernels (1, 2 or 4): a workgroup covers 16·TM_ROWS
-// rows of X, so small M (prompts, short sequences) does not compute 64-row tiles of padding.
+// Rows of outputs per thread in the tiled kernels (1, 2, 4 or 8): a workgroup covers 16·TM_ROWS
+// rows of X, so small M (prompts, short sequences) does not compute 64-row tiles of padding,
+// and large M (training) decodes each W tile once for 128 rows, with 32 products per 12 loads.
 override TM_ROWS: u32 = 4u;
 
-const TM: u32 = 4u;   // most outputs per thread along M (the first TM_ROWS are used)
+const TM: u32 = 8u;   // most outputs per thread along M (the first TM_ROWS are used)
 const TN: u32 = 4u;   // outputs per thread along the other dimension
-const BM: u32 = 64u;
 const BN: u32 = 64u;
 const BK: u32 = 32u;
 
@@ -39,8 +39,10 @@ struct Params {
 @group(0) @binding(0) var<storage, read> X4: array<vec4<f32>>;
 
 // One float of padding per row: tile stores walk the k index, and an unpadded 64-float row
-// would put all of a warp's stores into the same two banks.
-var<workgroup> As: array<array<f32, 65>, BK>;
+// would put all of a warp's stores into the same two banks. The X / dY tile holds 16·TM_ROWS
+// rows, k-major with row stride A_STRIDE (sized by the override, so small tiles stay small).
+override A_STRIDE: u32 = 16u * TM_ROWS + 1u;
+var<workgroup> As: array<f32, BK * A_STRIDE>;
 var<workgroup> Ws: array<array<f32, 65>, BK>;
 var<workgroup> lut: array<f32, 16>;   // the NF4 table, copied from `tables` by each workgroup
 
@@ -65,7 +67,7 @@ fn weight(row: u32, col: u32) -> f32 {
 fn dot4x4(k: u32, ty: u32, tx: u32, acc: ptr<function, array<array<f32, TN>, TM>>) {
   var a: array<f32, TM>;
   var b: array<f32, TN>;
-  for (var i = 0u; i < TM_ROWS; i++) { a[i] = As[k][ty + 16u * i]; }
+  for (var i = 0u; i < TM_ROWS; i++) { a[i] = As[k * A_STRIDE + ty + 16u * i]; }
   for (var j = 0u; j < TN; j++) { b[j] = Ws[k][tx + 16u * j]; }
   for (var i = 0u; i < TM_ROWS; i++) {
     for (var j = 0u; j < TN; j++) { (*acc)[i][j] += a[i] * b[j]; }
@@ -97,21 +99,26 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
   workgroupBarrier();
   var acc: array<array<f32, TN>, TM>;
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
-    for (var l = 0u; l < 8u; l++) {
+    // X tile: 16·TM_ROWS rows × BK, coalesced along k (2·TM_ROWS loads per thread).
+    for (var l = 0u; l < 2u * TM_ROWS; l++) {
       let idx = t + 256u * l;
       let r = idx / BK;
       let kk = idx % BK;
-      let k = k0 + kk;
       var xv = 0.0;
-      if (r < 16u * TM_ROWS && m0 + r < p.M && k < p.K) { xv = A[(m0 + r) * p.K + k]; }
-      As[kk][r] = xv;
-      if (!aligned) {
+      if (m0 + r < p.M && k0 + kk < p.K) { xv = A[(m0 + r) * p.K + k0 + kk]; }
+      As[kk * A_STRIDE + r] = xv;
+    }
+    if (!aligned) {
+      // W tile: 64 rows × BK, element by element.
+      for (var l = 0u; l < 8u; l++) {
+        let idx = t + 256u * l;
+        let r = idx / BK;
+        let kk = idx % BK;
         var wv = 0.0;
-        if (n0 + r < p.rowEnd && k < p.K) { wv = weight(n0 + r, k); }
+        if (n0 + r < p.rowEnd && k0 + kk < p.K) { wv = weight(n0 + r, k0 + kk); }
         Ws[kk][r] = wv;
       }
-    }
-    if (aligned) {
+    } else {
       // 64 rows × 4 words: one word per thread.
       let r = t / 4u;
       let kq = (t % 4u) * 8u;
@@ -147,24 +154,26 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
   workgroupBarrier();
   var acc: array<array<f32, TN>, TM>;
   for (var n0 = p.rowStart; n0 < p.rowEnd; n0 += BK) {
-    for (var l = 0u; l < 8u; l++) {
+    // dY tile: 16·TM_ROWS rows × BK reduction indices, coalesced along the reduction index.
+    for (var l = 0u; l < 2u * TM_ROWS; l++) {
       let idx = t + 256u * l;
-      // dY tile: BM rows × BK reduction indices, coalesced along the reduction index.
       let r = idx / BK;
       let nn = idx % BK;
       var yv = 0.0;
-      if (r < 16u * TM_ROWS && m0 + r < p.M && n0 + nn < p.rowEnd) { yv = A[(m0 + r) * p.N + n0 + nn]; }
-      As[nn][r] = yv;
-      if (!aligned) {
-        // W tile: BK rows × BN columns, coalesced along the columns.
+      if (m0 + r < p.M && n0 + nn < p.rowEnd) { yv = A[(m0 + r) * p.N + n0 + nn]; }
+      As[nn * A_STRIDE + r] = yv;
+    }
+    if (!aligned) {
+      // W tile: BK rows × BN columns, coalesced along the columns.
+      for (var l = 0u; l < 8u; l++) {
+        let idx = t + 256u * l;
         let wr = idx / BN;
         let wc = idx % BN;
         var wv = 0.0;
         if (n0 + wr < p.rowEnd && c0 + wc < p.K) { wv = weight(n0 + wr, c0 + wc); }
         Ws[wr][wc] = wv;
       }
-    }
-    if (aligned) {
+    } else {
       // 32 rows × 8 words: one word per thread.
       let wr = t / 8u;
       let wc = (t % 8u) * 8u;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import nf4 from '../../shaders/nf4.wgsl?raw';
 import nf4Matmul from '../../shaders/nf4-matmul.wgsl?raw';
 import { downloadNf4, nf4BitsPerParam, quantizeStreamToGpu, quantizeToGpu, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../../workers/nf4/gpu';
-import { nf4LinearBackwardData, nf4LinearCpu, nf4LinearForward } from '../../workers/kernels/nf4-matmul';
+import { nf4LinearBackwardData, nf4LinearCpu, nf4LinearForward, rowsPerThread, tiledWorkgroupBytes } from '../../workers/kernels/nf4-matmul';
 import { quantizeNF4 } from '../../workers/nf4/reference';
 import { POISON, randn, relErr, testGpu } from './helpers';
 
@@ -83,6 +83,47 @@ describe('fused NF4 linear vs CPU reference', () => {
       }
     }
   }
+
+  // Every tile height of the tiled kernels on M beyond one 128-row tile, K aligned to whole
+  // words and not, split weights included: forward with bias and accumulate, backward both ways.
+  for (const [M, N, K, split] of [[131, 70, 136, false], [130, 37, 67, true]] as const) {
+    it(`tiled kernels at every tile height: M=${M} N=${N} K=${K} split=${split}`, async () => {
+      const gpu = await testGpu();
+      const seed = M + N + K;
+      const w = await quantizeToGpu(gpu, shaders, randn(N * K, seed, 0.05), [N, K], { doubleQuant: true, maxPartBytes: split ? Math.ceil(K / 64 + 2) * 64 : undefined });
+      if (split) expect(w.parts.length).toBeGreaterThan(1);
+      const ref = nf4LinearCpu(await downloadNf4(gpu, w));
+      const [x, bias, dy, y0] = [randn(M * K, seed + 1), randn(N, seed + 2), randn(M * N, seed + 3), randn(M * N, seed + 4)];
+      const [xg, bg, dyg] = [gpu.upload(x, 'scratch'), gpu.upload(bias, 'scratch'), gpu.upload(dy, 'scratch')];
+      const yg = gpu.alloc(M * N * 4, 'scratch');
+      const dxg = gpu.alloc(M * K * 4, 'scratch');
+      const yRef = ref.forward(x, M, bias);
+      const dxRef = ref.backward(dy, M);
+      for (const tileRows of [1, 2, 4, 8] as const) {
+        gpu.fill(yg, POISON);
+        nf4LinearForward(gpu, shaders, { x: xg, weight: w, bias: bg, y: yg, M, tileRows });
+        expect(relErr(await gpu.readF32(yg, M * N), yRef), `forward, ${tileRows} rows per thread`).toBeLessThan(1e-5);
+        gpu.write(yg, y0);
+        nf4LinearForward(gpu, shaders, { x: xg, weight: w, bias: bg, y: yg, M, tileRows, accumulate: true });
+        expect(relErr(await gpu.readF32(yg, M * N), yRef.map((v, i) => v + y0[i])), `accumulate, ${tileRows} rows per thread`).toBeLessThan(1e-5);
+        gpu.fill(dxg, POISON);
+        nf4LinearBackwardData(gpu, shaders, { dy: dyg, weight: w, dx: dxg, M, accumulate: false, tileRows });
+        expect(relErr(await gpu.readF32(dxg, M * K), dxRef), `backward, ${tileRows} rows per thread`).toBeLessThan(1e-5);
+      }
+      gpu.release(xg, bg, dyg, yg, dxg);
+      releaseNf4(gpu, w);
+    });
+  }
+
+  it('tile height follows M and fits the workgroup memory', () => {
+    expect([1, 16, 17, 32, 33, 64, 65, 512].map((M) => rowsPerThread(M, 32768))).toEqual([1, 1, 2, 2, 4, 4, 8, 8]);
+    // WebGPU's default 16 KiB: the 64- and 128-row tiles do not fit, 32 rows do.
+    expect(tiledWorkgroupBytes(4)).toBeGreaterThan(16384);
+    expect(tiledWorkgroupBytes(2)).toBeLessThanOrEqual(16384);
+    expect(rowsPerThread(512, 16384)).toBe(2);
+    expect(rowsPerThread(512, tiledWorkgroupBytes(4))).toBe(4);
+    expect(() => rowsPerThread(512, 16384, 8)).toThrow(/8 rows per thread need 24896 bytes of workgroup memory, the device has 16384/);
+  });
 
   it('a weight uploaded from a stored state computes the same as the CPU reference', async () => {
     const gpu = await testGpu();

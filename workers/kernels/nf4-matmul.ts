@@ -6,7 +6,9 @@
  *
  * `shaders` = { nf4: nf4.wgsl, nf4Matmul: nf4-matmul.wgsl } (`?raw` strings from the caller).
  * Forward uses a matrix-vector kernel for M ≤ 4 (decoding: several output columns per workgroup,
- * 32 codes per thread and step) and a 64×64-tiled kernel with 4×4 register blocking otherwise.
+ * 32 codes per thread and step) and a tiled kernel otherwise: 64 output columns by 16, 32, 64 or
+ * 128 rows of M per workgroup (1, 2, 4 or 8 × 4 outputs per thread), by M and by the device's
+ * workgroup memory.
  * A weight split into parts (see workers/nf4/gpu.ts) runs one dispatch per part; backward
  * accumulates the parts. The frozen base needs no weight gradient.
  * Activations (x, y, dy, dx) are bound whole: at M = 512 and 18176 features they take 37 MB,
@@ -34,6 +36,8 @@ export interface Nf4LinearForwardSpec {
   tiledOnly?: boolean;
   /** Output columns per gemv workgroup (8 to 64) instead of the adapter's choice (tests). */
   gemvColumns?: number;
+  /** Rows of M per thread of the tiled kernel (1, 2, 4, 8) instead of the choice by M (tests, benchmarks). */
+  tileRows?: TileRows;
 }
 
 export interface Nf4LinearBackwardSpec {
@@ -45,7 +49,11 @@ export interface Nf4LinearBackwardSpec {
   M: number;
   /** true: dx += dy·W; false: dx = dy·W. */
   accumulate: boolean;
+  /** As in Nf4LinearForwardSpec. */
+  tileRows?: TileRows;
 }
+
+export type TileRows = 1 | 2 | 4 | 8;
 
 const TILE = 64;
 export const GEMV_MAX_M = 4;
@@ -58,9 +66,23 @@ function gemvRows(gpu: Gpu): number {
   return isEmulated(gpu.adapter) ? 32 : 8;
 }
 
-/** Output rows per thread of the tiled kernels: a workgroup covers 16·this rows of M. */
-function rowsPerThread(M: number): number {
-  return M <= 16 ? 1 : M <= 32 ? 2 : 4;
+/** Workgroup memory of a tiled kernel: the X / dY tile (32 × (16·rows + 1) floats), the W tile (32 × 65) and the NF4 table. */
+export function tiledWorkgroupBytes(rows: TileRows): number {
+  return 4 * (32 * (16 * rows + 1) + 32 * 65 + 16);
+}
+
+/**
+ * Output rows per thread of the tiled kernels (a workgroup covers 16·this rows of M): as few as
+ * M needs, and 8 for long inputs (each decoded W tile serves 128 rows) where the device's
+ * workgroup memory holds that tile; a device at WebGPU's 16 KiB default gets at most 2.
+ */
+export function rowsPerThread(M: number, workgroupBytes: number, forced?: TileRows): TileRows {
+  const wanted: TileRows = forced ?? (M <= 16 ? 1 : M <= 32 ? 2 : M <= 64 ? 4 : 8);
+  if (tiledWorkgroupBytes(wanted) <= workgroupBytes) return wanted;
+  if (forced) throw new RangeError(`nf4 tiled kernel: ${forced} rows per thread need ${tiledWorkgroupBytes(forced)} bytes of workgroup memory, the device has ${workgroupBytes}`);
+  let rows = wanted;
+  while (rows > 1 && tiledWorkgroupBytes(rows) > workgroupBytes) rows = (rows / 2) as TileRows;
+  return rows;
 }
 
 function params(w: Nf4GpuWeight, M: number, part: Nf4GpuWeight['parts'][number], beta: number): number[] {
@@ -74,7 +96,7 @@ export function nf4LinearForward(gpu: Gpu, shaders: Nf4Shaders, s: Nf4LinearForw
   const constants: Record<string, number> = { DOUBLE_QUANT: w.doubleQuant ? 1 : 0, HAS_BIAS: s.bias ? 1 : 0 };
   const gemvCols = s.gemvColumns ?? gemvRows(gpu);
   if (gemv) Object.assign(constants, { GEMV_M: s.M, GEMV_ROWS: gemvCols });
-  else constants.TM_ROWS = rowsPerThread(s.M);
+  else constants.TM_ROWS = rowsPerThread(s.M, gpu.limits.maxComputeWorkgroupStorageSize, s.tileRows);
   const pipeline = gpu.pipeline(shaders.nf4Matmul, gemv ? 'gemv' : 'forward', constants);
   for (const part of w.parts) {
     const rows = part.rowEnd - part.rowStart;
@@ -90,7 +112,7 @@ export function nf4LinearForward(gpu: Gpu, shaders: Nf4Shaders, s: Nf4LinearForw
 export function nf4LinearBackwardData(gpu: Gpu, shaders: Nf4Shaders, s: Nf4LinearBackwardSpec): void {
   const w = s.weight;
   if (!Number.isInteger(s.M) || s.M <= 0) throw new RangeError(`nf4LinearBackwardData: M = ${s.M} must be a positive integer`);
-  const tm = rowsPerThread(s.M);
+  const tm = rowsPerThread(s.M, gpu.limits.maxComputeWorkgroupStorageSize, s.tileRows);
   const pipeline = gpu.pipeline(shaders.nf4Matmul, 'backward', { DOUBLE_QUANT: w.doubleQuant ? 1 : 0, TM_ROWS: tm });
   w.parts.forEach((part, i) => {
     const beta = s.accumulate || i > 0 ? 1 : 0;
