@@ -16,7 +16,7 @@ import nf4MatmulCode from '../../shaders/nf4-matmul.wgsl?raw';
 import matmulCode from '../../shaders/matmul.wgsl?raw';
 import type { Gpu } from '../gpu/runtime';
 import { matmul } from '../kernels/matmul';
-import { nf4LinearForward } from '../kernels/nf4-matmul';
+import { nf4LinearForward, rowsPerThread } from '../kernels/nf4-matmul';
 import { nf4BitsPerParam, nf4StoredBytes, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../nf4/gpu';
 import { randomNf4 } from '../model/random-weights';
 import { randomWords } from '../util/random';
@@ -262,7 +262,7 @@ async function writeTable(ctx: BenchContext, rows: BenchRow[], notes: string[]):
   const byShape = new Map<string, Record<string, BenchRow>>();
   for (const r of rows) {
     const key = `${r.shape.model} ${r.shape.K}→${r.shape.N} | ${r.shape.M}`;
-    const kernel = r.name.startsWith('nf4') ? 'nf4' : r.name.startsWith('f32') ? 'f32' : 'ort';
+    const kernel = r.name.endsWith('64-row tiles') ? 'nf4_64' : r.name.startsWith('nf4') ? 'nf4' : r.name.startsWith('f32') ? 'f32' : 'ort';
     byShape.set(key, { ...byShape.get(key), [kernel]: r });
   }
   const ms = (r?: BenchRow) => (r ? (r.timing.median * 1e3).toFixed(3) : '—');
@@ -273,16 +273,16 @@ async function writeTable(ctx: BenchContext, rows: BenchRow[], notes: string[]):
     '',
     `runtime ${ctx.runtime}, size ${ctx.size}, ${new Date().toISOString()}`,
     '',
-    '| shape (K→N) | M | NF4 ms | f32 ms | ORT 4-bit ms | NF4 GFLOP/s | NF4 GB/s | NF4 vs f32 | NF4 vs ORT | NF4 bits/param |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| shape (K→N) | M | NF4 ms | NF4 64-row tiles ms | f32 ms | ORT 4-bit ms | NF4 GFLOP/s | NF4 GB/s | NF4 vs f32 | NF4 vs ORT | NF4 bits/param |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const [key, k] of byShape) {
     const nf4 = k.nf4;
     lines.push(
-      `| ${key} | ${ms(nf4)} | ${ms(k.f32)} | ${ms(k.ort)} | ${nf4 ? nf4.metrics.gflops.toPrecision(3) : '—'} | ${nf4?.metrics.gbs?.toPrecision(3) ?? '—'} | ${ratio(nf4, k.f32)} | ${ratio(nf4, k.ort)} | ${nf4?.metrics.bits_per_param?.toFixed(3) ?? '—'} |`,
+      `| ${key} | ${ms(nf4)} | ${ms(k.nf4_64)} | ${ms(k.f32)} | ${ms(k.ort)} | ${nf4 ? nf4.metrics.gflops.toPrecision(3) : '—'} | ${nf4?.metrics.gbs?.toPrecision(3) ?? '—'} | ${ratio(nf4, k.f32)} | ${ratio(nf4, k.ort)} | ${nf4?.metrics.bits_per_param?.toFixed(3) ?? '—'} |`,
     );
   }
-  lines.push('', 'Ratios are speed-ups (time of the other kernel / time of NF4): above 1 means NF4 is faster.', '', ...notes.map((n) => `- ${n}`), '');
+  lines.push('', 'Ratios are speed-ups (time of the other kernel / time of NF4): above 1 means NF4 is faster. NF4 uses 128-row tiles where M > 64; the 64-row tiles column times the same weight with the shorter tiles.', '', ...notes.map((n) => `- ${n}`), '');
   await ctx.io.writeFile(`${dir}/matmul-${ctx.runtime}-${ctx.size}.md`, lines.join('\n'));
 }
 
@@ -329,12 +329,26 @@ async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Recor
         notes.push(`onnxruntime-web failed on ${tag}: ${(err as Error).message}`);
       }
     }
-    const [tNf4, tF32, tOrt] = await timeInterleaved(contenders, warmup, runs, reps);
+    // Where M takes the 128-row tiles, the 64-row tiles run beside them: which tile height wins
+    // on this adapter, in the same run.
+    const tall = rowsPerThread(s.M, gpu.limits.maxComputeWorkgroupStorageSize) === 8;
+    const nf4ShortWork = () => nf4LinearForward(gpu, nf4Shaders, { x, weight: w4, y, M: s.M, tileRows: 4 });
+    const ortAt = ort ? 2 : -1;
+    if (tall) contenders.push({ work: async () => nf4ShortWork(), settle: settleOurs });
+    const times = await timeInterleaved(contenders, warmup, runs, reps);
+    const [tNf4, tF32] = times;
+    const tOrt = ortAt >= 0 ? times[ortAt] : undefined;
+    const tShort = tall ? times[times.length - 1] : undefined;
     await ort?.release();
     const gNf4 = await kernelTime(gpu, nf4Work, runs);
     const gF32 = await kernelTime(gpu, f32Work, runs);
+    const gShort = tall ? await kernelTime(gpu, nf4ShortWork, runs) : null;
     const bits = nf4BitsPerParam(w4);
     rows.push(rowFor('nf4 fused', s, tNf4, nf4StoredBytes(w4), { bits_per_param: bits, ...gpuMetrics(s, gNf4, nf4StoredBytes(w4)) }));
+    if (tShort) {
+      rows.push(rowFor('nf4 fused 64-row tiles', s, tShort, nf4StoredBytes(w4), { bits_per_param: bits, ...gpuMetrics(s, gShort, nf4StoredBytes(w4)) }));
+      ratios[`nf4_128_vs_64_row_tiles ${tag}`] = tShort.median / tNf4.median;
+    }
     rows.push(rowFor('f32 matmul', s, tF32, s.N * s.K * 4, gpuMetrics(s, gF32, s.N * s.K * 4)));
     releaseNf4(gpu, w4);
     gpu.release(w32, x, y);
@@ -350,7 +364,8 @@ async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Recor
       ortNote = ` ort ${(tOrt.median * 1e3).toFixed(3)} ms`;
     }
     const kernelNote = gNf4 && gF32 ? ` (kernel time nf4 ${(gNf4 * 1e3).toFixed(3)} ms, f32 ${(gF32 * 1e3).toFixed(3)} ms)` : '';
-    io.log(`${tag}: nf4 ${(tNf4.median * 1e3).toFixed(3)} ms, f32 ${(tF32.median * 1e3).toFixed(3)} ms${ortNote}${kernelNote}, ${bits.toFixed(3)} bits/param`);
+    const shortNote = tShort ? ` (64-row tiles ${(tShort.median * 1e3).toFixed(3)} ms)` : '';
+    io.log(`${tag}: nf4 ${(tNf4.median * 1e3).toFixed(3)} ms${shortNote}, f32 ${(tF32.median * 1e3).toFixed(3)} ms${ortNote}${kernelNote}, ${bits.toFixed(3)} bits/param`);
   }
   await writeTable(ctx, rows, notes);
   ratios.nf4_vs_f32 = geomean(vsF32);
