@@ -262,7 +262,7 @@ async function writeTable(ctx: BenchContext, rows: BenchRow[], notes: string[]):
   const byShape = new Map<string, Record<string, BenchRow>>();
   for (const r of rows) {
     const key = `${r.shape.model} ${r.shape.K}→${r.shape.N} | ${r.shape.M}`;
-    const kernel = r.name.endsWith('64-row tiles') ? 'nf4_64' : r.name.startsWith('nf4') ? 'nf4' : r.name.startsWith('f32') ? 'f32' : 'ort';
+    const kernel = r.name.includes('64-row tiles') ? 'nf4_64' : r.name.startsWith('nf4') ? 'nf4' : r.name.startsWith('f32') ? 'f32' : 'ort';
     byShape.set(key, { ...byShape.get(key), [kernel]: r });
   }
   const ms = (r?: BenchRow) => (r ? (r.timing.median * 1e3).toFixed(3) : '—');
