@@ -106,6 +106,39 @@ fn sum_slot(c: u32, r: u32, part: u32) -> u32 {
   return (c * ROWS + r) * PARTS + part;
 }
 
+// Backward: the two dot products of every tile entry c with this thread's slice of the head
+// dimension (a with tileA's row c, b with tileB's), into slot `part` of sumA and sumB.
+fn partial_dots(a: ptr<function, array<f32, MAX_DP>>, b: ptr<function, array<f32, MAX_DP>>, r: u32, part: u32) {
+  for (var c = 0u; c < TILE; c++) {
+    var s = 0.0;
+    var dp = 0.0;
+    for (var k = 0u; k < DP; k++) {
+      let d = part + k * PARTS;
+      if (d < HEAD_DIM) {
+        s += (*a)[k] * tileA[c * HEAD_DIM + d];
+        dp += (*b)[k] * tileB[c * HEAD_DIM + d];
+      }
+    }
+    sumA[sum_slot(c, r, part)] = s;
+    sumB[sum_slot(c, r, part)] = dp;
+  }
+}
+
+// After a barrier: row r's partial products of each tile entry summed into slot 0, the entries
+// shared out among the row's PARTS threads.
+fn sum_parts(r: u32, part: u32) {
+  for (var c = part; c < TILE; c += PARTS) {
+    var s = 0.0;
+    var dp = 0.0;
+    for (var x = 0u; x < PARTS; x++) {
+      s += sumA[sum_slot(c, r, x)];
+      dp += sumB[sum_slot(c, r, x)];
+    }
+    sumA[sum_slot(c, r, 0u)] = s;
+    sumB[sum_slot(c, r, 0u)] = dp;
+  }
+}
+
 // ---------------- forward
 @group(0) @binding(0) var<storage, read> fq: array<f32>;
 @group(0) @binding(1) var<storage, read> fk: array<f32>;
@@ -525,34 +558,9 @@ fn backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
       tileOk[t] = u32(j < qb.keyEnd && (qp.hasMask == 0u || qmask[kvRow0 + j] != 0));
     }
     workgroupBarrier();
-    if (live) {
-      for (var c = 0u; c < TILE; c++) {
-        var s = 0.0;
-        var dp = 0.0;
-        for (var k = 0u; k < DP; k++) {
-          let d = part + k * PARTS;
-          if (d < D) {
-            s += q[k] * tileA[c * D + d];
-            dp += dov[k] * tileB[c * D + d];
-          }
-        }
-        sumA[sum_slot(c, r, part)] = s;
-        sumB[sum_slot(c, r, part)] = dp;
-      }
-    }
+    if (live) { partial_dots(&q, &dov, r, part); }
     workgroupBarrier();
-    if (live) {
-      for (var c = part; c < TILE; c += PARTS) {
-        var s = 0.0;
-        var dp = 0.0;
-        for (var x = 0u; x < PARTS; x++) {
-          s += sumA[sum_slot(c, r, x)];
-          dp += sumB[sum_slot(c, r, x)];
-        }
-        sumA[sum_slot(c, r, 0u)] = s;
-        sumB[sum_slot(c, r, 0u)] = dp;
-      }
-    }
+    if (live) { sum_parts(r, part); }
     workgroupBarrier();
     if (live) {
       var ds: array<f32, MAX_TILE>;
@@ -661,34 +669,9 @@ fn backward_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         rowStat[MAX_TILE + t] = di;
       }
       workgroupBarrier();
-      if (live) {
-        for (var c = 0u; c < TILE; c++) {
-          var s = 0.0;
-          var dp = 0.0;
-          for (var k = 0u; k < DP; k++) {
-            let d = part + k * PARTS;
-            if (d < D) {
-              s += kr[k] * tileA[c * D + d];
-              dp += vr[k] * tileB[c * D + d];
-            }
-          }
-          sumA[sum_slot(c, r, part)] = s;
-          sumB[sum_slot(c, r, part)] = dp;
-        }
-      }
+      if (live) { partial_dots(&kr, &vr, r, part); }
       workgroupBarrier();
-      if (live) {
-        for (var c = part; c < TILE; c += PARTS) {
-          var s = 0.0;
-          var dp = 0.0;
-          for (var x = 0u; x < PARTS; x++) {
-            s += sumA[sum_slot(c, r, x)];
-            dp += sumB[sum_slot(c, r, x)];
-          }
-          sumA[sum_slot(c, r, 0u)] = s;
-          sumB[sum_slot(c, r, 0u)] = dp;
-        }
-      }
+      if (live) { sum_parts(r, part); }
       workgroupBarrier();
       if (live) {
         var pr: array<f32, MAX_TILE>;

@@ -88,6 +88,20 @@ fn word8(row: u32, col: u32) -> array<f32, 8> {
   return out;
 }
 
+// The X (forward) or dY (backward) tile: rows m0 .. m0 + 16·TM_ROWS of A (rows of `rowLength`),
+// its BK reduction indices j0 .. j0 + BK below jEnd, coalesced along them, k-major into As
+// (2·TM_ROWS loads per thread).
+fn loadRows(t: u32, m0: u32, j0: u32, jEnd: u32, rowLength: u32) {
+  for (var l = 0u; l < 2u * TM_ROWS; l++) {
+    let idx = t + 256u * l;
+    let r = idx / BK;
+    let jj = idx % BK;
+    var v = 0.0;
+    if (m0 + r < p.M && j0 + jj < jEnd) { v = A[(m0 + r) * rowLength + j0 + jj]; }
+    As[jj * A_STRIDE + r] = v;
+  }
+}
+
 @compute @workgroup_size(16, 16)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let t = lid.y * 16u + lid.x;
@@ -99,15 +113,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
   workgroupBarrier();
   var acc: array<array<f32, TN>, TM>;
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
-    // X tile: 16·TM_ROWS rows × BK, coalesced along k (2·TM_ROWS loads per thread).
-    for (var l = 0u; l < 2u * TM_ROWS; l++) {
-      let idx = t + 256u * l;
-      let r = idx / BK;
-      let kk = idx % BK;
-      var xv = 0.0;
-      if (m0 + r < p.M && k0 + kk < p.K) { xv = A[(m0 + r) * p.K + k0 + kk]; }
-      As[kk * A_STRIDE + r] = xv;
-    }
+    loadRows(t, m0, k0, p.K, p.K);
     if (!aligned) {
       // W tile: 64 rows × BK, element by element.
       for (var l = 0u; l < 8u; l++) {
@@ -154,15 +160,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
   workgroupBarrier();
   var acc: array<array<f32, TN>, TM>;
   for (var n0 = p.rowStart; n0 < p.rowEnd; n0 += BK) {
-    // dY tile: 16·TM_ROWS rows × BK reduction indices, coalesced along the reduction index.
-    for (var l = 0u; l < 2u * TM_ROWS; l++) {
-      let idx = t + 256u * l;
-      let r = idx / BK;
-      let nn = idx % BK;
-      var yv = 0.0;
-      if (m0 + r < p.M && n0 + nn < p.rowEnd) { yv = A[(m0 + r) * p.N + n0 + nn]; }
-      As[nn * A_STRIDE + r] = yv;
-    }
+    loadRows(t, m0, n0, p.rowEnd, p.N);
     if (!aligned) {
       // W tile: BK rows × BN columns, coalesced along the columns.
       for (var l = 0u; l < 8u; l++) {
