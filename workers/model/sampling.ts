@@ -53,18 +53,24 @@ export function samplingDistributionBySort(logits: ArrayLike<number>, o: Samplin
   probs = probs.map((p) => p / sum);
   const topP = o.topP ?? 1;
   if (topP < 1) {
-    let cum = 0;
-    let keep = 0;
-    while (keep < probs.length) {
-      cum += probs[keep++];
-      if (cum >= topP) break;
-    }
+    const { keep } = nucleusCut(probs, topP);
     ids = ids.slice(0, keep);
     probs = probs.slice(0, keep);
     sum = probs.reduce((a, b) => a + b, 0);
     probs = probs.map((p) => p / sum);
   }
   return { ids, probs };
+}
+
+/** The top-p cut: how many of the probabilities (largest first) are kept, and their sum (≥ topP unless all are kept). */
+function nucleusCut(probs: number[], topP: number): { keep: number; cum: number } {
+  let cum = 0;
+  let keep = 0;
+  while (keep < probs.length) {
+    cum += probs[keep++];
+    if (cum >= topP) break;
+  }
+  return { keep, cum };
 }
 
 export function sampleTokenBySort(logits: ArrayLike<number>, o: SamplingOptions, random: () => number): number {
@@ -217,12 +223,7 @@ function nucleus(p: Prefix, topP: number): { ids: number[]; probs: number[] } | 
   let ids = p.ids;
   let probs = ids.map((i) => p.weight(i) / p.sum);
   if (topP < 1) {
-    let cum = 0;
-    let keep = 0;
-    while (keep < probs.length) {
-      cum += probs[keep++];
-      if (cum >= topP) break;
-    }
+    const { keep, cum } = nucleusCut(probs, topP);
     if (!(cum >= topP) && !p.complete) return null;
     ids = ids.slice(0, keep);
     probs = probs.slice(0, keep);
