@@ -52,7 +52,7 @@ export function benchShapes(size: BenchSize): Shape[] {
   }
   return [
     { model: 'smoke', K: 256, N: 256, M: 1 },
-    { model: 'smoke', K: 256, N: 192, M: 8 },
+    { model: 'smoke', K: 256, N: 192, M: 72 },
   ];
 }
 
