@@ -83,24 +83,25 @@ interface Contender {
  * Wall-clock timings of several kernels, sampled round-robin (A B C A B C …) so that a change in
  * the machine's load during the run reaches all of them alike: their ratios stay fair.
  */
-async function timeInterleaved(contenders: Contender[], warmup: number, runs: number, reps: number): Promise<Timing[]> {
-  for (const c of contenders) {
+async function timeInterleaved(contenders: Map<string, Contender>, warmup: number, runs: number, reps: number): Promise<Map<string, Timing>> {
+  for (const c of contenders.values()) {
     for (let i = 0; i < warmup; i++) {
       await c.work();
       await c.settle();
     }
   }
-  const samples: number[][] = contenders.map(() => []);
+  const samples = new Map([...contenders.keys()].map((k) => [k, [] as number[]]));
   for (let i = 0; i < runs; i++) {
-    for (const [k, c] of contenders.entries()) {
+    for (const [k, c] of contenders) {
       await c.settle();
       const t0 = performance.now();
       for (let r = 0; r < reps; r++) await c.work();
       await c.settle();
-      samples[k].push((performance.now() - t0) / 1000 / reps);
+      samples.get(k)!.push((performance.now() - t0) / 1000 / reps);
     }
   }
-  return samples.map((xs) => ({ method: 'submitted-work-done', median: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs }));
+  const timing = (xs: number[]): Timing => ({ method: 'submitted-work-done', median: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs });
+  return new Map([...samples].map(([k, xs]) => [k, timing(xs)]));
 }
 
 // --- a one-node ONNX model, encoded by hand (protobuf wire format) ---------------------------
@@ -315,16 +316,16 @@ async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Recor
     const nf4Shaders = { nf4: nf4Code, nf4Matmul: nf4MatmulCode };
     const nf4Work = () => nf4LinearForward(gpu, nf4Shaders, { x, weight: w4, y, M: s.M });
     const f32Work = () => matmul(gpu, matmulCode, { a: x, b: w32, c: y, M: s.M, N: s.N, K: s.K, transB: true });
-    const contenders: Contender[] = [
-      { work: async () => nf4Work(), settle: settleOurs },
-      { work: async () => f32Work(), settle: settleOurs },
-    ];
+    const contenders = new Map<string, Contender>([
+      ['nf4', { work: async () => nf4Work(), settle: settleOurs }],
+      ['f32', { work: async () => f32Work(), settle: settleOurs }],
+    ]);
     let ort: OrtRunner | null = null;
     if (ctx.runtime === 'browser') {
       try {
         ort = await ortRunner(s);
         const r = ort;
-        contenders.push({ work: () => r.run(), settle: () => r.settle() });
+        contenders.set('ort', { work: () => r.run(), settle: () => r.settle() });
       } catch (err) {
         notes.push(`onnxruntime-web failed on ${tag}: ${(err as Error).message}`);
       }
@@ -333,12 +334,9 @@ async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Recor
     // on this adapter, in the same run.
     const tall = rowsPerThread(s.M, gpu.limits.maxComputeWorkgroupStorageSize) === 8;
     const nf4ShortWork = () => nf4LinearForward(gpu, nf4Shaders, { x, weight: w4, y, M: s.M, tileRows: 4 });
-    const ortAt = ort ? 2 : -1;
-    if (tall) contenders.push({ work: async () => nf4ShortWork(), settle: settleOurs });
+    if (tall) contenders.set('nf4_64', { work: async () => nf4ShortWork(), settle: settleOurs });
     const times = await timeInterleaved(contenders, warmup, runs, reps);
-    const [tNf4, tF32] = times;
-    const tOrt = ortAt >= 0 ? times[ortAt] : undefined;
-    const tShort = tall ? times[times.length - 1] : undefined;
+    const [tNf4, tF32, tOrt, tShort] = [times.get('nf4')!, times.get('f32')!, times.get('ort'), times.get('nf4_64')];
     await ort?.release();
     const gNf4 = await kernelTime(gpu, nf4Work, runs);
     const gF32 = await kernelTime(gpu, f32Work, runs);
