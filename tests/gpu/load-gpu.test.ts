@@ -227,4 +227,34 @@ describe('quantize on load (GPU)', () => {
       gpu.destroy();
     }
   });
+
+  it('a cache write that fails during a GPU-quantized download leaves no GPU memory behind', async () => {
+    const gpu = await Gpu.create();
+    try {
+      gpu.lifetimeBuffers();
+      const live = gpu.pool.stats().live;
+      const config = parseModelConfig(getPreset('demo').config, 'demo config');
+      const cache = await ModelCache.open(`load-gpu-failing-cache-${Date.now()}`);
+      // The cache takes the dense tensors, then refuses the first NF4 state (a full disk, say).
+      const beginWrite = cache.beginWrite.bind(cache);
+      cache.beginWrite = (...args: Parameters<ModelCache['beginWrite']>) => {
+        const writer = beginWrite(...args);
+        const tensor = writer.tensor.bind(writer);
+        writer.tensor = (meta) => {
+          if (meta.kind === 'nf4') throw new Error('quota exceeded');
+          return tensor(meta);
+        };
+        return writer;
+      };
+      const load = await openLoad({ files: urlFileSet(new HubClient({ retryDelayMs: 1 }), demoUrl()), quant: DEFAULT_QUANT, cache, cacheId: { repo: 'studio/demo', revision: 'v1' }, quantizer: 'gpu' });
+      await expect(CausalLM.load(gpu, MODEL_SHADERS, config, load.weights, { mode: 'nf4' })).rejects.toThrow('quota exceeded');
+      await load.abort();
+      await gpu.done();
+      // Only the device's shared NF4 tables (16 codes + 256 nested-map values) stay, for later weights.
+      expect(gpu.pool.stats().live).toEqual({ ...live, weights: live.weights + (16 + 256) * 4 });
+      cache.close();
+    } finally {
+      gpu.destroy();
+    }
+  });
 });

@@ -13,7 +13,7 @@
 import { toF32, type DType } from '../formats/safetensors';
 import type { Gpu } from '../gpu/runtime';
 import type { WeightInfo, WeightSource } from '../model/weights';
-import type { Nf4GpuWeight, Nf4Shaders } from '../nf4/gpu';
+import { releaseNf4, type Nf4GpuWeight, type Nf4Shaders } from '../nf4/gpu';
 import { blockCount, castToDtype, dequantizeNF4, numel, type Nf4Dtype, type Nf4Quantized } from '../nf4/reference';
 import { NESTED_BLOCKSIZE } from '../nf4/tables';
 import type { ArchShape } from './arch';
@@ -221,9 +221,15 @@ export class DownloadSource extends Streamed {
     }
     const writer = this.caching(name);
     if (writer) {
-      const entry = writer.tensor({ name, kind: 'nf4', dtype: p.dtype, shape: info.shape, ...(weight.doubleQuant ? { offset: weight.offset } : {}) });
-      await readBackNf4(gpu, weight, entry, this.chunkBytes, this.held);
-      entry.end();
+      // A failed cache write must not strand the weight: nobody else holds it yet.
+      try {
+        const entry = writer.tensor({ name, kind: 'nf4', dtype: p.dtype, shape: info.shape, ...(weight.doubleQuant ? { offset: weight.offset } : {}) });
+        await readBackNf4(gpu, weight, entry, this.chunkBytes, this.held);
+        entry.end();
+      } catch (err) {
+        releaseNf4(gpu, weight);
+        throw err;
+      }
     }
     this.count('quantized');
     this.delivered(name, 0);
