@@ -108,6 +108,15 @@ describe('cache keyed by commit', () => {
     cache.close();
   });
 
+  it('a malformed repo id is the caller\'s error, not an unreachable hub to cover with a cached copy', async () => {
+    const cache = await freshCache();
+    const repo = 'test-org/../secrets';
+    const err = await loadModel({ files: hubFileSet(client(), repo), quant: DEFAULT_QUANT, cache, cacheId: { repo, revision: 'main' } }).catch((e: Error) => e);
+    expect((err as Error).message).toBe(`"${repo}" is not a hub repo id (owner/name)`);
+    expect(hub.requests).toEqual([]);
+    cache.close();
+  });
+
   it('a definite answer from the hub (404) is an error, not a reason to use the cached copy', async () => {
     const repo = 'test-org/deleted-branch';
     hub.upload(repo, tinyModelFiles(config, v1));

@@ -44,6 +44,11 @@ export function isUnreachable(err: unknown): boolean {
   return err instanceof HubError && (err.status === null || RETRYABLE_STATUS.has(err.status));
 }
 
+/** A repo id is owner/name (or name) without path tricks; a bad one is the caller's input, not a hub answer. */
+function checkRepoId(repo: string): void {
+  if (!/^[\w.-]+(\/[\w.-]+)?$/.test(repo) || repo.split('/').some((part) => /^\.+$/.test(part))) throw new RangeError(`"${repo}" is not a hub repo id (owner/name)`);
+}
+
 export class HubClient {
   readonly endpoint: string;
   private readonly token: string | undefined;
@@ -60,7 +65,7 @@ export class HubClient {
   }
 
   resolveUrl(repo: string, revision: string, path: string): string {
-    if (!/^[\w.-]+(\/[\w.-]+)?$/.test(repo) || repo.split('/').some((part) => /^\.+$/.test(part))) throw new HubError(`"${repo}" is not a hub repo id (owner/name)`, null, path, '');
+    checkRepoId(repo);
     const file = path.split('/').map(encodeURIComponent).join('/');
     return `${this.endpoint}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
   }
@@ -102,7 +107,7 @@ export class HubClient {
   }
 
   revisionUrl(repo: string, revision: string): string {
-    this.resolveUrl(repo, revision, 'config.json'); // validates the repo id
+    checkRepoId(repo);
     return `${this.endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
   }
 
