@@ -214,7 +214,8 @@ function checkpoints(): Promise<CheckpointStore> {
 
 /** A model ready to train: the causal LM with its LoRA tensors, and how to export them. */
 interface LoadedLm {
-  key: string;
+  /** The model keys it answers: as asked for, and pinned to the commit it was loaded at (how a run resumes). */
+  keys: string[];
   model: CausalLM;
   /** What the PEFT config names as the base model. */
   baseModel: string;
@@ -247,8 +248,9 @@ function modelKey(source: ModelSource, s: TrainSettings): string {
  * tensor of model data at a time.
  */
 async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm> {
-  const key = modelKey(source, s) + (importedAdapter ? `|import:${importedAdapter.file.file}` : '');
-  if (current && current.lm.key === key) return current.lm;
+  const imported = importedAdapter ? `|import:${importedAdapter.file.file}` : '';
+  const key = modelKey(source, s) + imported;
+  if (current && current.lm.keys.includes(key)) return current.lm;
   const g = requireGpu();
   if (current) {
     current.trainer?.dispose();
@@ -287,7 +289,8 @@ async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm
   emit({ type: 'memory', stats: g.pool.stats() });
   const tokenizer = await tokenizerFor(source);
   const commit = load.identity?.commit ?? null;
-  const lm: LoadedLm = { key, model, baseModel, commit, tokenizer, settings: s, parameters: load.arch.parameters, fromCache: load.fromCache };
+  const keys = [key, modelKey(pinnedSource(source, baseModel, commit), s) + imported];
+  const lm: LoadedLm = { keys, model, baseModel, commit, tokenizer, settings: s, parameters: load.arch.parameters, fromCache: load.fromCache };
   current = { lm, trainer: null, run: null, running: null };
   return lm;
 }
