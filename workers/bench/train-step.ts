@@ -41,7 +41,7 @@ async function run(ctx: BenchContext) {
     'A step is CausalLM.forwardBackward (embedding, every layer, chunked lm_head + cross-entropy, backward into LoRA A/B) with batch 1; the AdamW update is not included.',
     'NF4 base linear layers (double quantization, fused dequantize-matmul); embedding and lm_head 16-bit as the checkpoints store them (torch_dtype), LayerNorms f32; LoRA r 16, alpha 32 on every linear layer.',
     `Wall-clock time per step to queue completion, median of ${runs} runs after ${plan.warmup} warm-up; peak bytes from the buffer pool during one step.`,
-    'gpu_ms <kernel>: GPU timestamp time of each dispatch label in one further step (where the adapter has timestamp-query); dispatches and submits: counts of that step.',
+    'gpu_ms <kernel>: GPU timestamp time of each dispatch label in one further step (where the adapter has timestamp-query); dispatches and submits: counts of the first step (the one whose peak bytes are reported).',
   ];
   if (size !== 'full') notes.push(`${size} size: sequence ${plan.seq}.`);
   if (isEmulated(gpu.adapter)) notes.push('SwiftShader: CPU emulation of a GPU; the numbers say nothing about GPU performance.');
@@ -63,14 +63,15 @@ async function run(ctx: BenchContext) {
       };
       await gpu.done();
       gpu.pool.resetPeak();
+      const [d0, s0] = [gpu.dispatches, gpu.submits];
       await step();
+      await gpu.done();
+      const counts = { dispatches: gpu.dispatches - d0, submits: gpu.submits - s0 };
       const stats = gpu.pool.stats();
       const timing = await timeGpu(gpu, step, { warmup: plan.warmup, runs, wallClock: true });
       const tag = checkpointing ? 'checkpointing' : 'no checkpointing';
-      // One more step with a timestamp per dispatch: where the time goes, and how it is submitted.
-      const [d0, s0] = [gpu.dispatches, gpu.submits];
+      // One more step with a timestamp per dispatch, where the adapter has them: where the time goes.
       const profile = await profileGpu(gpu, step);
-      const counts = { dispatches: gpu.dispatches - d0, submits: gpu.submits - s0 };
       const byKernel = Object.fromEntries((profile ?? []).map(([label, sec]) => [`gpu_ms ${label}`, sec * 1e3]));
       if (profile) {
         const total = profile.reduce((a, [, sec]) => a + sec, 0);
