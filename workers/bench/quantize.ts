@@ -14,7 +14,6 @@ import { cpuTarget, quantizeOnLoad, type LoadedTensor, type LoadStats } from '..
 import { ModelWeights } from '../load/weights';
 import { releaseNf4 } from '../nf4/gpu';
 import { MODEL_SHADERS } from '../model/shader-sources';
-import { randomWords } from '../util/random';
 import { isEmulated, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
 
 interface WeightCase {
@@ -37,10 +36,14 @@ export function quantizeCases(size: BenchSize): WeightCase[] {
 
 /** float16 bits with random sign, exponent 2^-8..2^-2 and mantissa: varied block scales, no conversion cost. */
 function randomHalfBits(n: number, seed: number): Uint16Array {
-  const words = randomWords(n, seed);
+  // randomWords' xorshift32, inline: falcon-7b's largest weight would need a 330 MB word array first.
   const out = new Uint16Array(n);
+  let x = seed >>> 0 || 1;
   for (let i = 0; i < n; i++) {
-    const r = words[i];
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    const r = x >>> 0;
     out[i] = ((r & 1) << 15) | ((7 + ((r >>> 1) % 7)) << 10) | ((r >>> 4) & 0x3ff);
   }
   return out;
