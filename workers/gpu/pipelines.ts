@@ -7,7 +7,6 @@
 export class PipelineCache {
   private readonly bySource = new Map<string, Map<string, GPUComputePipeline>>();
   private readonly layouts = new WeakMap<GPUComputePipeline, GPUBindGroupLayout>();
-  private count = 0;
 
   constructor(private readonly device: GPUDevice) {}
 
@@ -23,7 +22,6 @@ export class PipelineCache {
         compute: { module, entryPoint, constants },
       });
       variants.set(key, pipeline);
-      this.count++;
     }
     return pipeline;
   }
@@ -33,9 +31,5 @@ export class PipelineCache {
     let layout = this.layouts.get(pipeline);
     if (!layout) this.layouts.set(pipeline, (layout = pipeline.getBindGroupLayout(0)));
     return layout;
-  }
-
-  get size(): number {
-    return this.count;
   }
 }

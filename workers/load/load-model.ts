@@ -102,7 +102,7 @@ export async function openLoad(options: LoadModelOptions): Promise<OpenedLoad> {
       config: manifest.config,
       arch: archFromConfig(manifest.config),
       fromCache: true,
-      identity: { repo: manifest.repo, revision: identity!.revision, commit: manifest.commit },
+      identity, // the manifest was found under this identity's key
       weights,
       held,
       stats: () => null,
