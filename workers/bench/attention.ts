@@ -14,7 +14,7 @@ import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
 import { attentionBackward, attentionForward, backwardPlan, forwardPlan, type AttentionBackwardSpec } from '../kernels/attention';
 import { seededNormals } from '../util/random';
-import { isEmulated, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
+import { geomean, isEmulated, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
 
 export interface AttentionBenchCase {
   name: string;
@@ -173,7 +173,6 @@ function relDiff(a: Float32Array, b: Float32Array): number {
   return Number.isFinite(d) ? (m > 0 ? d / m : d) : Number.MAX_VALUE;
 }
 
-const geomean = (xs: number[]) => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
 
 async function run(ctx: BenchContext) {
   const { gpu, io, size } = ctx;

@@ -10,7 +10,7 @@
  * (phi-1_5's) with the sorting reference and with the selecting sampler decoding uses.
  */
 import { BENCH_MODELS, benchModelConfig, cutNote, loadBenchModel } from './models';
-import { isEmulated, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
+import { isEmulated, timeGpu, timingOf, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
 import { sampleToken, sampleTokenBySort, type SamplingOptions } from '../model/sampling';
 import type { GenerateOptions } from '../model/types';
 import { seededNormals, seededRandom } from '../util/random';
@@ -63,12 +63,6 @@ function samplerLogits(shape: 'peaked' | 'flat', seed: number): Float32Array {
   return Float32Array.from(ranks, (k, i) => -1.1 * Math.log(k) + noise[i]);
 }
 
-function cpuTiming(samples: number[]): Timing {
-  const s = [...samples].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return { method: 'cpu-clock', median: s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2, min: s[0], max: s[s.length - 1], runs: s.length };
-}
-
 /** Seconds per token of each sampler, alternating runs so both see the same machine load. */
 function timeSamplers(logits: Float32Array, o: SamplingOptions, draws: number, runs: number): { reference: Timing; selection: Timing } {
   const samplers = { reference: sampleTokenBySort, selection: sampleToken };
@@ -83,7 +77,7 @@ function timeSamplers(logits: Float32Array, o: SamplingOptions, draws: number, r
     }
   }
   if (chosen.reference.some((t, i) => t !== chosen.selection[i])) throw new Error('bench decode: the selecting sampler drew other tokens than the reference');
-  return { reference: cpuTiming(samples.reference), selection: cpuTiming(samples.selection) };
+  return { reference: timingOf('cpu-clock', samples.reference), selection: timingOf('cpu-clock', samples.selection) };
 }
 
 async function run(ctx: BenchContext) {

@@ -20,7 +20,7 @@ import { nf4LinearForward, rowsPerThread } from '../kernels/nf4-matmul';
 import { nf4BitsPerParam, nf4StoredBytes, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../nf4/gpu';
 import { randomNf4 } from '../model/random-weights';
 import { randomWords } from '../util/random';
-import { isEmulated, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
+import { geomean, isEmulated, timeGpu, timingOf, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
 
 interface Shape {
   model: string;
@@ -68,11 +68,6 @@ function randomNf4Weight(gpu: Gpu, N: number, K: number): Nf4GpuWeight {
   return uploadNf4(gpu, randomNf4([N, K], 7), { label: 'bench-nf4' });
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 interface Contender {
   work(): Promise<void>;
@@ -100,8 +95,7 @@ async function timeInterleaved(contenders: Map<string, Contender>, warmup: numbe
       samples.get(k)!.push((performance.now() - t0) / 1000 / reps);
     }
   }
-  const timing = (xs: number[]): Timing => ({ method: 'submitted-work-done', median: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs });
-  return new Map([...samples].map(([k, xs]) => [k, timing(xs)]));
+  return new Map([...samples].map(([k, xs]) => [k, timingOf('submitted-work-done', xs)]));
 }
 
 // --- a one-node ONNX model, encoded by hand (protobuf wire format) ---------------------------
@@ -287,7 +281,6 @@ async function writeTable(ctx: BenchContext, rows: BenchRow[], notes: string[]):
   await ctx.io.writeFile(`${dir}/matmul-${ctx.runtime}-${ctx.size}.md`, lines.join('\n'));
 }
 
-const geomean = (xs: number[]) => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
 
 async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Record<string, number>; notes: string[] }> {
   const { gpu, io, size } = ctx;

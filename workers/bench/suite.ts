@@ -68,6 +68,13 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
+/** A Timing from its samples (seconds). */
+export function timingOf(method: Timing['method'], samples: number[]): Timing {
+  return { method, median: median(samples), min: Math.min(...samples), max: Math.max(...samples), runs: samples.length };
+}
+
+export const geomean = (xs: number[]) => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
+
 /**
  * GPU time by dispatch label of one run of `work` (timestamps; null without them), largest
  * first: where a step's time goes.
@@ -108,7 +115,7 @@ export async function timeGpu(gpu: Gpu, work: () => void | Promise<void>, opts: 
       samples.push((performance.now() - t0) / 1000);
     }
   }
-  return { method, median: median(samples), min: Math.min(...samples), max: Math.max(...samples), runs };
+  return timingOf(method, samples);
 }
 
 /** Fraction of a card's peak, when the user passes --peak-tflops / --peak-gbs. */
