@@ -107,8 +107,8 @@ function bytesOf(view: ArrayBufferView): Uint8Array {
   return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
 }
 
-/** The arrays a tensor is stored as. */
-function arraysOf(t: LoadedTensor): [string, Uint8Array][] {
+/** A tensor's arrays by field name, as bytes: what the cache stores for it. */
+export function arraysOf(t: LoadedTensor): [string, Uint8Array][] {
   if (t.kind === 'dense') return [['data', t.data]];
   const q = t.quant;
   const out: [string, Uint8Array][] = [['packed', q.packed], ['quantMap', bytesOf(q.quantMap)]];

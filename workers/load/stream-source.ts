@@ -17,12 +17,12 @@ import { releaseNf4, type Nf4GpuWeight, type Nf4Shaders } from '../nf4/gpu';
 import { blockCount, castToDtype, dequantizeNF4, numel, type Nf4Dtype, type Nf4Quantized } from '../nf4/reference';
 import { NESTED_BLOCKSIZE } from '../nf4/tables';
 import type { ArchShape } from './arch';
-import type { CacheManifest, CacheWriter, ModelCache } from './cache';
+import { arraysOf, type CacheManifest, type CacheWriter, type ModelCache } from './cache';
 import { gpuNf4FromChunks, readBackNf4 } from './gpu-target';
 import type { HeldBytes } from './held';
 import type { QuantSettings } from './presets';
 import {
-  DEFAULT_CHUNK_BYTES, chunkToF32, cpuNf4Writer, linearChunks, loadPlan, prequantizedInfo, readPrequantized,
+  DEFAULT_CHUNK_BYTES, chunkToF32, cpuDenseWriter, cpuNf4Writer, linearChunks, loadPlan, prequantizedInfo, readPrequantized,
   type LoadStats, type LoadedTensor, type Nf4Tensor, type TensorPlan,
 } from './quantize-on-load';
 import type { ModelWeights } from './weights';
@@ -42,15 +42,8 @@ export type Quantizer = 'gpu' | 'cpu';
 
 const LAYER_DTYPE: Record<Nf4Dtype, DType> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
 
-/** Bytes of an NF4 state's arrays. */
-function stateBytes(q: Nf4Quantized): number {
-  let n = q.packed.byteLength + q.quantMap.byteLength;
-  if (q.nested) n += q.nested.qabsmax.byteLength + q.nested.nestedAbsmax.byteLength + q.nested.nestedMap.byteLength;
-  if (q.absmax) n += q.absmax.byteLength;
-  return n;
-}
-
-const tensorBytes = (t: LoadedTensor) => (t.kind === 'dense' ? t.data.byteLength : stateBytes(t.quant));
+/** Bytes of a tensor's arrays, as the cache stores them. */
+const tensorBytes = (t: LoadedTensor) => arraysOf(t).reduce((n, [, a]) => n + a.byteLength, 0);
 
 /** What every streamed source shares: read bookkeeping and the "held until the next read" rule. */
 abstract class Streamed implements StreamedSource {
@@ -315,15 +308,13 @@ export class DownloadSource extends Streamed {
       t = await this.cpuNf4(name, p.dtype, info.shape);
       this.count('quantized');
     } else {
-      const data = new Uint8Array(info.end - info.begin);
-      this.held.hold(data.byteLength);
-      let pos = 0;
+      const writer = cpuDenseWriter(name, info.dtype, info.shape);
+      this.held.hold(info.end - info.begin);
       for await (const chunk of this.o.weights.stream(name, this.chunkBytes, 1, this.o.signal)) {
         this.seen(chunk);
-        data.set(chunk, pos);
-        pos += chunk.byteLength;
+        writer.push(chunk);
       }
-      t = { kind: 'dense', name, dtype: info.dtype, shape: [...info.shape], data };
+      t = await writer.finish();
       this.count('dense');
     }
     try {
