@@ -9,7 +9,7 @@ import { randomWords, seededRandom } from '../util/random';
 import type { WeightInfo, WeightSource } from './weights';
 import { f32ArrayToBf16, f32ArrayToF16 } from '../formats/float16';
 import { toF32 } from '../formats/safetensors';
-import { blockCount, numel, quantizeNested, type Nf4Quantized } from '../nf4/reference';
+import { blockCount, meanOffset, numel, quantizeNested, type Nf4Quantized } from '../nf4/reference';
 import { NF4_CODE } from '../nf4/tables';
 
 function hashName(name: string, seed: number): number {
@@ -39,9 +39,8 @@ export function randomNf4(shape: number[], seed: number): Nf4Quantized {
   const packed = new Uint8Array(randomWords(Math.ceil((n + 1) / 8), seed).buffer, 0, (n + 1) >> 1);
   const bits = randomWords(blockCount(n), seed ^ 0x5bd1e995);
   const absmax = new Float32Array(bits.length);
-  let sum = 0;
-  for (let i = 0; i < bits.length; i++) sum += absmax[i] = 0.04 + 0.05 * (bits[i] / 4294967296);
-  return { shape: [...shape], packed, quantMap: NF4_CODE, nested: quantizeNested(absmax, sum / absmax.length) };
+  for (let i = 0; i < bits.length; i++) absmax[i] = 0.04 + 0.05 * (bits[i] / 4294967296);
+  return { shape: [...shape], packed, quantMap: NF4_CODE, nested: quantizeNested(absmax, meanOffset(absmax)) };
 }
 
 /**
