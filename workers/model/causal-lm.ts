@@ -227,8 +227,9 @@ export class CausalLM implements TrainableCausalLM {
     const tableFormat: TableFormat = options.mode === 'nf4' ? (TABLE_FORMATS[weights.info(names.embedding)?.dtype ?? 'F32'] ?? 'f32') : 'f32';
     const built = new BuiltWeights(gpu);
     const reads = new Map<string, { shape: number[]; table: boolean; run: () => Promise<void> }>();
+    const uploadF32 = async (name: string) => void built.buffers.set(name, gpu.upload(await weights.readF32(name), 'weights', name));
     const f32 = (name: string, shape: number[]) => {
-      reads.set(name, { shape, table: false, run: async () => void built.buffers.set(name, gpu.upload(await weights.readF32(name), 'weights', name)) });
+      reads.set(name, { shape, table: false, run: () => uploadF32(name) });
     };
     const table = (name: string, shape: number[]) => {
       if (tableFormat === 'f32') return f32(name, shape);
@@ -242,7 +243,7 @@ export class CausalLM implements TrainableCausalLM {
         table: false,
         run: async () => {
           if (options.mode === 'nf4') built.nf4.set(name, await nf4Weight(gpu, shaders, weights, name, shape, ls.path));
-          else built.buffers.set(name, gpu.upload(await weights.readF32(name), 'weights', name));
+          else await uploadF32(name);
         },
       });
     };
