@@ -201,7 +201,7 @@ describe('attention (tiled, causal + padding mask)', () => {
       name: 'head_dim 64, backward tiles for 16 KiB of workgroup memory',
       batch: 2, tq: 29, tk: 29, heads: 2, kvHeads: 1, headDim: 64, posOffset: 0, mask: [...ones(29), ...ones(20), ...zeros(9)],
       backward: (s) => backwardPlan(s, BASELINE_WORKGROUP_BYTES),
-      expectPlan: (_, b) => expect(b.dkv.tile).toBe(8),
+      expectPlan: (_, b) => expect(b.tiling.tile).toBe(8),
     },
     { name: 'head_dim 80, grouped, padding holes', batch: 2, tq: 23, tk: 23, heads: 4, kvHeads: 2, headDim: 80, posOffset: 0, mask: [...ones(23), ...ones(5), 0, 0, ...ones(9), 0, ...ones(6)], fd: true },
     { name: 'head_dim 128, multi-query in a fused row', batch: 1, tq: 21, tk: 21, heads: 3, kvHeads: 1, headDim: 128, posOffset: 0, fusedPad: 2, fd: true },
@@ -327,10 +327,10 @@ describe('attention plans', () => {
     expect(decode.chunkKeys * decode.chunks).toBeGreaterThanOrEqual(512);
     expect(forwardPlan({ ...phi, tq: 5, tk: 512, posOffset: 507 }).chunks).toBe(1);
     // Backward tiles of 16 where two of them fit the device's workgroup memory, else 8.
-    expect(backwardPlan(phi).dq.tile).toBe(8);
-    expect(backwardPlan(phi, 32768).dq.tile).toBe(16);
-    expect(backwardPlan({ ...phi, headDim: 128 }, 32768).dkv.tile).toBe(16);
-    expect(backwardPlan({ ...phi, headDim: 128 }, 24576).dkv.tile).toBe(8);
+    expect(backwardPlan(phi).tiling.tile).toBe(8);
+    expect(backwardPlan(phi, 32768).tiling.tile).toBe(16);
+    expect(backwardPlan({ ...phi, headDim: 128 }, 32768).tiling.tile).toBe(16);
+    expect(backwardPlan({ ...phi, headDim: 128 }, 24576).tiling.tile).toBe(8);
   });
 
   it('names the bad field', async () => {

@@ -224,7 +224,7 @@ async function run(ctx: BenchContext) {
       const newB = await timeGpu(gpu, () => attentionBackward(gpu, code, s, bPlan), opts);
       const gNew = await grads();
       rows.push(row('per-row', 'backward', oldB, 10, {}));
-      rows.push(row('tiled', 'backward', newB, 10, { slices: bPlan.slices, tile: bPlan.dq.tile, max_rel_diff_vs_per_row: Math.max(relDiff(gNew[0], gOld[0]), relDiff(gNew[1], gOld[1])) }, `${bPlan.slices} head slice(s), tiles of ${bPlan.dq.tile}`));
+      rows.push(row('tiled', 'backward', newB, 10, { slices: bPlan.slices, tile: bPlan.tiling.tile, max_rel_diff_vs_per_row: Math.max(relDiff(gNew[0], gOld[0]), relDiff(gNew[1], gOld[1])) }, `${bPlan.slices} head slice(s), tiles of ${bPlan.tiling.tile}`));
       ratios[`tiled_vs_per_row backward ${c.name}`] = oldB.median / newB.median;
       ratios[`tiled_vs_per_row forward+backward ${c.name}`] = (oldF.median + oldB.median) / (newF.median + newB.median);
       speedups.push(oldB.median / newB.median);

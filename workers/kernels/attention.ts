@@ -83,8 +83,8 @@ export interface ForwardPlan {
 }
 
 export interface BackwardPlan {
-  dq: Tiling;
-  dkv: Tiling;
+  /** The tiles of both backward kernels (dQ over query rows, dK/dV over keys). */
+  tiling: Tiling;
   /** Query heads per dK/dV slice; a K/V head's group of heads is cut into `slices` of them. */
   sliceHeads: number;
   slices: number;
@@ -122,7 +122,7 @@ export function forwardPlanWith(s: PlanShape, kernel: ForwardKernel, chunks: num
 type Pass = ForwardKernel | 'backward';
 
 /** Workgroup memory of a pipeline: the tiled forward stages one tile, the backward two (and sums two dot products); the 'keys' forward holds its rows' queries and scores. */
-export function workgroupBytes(t: Tiling, headDim: number, pass: Pass): number {
+function workgroupBytes(t: Tiling, headDim: number, pass: Pass): number {
   if (pass === 'keys') return 4 * (t.rows * headDim + t.rows * t.tile + 24);
   const n = pass === 'backward' ? 2 : 1;
   return 4 * (n * t.tile * headDim + n * t.tile * t.rows * t.parts + (pass === 'backward' ? 32 : 16));
@@ -139,7 +139,7 @@ export function backwardPlan(s: PlanShape, maxWorkgroupBytes = BASELINE_WORKGROU
 /** The backward with each K/V head's query heads cut into (about) `slices` slices. */
 export function slicedPlan(s: PlanShape, slices: number, tiling: Tiling = BACKWARD_NARROW): BackwardPlan {
   const sliceHeads = Math.ceil(group(s) / Math.max(1, slices));
-  return { dq: tiling, dkv: tiling, sliceHeads, slices: Math.ceil(group(s) / sliceHeads) };
+  return { tiling, sliceHeads, slices: Math.ceil(group(s) / sliceHeads) };
 }
 
 /** Scratch bytes attentionForward allocates (and releases) for this shape: the chunk partials. */
@@ -219,7 +219,7 @@ export function attentionForward(gpu: Gpu, code: string, s: AttentionForwardSpec
   gpu.dispatch({ pipeline: pipeline('_chunks'), bindings: [...inputs, partial], workgroups, label: 'attention_fwd_chunks' });
   gpu.dispatch({
     pipeline: gpu.pipeline(code, 'forward_combine'),
-    bindings: [partial, s.o.buf, s.stats, params(gpu, s, s.q, s.k, s.v, s.o, split)],
+    bindings: [partial, s.o.buf, s.stats, p],
     workgroups: gpu.grid(Math.ceil((s.batch * s.heads * s.tq * s.headDim) / 64)),
     label: 'attention_fwd_combine',
   });
@@ -240,8 +240,7 @@ export interface AttentionBackwardSpec extends AttentionForwardSpec {
 /** `plan` defaults to backwardPlan(s) for this device; tests and benchmarks pass others to reach every path. */
 export function attentionBackward(gpu: Gpu, code: string, s: AttentionBackwardSpec, plan: BackwardPlan = backwardPlan(s, gpu.limits.maxComputeWorkgroupStorageSize)): void {
   checkShape(s);
-  checkTiling(gpu, plan.dq, s.headDim, 'backward');
-  checkTiling(gpu, plan.dkv, s.headDim, 'backward');
+  checkTiling(gpu, plan.tiling, s.headDim, 'backward');
   const rowsQ = s.batch * s.heads * s.tq;
   const dk = { buf: s.dkv, ...s.dk };
   const dv = { buf: s.dkv, ...s.dv };
@@ -253,22 +252,23 @@ export function attentionBackward(gpu: Gpu, code: string, s: AttentionBackwardSp
     label: 'attention_bwd_prep',
   });
   gpu.dispatch({
-    pipeline: gpu.pipeline(code, 'backward_dq', overrides(plan.dq, s.headDim, 'backward')),
+    pipeline: gpu.pipeline(code, 'backward_dq', overrides(plan.tiling, s.headDim, 'backward')),
     bindings: [s.q.buf, s.k.buf, s.v.buf, s.dO, s.stats, s.mask ?? gpu.dummy, s.dq, params(gpu, s, s.q, s.k, s.v, s.o)],
-    workgroups: gpu.grid(queryBlocks(s, plan.dq)),
+    workgroups: gpu.grid(queryBlocks(s, plan.tiling)),
     label: 'attention_bwd_dq',
   });
   const partial = plan.slices > 1 ? gpu.alloc(backwardScratchBytes(s, plan), 'scratch', 'attn.dkv-slices') : null;
+  const pKv = params(gpu, s, s.q, s.k, s.v, s.o, split, dk, dv);
   gpu.dispatch({
-    pipeline: gpu.pipeline(code, 'backward_dkv', overrides(plan.dkv, s.headDim, 'backward')),
-    bindings: [s.q.buf, s.k.buf, s.v.buf, s.dO, s.stats, s.mask ?? gpu.dummy, partial ?? s.dkv, params(gpu, s, s.q, s.k, s.v, s.o, split, dk, dv)],
-    workgroups: gpu.grid(s.batch * s.kvHeads * Math.ceil(s.tk / plan.dkv.rows) * plan.slices),
+    pipeline: gpu.pipeline(code, 'backward_dkv', overrides(plan.tiling, s.headDim, 'backward')),
+    bindings: [s.q.buf, s.k.buf, s.v.buf, s.dO, s.stats, s.mask ?? gpu.dummy, partial ?? s.dkv, pKv],
+    workgroups: gpu.grid(s.batch * s.kvHeads * Math.ceil(s.tk / plan.tiling.rows) * plan.slices),
     label: 'attention_bwd_dkv',
   });
   if (!partial) return;
   gpu.dispatch({
     pipeline: gpu.pipeline(code, 'backward_dkv_reduce'),
-    bindings: [partial, s.dkv, params(gpu, s, s.q, s.k, s.v, s.o, split, dk, dv)],
+    bindings: [partial, s.dkv, pKv],
     workgroups: gpu.grid(Math.ceil((s.batch * s.tk * s.kvHeads * s.headDim) / 64)),
     label: 'attention_bwd_dkv_reduce',
   });
