@@ -30,6 +30,7 @@ import { HubClient } from './load/hub';
 import { filesFor, pinnedSource } from './load/model-source';
 import { openLoad } from './load/load-model';
 import { DEFAULT_CHUNK_BYTES } from './load/quantize-on-load';
+import type { Quantizer } from './load/stream-source';
 import { TextStream } from './tokenizer/text-stream';
 import { ProgressTracker } from './load/progress';
 import { browserStorage } from './load/storage';
@@ -240,6 +241,11 @@ function modelKey(source: ModelSource, s: TrainSettings): string {
   return `${id}|r${s.rank}|a${s.alpha}|d${s.dropout}|${[...s.targetModules].sort().join(',')}|seed${s.seed}`;
 }
 
+/** Who quantizes a download: the GPU, except an emulated one, where the CPU reference is faster. */
+function quantizerFor(g: Gpu): Quantizer {
+  return isEmulated(g.adapter) ? 'cpu' : 'gpu';
+}
+
 /**
  * Loads (or reuses) the base model with LoRA adapters for these settings. Tensors come one at a
  * time in the order the files (or the cache) store them and go straight to the GPU: a download
@@ -269,7 +275,7 @@ async function causalLm(source: ModelSource, s: TrainSettings): Promise<LoadedLm
     cache: cacheId ? await modelCache() : null,
     storage: browserStorage(),
     progress: tracker,
-    quantizer: isEmulated(g.adapter) ? 'cpu' : 'gpu',
+    quantizer: quantizerFor(g),
     onRead: (name, done, total) => emit({ type: 'progress', task: 'quantize', done, total, unit: 'tensors', detail: name }),
   });
   if (load.fromCache) emit({ type: 'log', level: 'info', message: `${files.label}: loaded from this browser's cache` });
@@ -526,8 +532,9 @@ const api: EngineApi = {
       checkpointing: true,
       dropout: settings.dropout > 0,
       limits: { maxBufferSize: g.limits.maxBufferSize, maxStorageBufferBindingSize: g.limits.maxStorageBufferBindingSize },
-      // A first visit's load as causalLm() runs it: streamed into the GPU quantizer and read back for the cache.
-      load: isEmulated(g.adapter) ? { kind: 'stored' } : { kind: 'stream', chunkBytes: DEFAULT_CHUNK_BYTES, readbackBytes: DEFAULT_CHUNK_BYTES },
+      // A first visit's load as causalLm() runs it: streamed into the GPU quantizer and read back for
+      // the cache, or quantized on the CPU and uploaded as stored states.
+      load: quantizerFor(g) === 'gpu' ? { kind: 'stream', chunkBytes: DEFAULT_CHUNK_BYTES, readbackBytes: DEFAULT_CHUNK_BYTES } : { kind: 'stored' },
     });
     return {
       peakBytes: plan.peakBytes,
