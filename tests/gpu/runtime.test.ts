@@ -83,8 +83,7 @@ describe('runtime batching', () => {
     gpu.beginTiming(6); // three passes per query set: the rest go through resolved copies
     for (let i = 0; i < 7; i++) axpy(gpu, code, x, y, n);
     copyRows(gpu, code, { src: x, dst: y, rows: 1, cols: n, srcStride: n, dstStride: n });
-    const total = await gpu.endTiming();
-    const byLabel = gpu.timingByLabel();
+    const { ns: total, byLabel } = await gpu.endTiming();
     expect([...byLabel.keys()].sort()).toEqual(['axpy', 'copy_rows']);
     expect([...byLabel.values()].reduce((a, b) => a + b, 0)).toBe(total);
     expect(gpu.pool.stats().liveTotal).toBe(live);

@@ -84,8 +84,8 @@ export async function profileGpu(gpu: Gpu, work: () => void | Promise<void>): Pr
   await gpu.done();
   gpu.beginTiming();
   await work();
-  await gpu.endTiming();
-  return [...gpu.timingByLabel()].map(([label, ns]) => [label, ns / 1e9] as [string, number]).sort((a, b) => b[1] - a[1]);
+  const { byLabel } = await gpu.endTiming();
+  return [...byLabel].map(([label, ns]) => [label, ns / 1e9] as [string, number]).sort((a, b) => b[1] - a[1]);
 }
 
 /**
@@ -106,7 +106,7 @@ export async function timeGpu(gpu: Gpu, work: () => void | Promise<void>, opts: 
     if (useTimestamps) {
       gpu.beginTiming();
       await work();
-      samples.push((await gpu.endTiming()) / 1e9);
+      samples.push((await gpu.endTiming()).ns / 1e9);
     } else {
       await gpu.done();
       const t0 = performance.now();

@@ -58,7 +58,6 @@ export class Gpu {
   private uniformGeneration = 0;
   private dummyBuffer: GpuBuffer | null = null;
   private timing: TimingState | null = null;
-  private lastByLabel = new Map<string, number>();
   /** Validation and out-of-memory errors the device reported; thrown by the next read. */
   private errors: string[] = [];
 
@@ -304,11 +303,8 @@ export class Gpu {
     t.labels = [];
   }
 
-  /**
-   * GPU time of the passes since beginTiming, in nanoseconds (any number of passes). The time by
-   * dispatch label is kept for `timingByLabel()`.
-   */
-  async endTiming(): Promise<number> {
+  /** GPU time of the passes since beginTiming (any number of passes), in nanoseconds: in all and by dispatch label. */
+  async endTiming(): Promise<{ ns: number; byLabel: Map<string, number> }> {
     const t = this.timing;
     if (!t) throw new Error('endTiming without beginTiming');
     this.timing = null;
@@ -328,13 +324,7 @@ export class Gpu {
       for (const { buffer } of t.resolved) this.pool.release(buffer);
       t.querySet.destroy();
     }
-    this.lastByLabel = byLabel;
-    return total;
-  }
-
-  /** Nanoseconds per dispatch label of the last beginTiming … endTiming window. */
-  timingByLabel(): Map<string, number> {
-    return new Map(this.lastByLabel);
+    return { ns: total, byLabel };
   }
 
   get dispatches(): number {
