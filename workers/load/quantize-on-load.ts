@@ -13,7 +13,7 @@
 import { DTYPE_BYTES, SafetensorsError, SafetensorsFile, writeSafetensors, type DType, type TensorToWrite } from '../formats/safetensors';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../formats/float16';
 import { NF4_BLOCKSIZE, NF4_CODE } from '../nf4/tables';
-import { meanOffset, nf4Codes, numel, packCodes, quantizeNested, type Nf4Dtype, type Nf4Quantized } from '../nf4/reference';
+import { castToDtype, dequantizeNF4, meanOffset, nf4Codes, numel, packCodes, quantizeNested, type Nf4Dtype, type Nf4Quantized } from '../nf4/reference';
 import { QUANT_STATE_SUFFIX, readLinear4bit } from '../nf4/state-dict';
 import { isQuantizedLinear, type ArchShape } from './arch';
 import type { QuantSettings } from './presets';
@@ -43,6 +43,13 @@ export interface DenseTensor {
 }
 
 export type LoadedTensor = Nf4Tensor | DenseTensor;
+
+/** A loaded tensor's values as the checkpoint stored them: the dense bytes, or the NF4 state dequantized to its layer's dtype (exact mode). */
+export function storedBytes(t: LoadedTensor): Uint8Array {
+  if (t.kind === 'dense') return t.data;
+  const v = castToDtype(dequantizeNF4(t.quant), t.dtype);
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
 
 /**
  * A linear weight's stored bytes in order, in chunks of exactly `chunkElems` elements (only the

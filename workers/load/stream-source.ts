@@ -14,7 +14,7 @@ import { toF32, type DType } from '../formats/safetensors';
 import type { Gpu } from '../gpu/runtime';
 import type { WeightInfo, WeightSource } from '../model/weights';
 import { releaseNf4, type Nf4GpuWeight, type Nf4Shaders } from '../nf4/gpu';
-import { blockCount, castToDtype, dequantizeNF4, numel, type Nf4Dtype, type Nf4Quantized } from '../nf4/reference';
+import { blockCount, numel, type Nf4Dtype, type Nf4Quantized } from '../nf4/reference';
 import { NESTED_BLOCKSIZE } from '../nf4/tables';
 import type { ArchShape } from './arch';
 import { arraysOf, type CacheManifest, type CacheWriter, type ModelCache } from './cache';
@@ -22,7 +22,7 @@ import { gpuNf4FromChunks, readBackNf4 } from './gpu-target';
 import type { HeldBytes } from './held';
 import type { QuantSettings } from './presets';
 import {
-  DEFAULT_CHUNK_BYTES, chunkToF32, cpuDenseWriter, cpuNf4Writer, linearChunks, loadPlan, prequantizedInfo, readPrequantized,
+  DEFAULT_CHUNK_BYTES, chunkToF32, cpuDenseWriter, cpuNf4Writer, linearChunks, loadPlan, prequantizedInfo, readPrequantized, storedBytes,
   type LoadStats, type LoadedTensor, type Nf4Tensor, type TensorPlan,
 } from './quantize-on-load';
 import type { ModelWeights } from './weights';
@@ -264,15 +264,7 @@ export class DownloadSource extends Streamed {
   async readRaw(name: string): Promise<Uint8Array> {
     const p = this.plan.get(name);
     if (!p) throw new Error(`${this.label}: no tensor "${name}"`);
-    if (p.kind === 'dense') {
-      const t = await this.readTensor(name);
-      return (t as { data: Uint8Array }).data;
-    }
-    if (p.kind === 'prequantized') {
-      const t = await this.readTensor(name);
-      const v = castToDtype(dequantizeNF4((t as Nf4Tensor).quant), (t as Nf4Tensor).dtype);
-      return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-    }
+    if (p.kind !== 'nf4') return storedBytes(await this.readTensor(name));
     // A linear weight wanted unquantized (exact mode): as stored, with its NF4 state cached.
     this.begin(name);
     const bytes = await this.o.weights.read(name, this.o.signal);
@@ -422,10 +414,7 @@ export class CachedSource extends Streamed {
   }
 
   async readRaw(name: string): Promise<Uint8Array> {
-    const t = await this.readTensor(name);
-    if (t.kind === 'dense') return t.data;
     // Exact mode from a cached NF4 copy: the dequantized values in the layer's dtype.
-    const v = castToDtype(dequantizeNF4(t.quant), t.dtype);
-    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    return storedBytes(await this.readTensor(name));
   }
 }

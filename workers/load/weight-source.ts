@@ -5,8 +5,8 @@
  */
 import { toF32 } from '../formats/safetensors';
 import type { WeightInfo, WeightSource } from '../model/weights';
-import { castToDtype, dequantizeNF4, type Nf4Quantized } from '../nf4/reference';
-import type { LoadedTensor } from './quantize-on-load';
+import { dequantizeNF4, type Nf4Quantized } from '../nf4/reference';
+import { storedBytes, type LoadedTensor } from './quantize-on-load';
 import type { ModelWeights } from './weights';
 
 /** Tensors streamed from safetensors files one at a time (nothing is kept after a read). */
@@ -82,9 +82,6 @@ export class LoadedWeightSource implements WeightSource {
   }
 
   async readRaw(name: string): Promise<Uint8Array> {
-    const t = this.get(name);
-    if (t.kind === 'dense') return t.data;
-    const v = castToDtype(dequantizeNF4(t.quant), t.dtype);
-    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    return storedBytes(this.get(name));
   }
 }
