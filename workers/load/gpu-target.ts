@@ -9,7 +9,7 @@ import { DTYPE_BYTES, type DType } from '../formats/safetensors';
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
 import { quantizeStreamToGpu, uploadNf4, type Nf4GpuWeight, type Nf4Shaders } from '../nf4/gpu';
-import type { Nf4Dtype } from '../nf4/reference';
+import { blockCount, type Nf4Dtype } from '../nf4/reference';
 import { DYNAMIC_MAP, NESTED_BLOCKSIZE, NF4_BLOCKSIZE, NF4_CODE } from '../nf4/tables';
 import type { HeldBytes } from './held';
 import type { LoadTarget, WeightChunks } from './quantize-on-load';
@@ -125,7 +125,7 @@ export async function readBackNf4(gpu: Gpu, w: Nf4GpuWeight, sink: Nf4StateSink,
   if (w.doubleQuant) {
     const qabsmax = await read(w.absmax, w.blocks, 0);
     await whole('qabsmax', qabsmax, true);
-    await whole('nestedAbsmax', await read(w.nested, 4 * Math.ceil(w.blocks / NESTED_BLOCKSIZE), 0), true);
+    await whole('nestedAbsmax', await read(w.nested, 4 * blockCount(w.blocks, NESTED_BLOCKSIZE), 0), true);
     await whole('nestedMap', f32Bytes(tables ? tables.slice(16) : DYNAMIC_MAP), false);
   } else {
     await whole('absmax', await read(w.absmax, 4 * w.blocks, 0), true);

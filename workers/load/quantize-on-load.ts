@@ -148,6 +148,8 @@ export interface LoadStats {
 }
 
 const NF4_DTYPES: Partial<Record<DType, Nf4Dtype>> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+/** The safetensors dtype of a layer an NF4 state was quantized from (the inverse of NF4_DTYPES). */
+export const LAYER_DTYPE: Record<Nf4Dtype, DType> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
 
 /** Widens a chunk of a floating tensor to float32. */
 export function chunkToF32(bytes: Uint8Array, dtype: DType, file: string, tensor: string): Float32Array {

@@ -22,7 +22,7 @@ import { gpuNf4FromChunks, readBackNf4 } from './gpu-target';
 import type { HeldBytes } from './held';
 import type { QuantSettings } from './presets';
 import {
-  DEFAULT_CHUNK_BYTES, chunkToF32, cpuDenseWriter, cpuNf4Writer, linearChunks, loadPlan, prequantizedInfo, readPrequantized, storedBytes,
+  DEFAULT_CHUNK_BYTES, LAYER_DTYPE, chunkToF32, cpuDenseWriter, cpuNf4Writer, linearChunks, loadPlan, prequantizedInfo, readPrequantized, storedBytes,
   type LoadStats, type LoadedTensor, type Nf4Tensor, type TensorPlan,
 } from './quantize-on-load';
 import type { ModelWeights } from './weights';
@@ -40,7 +40,6 @@ export interface StreamedSource extends WeightSource {
 
 export type Quantizer = 'gpu' | 'cpu';
 
-const LAYER_DTYPE: Record<Nf4Dtype, DType> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
 
 /** Bytes of a tensor's arrays, as the cache stores them. */
 const tensorBytes = (t: LoadedTensor) => arraysOf(t).reduce((n, [, a]) => n + a.byteLength, 0);

@@ -6,7 +6,7 @@
 import { toF32 } from '../formats/safetensors';
 import type { WeightInfo, WeightSource } from '../model/weights';
 import { dequantizeNF4, type Nf4Quantized } from '../nf4/reference';
-import { storedBytes, type LoadedTensor } from './quantize-on-load';
+import { LAYER_DTYPE, storedBytes, type LoadedTensor } from './quantize-on-load';
 import type { ModelWeights } from './weights';
 
 /** Tensors streamed from safetensors files one at a time (nothing is kept after a read). */
@@ -66,7 +66,7 @@ export class LoadedWeightSource implements WeightSource {
     const t = this.tensors.get(name);
     if (!t) return undefined;
     if (t.kind === 'dense') return { dtype: t.dtype, shape: t.shape };
-    return { dtype: t.dtype === 'float32' ? 'F32' : t.dtype === 'float16' ? 'F16' : 'BF16', shape: t.quant.shape };
+    return { dtype: LAYER_DTYPE[t.dtype], shape: t.quant.shape };
   }
 
   /** The NF4 state of a quantized linear weight; null for a tensor kept dense. */
