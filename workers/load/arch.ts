@@ -50,14 +50,13 @@ export interface ArchShape {
 
 export function archFromModelConfig(c: ModelConfig): ArchShape {
   const names = architectureNames(c);
-  const prefixOf = (norm: string) => norm.slice(0, norm.length - 'input_layernorm'.length);
   const first = names.layers[0];
-  const firstPrefix = prefixOf(first.norm);
-  const linears = first.linears.map((s) => ({ module: s.name, path: s.path.slice(firstPrefix.length), inFeatures: s.inFeatures, outFeatures: s.outFeatures, bias: s.bias }));
+  const linears = first.linears.map((s) => ({ module: s.name, path: s.path.slice(first.prefix.length), inFeatures: s.inFeatures, outFeatures: s.outFeatures, bias: s.bias }));
   const h = c.hidden;
-  let perBlock = 2 * h; // input_layernorm weight and bias
+  let perBlock = 0;
+  for (const n of first.norms) perBlock += n.bias ? 2 * h : h;
   for (const l of linears) perBlock += l.inFeatures * l.outFeatures + (l.bias ? l.outFeatures : 0);
-  const head = (c.tiedLmHead ? 0 : c.vocabSize * h) + (c.lmHeadBias ? c.vocabSize : 0);
+  const head = (c.tiedLmHead ? 0 : c.vocabSize * h) + (c.lmHeadBias ? c.vocabSize : 0) + (names.finalNorm.bias ? 2 * h : h);
   return {
     family: c.arch,
     hidden: h,
@@ -72,11 +71,11 @@ export function archFromModelConfig(c: ModelConfig): ArchShape {
     linears,
     tiedLmHead: c.tiedLmHead,
     lmHeadBias: c.lmHeadBias,
-    blockPrefix: (i) => prefixOf(names.layers[i].norm),
+    blockPrefix: (i) => names.layers[i].prefix,
     embeddingName: names.embedding,
     lmHeadName: names.lmHeadWeight,
     linearWeights: new Set(names.layers.flatMap((l) => l.linears.map((s) => `${s.path}.weight`))),
-    parameters: c.vocabSize * h + c.layers * perBlock + 2 * h + head,
+    parameters: c.vocabSize * h + c.layers * perBlock + head,
   };
 }
 

@@ -9,7 +9,7 @@
  */
 import { MEMORY_CATEGORIES, type ByCategory, type MemoryCategory } from '../gpu/pool';
 import { UNIFORM_ARENA_BYTES } from '../gpu/runtime';
-import { architectureNames, type LinearSpec } from '../model/architecture';
+import { architectureNames, type LinearSpec, type NormSpec } from '../model/architecture';
 import type { ModelConfig } from '../model/config';
 import { planParts } from '../nf4/gpu';
 import { backwardScratchBytes, forwardScratchBytes } from '../kernels/attention';
@@ -112,6 +112,10 @@ export function simulateLoad(sim: MemorySim, cfg: ModelConfig, adapted: LinearSp
   // The runtime's uniform arena: made by the first dispatch, kept for the device's lifetime.
   sim.alloc(UNIFORM_ARENA_BYTES, 'scratch', 'uniforms');
   let tables = false;
+  const norm = (n: NormSpec) => {
+    sim.alloc(h * 4, 'weights', `${n.path}.weight`);
+    if (n.bias) sim.alloc(h * 4, 'weights', `${n.path}.bias`);
+  };
   for (const layer of names.layers) {
     for (const ls of layer.linears) {
       if (ls.bias) sim.alloc(ls.outFeatures * 4, 'weights', `${ls.path}.bias`);
@@ -152,11 +156,9 @@ export function simulateLoad(sim: MemorySim, cfg: ModelConfig, adapted: LinearSp
         if (quant.doubleQuant) sim.release(sim.alloc(4 * Math.ceil(blocks / quant.nestedBlocksize), 'scratch', 'readback'));
       }
     }
-    sim.alloc(h * 4, 'weights', `${layer.norm}.weight`);
-    sim.alloc(h * 4, 'weights', `${layer.norm}.bias`);
+    layer.norms.forEach(norm);
   }
-  sim.alloc(h * 4, 'weights', `${names.finalNorm}.weight`);
-  sim.alloc(h * 4, 'weights', `${names.finalNorm}.bias`);
+  norm(names.finalNorm);
   if (!cfg.tiedLmHead) sim.alloc(cfg.vocabSize * h * tableBytes, 'weights', names.lmHeadWeight);
   if (names.lmHeadBias) sim.alloc(cfg.vocabSize * 4, 'weights', names.lmHeadBias);
   const half = cfg.rotaryDim / 2;
@@ -239,7 +241,7 @@ export function simulateForwardBackward(sim: MemorySim, cfg: ModelConfig, state:
     const bufs: SimBuffer[] = [];
     const keepH: SimBuffer[] | null = keep ? [] : null;
     bufs.push(sim.alloc(rows * h * 4, cat, 'ln.out'), sim.alloc(rows * 8, cat, 'ln.stats'));
-    for (const role of cfg.arch === 'falcon' ? (['qkv'] as const) : (['q', 'k', 'v'] as const)) {
+    for (const role of byRole.has('qkv') ? ['qkv'] : ['q', 'k', 'v']) {
       const ls = byRole.get(role)!;
       bufs.push(sim.alloc(rows * ls.outFeatures * 4, cat, `${ls.path}.out`));
       linearForward(ls, keepH);
@@ -272,7 +274,7 @@ export function simulateForwardBackward(sim: MemorySim, cfg: ModelConfig, state:
     sim.release(dAct);
     const dO = sim.alloc(rows * H * D * 4, 'scratch', 'attn.dout');
     linearBackward(byRole.get('dense')!);
-    if (cfg.arch === 'falcon') {
+    if (byRole.has('qkv')) {
       const qkv = byRole.get('qkv')!;
       const dqkv = sim.alloc(rows * qkv.outFeatures * 4, 'scratch', 'attn.dqkv');
       scratchWhile(backwardScratchBytes(attnShape), 'attn.dkv-slices');

@@ -1,11 +1,16 @@
 /**
- * Module paths and tensor names of each architecture, as Hugging Face names them, and which
- * linear layers a PEFT `target_modules` setting adapts.
+ * Module paths and tensor names of a model, as Hugging Face names them, and which linear layers
+ * a PEFT `target_modules` setting adapts. Each family (workers/model/families/) says what its
+ * layers hold; this file is what every family's description has in common.
  */
 import type { ModelConfig } from './config';
+import { familyOf } from './families';
 
-/** What a linear layer does in the block. */
-export type LinearRole = 'q' | 'k' | 'v' | 'qkv' | 'dense' | 'fc1' | 'fc2';
+/**
+ * What a linear layer does in its block, in the engine's words (`q`, `k`, `v`, `qkv`, `dense`,
+ * `fc1`, `fc2`, …): the block finds its layers by role, PEFT finds them by module name.
+ */
+export type LinearRole = string;
 
 export interface LinearSpec {
   role: LinearRole;
@@ -18,15 +23,28 @@ export interface LinearSpec {
   bias: boolean;
 }
 
+/** LayerNorm (weight and bias, mean and variance) or RMSNorm (weight only). */
+export type NormKind = 'layernorm' | 'rmsnorm';
+
+export interface NormSpec {
+  /** What the norm does in its block, e.g. `input`. */
+  role: string;
+  /** HF module path; tensors are `<path>.weight` (and `.bias` when `bias`). */
+  path: string;
+  kind: NormKind;
+  bias: boolean;
+}
+
 export interface LayerSpec {
-  /** input_layernorm path. */
-  norm: string;
+  /** Tensor name prefix of the block, e.g. `model.layers.3.`. */
+  prefix: string;
+  norms: NormSpec[];
   linears: LinearSpec[];
 }
 
 export interface ArchitectureNames {
   embedding: string;
-  finalNorm: string;
+  finalNorm: NormSpec;
   /** lm_head weight (the embedding's name when tied) and bias (null when none). */
   lmHeadWeight: string;
   lmHeadBias: string | null;
@@ -34,64 +52,12 @@ export interface ArchitectureNames {
 }
 
 export function architectureNames(c: ModelConfig): ArchitectureNames {
-  const layers: LayerSpec[] = [];
-  const D = c.headDim;
-  for (let i = 0; i < c.layers; i++) {
-    const lin = (role: LinearRole, path: string, inFeatures: number, outFeatures: number): LinearSpec => ({
-      role,
-      path,
-      name: path.slice(path.lastIndexOf('.') + 1),
-      inFeatures,
-      outFeatures,
-      bias: c.linearBias,
-    });
-    if (c.arch === 'phi') {
-      const p = `model.layers.${i}`;
-      layers.push({
-        norm: `${p}.input_layernorm`,
-        linears: [
-          lin('q', `${p}.self_attn.q_proj`, c.hidden, c.heads * D),
-          lin('k', `${p}.self_attn.k_proj`, c.hidden, c.kvHeads * D),
-          lin('v', `${p}.self_attn.v_proj`, c.hidden, c.kvHeads * D),
-          lin('dense', `${p}.self_attn.dense`, c.heads * D, c.hidden),
-          lin('fc1', `${p}.mlp.fc1`, c.hidden, c.ffn),
-          lin('fc2', `${p}.mlp.fc2`, c.ffn, c.hidden),
-        ],
-      });
-    } else {
-      const p = `transformer.h.${i}`;
-      layers.push({
-        norm: `${p}.input_layernorm`,
-        linears: [
-          lin('qkv', `${p}.self_attention.query_key_value`, c.hidden, (c.heads + 2 * c.kvHeads) * D),
-          lin('dense', `${p}.self_attention.dense`, c.heads * D, c.hidden),
-          lin('fc1', `${p}.mlp.dense_h_to_4h`, c.hidden, c.ffn),
-          lin('fc2', `${p}.mlp.dense_4h_to_h`, c.ffn, c.hidden),
-        ],
-      });
-    }
-  }
-  if (c.arch === 'phi') {
-    return {
-      embedding: 'model.embed_tokens.weight',
-      finalNorm: 'model.final_layernorm',
-      lmHeadWeight: c.tiedLmHead ? 'model.embed_tokens.weight' : 'lm_head.weight',
-      lmHeadBias: c.lmHeadBias ? 'lm_head.bias' : null,
-      layers,
-    };
-  }
-  return {
-    embedding: 'transformer.word_embeddings.weight',
-    finalNorm: 'transformer.ln_f',
-    lmHeadWeight: c.tiedLmHead ? 'transformer.word_embeddings.weight' : 'lm_head.weight',
-    lmHeadBias: null,
-    layers,
-  };
+  return familyOf(c).names(c);
 }
 
 /** Every linear module name of the architecture (what "all linear layers" means for LoRA). */
 export function allLinearNames(c: ModelConfig): string[] {
-  return c.arch === 'phi' ? ['q_proj', 'k_proj', 'v_proj', 'dense', 'fc1', 'fc2'] : ['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h'];
+  return [...familyOf(c).linearModules];
 }
 
 /**
@@ -106,4 +72,25 @@ export function isTargetModule(path: string, targets: string[] | string): boolea
 /** PEFT adapter keys of a module. */
 export function loraKeys(path: string): { a: string; b: string } {
   return { a: `base_model.model.${path}.lora_A.weight`, b: `base_model.model.${path}.lora_B.weight` };
+}
+
+/** Every tensor of the model with its shape (tied lm_head excluded), in embedding → blocks → head order. */
+export function tensorShapes(c: ModelConfig, names = architectureNames(c)): Map<string, number[]> {
+  const shapes = new Map<string, number[]>();
+  const norm = (n: NormSpec) => {
+    shapes.set(`${n.path}.weight`, [c.hidden]);
+    if (n.bias) shapes.set(`${n.path}.bias`, [c.hidden]);
+  };
+  shapes.set(names.embedding, [c.vocabSize, c.hidden]);
+  for (const l of names.layers) {
+    for (const s of l.linears) {
+      shapes.set(`${s.path}.weight`, [s.outFeatures, s.inFeatures]);
+      if (s.bias) shapes.set(`${s.path}.bias`, [s.outFeatures]);
+    }
+    l.norms.forEach(norm);
+  }
+  norm(names.finalNorm);
+  if (!c.tiedLmHead) shapes.set(names.lmHeadWeight, [c.vocabSize, c.hidden]);
+  if (names.lmHeadBias) shapes.set(names.lmHeadBias, [c.vocabSize]);
+  return shapes;
 }

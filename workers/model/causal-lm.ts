@@ -1,23 +1,22 @@
 /**
- * The causal language model on the GPU (phi and falcon-7b style: one input LayerNorm feeding
- * attention and MLP in parallel, both added to the residual). Forward, loss, backward into the
- * LoRA adapters only, optional per-layer gradient checkpointing, and KV-cache decoding.
+ * The causal language model on the GPU, for any registered family (workers/model/families/):
+ * loading, the embedding, the layers (each family's block), the final norm, the head and the
+ * loss, backward into the LoRA adapters only, optional per-layer gradient checkpointing, and
+ * KV-cache decoding. What happens inside a layer is the family's block.
  */
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
 import { matmul } from '../kernels/matmul';
-import { loraBackward, loraForward, loraScale, type LoraDropout } from '../kernels/lora';
 import { embedding, type TableFormat } from '../kernels/embedding';
-import { layerNormBackward, layerNormForward } from '../kernels/layernorm';
-import { rotary, rotaryTables } from '../kernels/rotary';
-import { attentionBackward, attentionForward, type HeadLayout } from '../kernels/attention';
-import { geluBackward, geluForward } from '../kernels/activation';
+import { rotaryTables } from '../kernels/rotary';
 import { crossEntropy, shiftLabels } from '../kernels/cross-entropy';
-import { copyRows } from '../kernels/elementwise';
 import { argmax } from '../kernels/argmax';
 import { dequantizeGpu, quantizeToGpu, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../nf4/gpu';
 import type { ModelConfig } from './config';
-import { architectureNames, type ArchitectureNames, type LinearRole, type LinearSpec } from './architecture';
+import { architectureNames, type ArchitectureNames, type LinearRole, type LinearSpec, type NormSpec } from './architecture';
+import { familyOf } from './families';
+import type { Block } from './block';
+import { LayerKit, type KvCache, type LayerWeights, type LinearEntry, type NormWeights, type RunContext } from './layer-kit';
 import { F32Linear, Nf4Linear, type FrozenLinear } from './frozen-linear';
 import { seededRandom } from '../util/random';
 import { createLoraModules, exportPeftAdapter, type LoraInit, type LoraModule, type PeftExport } from './lora-adapter';
@@ -47,45 +46,6 @@ export interface LoadOptions {
   maxPositions?: number;
   /** Logits rows per lm_head/cross-entropy chunk (default: as many as fit in 32 MiB). */
   headChunkRows?: number;
-}
-
-interface LinearEntry {
-  spec: LinearSpec;
-  base: FrozenLinear;
-  lora: LoraModule | null;
-}
-
-interface LayerWeights {
-  normWeight: GpuBuffer;
-  normBias: GpuBuffer;
-  linears: Map<LinearRole, LinearEntry>;
-}
-
-/** What one layer's forward keeps for its backward. */
-interface Saved {
-  h: GpuBuffer;
-  stats: GpuBuffer;
-  /** phi: q, k, v; falcon: qkv (post-rotary). */
-  proj: Map<string, GpuBuffer>;
-  o: GpuBuffer;
-  attnStats: GpuBuffer;
-  fc1: GpuBuffer;
-  loraH: Map<LinearRole, GpuBuffer>;
-}
-
-interface RunContext {
-  batch: number;
-  seq: number;
-  rows: number;
-  mask: GpuBuffer | null;
-  noLora: boolean;
-  dropout: { seed: number; step: number } | null;
-}
-
-/** One layer's keys and values (after rotary), [positions, kvHeads · headDim] each. */
-interface KvCache {
-  k: GpuBuffer;
-  v: GpuBuffer;
 }
 
 /** What one generate call's decoding loop works with. */
@@ -190,6 +150,9 @@ export class CausalLM implements TrainableCausalLM {
   readonly lora: LoraTensor[];
   checkpointing: boolean;
   private readonly headChunkRows: number;
+  /** The family's decoder block and what it is run with. */
+  private readonly block: Block<unknown>;
+  private readonly kit: LayerKit;
 
   private constructor(
     private readonly gpu: Gpu,
@@ -201,13 +164,15 @@ export class CausalLM implements TrainableCausalLM {
     /** How the embedding / lm_head matrices are stored (16-bit as the checkpoint has them, in NF4 mode). */
     private readonly tableFormat: TableFormat,
     private readonly layers: LayerWeights[],
-    private readonly finalNorm: { weight: GpuBuffer; bias: GpuBuffer },
+    private readonly finalNorm: NormWeights,
     private readonly lmHead: { weight: GpuBuffer; bias: GpuBuffer | null; owned: boolean },
     private readonly rope: { cos: GpuBuffer; sin: GpuBuffer; positions: number },
     readonly loraModules: LoraModule[],
     readonly loraSettings: LoraSettings | null,
     options: LoadOptions,
   ) {
+    this.block = familyOf(config).block;
+    this.kit = new LayerKit(gpu, shaders, config, rope, loraSettings);
     this.lora = loraModules.flatMap((m) => [m.a, m.b]);
     this.checkpointing = options.checkpointing ?? false;
     this.headChunkRows = options.headChunkRows ?? Math.max(1, Math.floor((32 * 1024 * 1024) / (4 * config.vocabSize)));
@@ -247,17 +212,19 @@ export class CausalLM implements TrainableCausalLM {
         },
       });
     };
+    const norm = (n: NormSpec) => {
+      f32(`${n.path}.weight`, [c.hidden]);
+      if (n.bias) f32(`${n.path}.bias`, [c.hidden]);
+    };
     table(names.embedding, [c.vocabSize, c.hidden]);
     for (const spec of names.layers) {
       for (const ls of spec.linears) {
         if (ls.bias) f32(`${ls.path}.bias`, [ls.outFeatures]);
         linear(ls);
       }
-      f32(`${spec.norm}.weight`, [c.hidden]);
-      f32(`${spec.norm}.bias`, [c.hidden]);
+      spec.norms.forEach(norm);
     }
-    f32(`${names.finalNorm}.weight`, [c.hidden]);
-    f32(`${names.finalNorm}.bias`, [c.hidden]);
+    norm(names.finalNorm);
     if (!c.tiedLmHead) table(names.lmHeadWeight, [c.vocabSize, c.hidden]);
     if (names.lmHeadBias) f32(names.lmHeadBias, [c.vocabSize]);
 
@@ -280,7 +247,8 @@ export class CausalLM implements TrainableCausalLM {
       const buffer = (name: string) => built.buffers.get(name)!;
       const optional = (name: string) => built.buffers.get(name) ?? null;
       const embed = buffer(names.embedding);
-      const layers: LayerWeights[] = names.layers.map((spec) => {
+      const normWeights = (n: NormSpec): NormWeights => ({ spec: n, weight: buffer(`${n.path}.weight`), bias: n.bias ? buffer(`${n.path}.bias`) : null });
+      const layers: LayerWeights[] = names.layers.map((spec, index) => {
         const linears = new Map<LinearRole, LinearEntry>();
         for (const ls of spec.linears) {
           const name = `${ls.path}.weight`;
@@ -289,9 +257,9 @@ export class CausalLM implements TrainableCausalLM {
           const base: FrozenLinear = q ? new Nf4Linear(gpu, shaders, q, bias, ls.outFeatures, ls.inFeatures) : new F32Linear(gpu, shaders, buffer(name), bias, ls.outFeatures, ls.inFeatures);
           linears.set(ls.role, { spec: ls, base, lora: null });
         }
-        return { normWeight: buffer(`${spec.norm}.weight`), normBias: buffer(`${spec.norm}.bias`), linears };
+        return { index, norms: new Map(spec.norms.map((n) => [n.role, normWeights(n)])), linears };
       });
-      const finalNorm = { weight: buffer(`${names.finalNorm}.weight`), bias: buffer(`${names.finalNorm}.bias`) };
+      const finalNorm = normWeights(names.finalNorm);
       const lmHead = c.tiedLmHead
         ? { weight: embed, bias: null as GpuBuffer | null, owned: false }
         : { weight: buffer(names.lmHeadWeight), bias: null as GpuBuffer | null, owned: true };
@@ -317,170 +285,10 @@ export class CausalLM implements TrainableCausalLM {
     }
   }
 
-  // ---------------------------------------------------------------- building blocks
+  // ---------------------------------------------------------------- layers
 
-  private get loraScaleValue(): number {
-    const s = this.loraSettings;
-    return s ? loraScale(s.alpha, s.r, s.useRslora) : 0;
-  }
-
-  private dropoutOf(m: LoraModule, ctx: RunContext): LoraDropout | null {
-    const p = this.loraSettings?.dropout ?? 0;
-    if (p <= 0 || !ctx.dropout) return null;
-    return { p, seed: ctx.dropout.seed, step: ctx.dropout.step, layer: m.index };
-  }
-
-  private loraDims(m: LoraModule, M: number, ctx: RunContext) {
-    return { M, inF: m.spec.inFeatures, outF: m.spec.outFeatures, r: m.a.shape[0], scale: this.loraScaleValue, dropout: this.dropoutOf(m, ctx) };
-  }
-
-  /** y (+)= base(x) + LoRA(x); keeps dropout(x)·Aᵀ in `keepH` when given. */
-  private linearForward(e: LinearEntry, x: GpuBuffer, y: GpuBuffer, M: number, accumulate: boolean, ctx: RunContext, keepH?: Map<LinearRole, GpuBuffer>): void {
-    e.base.forward(x, y, M, accumulate);
-    if (!e.lora || ctx.noLora) return;
-    const m = e.lora;
-    const h = keepH ? this.gpu.alloc(M * m.a.shape[0] * 4, 'activations', `${m.spec.path}.lora_h`) : undefined;
-    if (h) keepH!.set(e.spec.role, h);
-    loraForward(this.gpu, this.shaders, { x, a: m.a.weight, b: m.b.weight, y, h, ...this.loraDims(m, M, ctx) });
-  }
-
-  /** dx (+)= dy·W + LoRA input gradient; adds the LoRA weight gradients. */
-  private linearBackward(e: LinearEntry, x: GpuBuffer, dy: GpuBuffer, dx: GpuBuffer, M: number, accumulate: boolean, ctx: RunContext, saved: Saved): void {
-    e.base.backwardData(dy, dx, M, accumulate);
-    if (!e.lora || ctx.noLora) return;
-    const m = e.lora;
-    loraBackward(this.gpu, this.shaders, { x, a: m.a.weight, b: m.b.weight, dy, dA: m.a.grad, dB: m.b.grad, dx, h: saved.loraH.get(e.spec.role), ...this.loraDims(m, M, ctx) });
-  }
-
-  private entry(layer: LayerWeights, role: LinearRole): LinearEntry {
-    return layer.linears.get(role)!;
-  }
-
-  /** Head layouts of q, k, v inside the projection buffers. */
-  private qkvLayouts(proj: Map<string, GpuBuffer>): { q: HeadLayout; k: HeadLayout; v: HeadLayout } {
-    const { heads: H, kvHeads: KVH, headDim: D } = this.config;
-    if (this.config.arch === 'falcon') {
-      const buf = proj.get('qkv')!;
-      const stride = (H + 2 * KVH) * D;
-      return { q: { buf, stride, off: 0 }, k: { buf, stride, off: H * D }, v: { buf, stride, off: (H + KVH) * D } };
-    }
-    return { q: { buf: proj.get('q')!, stride: H * D }, k: { buf: proj.get('k')!, stride: KVH * D }, v: { buf: proj.get('v')!, stride: KVH * D } };
-  }
-
-  private projectQkv(layer: LayerWeights, h: GpuBuffer, rows: number, ctx: RunContext, keepH: Map<LinearRole, GpuBuffer> | undefined, category: 'activations' | 'scratch'): Map<string, GpuBuffer> {
-    const proj = new Map<string, GpuBuffer>();
-    const roles: LinearRole[] = this.config.arch === 'falcon' ? ['qkv'] : ['q', 'k', 'v'];
-    for (const role of roles) {
-      const e = this.entry(layer, role);
-      const buf = this.gpu.alloc(rows * e.spec.outFeatures * 4, category, `${e.spec.path}.out`);
-      this.linearForward(e, h, buf, rows, false, ctx, keepH);
-      proj.set(role, buf);
-    }
-    return proj;
-  }
-
-  private applyRotary(l: { q: HeadLayout; k: HeadLayout }, rows: number, seq: number, posOffset: number, backward: boolean): void {
-    const c = this.config;
-    const common = { cos: this.rope.cos, sin: this.rope.sin, rows, seq, headDim: c.headDim, rotDim: c.rotaryDim, posOffset, backward };
-    rotary(this.gpu, this.shaders.rotary, { x: l.q.buf, heads: c.heads, stride: l.q.stride, off: l.q.off, ...common });
-    rotary(this.gpu, this.shaders.rotary, { x: l.k.buf, heads: c.kvHeads, stride: l.k.stride, off: l.k.off, ...common });
-  }
-
-  /** One decoder layer over `ctx.rows` tokens; returns the layer output and, when `keep`, what backward needs. */
-  private layerForward(li: number, x: GpuBuffer, ctx: RunContext, keep: boolean): { out: GpuBuffer; saved: Saved | null } {
-    const gpu = this.gpu;
-    const c = this.config;
-    const layer = this.layers[li];
-    const { rows } = ctx;
-    const cat = keep ? 'activations' : 'scratch';
-    const h = gpu.alloc(rows * c.hidden * 4, cat, 'ln.out');
-    const stats = gpu.alloc(rows * 8, cat, 'ln.stats');
-    layerNormForward(gpu, this.shaders.layernorm, { x, weight: layer.normWeight, bias: layer.normBias, y: h, stats, rows, cols: c.hidden, eps: c.layerNormEps });
-    const loraH = new Map<LinearRole, GpuBuffer>();
-    const keepH = keep ? loraH : undefined;
-    const proj = this.projectQkv(layer, h, rows, ctx, keepH, cat);
-    const lay = this.qkvLayouts(proj);
-    this.applyRotary(lay, rows, ctx.seq, 0, false);
-    const o = gpu.alloc(rows * c.heads * c.headDim * 4, cat, 'attn.out');
-    const attnStats = gpu.alloc(ctx.batch * c.heads * ctx.seq * 8, cat, 'attn.stats');
-    attentionForward(gpu, this.shaders.attention, {
-      ...this.attnShape(ctx.batch, ctx.seq, ctx.seq, 0, ctx.mask),
-      ...lay,
-      o: { buf: o, stride: c.heads * c.headDim },
-      stats: attnStats,
-    });
-    const out = gpu.alloc(rows * c.hidden * 4, 'activations', `layer${li}.out`);
-    gpu.copy(x, 0, out, 0, rows * c.hidden * 4);
-    this.linearForward(this.entry(layer, 'dense'), o, out, rows, true, ctx, keepH);
-    const fc1 = gpu.alloc(rows * c.ffn * 4, cat, 'mlp.fc1');
-    this.linearForward(this.entry(layer, 'fc1'), h, fc1, rows, false, ctx, keepH);
-    const act = gpu.alloc(rows * c.ffn * 4, 'scratch', 'mlp.act');
-    geluForward(gpu, this.shaders.activation, c.activation, fc1, act, rows * c.ffn);
-    this.linearForward(this.entry(layer, 'fc2'), act, out, rows, true, ctx, keepH);
-    gpu.release(act);
-    const saved: Saved = { h, stats, proj, o, attnStats, fc1, loraH };
-    if (keep) return { out, saved };
-    this.releaseSaved(saved);
-    return { out, saved: null };
-  }
-
-  private releaseSaved(s: Saved): void {
-    this.gpu.release(s.h, s.stats, ...s.proj.values(), s.o, s.attnStats, s.fc1, ...s.loraH.values());
-  }
-
-  private attnShape(batch: number, tq: number, tk: number, posOffset: number, mask: GpuBuffer | null) {
-    const c = this.config;
-    return { batch, tq, tk, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, posOffset, mask: mask ?? undefined };
-  }
-
-  /** Backward of one layer: returns d(layer input) given d(layer output). */
-  private layerBackward(li: number, x: GpuBuffer, dOut: GpuBuffer, ctx: RunContext, saved: Saved): GpuBuffer {
-    const gpu = this.gpu;
-    const c = this.config;
-    const layer = this.layers[li];
-    const { rows } = ctx;
-    const D = c.headDim;
-    const dx = gpu.alloc(rows * c.hidden * 4, 'scratch', `layer${li}.dx`);
-    gpu.copy(dOut, 0, dx, 0, rows * c.hidden * 4);
-    // MLP branch.
-    const act = gpu.alloc(rows * c.ffn * 4, 'scratch', 'mlp.act');
-    geluForward(gpu, this.shaders.activation, c.activation, saved.fc1, act, rows * c.ffn);
-    const dAct = gpu.alloc(rows * c.ffn * 4, 'scratch', 'mlp.dact');
-    this.linearBackward(this.entry(layer, 'fc2'), act, dOut, dAct, rows, false, ctx, saved);
-    gpu.release(act);
-    geluBackward(gpu, this.shaders.activation, c.activation, saved.fc1, dAct, rows * c.ffn);
-    const dh = gpu.alloc(rows * c.hidden * 4, 'scratch', 'ln.dout');
-    this.linearBackward(this.entry(layer, 'fc1'), saved.h, dAct, dh, rows, false, ctx, saved);
-    gpu.release(dAct);
-    // Attention branch.
-    const dO = gpu.alloc(rows * c.heads * D * 4, 'scratch', 'attn.dout');
-    this.linearBackward(this.entry(layer, 'dense'), saved.o, dOut, dO, rows, false, ctx, saved);
-    const lay = this.qkvLayouts(saved.proj);
-    const shape = { ...this.attnShape(ctx.batch, ctx.seq, ctx.seq, 0, ctx.mask), ...lay, o: { buf: saved.o, stride: c.heads * D }, stats: saved.attnStats, dO };
-    if (c.arch === 'falcon') {
-      const e = this.entry(layer, 'qkv');
-      const dqkv = gpu.alloc(rows * e.spec.outFeatures * 4, 'scratch', 'attn.dqkv');
-      attentionBackward(gpu, this.shaders.attention, { ...shape, dq: dqkv, dkv: dqkv, dk: { stride: lay.k.stride, off: lay.k.off }, dv: { stride: lay.v.stride, off: lay.v.off } });
-      this.applyRotary({ q: { ...lay.q, buf: dqkv }, k: { ...lay.k, buf: dqkv } }, rows, ctx.seq, 0, true);
-      this.linearBackward(e, saved.h, dqkv, dh, rows, true, ctx, saved);
-      gpu.release(dqkv);
-    } else {
-      const kvWidth = c.kvHeads * D;
-      const dq = gpu.alloc(rows * c.heads * D * 4, 'scratch', 'attn.dq');
-      const dkv = gpu.alloc(2 * rows * kvWidth * 4, 'scratch', 'attn.dkv');
-      attentionBackward(gpu, this.shaders.attention, { ...shape, dq, dkv, dk: { stride: kvWidth, off: 0 }, dv: { stride: kvWidth, off: rows * kvWidth } });
-      this.applyRotary({ q: { buf: dq, stride: c.heads * D }, k: { buf: dkv, stride: kvWidth } }, rows, ctx.seq, 0, true);
-      const dv = gpu.alloc(rows * kvWidth * 4, 'scratch', 'attn.dv');
-      gpu.copy(dkv, rows * kvWidth * 4, dv, 0, rows * kvWidth * 4);
-      this.linearBackward(this.entry(layer, 'q'), saved.h, dq, dh, rows, true, ctx, saved);
-      this.linearBackward(this.entry(layer, 'k'), saved.h, dkv, dh, rows, true, ctx, saved);
-      this.linearBackward(this.entry(layer, 'v'), saved.h, dv, dh, rows, true, ctx, saved);
-      gpu.release(dq, dkv, dv);
-    }
-    gpu.release(dO);
-    layerNormBackward(gpu, this.shaders.layernorm, { x, weight: layer.normWeight, stats: saved.stats, dy: dh, dx, rows, cols: c.hidden, accumulate: true });
-    gpu.release(dh);
-    return dx;
+  private layerForward(li: number, x: GpuBuffer, ctx: RunContext, keep: boolean): { out: GpuBuffer; saved: unknown } {
+    return this.block.forward(this.kit, this.layers[li], x, ctx, keep);
   }
 
   // ---------------------------------------------------------------- batches
@@ -520,12 +328,10 @@ export class CausalLM implements TrainableCausalLM {
 
   /** final LayerNorm of the last hidden states. */
   private finalNormForward(x: GpuBuffer, rows: number): { hf: GpuBuffer; stats: GpuBuffer } {
-    const c = this.config;
-    const hf = this.gpu.alloc(rows * c.hidden * 4, 'activations', 'final_ln.out');
-    const stats = this.gpu.alloc(rows * 8, 'activations', 'final_ln.stats');
-    layerNormForward(this.gpu, this.shaders.layernorm, { x, weight: this.finalNorm.weight, bias: this.finalNorm.bias, y: hf, stats, rows, cols: c.hidden, eps: c.layerNormEps });
-    return { hf, stats };
+    const { y, stats } = this.kit.normForward(this.finalNorm, x, rows, 'activations', 'final_ln');
+    return { hf: y, stats };
   }
+
 
   /** logits rows [r0, r0 + n) of hf into `logits` ([n, vocab]). */
   private headLogits(hf: GpuBuffer, r0: number, n: number, logits: GpuBuffer): void {
@@ -571,7 +377,7 @@ export class CausalLM implements TrainableCausalLM {
     const x0 = this.embedTokens(ids, rows);
     const keep = !this.checkpointing;
     const xs = [x0];
-    const saved: (Saved | null)[] = [];
+    const saved: unknown[] = [];
     for (let l = 0; l < this.layers.length; l++) {
       const r = this.layerForward(l, xs[l], ctx, keep);
       xs.push(r.out);
@@ -581,7 +387,7 @@ export class CausalLM implements TrainableCausalLM {
     const dhf = gpu.alloc(rows * c.hidden * 4, 'scratch', 'final_ln.dout');
     const losses = await this.runHead(hf, rows, targets, { dhf, gradScale: options.gradScale });
     let dOut = gpu.alloc(rows * c.hidden * 4, 'scratch', 'final.dx');
-    layerNormBackward(gpu, this.shaders.layernorm, { x: xs[this.layers.length], weight: this.finalNorm.weight, stats, dy: dhf, dx: dOut, rows, cols: c.hidden });
+    this.kit.normBackward(this.finalNorm, xs[this.layers.length], stats, dhf, dOut, rows, false);
     gpu.release(hf, stats, dhf, xs[this.layers.length]);
     for (let l = this.layers.length - 1; l >= 0; l--) {
       let s = saved[l];
@@ -591,8 +397,8 @@ export class CausalLM implements TrainableCausalLM {
         gpu.release(again.out);
         s = again.saved!;
       }
-      const dx = this.layerBackward(l, xs[l], dOut, ctx, s);
-      this.releaseSaved(s);
+      const dx = this.block.backward(this.kit, this.layers[l], xs[l], dOut, ctx, s);
+      this.block.release(this.kit, s);
       gpu.release(dOut);
       if (l > 0) gpu.release(xs[l]);
       dOut = dx;
@@ -644,48 +450,6 @@ export class CausalLM implements TrainableCausalLM {
 
   // ---------------------------------------------------------------- decoding
 
-  /** One decoder layer over `n` new tokens at positions pos.., reading and extending the KV cache. */
-  private layerDecode(li: number, x: GpuBuffer, n: number, pos: number, cache: { k: GpuBuffer; v: GpuBuffer }, ctx: RunContext): GpuBuffer {
-    const gpu = this.gpu;
-    const c = this.config;
-    const layer = this.layers[li];
-    const D = c.headDim;
-    const kvWidth = c.kvHeads * D;
-    const h = gpu.alloc(n * c.hidden * 4, 'scratch', 'ln.out');
-    const stats = gpu.alloc(n * 8, 'scratch', 'ln.stats');
-    layerNormForward(gpu, this.shaders.layernorm, { x, weight: layer.normWeight, bias: layer.normBias, y: h, stats, rows: n, cols: c.hidden, eps: c.layerNormEps });
-    const proj = this.projectQkv(layer, h, n, ctx, undefined, 'scratch');
-    const lay = this.qkvLayouts(proj);
-    this.applyRotary(lay, n, n, pos, false);
-    // Append the new keys (after rotary) and values to the cache rows pos..pos+n-1.
-    for (const [src, dst] of [
-      [lay.k, cache.k],
-      [lay.v, cache.v],
-    ] as const) {
-      copyRows(gpu, this.shaders.elementwise, { src: src.buf, dst, rows: n, cols: kvWidth, srcStride: src.stride, srcOff: src.off ?? 0, dstStride: kvWidth, dstOff: pos * kvWidth });
-    }
-    const o = gpu.alloc(n * c.heads * D * 4, 'scratch', 'attn.out');
-    const attnStats = gpu.alloc(c.heads * n * 8, 'scratch', 'attn.stats');
-    attentionForward(gpu, this.shaders.attention, {
-      ...this.attnShape(1, n, pos + n, pos, null),
-      q: lay.q,
-      k: { buf: cache.k, stride: kvWidth },
-      v: { buf: cache.v, stride: kvWidth },
-      o: { buf: o, stride: c.heads * D },
-      stats: attnStats,
-    });
-    const out = gpu.alloc(n * c.hidden * 4, 'scratch', 'layer.out');
-    gpu.copy(x, 0, out, 0, n * c.hidden * 4);
-    this.linearForward(this.entry(layer, 'dense'), o, out, n, true, ctx);
-    const fc1 = gpu.alloc(n * c.ffn * 4, 'scratch', 'mlp.fc1');
-    this.linearForward(this.entry(layer, 'fc1'), h, fc1, n, false, ctx);
-    const act = gpu.alloc(n * c.ffn * 4, 'scratch', 'mlp.act');
-    geluForward(gpu, this.shaders.activation, c.activation, fc1, act, n * c.ffn);
-    this.linearForward(this.entry(layer, 'fc2'), act, out, n, true, ctx);
-    gpu.release(h, stats, ...proj.values(), o, attnStats, fc1, act);
-    return out;
-  }
-
   /**
    * Records one decoding step: `n` token ids read from `ids` on the GPU, fed at positions
    * pos.. (extending the caches). Returns the last position's [vocab] logits; the caller
@@ -695,7 +459,7 @@ export class CausalLM implements TrainableCausalLM {
     const gpu = this.gpu;
     let x = this.embedTokens(ids, n);
     for (let l = 0; l < this.layers.length; l++) {
-      const out = this.layerDecode(l, x, n, pos, caches[l], ctx);
+      const out = this.block.decode(this.kit, this.layers[l], x, n, pos, caches[l], ctx);
       gpu.release(x);
       x = out;
     }
@@ -844,11 +608,12 @@ export class CausalLM implements TrainableCausalLM {
 
   /** Bytes of frozen weights on the GPU (NF4 parts counted as stored). */
   get weightBytes(): number {
-    let bytes = this.embed.size + this.finalNorm.weight.size + this.finalNorm.bias.size + this.rope.cos.size + this.rope.sin.size;
+    const normBytes = (n: NormWeights) => n.weight.size + (n.bias?.size ?? 0);
+    let bytes = this.embed.size + normBytes(this.finalNorm) + this.rope.cos.size + this.rope.sin.size;
     if (this.lmHead.owned) bytes += this.lmHead.weight.size;
     if (this.lmHead.bias) bytes += this.lmHead.bias.size;
     for (const l of this.layers) {
-      bytes += l.normWeight.size + l.normBias.size;
+      for (const n of l.norms.values()) bytes += normBytes(n);
       for (const e of l.linears.values()) bytes += e.base.storedBytes;
     }
     return bytes;
@@ -859,7 +624,7 @@ export class CausalLM implements TrainableCausalLM {
     gpu.release(this.embed, this.finalNorm.weight, this.finalNorm.bias, this.rope.cos, this.rope.sin, this.lmHead.bias);
     if (this.lmHead.owned) gpu.release(this.lmHead.weight);
     for (const l of this.layers) {
-      gpu.release(l.normWeight, l.normBias);
+      for (const n of l.norms.values()) gpu.release(n.weight, n.bias);
       for (const e of l.linears.values()) e.base.dispose();
     }
     for (const t of this.lora) gpu.release(t.weight, t.grad);

@@ -4,7 +4,8 @@
  * real layer shapes without files.
  */
 import type { ModelConfig } from './config';
-import { architectureNames } from './architecture';
+import { architectureNames, tensorShapes } from './architecture';
+import { familyOf } from './families';
 import { randomWords, seededRandom } from '../util/random';
 import type { WeightInfo, WeightSource } from './weights';
 import { f32ArrayToBf16, f32ArrayToF16 } from '../formats/float16';
@@ -64,18 +65,8 @@ export class RandomWeights implements WeightSource {
   ) {
     const names = architectureNames(config);
     const c = config;
-    this.shapes.set(names.embedding, [c.vocabSize, c.hidden]);
-    for (const l of names.layers) {
-      this.shapes.set(`${l.norm}.weight`, [c.hidden]).set(`${l.norm}.bias`, [c.hidden]);
-      for (const s of l.linears) {
-        this.shapes.set(`${s.path}.weight`, [s.outFeatures, s.inFeatures]);
-        this.linears.add(`${s.path}.weight`);
-        if (s.bias) this.shapes.set(`${s.path}.bias`, [s.outFeatures]);
-      }
-    }
-    this.shapes.set(`${names.finalNorm}.weight`, [c.hidden]).set(`${names.finalNorm}.bias`, [c.hidden]);
-    if (!c.tiedLmHead) this.shapes.set(names.lmHeadWeight, [c.vocabSize, c.hidden]);
-    if (names.lmHeadBias) this.shapes.set(names.lmHeadBias, [c.vocabSize]);
+    for (const [name, shape] of tensorShapes(c, names)) this.shapes.set(name, shape);
+    for (const l of names.layers) for (const s of l.linears) this.linears.add(`${s.path}.weight`);
     this.tables = new Set([names.embedding, ...(c.tiedLmHead ? [] : [names.lmHeadWeight])]);
     this.tableDtype = c.storedDtype ?? 'F32';
     this.label = `random ${c.arch} weights (seed ${seed})`;
@@ -120,11 +111,7 @@ export class RandomWeights implements WeightSource {
   }
 }
 
-/** A small config of either family for tests (sizes chosen not to be multiples of the kernels' tiles). */
-export function tinyConfig(arch: 'phi' | 'falcon', overrides: Partial<ModelConfig> = {}): ModelConfig {
-  const base: ModelConfig =
-    arch === 'phi'
-      ? { arch, vocabSize: 203, hidden: 40, layers: 2, heads: 4, kvHeads: 4, headDim: 10, ffn: 72, rotaryDim: 4, ropeTheta: 10000, layerNormEps: 1e-5, activation: 'gelu_new', linearBias: true, tiedLmHead: false, lmHeadBias: true, maxPositions: 64, bosTokenId: null, eosTokenId: null }
-      : { arch, vocabSize: 211, hidden: 48, layers: 2, heads: 4, kvHeads: 1, headDim: 12, ffn: 80, rotaryDim: 12, ropeTheta: 10000, layerNormEps: 1e-5, activation: 'gelu', linearBias: false, tiedLmHead: true, lmHeadBias: false, maxPositions: 64, bosTokenId: 1, eosTokenId: 2 };
-  return { ...base, ...overrides };
+/** A small config of a family for tests (sizes chosen not to be multiples of the kernels' tiles). */
+export function tinyConfig(arch: string, overrides: Partial<ModelConfig> = {}): ModelConfig {
+  return { ...familyOf({ arch }).tinyConfig, ...overrides };
 }
