@@ -45,7 +45,8 @@ function checkScaling(s: RopeScaling): void {
  * `(1 − s) · f / factor + s · f` with s = (original / wavelength − low) / (high − low)).
  */
 export function rotaryInvFreq(rotDim: number, theta: number, scaling?: RopeScaling | null): Float32Array {
-  if (!Number.isInteger(rotDim) || rotDim <= 0 || rotDim % 2) throw new RangeError(`rotary: rotDim = ${rotDim} is not a positive even integer`);
+  // rotDim 0 (no rotary features) gives empty tables, as it always has.
+  if (!Number.isInteger(rotDim) || rotDim < 0 || rotDim % 2) throw new RangeError(`rotary: rotDim = ${rotDim} is not a non-negative even integer`);
   if (!(theta > 0) || !Number.isFinite(theta)) throw new RangeError(`rotary: rope_theta = ${theta} is not a positive number`);
   if (scaling) checkScaling(scaling);
   const half = rotDim / 2;
