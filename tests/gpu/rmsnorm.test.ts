@@ -3,6 +3,7 @@ import code from '../../shaders/rmsnorm.wgsl?raw';
 import { rmsNormBackward, rmsNormBackwardCpu, rmsNormCpu, rmsNormForward } from '../../workers/kernels/rmsnorm';
 import { POISON, randn, relErr, testGpu } from './helpers';
 import { dot, finiteDiff, pick, someCoords } from './fd';
+import hf from '../fixtures/llama-ops/transformers-4.44.json';
 
 describe('rmsnorm', () => {
   for (const [rows, cols] of [
@@ -60,5 +61,20 @@ describe('rmsnorm', () => {
     expect(() => rmsNormForward(gpu, code, { ...base, eps: Number.NaN })).toThrow(/eps = NaN/);
     expect(() => rmsNormBackward(gpu, code, { x: b, weight: b, stats: b, dy: b, dx: b, rows: 1.5, cols: 4 })).toThrow(/rows = 1.5/);
     gpu.release(b);
+  });
+
+  it("matches transformers' LlamaRMSNorm: forward and its autograd input gradient (tests/fixtures/llama-ops)", async () => {
+    const gpu = await testGpu();
+    const { rows, cols, eps } = hf.rmsnorm;
+    const [xb, wb, dyb] = [hf.rmsnorm.x, hf.rmsnorm.weight, hf.rmsnorm.dy].map((a) => gpu.upload(Float32Array.from(a), 'scratch'));
+    const y = gpu.alloc(rows * cols * 4, 'scratch');
+    const stats = gpu.alloc(rows * 4, 'scratch');
+    const dx = gpu.alloc(rows * cols * 4, 'scratch');
+    for (const b of [y, stats, dx]) gpu.fill(b, POISON);
+    rmsNormForward(gpu, code, { x: xb, weight: wb, y, stats, rows, cols, eps });
+    rmsNormBackward(gpu, code, { x: xb, weight: wb, stats, dy: dyb, dx, rows, cols });
+    expect(relErr(await gpu.readF32(y, rows * cols), hf.rmsnorm.y), 'y').toBeLessThan(2e-6);
+    expect(relErr(await gpu.readF32(dx, rows * cols), hf.rmsnorm.dx), 'dx').toBeLessThan(1e-5);
+    gpu.release(xb, wb, dyb, y, stats, dx);
   });
 });

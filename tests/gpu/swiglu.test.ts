@@ -12,6 +12,7 @@ import {
 } from '../../workers/kernels/swiglu';
 import type { GpuBuffer } from '../../workers/gpu/pool';
 import { POISON, randn, relErr, testGpu } from './helpers';
+import hf from '../fixtures/llama-ops/transformers-4.44.json';
 
 /** Layout of one operand, without its buffer. */
 type Lay = { stride: number; off: number };
@@ -165,5 +166,37 @@ describe('SiLU-gated MLP activation (swiglu)', () => {
     swigluBackward(gpu, code, { ...bwd, dGate: { buf: b, stride: 10 }, dUp: { buf: b, stride: 10, off: 5 } });
     await gpu.done();
     gpu.release(a, b, d);
+  });
+
+  it("matches transformers' Phi3MLP on its fused gate_up_proj rows (tests/fixtures/llama-ops)", async () => {
+    const gpu = await testGpu();
+    const { rows, ffn } = hf.phi3_gate_up;
+    const gu = gpu.upload(Float32Array.from(hf.phi3_gate_up.gateUp), 'scratch');
+    const dAct = gpu.upload(Float32Array.from(hf.phi3_gate_up.dAct), 'scratch');
+    const act = gpu.alloc(rows * ffn * 4, 'scratch');
+    const dgu = gpu.alloc(rows * 2 * ffn * 4, 'scratch');
+    gpu.fill(act, POISON);
+    gpu.fill(dgu, POISON);
+    const { gate, up } = fusedGateUp(gu, ffn);
+    const grads = fusedGateUp(dgu, ffn);
+    swigluForward(gpu, code, { rows, ffn, gate, up, act: { buf: act } });
+    swigluBackward(gpu, code, { rows, ffn, gate, up, dAct: { buf: dAct }, dGate: grads.gate, dUp: grads.up });
+    expect(relErr(await gpu.readF32(act, rows * ffn), hf.phi3_gate_up.act), 'act').toBeLessThan(2e-6);
+    expect(relErr(await gpu.readF32(dgu, rows * 2 * ffn), hf.phi3_gate_up.dGateUp), 'd gate_up').toBeLessThan(2e-6);
+    gpu.release(gu, dAct, act, dgu);
+  });
+
+  it("matches transformers' LlamaMLP at gate_proj's and up_proj's outputs (tests/fixtures/llama-ops)", async () => {
+    const gpu = await testGpu();
+    const { rows, ffn } = hf.llama_mlp;
+    const [g, u, d] = [hf.llama_mlp.gate, hf.llama_mlp.up, hf.llama_mlp.dAct].map((a) => gpu.upload(Float32Array.from(a), 'scratch'));
+    const [act, dg, du] = [0, 1, 2].map(() => gpu.alloc(rows * ffn * 4, 'scratch'));
+    for (const b of [act, dg, du]) gpu.fill(b, POISON);
+    swigluForward(gpu, code, { rows, ffn, gate: { buf: g }, up: { buf: u }, act: { buf: act } });
+    swigluBackward(gpu, code, { rows, ffn, gate: { buf: g }, up: { buf: u }, dAct: { buf: d }, dGate: { buf: dg }, dUp: { buf: du } });
+    expect(relErr(await gpu.readF32(act, rows * ffn), hf.llama_mlp.act), 'act').toBeLessThan(2e-6);
+    expect(relErr(await gpu.readF32(dg, rows * ffn), hf.llama_mlp.dGate), 'd gate').toBeLessThan(2e-6);
+    expect(relErr(await gpu.readF32(du, rows * ffn), hf.llama_mlp.dUp), 'd up').toBeLessThan(2e-6);
+    gpu.release(g, u, d, act, dg, du);
   });
 });
