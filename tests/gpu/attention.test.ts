@@ -241,6 +241,9 @@ describe('attention (tiled, causal + padding mask)', () => {
       forward: (s) => forwardPlanWith(s, 'keys', 2),
       expectPlan: (f) => expect([f.kernel, f.chunks, f.chunkKeys]).toEqual(['keys', 2, 128]),
     },
+    // Grouped-query shapes of the Llama / Qwen2 families: 3 and 7 query heads per K/V head, K/V head h / group.
+    { name: 'grouped-query: 9 heads over 3 K/V heads, right padding', batch: 2, tq: 21, tk: 21, heads: 9, kvHeads: 3, headDim: 24, posOffset: 0, mask: [...ones(21), ...ones(15), ...zeros(6)] },
+    { name: 'grouped-query: 14 heads over 2 K/V heads (Qwen2.5-0.5B), strided rows', batch: 1, tq: 19, tk: 19, heads: 14, kvHeads: 2, headDim: 32, posOffset: 0, pad: 1 },
   ];
   for (const c of cases) it(c.name, () => check(c));
 });
@@ -305,6 +308,16 @@ describe('attention decoding (keys split into chunks over workgroups)', () => {
       name: 'grouped heads, 4 queries over 130 keys, head_dim 128 (a block of 8 rows)',
       batch: 1, tq: 4, tk: 130, heads: 4, kvHeads: 2, headDim: 128, posOffset: 126,
       expectPlan: (f) => expect([f.kernel, f.tiling.rows, f.chunks]).toEqual(['keys', 8, 3]),
+    },
+    {
+      name: 'grouped-query: 9 heads over 3 K/V heads, 2 queries over a 141-key cache',
+      batch: 1, tq: 2, tk: 141, heads: 9, kvHeads: 3, headDim: 64, posOffset: 139, cacheRows: 150, pad: 2,
+      expectPlan: (f) => expect([f.kernel, f.tiling.rows]).toEqual(['keys', 8]),
+    },
+    {
+      name: 'grouped-query: 14 heads over 2 K/V heads, one query over 77 keys (7 rows of a block of 8)',
+      batch: 1, tq: 1, tk: 77, heads: 14, kvHeads: 2, headDim: 64, posOffset: 76,
+      expectPlan: (f) => expect([f.kernel, f.tiling.rows]).toEqual(['keys', 8]),
     },
   ];
   for (const c of cases) it(c.name, { timeout: 120_000 }, () => check(c));

@@ -45,4 +45,41 @@ describe('rotary (half-split)', () => {
       gpu.release(cos, sin, buf);
     });
   }
+
+  it("Llama's layout: full width (rotDim = headDim) with a llama3-scaled table, as rotate_half applies it", async () => {
+    // transformers' apply_rotary_pos_emb: emb = cat(freqs, freqs), x' = x·cos(emb) + rotate_half(x)·sin(emb),
+    // rotate_half(x) = cat(−x[D/2:], x[:D/2]); written out here in float64, independently of rotaryCpu.
+    const gpu = await testGpu();
+    const [rows, seq, heads, D] = [11, 11, 3, 64];
+    const posOffset = 8180; // across the original 8192-token context, where the llama3 scaling matters
+    const scaling = { type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 } as const;
+    const tables = rotaryTables(D, 500000, posOffset + seq, scaling);
+    const n = rows * heads * D;
+    const x = randn(n, 7);
+    const want = new Float64Array(n);
+    const half = D / 2;
+    for (let r = 0; r < rows; r++)
+      for (let h = 0; h < heads; h++) {
+        const base = (r * heads + h) * D;
+        const pos = posOffset + (r % seq);
+        for (let d = 0; d < D; d++) {
+          const cos = tables.cos[pos * half + (d % half)];
+          const sin = tables.sin[pos * half + (d % half)];
+          const rotated = d < half ? -x[base + d + half] : x[base + d - half];
+          want[base + d] = x[base + d] * cos + rotated * sin;
+        }
+      }
+    const cos = gpu.upload(tables.cos, 'scratch');
+    const sin = gpu.upload(tables.sin, 'scratch');
+    const buf = gpu.alloc(n * 4, 'scratch');
+    gpu.fill(buf, POISON);
+    gpu.write(buf, x);
+    const spec = { rows, seq, heads, headDim: D, rotDim: D, stride: heads * D, posOffset };
+    rotary(gpu, code, { x: buf, cos, sin, ...spec });
+    expect(relErr(await gpu.readF32(buf, n), want)).toBeLessThan(1e-6);
+    const cpu = Float64Array.from(x);
+    rotaryCpu(cpu, tables, spec);
+    expect(relErr(cpu, want)).toBeLessThan(1e-12);
+    gpu.release(cos, sin, buf);
+  });
 });

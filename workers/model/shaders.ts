@@ -4,9 +4,11 @@ export interface ModelShaders {
   lora: string;
   embedding: string;
   layernorm: string;
+  rmsnorm: string;
   rotary: string;
   attention: string;
   activation: string;
+  swiglu: string;
   crossEntropy: string;
   elementwise: string;
   nf4: string;
