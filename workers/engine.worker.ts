@@ -523,7 +523,7 @@ const api: EngineApi = {
   async plan(source, settings) {
     const g = requireGpu();
     const config = await configOf(source);
-    const plan = planMemory({
+    const plan = await planMemory({
       config,
       seq: settings.seqLength,
       batch: settings.batchSize,

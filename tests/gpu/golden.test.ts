@@ -1,6 +1,7 @@
 /**
  * The engine against Hugging Face transformers' own numbers (tests/fixtures/hf-golden): the same
- * check `npm run cli -- golden-check <folder>` runs, for both fixture models.
+ * check `npm run cli -- golden-check <folder>` runs, for every fixture family (phi, falcon, Llama,
+ * Llama 3.2, Qwen2, Phi-3).
  */
 import { describe, expect, it } from 'vitest';
 import { GOLDEN_TOLERANCE, runGoldenCheck, type FileReader } from '../../workers/model/golden';
@@ -15,7 +16,7 @@ const fetchReader: FileReader = async (path) => {
 };
 
 describe('hf-golden', () => {
-  for (const name of ['tiny-phi', 'tiny-falcon']) {
+  for (const name of ['tiny-phi', 'tiny-falcon', 'tiny-llama', 'tiny-llama3', 'tiny-qwen2', 'tiny-phi3']) {
     it(`${name}: logits, loss, LoRA gradients, embedding gradient and greedy tokens within 1e-5`, async () => {
       const gpu = await testGpu();
       const report = await runGoldenCheck(gpu, MODEL_SHADERS, `/tests/fixtures/hf-golden/${name}`, fetchReader);

@@ -1,5 +1,6 @@
 /**
- * The memory planner against the pool's measured peak of the real engine: CausalLM loaded in
+ * The memory planner (the engine run on a counting device) against the pool's measured peak of
+ * the real engine on a real device: CausalLM loaded in
  * NF4 mode with LoRA, one forward+backward. The demo model is loaded from its files through
  * the loader (urlFileSet → safetensors by range); the phi-1_5- and falcon-7b-shaped models have
  * the published layer shapes with one layer and random weights. On an adapter whose buffers
@@ -14,8 +15,7 @@ import { MODEL_SHADERS } from '../../workers/model/shader-sources';
 import type { WeightSource } from '../../workers/model/weights';
 import type { Batch } from '../../workers/model/types';
 import { planModel } from '../../workers/load/planner';
-import { MemorySim, simulateLoad, type LinearLoadPath } from '../../workers/load/engine-memory';
-import { architectureNames, isTargetModule } from '../../workers/model/architecture';
+import type { LinearLoadPath } from '../../workers/load/engine-memory';
 import { DEFAULT_QUANT } from '../../workers/load/presets';
 import { ModelCache } from '../../workers/load/cache';
 import { openLoad } from '../../workers/load/load-model';
@@ -83,7 +83,7 @@ async function measure(k: Case): Promise<Measured> {
   const measured = gpu.pool.stats().peakTotal - baseline + lifetime;
   model.dispose();
   gpu.pool.trim();
-  const plan = planModel(k.config, {
+  const plan = await planModel(k.config, {
     seq: k.seq,
     batch: k.batch,
     rank: k.rank,
@@ -95,12 +95,8 @@ async function measure(k: Case): Promise<Measured> {
     limits: { maxBufferSize: gpu.limits.maxBufferSize, maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize },
     load: k.load,
   });
-  // The load alone (CausalLM.load with its LoRA modules) replayed, against the pool's peak up to then.
-  const sim = new MemorySim();
-  const adapted = architectureNames(k.config).layers.flatMap((l) => l.linears.filter((s) => isTargetModule(s.path, k.targets)));
-  const maxPart = Math.floor(Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize) / 16) * 16;
-  simulateLoad(sim, k.config, adapted, k.rank, DEFAULT_QUANT, maxPart, k.load);
-  return { measured, predicted: plan.peakBytes, byCategory: plan.byCategory, loadMeasured, loadPredicted: sim.peakTotal, loadScratchMeasured, loadScratchPredicted: sim.peakByCategory.scratch };
+  // The load alone (CausalLM.load with its LoRA modules), against the pool's peak up to then.
+  return { measured, predicted: plan.peakBytes, byCategory: plan.byCategory, loadMeasured, loadPredicted: plan.load.peakBytes, loadScratchMeasured, loadScratchPredicted: plan.load.scratchPeakBytes };
 }
 
 const demoConfig = parseModelConfig(getPreset('demo').config);

@@ -7,11 +7,11 @@ const lastLine = (out: string) => JSON.parse(out.trim().split('\n').at(-1)!);
 
 // Runs the real command line (Vite + headless Chromium), as users do.
 describe('npm run cli -- plan', () => {
-  it('prints the breakdown and the plan as the last stdout line', () => {
+  it('prints the breakdown and the plan as the last stdout line', async () => {
     const run = cli('--preset', 'phi-1_5', '--seq', '256', '--batch', '2', '--rank', '8');
     expect(run.status, run.stderr).toBe(0);
     const result = lastLine(run.stdout);
-    const expected = planPreset('phi-1_5', { seq: 256, batch: 2, rank: 8 });
+    const expected = await planPreset('phi-1_5', { seq: 256, batch: 2, rank: 8 });
     expect(result).toMatchObject({ ok: true, preset: 'phi-1_5', seq: 256, batch: 2, rank: 8, peak_gpu_bytes: expected.peakBytes, by_category: expected.byCategory, storage_bytes: expected.storageBytes, verdict: expected.verdict });
     expect(run.stderr).toMatch(/weights\s+\d/);
     expect(run.stderr).toMatch(/verdict: fits/);

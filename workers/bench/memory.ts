@@ -85,8 +85,8 @@ async function run(ctx: BenchContext) {
     gpu.pool.trim();
     const settings = { seq: k.seq, batch: 1, rank: 16, targets, checkpointing: true, dropout: true, padded: false };
     const limits = { maxBufferSize: gpu.limits.maxBufferSize, maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize };
-    const predicted = planModel(c, { ...settings, includeOptimizer: false, limits }).peakBytes;
-    const step = planModel(c, { ...settings, includeOptimizer: true, limits });
+    const predicted = (await planModel(c, { ...settings, includeOptimizer: false, limits })).peakBytes;
+    const step = await planModel(c, { ...settings, includeOptimizer: true, limits });
     const rel = (predicted - measured) / measured;
     const metrics: Record<string, number> = {
       measured_bytes: measured,

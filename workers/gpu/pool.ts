@@ -23,6 +23,8 @@ export interface PoolStats {
   liveTotal: number;
   /** Highest simultaneous live total (not the sum of per-category peaks). */
   peakTotal: number;
+  /** Live bytes per category at the moment of that highest total (they sum to peakTotal). */
+  atPeak: ByCategory;
   /** Released buffers kept for reuse: real GPU memory, not counted as live. */
   cachedBytes: number;
   largestBuffer: number;
@@ -45,6 +47,7 @@ export class BufferPool {
   private peak = zero();
   private liveTotal = 0;
   private peakTotal = 0;
+  private atPeak = zero();
   private cachedBytes = 0;
   private largest = 0;
 
@@ -71,7 +74,10 @@ export class BufferPool {
     this.live[category] += size;
     this.liveTotal += size;
     this.peak[category] = Math.max(this.peak[category], this.live[category]);
-    this.peakTotal = Math.max(this.peakTotal, this.liveTotal);
+    if (this.liveTotal > this.peakTotal) {
+      this.peakTotal = this.liveTotal;
+      this.atPeak = { ...this.live };
+    }
     this.largest = Math.max(this.largest, size);
     return handle;
   }
@@ -100,6 +106,7 @@ export class BufferPool {
   resetPeak(): void {
     this.peak = { ...this.live };
     this.peakTotal = this.liveTotal;
+    this.atPeak = { ...this.live };
   }
 
   stats(): PoolStats {
@@ -108,6 +115,7 @@ export class BufferPool {
       peak: { ...this.peak },
       liveTotal: this.liveTotal,
       peakTotal: this.peakTotal,
+      atPeak: { ...this.atPeak },
       cachedBytes: this.cachedBytes,
       largestBuffer: this.largest,
     };

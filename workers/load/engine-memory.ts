@@ -1,95 +1,33 @@
 /**
- * The engine's GPU allocations replayed without a GPU: the same buffers, in the same order,
- * with the same sizes, 16-byte rounding and categories as CausalLM.load, forwardBackward and
- * the optimizer make them (workers/model/causal-lm.ts, frozen-linear.ts, lora-adapter.ts,
- * workers/kernels/lora.ts, workers/nf4/gpu.ts, workers/train/paged-moments.ts). Live bytes are
- * tracked like BufferPool does, so the peak is the engine's peak. When the engine changes its
- * allocation pattern this file must follow; tests/gpu/planner-measured.test.ts compares the
- * two on real models.
+ * The engine's GPU memory, found by running the engine: CausalLM.load with its LoRA modules,
+ * the optimizer's step (every AdamW moment page made resident), then forward+backward steps, all
+ * on a counting device (workers/gpu/counting-device.ts) whose buffer pool counts exactly what a
+ * real device's would. Nothing here describes what the engine allocates, so nothing here can
+ * drift from it: a change to the model, the kernels, the quantizer or the optimizer changes the
+ * plan by itself. tests/gpu/planner-measured.test.ts compares the plan with real devices.
+ *
+ * The weights are zeros from `PlanningWeights`, which reaches the GPU the way the chosen load
+ * path does (the same quantizer, chunk sizes and readbacks), without holding a tensor on the CPU.
  */
-import { MEMORY_CATEGORIES, type ByCategory, type MemoryCategory } from '../gpu/pool';
-import { UNIFORM_ARENA_BYTES } from '../gpu/runtime';
-import { architectureNames, type LinearSpec, type NormSpec } from '../model/architecture';
+import { countingGpu, type LargestRequest } from '../gpu/counting-device';
+import type { ByCategory } from '../gpu/pool';
+import type { Gpu } from '../gpu/runtime';
+import { CausalLM } from '../model/causal-lm';
 import type { ModelConfig } from '../model/config';
-import { planParts } from '../nf4/gpu';
-import { backwardScratchBytes, forwardScratchBytes } from '../kernels/attention';
+import { architectureNames, tensorShapes } from '../model/architecture';
+import type { ModelShaders } from '../model/shaders';
+import type { Batch } from '../model/types';
+import type { WeightInfo, WeightSource } from '../model/weights';
+import { AdamWOptimizer, type OptimizerShaders } from '../train/optimizer';
+import { readBackNf4, gpuNf4FromChunks, type Nf4StateSink } from './gpu-target';
+import { quantizeStreamToGpu, type Nf4GpuWeight, type Nf4Shaders } from '../nf4/gpu';
+import { DYNAMIC_MAP, NF4_BLOCKSIZE, NF4_CODE } from '../nf4/tables';
+import type { Nf4Quantized } from '../nf4/reference';
 import type { QuantSettings } from './presets';
-
-const zero = (): ByCategory => ({ weights: 0, lora: 0, optimizer: 0, activations: 0, scratch: 0 });
-
-/** Pool rounding: at least 16 bytes, a multiple of 16. */
-export const poolSize = (bytes: number): number => Math.max(16, Math.ceil(bytes / 16) * 16);
-
-export interface SimBuffer {
-  readonly label: string;
-  readonly category: MemoryCategory;
-  readonly size: number;
-}
-
-/** Live and peak bytes of a replayed allocation sequence. */
-export class MemorySim {
-  private readonly live = zero();
-  private liveTotal = 0;
-  peakTotal = 0;
-  /** Bytes per category at the moment of the peak (they sum to peakTotal). */
-  atPeak = zero();
-  /** Each category's own highest live bytes (like the pool's `peak`). */
-  peakByCategory = zero();
-  largest: SimBuffer = { label: '', category: 'scratch', size: 0 };
-  private readonly liveSet = new Set<SimBuffer>();
-
-  alloc(bytes: number, category: MemoryCategory, label: string): SimBuffer {
-    const b: SimBuffer = { label, category, size: poolSize(bytes) };
-    this.liveSet.add(b);
-    this.live[category] += b.size;
-    this.liveTotal += b.size;
-    this.peakByCategory[category] = Math.max(this.peakByCategory[category], this.live[category]);
-    if (this.liveTotal > this.peakTotal) {
-      this.peakTotal = this.liveTotal;
-      this.atPeak = { ...this.live };
-    }
-    if (b.size > this.largest.size) this.largest = b;
-    return b;
-  }
-
-  release(...bufs: (SimBuffer | null | undefined)[]): void {
-    for (const b of bufs) {
-      if (!b) continue;
-      if (!this.liveSet.delete(b)) throw new Error(`simulated buffer "${b.label}" released twice`);
-      this.live[b.category] -= b.size;
-      this.liveTotal -= b.size;
-    }
-  }
-
-  get liveBytes(): number {
-    return this.liveTotal;
-  }
-
-  liveByCategory(): ByCategory {
-    return { ...this.live };
-  }
-}
-
-export interface StepShape {
-  seq: number;
-  batch: number;
-  rank: number;
-  checkpointing: boolean;
-  /** LoRA dropout > 0 (the engine then keeps a dropped copy of each adapted input). */
-  dropout: boolean;
-  /** The batch has padding (the engine uploads an attention mask). */
-  padded: boolean;
-}
-
-interface ModelState {
-  embed: SimBuffer;
-  /** Adapted linear layers by module path. */
-  adapted: Set<string>;
-}
 
 /** How the base linear weights reach the GPU while CausalLM.load runs. */
 export type LinearLoadPath =
-  /** CausalLM quantizes what `readF32` returns (quantizeToGpu: chunks of 1 Mi f32 elements). */
+  /** The engine quantizes f32 data on the GPU (quantizeToGpu, default chunks). */
   | { kind: 'quantize-f32' }
   /**
    * The source streams the stored bytes into the GPU quantizer (the studio's download on a real
@@ -97,266 +35,230 @@ export type LinearLoadPath =
    * NF4 state read back for the cache in windows of that size.
    */
   | { kind: 'stream'; chunkBytes: number; readbackBytes: number | null }
-  /** Stored NF4 states uploaded as they are (a cache hit, the CPU quantizer): no scratch. */
+  /** Stored NF4 states uploaded as they are (a cache hit, the CPU quantizer). */
   | { kind: 'stored' };
 
 export const QUANTIZE_F32: LinearLoadPath = { kind: 'quantize-f32' };
 
-/** CausalLM.load in NF4 mode, then the LoRA modules (A, B and their gradients). */
-export function simulateLoad(sim: MemorySim, cfg: ModelConfig, adapted: LinearSpec[], rank: number, quant: QuantSettings, maxPartBytes: number, path: LinearLoadPath = QUANTIZE_F32): ModelState {
-  const names = architectureNames(cfg);
-  const h = cfg.hidden;
-  // A 16-bit checkpoint's embedding and lm_head stay 16-bit (CausalLM.load in NF4 mode).
-  const tableBytes = cfg.storedDtype === 'F16' || cfg.storedDtype === 'BF16' ? 2 : 4;
-  const embed = sim.alloc(cfg.vocabSize * h * tableBytes, 'weights', names.embedding);
-  // The runtime's uniform arena: made by the first dispatch, kept for the device's lifetime.
-  sim.alloc(UNIFORM_ARENA_BYTES, 'scratch', 'uniforms');
-  let tables = false;
-  const norm = (n: NormSpec) => {
-    sim.alloc(h * 4, 'weights', `${n.path}.weight`);
-    if (n.bias) sim.alloc(h * 4, 'weights', `${n.path}.bias`);
-  };
-  for (const layer of names.layers) {
-    for (const ls of layer.linears) {
-      if (ls.bias) sim.alloc(ls.outFeatures * 4, 'weights', `${ls.path}.bias`);
-      // quantizeStreamToGpu / uploadNf4: packed parts, then (after the chunks) the absmax buffers and the shared tables.
-      const parts = planParts(ls.outFeatures, ls.inFeatures, maxPartBytes);
-      for (const [i, p] of parts.entries()) sim.alloc(Math.ceil(p.elemCount / 8) * 4, 'weights', `${ls.path}.packed${i}`);
-      const n = ls.outFeatures * ls.inFeatures;
-      const blocks = Math.ceil(n / quant.blocksize);
-      if (path.kind !== 'stored') {
-        // One chunk at a time: its input, packed codes and absmax, and the absmax readback.
-        const elemBytes = path.kind === 'stream' ? tableBytes : 4;
-        const chunkBlocks = path.kind === 'stream'
-          ? Math.min(blocks, Math.max(1, Math.floor(path.chunkBytes / elemBytes / quant.blocksize)))
-          : Math.min(16384, blocks);
-        const chunk = [
-          sim.alloc(Math.min(n, chunkBlocks * quant.blocksize) * elemBytes, 'scratch', `${ls.path}.chunk`),
-          sim.alloc(chunkBlocks * 32, 'scratch', `${ls.path}.chunk-packed`),
-          sim.alloc(chunkBlocks * 4, 'scratch', `${ls.path}.chunk-absmax`),
-        ];
-        const readback = sim.alloc(chunkBlocks * 4, 'scratch', 'readback');
-        sim.release(readback, ...chunk);
-      }
-      if (quant.doubleQuant) {
-        sim.alloc(blocks, 'weights', `${ls.path}.qabsmax`);
-        sim.alloc(Math.ceil(blocks / quant.nestedBlocksize) * 4, 'weights', `${ls.path}.nested`);
-      } else {
-        sim.alloc(blocks * 4, 'weights', `${ls.path}.absmax`);
-      }
-      if (!tables) {
-        sim.alloc((16 + 256) * 4, 'weights', 'nf4-tables');
-        tables = true;
-      }
-      if (path.kind === 'stream' && path.readbackBytes !== null) {
-        // readBackNf4: one staging window at a time (the largest is all that counts), then the absmax codes and nested absmax.
-        const largestPart = Math.max(...parts.map((p) => Math.ceil(p.elemCount / 8) * 4));
-        sim.release(sim.alloc(Math.min(Math.max(4, Math.floor(path.readbackBytes / 4) * 4), largestPart), 'scratch', 'readback'));
-        sim.release(sim.alloc(quant.doubleQuant ? blocks : 4 * blocks, 'scratch', 'readback'));
-        if (quant.doubleQuant) sim.release(sim.alloc(4 * Math.ceil(blocks / quant.nestedBlocksize), 'scratch', 'readback'));
-      }
-    }
-    layer.norms.forEach(norm);
-  }
-  norm(names.finalNorm);
-  if (!cfg.tiedLmHead) sim.alloc(cfg.vocabSize * h * tableBytes, 'weights', names.lmHeadWeight);
-  if (names.lmHeadBias) sim.alloc(cfg.vocabSize * 4, 'weights', names.lmHeadBias);
-  const half = cfg.rotaryDim / 2;
-  sim.alloc(cfg.maxPositions * half * 4, 'weights', 'rotary.cos');
-  sim.alloc(cfg.maxPositions * half * 4, 'weights', 'rotary.sin');
-  for (const m of adapted) {
-    for (const [key, numel] of [['lora_A', rank * m.inFeatures], ['lora_B', m.outFeatures * rank]] as const) {
-      sim.alloc(numel * 4, 'lora', `${m.path}.${key}.grad`);
-      sim.alloc(numel * 4, 'lora', `${m.path}.${key}`);
-    }
-  }
-  return { embed, adapted: new Set(adapted.map((m) => m.path)) };
-}
+// The counting device compiles nothing: the kernels' sources are not needed.
+const NO_SHADERS = new Proxy({}, { get: () => '' }) as ModelShaders & OptimizerShaders;
 
-/** AdamW moments (exp_avg, exp_avg_sq) in pages of 1 Mi elements per LoRA tensor, all resident. */
-export function simulateOptimizer(sim: MemorySim, adapted: LinearSpec[], rank: number, pageElems = 1 << 20): void {
-  for (const m of adapted) {
-    for (const numel of [rank * m.inFeatures, m.outFeatures * rank]) {
-      for (let start = 0; start < numel; start += pageElems) {
-        const count = Math.min(pageElems, numel - start);
-        sim.alloc(count * 4, 'optimizer', `${m.path}.exp_avg`);
-        sim.alloc(count * 4, 'optimizer', `${m.path}.exp_avg_sq`);
-      }
-    }
+/** Zeros of any length from one shared buffer, grown as needed (views never outlive their use). */
+class Zeros {
+  private buffer = new ArrayBuffer(0);
+
+  bytes(n: number): Uint8Array {
+    if (this.buffer.byteLength < n) this.buffer = new ArrayBuffer(Math.ceil(n / 4) * 4);
+    return new Uint8Array(this.buffer, 0, n);
+  }
+
+  f32(n: number): Float32Array {
+    return new Float32Array(this.bytes(4 * n).buffer, 0, n);
   }
 }
 
-/** One forward + backward (CausalLM.forwardBackward). */
-export function simulateForwardBackward(sim: MemorySim, cfg: ModelConfig, state: ModelState, s: StepShape): void {
-  const names = architectureNames(cfg);
-  const rows = s.batch * s.seq;
-  const h = cfg.hidden;
-  const H = cfg.heads;
-  const D = cfg.headDim;
-  const kvW = cfg.kvHeads * D;
-  const V = cfg.vocabSize;
+const NULL_SINK: Nf4StateSink = { array: () => ({ push: async () => undefined, end: () => undefined }) };
 
-  /**
-   * Nf4Linear.forward runs the fused dequantize-matmul; its output overwrites, so an
-   * accumulating forward (dense and fc2 add into the residual) goes through an [M, out] scratch.
-   * backwardData accumulates in the kernel itself and allocates nothing.
-   */
-  const baseForward = (ls: LinearSpec, accumulate: boolean) => {
-    if (accumulate) sim.release(sim.alloc(rows * ls.outFeatures * 4, 'scratch', 'nf4-acc'));
-  };
-  const isAdapted = (ls: LinearSpec) => state.adapted.has(ls.path);
+/**
+ * A weight source of zeros with the config's tensors: the embedding and lm_head in the
+ * checkpoint's dtype, the rest f32; linear weights go to the GPU through the load path's own
+ * quantizer (or upload) code.
+ */
+export class PlanningWeights implements WeightSource {
+  readonly label = 'planned model';
+  private readonly shapes: Map<string, number[]>;
+  private readonly tables: Set<string>;
+  private readonly linears: Set<string>;
+  private readonly zeros = new Zeros();
+  private readonly storedDtype: 'F32' | 'F16' | 'BF16';
 
-  const linearForward = (ls: LinearSpec, keepH: SimBuffer[] | null, accumulate = false) => {
-    baseForward(ls, accumulate);
-    if (!isAdapted(ls)) return;
-    const kept = keepH ? sim.alloc(rows * s.rank * 4, 'activations', `${ls.path}.lora_h`) : null;
-    if (kept) keepH!.push(kept);
-    const xd = s.dropout ? sim.alloc(rows * ls.inFeatures * 4, 'scratch', 'lora-xd') : null;
-    const tmpH = kept ? null : sim.alloc(rows * s.rank * 4, 'scratch', 'lora-h');
-    sim.release(tmpH, xd);
-  };
-
-  const linearBackward = (ls: LinearSpec) => {
-    if (!isAdapted(ls)) return;
-    const xd = s.dropout ? sim.alloc(rows * ls.inFeatures * 4, 'scratch', 'lora-xd') : null;
-    const dh = sim.alloc(rows * s.rank * 4, 'scratch', 'lora-dh');
-    if (s.dropout) sim.release(sim.alloc(rows * ls.inFeatures * 4, 'scratch', 'lora-dxd'));
-    sim.release(dh, xd);
-  };
-
-  interface Saved {
-    bufs: SimBuffer[];
+  constructor(
+    config: ModelConfig,
+    private readonly quant: QuantSettings,
+    private readonly path: LinearLoadPath,
+  ) {
+    const names = architectureNames(config);
+    this.shapes = tensorShapes(config, names);
+    this.linears = new Set(names.layers.flatMap((l) => l.linears.map((s) => `${s.path}.weight`)));
+    this.tables = new Set([names.embedding, names.lmHeadWeight]);
+    // A 16-bit checkpoint stores every large tensor 16-bit; anything else is planned as f32.
+    this.storedDtype = config.storedDtype === 'F16' || config.storedDtype === 'BF16' ? config.storedDtype : 'F32';
   }
 
-  // Attention's own scratch (key-chunk partials, per-slice dK/dV sums), live only during its dispatches.
-  const attnShape = { batch: s.batch, tq: s.seq, tk: s.seq, heads: H, kvHeads: cfg.kvHeads, headDim: D, posOffset: 0 };
-  const scratchWhile = (bytes: number, label: string) => {
-    if (bytes > 0) sim.release(sim.alloc(bytes, 'scratch', label));
-  };
-
-  const layerForward = (li: number, keep: boolean): { out: SimBuffer; saved: Saved | null } => {
-    const layer = names.layers[li];
-    const cat: MemoryCategory = keep ? 'activations' : 'scratch';
-    const byRole = new Map(layer.linears.map((l) => [l.role, l]));
-    const bufs: SimBuffer[] = [];
-    const keepH: SimBuffer[] | null = keep ? [] : null;
-    bufs.push(sim.alloc(rows * h * 4, cat, 'ln.out'), sim.alloc(rows * 8, cat, 'ln.stats'));
-    for (const role of byRole.has('qkv') ? ['qkv'] : ['q', 'k', 'v']) {
-      const ls = byRole.get(role)!;
-      bufs.push(sim.alloc(rows * ls.outFeatures * 4, cat, `${ls.path}.out`));
-      linearForward(ls, keepH);
-    }
-    bufs.push(sim.alloc(rows * H * D * 4, cat, 'attn.out'), sim.alloc(s.batch * H * s.seq * 8, cat, 'attn.stats'));
-    scratchWhile(forwardScratchBytes(attnShape), 'attn.chunks');
-    const out = sim.alloc(rows * h * 4, 'activations', `layer${li}.out`);
-    linearForward(byRole.get('dense')!, keepH, true);
-    bufs.push(sim.alloc(rows * cfg.ffn * 4, cat, 'mlp.fc1'));
-    linearForward(byRole.get('fc1')!, keepH);
-    const act = sim.alloc(rows * cfg.ffn * 4, 'scratch', 'mlp.act');
-    linearForward(byRole.get('fc2')!, keepH, true);
-    sim.release(act);
-    const saved = { bufs: [...bufs, ...(keepH ?? [])] };
-    if (keep) return { out, saved };
-    sim.release(...saved.bufs);
-    return { out, saved: null };
-  };
-
-  const layerBackward = (li: number): SimBuffer => {
-    const layer = names.layers[li];
-    const byRole = new Map(layer.linears.map((l) => [l.role, l]));
-    const dx = sim.alloc(rows * h * 4, 'scratch', `layer${li}.dx`);
-    const act = sim.alloc(rows * cfg.ffn * 4, 'scratch', 'mlp.act');
-    const dAct = sim.alloc(rows * cfg.ffn * 4, 'scratch', 'mlp.dact');
-    linearBackward(byRole.get('fc2')!);
-    sim.release(act);
-    const dh = sim.alloc(rows * h * 4, 'scratch', 'ln.dout');
-    linearBackward(byRole.get('fc1')!);
-    sim.release(dAct);
-    const dO = sim.alloc(rows * H * D * 4, 'scratch', 'attn.dout');
-    linearBackward(byRole.get('dense')!);
-    if (byRole.has('qkv')) {
-      const qkv = byRole.get('qkv')!;
-      const dqkv = sim.alloc(rows * qkv.outFeatures * 4, 'scratch', 'attn.dqkv');
-      scratchWhile(backwardScratchBytes(attnShape), 'attn.dkv-slices');
-      linearBackward(qkv);
-      sim.release(dqkv);
-    } else {
-      const dq = sim.alloc(rows * H * D * 4, 'scratch', 'attn.dq');
-      const dkv = sim.alloc(2 * rows * kvW * 4, 'scratch', 'attn.dkv');
-      scratchWhile(backwardScratchBytes(attnShape), 'attn.dkv-slices');
-      const dv = sim.alloc(rows * kvW * 4, 'scratch', 'attn.dv');
-      for (const role of ['q', 'k', 'v'] as const) linearBackward(byRole.get(role)!);
-      sim.release(dq, dkv, dv);
-    }
-    sim.release(dO, dh);
-    return dx;
-  };
-
-  // gpu.dummy: bound where a kernel's optional input is absent; allocated once, on first use.
-  sim.alloc(256, 'scratch', 'dummy');
-  const ids = sim.alloc(rows * 4, 'scratch', 'input_ids');
-  const mask = s.padded ? sim.alloc(rows * 4, 'scratch', 'attention_mask') : null;
-  const x0 = sim.alloc(rows * h * 4, 'activations', 'embedding.out');
-  const xs = [x0];
-  const saved: (Saved | null)[] = [];
-  const L = names.layers.length;
-  for (let l = 0; l < L; l++) {
-    const r = layerForward(l, !s.checkpointing);
-    xs.push(r.out);
-    saved.push(r.saved);
+  names(): string[] {
+    return [...this.shapes.keys()];
   }
-  const hf = sim.alloc(rows * h * 4, 'activations', 'final_ln.out');
-  const stats = sim.alloc(rows * 8, 'activations', 'final_ln.stats');
-  const dhf = sim.alloc(rows * h * 4, 'scratch', 'final_ln.dout');
-  // runHead: lm_head + cross-entropy in chunks of rows that fit 32 MiB of logits.
-  const headChunkRows = Math.max(1, Math.floor((32 * 1024 * 1024) / (4 * V)));
-  const targets = sim.alloc(rows * 4, 'scratch', 'targets');
-  const losses = sim.alloc(rows * 4, 'scratch', 'losses');
-  const logits = sim.alloc(Math.min(rows, headChunkRows) * V * 4, 'scratch', 'logits.chunk');
-  sim.release(sim.alloc(rows * 4, 'scratch', 'readback'));
-  sim.release(targets, losses, logits);
-  let dOut = sim.alloc(rows * h * 4, 'scratch', 'final.dx');
-  sim.release(hf, stats, dhf, xs[L]);
-  for (let l = L - 1; l >= 0; l--) {
-    let sv = saved[l];
-    if (!sv) {
-      const again = layerForward(l, true);
-      sim.release(again.out);
-      sv = again.saved!;
-    }
-    const dx = layerBackward(l);
-    sim.release(...sv.bufs, dOut);
-    if (l > 0) sim.release(xs[l]);
-    dOut = dx;
+
+  info(name: string): WeightInfo | undefined {
+    const shape = this.shapes.get(name);
+    if (!shape) return undefined;
+    return { dtype: this.tables.has(name) ? this.storedDtype : 'F32', shape };
   }
-  sim.release(dOut, x0, ids, mask);
+
+  private numel(name: string): number {
+    return this.shapes.get(name)!.reduce((a, b) => a * b, 1);
+  }
+
+  async readF32(name: string): Promise<Float32Array> {
+    return this.zeros.f32(this.numel(name));
+  }
+
+  async readRaw(name: string): Promise<Uint8Array> {
+    return this.zeros.bytes(this.numel(name) * (this.info(name)!.dtype === 'F32' ? 4 : 2));
+  }
+
+  /** 16-bit tables in 1 MiB pieces, as a streamed source gives them. */
+  async *readRawChunks(name: string): AsyncIterable<Uint8Array> {
+    const total = this.numel(name) * (this.info(name)!.dtype === 'F32' ? 4 : 2);
+    const piece = 1 << 20;
+    for (let at = 0; at < total; at += piece) yield this.zeros.bytes(Math.min(piece, total - at));
+  }
+
+  async readNf4Gpu(name: string, gpu: Gpu, shaders: Nf4Shaders, label: string): Promise<Nf4GpuWeight | null> {
+    if (!this.linears.has(name)) return null;
+    const shape = this.shapes.get(name)!;
+    const n = this.numel(name);
+    const path = this.path;
+    if (path.kind === 'quantize-f32') {
+      // What quantizeToGpu does with the f32 array CausalLM would have read.
+      return quantizeStreamToGpu(gpu, shaders, shape, 'f32', (_, count) => this.zeros.f32(count), { label, doubleQuant: this.quant.doubleQuant });
+    }
+    if (path.kind === 'stored') return null;
+    // The studio's download: the stored dtype's chunks into the GPU quantizer, then the state read back for the cache.
+    const elemBytes = this.storedDtype === 'F32' ? 4 : 2;
+    const chunkElems = Math.max(NF4_BLOCKSIZE, Math.floor(path.chunkBytes / elemBytes / NF4_BLOCKSIZE) * NF4_BLOCKSIZE);
+    const zeros = this.zeros;
+    const chunks = (async function* () {
+      for (let at = 0; at < n; at += chunkElems) yield zeros.bytes(Math.min(chunkElems, n - at) * elemBytes);
+    })();
+    const weight = await gpuNf4FromChunks(gpu, shaders, name, shape, this.quant.doubleQuant, { dtype: this.storedDtype, chunkElems, chunks }, label);
+    if (path.readbackBytes !== null) await readBackNf4(gpu, weight, NULL_SINK, path.readbackBytes);
+    return weight;
+  }
+
+  /** A stored state of zeros (a cache hit), uploaded by the engine as it is. */
+  async readNf4(name: string): Promise<Nf4Quantized | null> {
+    if (this.path.kind !== 'stored' || !this.linears.has(name)) return null;
+    const n = this.numel(name);
+    const blocks = Math.ceil(n / this.quant.blocksize);
+    const shape = this.shapes.get(name)!;
+    if (!this.quant.doubleQuant) return { shape, packed: this.zeros.bytes((n + 1) >> 1), absmax: new Float32Array(blocks), quantMap: NF4_CODE };
+    const nested = { qabsmax: new Uint8Array(blocks), nestedAbsmax: new Float32Array(Math.ceil(blocks / this.quant.nestedBlocksize)), offset: 0, nestedMap: DYNAMIC_MAP };
+    return { shape, packed: this.zeros.bytes((n + 1) >> 1), quantMap: NF4_CODE, nested };
+  }
 }
 
-export interface EnginePlanInput extends StepShape {
-  adapted: LinearSpec[];
+export interface StepShape {
+  seq: number;
+  batch: number;
+  checkpointing: boolean;
+  /** LoRA dropout > 0 (the engine then keeps a dropped copy of each adapted input). */
+  dropout: boolean;
+  /** The batch has padding (the engine uploads an attention mask). */
+  padded: boolean;
+}
+
+export interface EngineModelInput {
+  rank: number;
+  targets: string[] | string;
   quant: QuantSettings;
+  /** maxStorageBufferBindingSize the NF4 weights are split by. */
   maxPartBytes: number;
+  /** Count AdamW moments (and the gradient-norm scratch) as resident. */
   includeOptimizer: boolean;
-  /** How the linear weights are loaded (default: CausalLM quantizing f32 reads). */
+  /** LoRA dropout > 0. */
+  dropout: boolean;
   load?: LinearLoadPath;
 }
 
 export interface EnginePlan {
   peakTotal: number;
+  /** Each category's own highest live bytes over the step (like the pool's `peak`). */
   atPeak: ByCategory;
-  largest: SimBuffer;
+  largest: LargestRequest;
   /** Bytes that stay allocated between steps (weights, LoRA, optimizer). */
   persistent: ByCategory;
+  /** CausalLM.load alone: its peak, and its scratch category's peak. */
+  load: { peakTotal: number; scratchPeak: number };
 }
 
-/** Load, optimizer state, one forward+backward: the peak the pool would measure. */
-export function simulateTraining(cfg: ModelConfig, input: EnginePlanInput): EnginePlan {
-  const sim = new MemorySim();
-  const state = simulateLoad(sim, cfg, input.adapted, input.rank, input.quant, input.maxPartBytes, input.load);
-  if (input.includeOptimizer) simulateOptimizer(sim, input.adapted, input.rank);
-  const persistent = sim.liveByCategory();
-  simulateForwardBackward(sim, cfg, state, input);
-  return { peakTotal: sim.peakTotal, atPeak: sim.atPeak, largest: sim.largest, persistent };
+function batchOf(c: ModelConfig, s: StepShape): Batch {
+  const n = s.batch * s.seq;
+  const inputIds = new Int32Array(n);
+  // One padded position in the last row is enough for the engine to upload a mask.
+  const attentionMask = new Int32Array(n).fill(1);
+  if (s.padded) attentionMask[n - 1] = 0;
+  const labels = new Int32Array(n).fill(Math.min(1, c.vocabSize - 1));
+  return { inputIds, attentionMask, labels, batch: s.batch, seq: s.seq };
 }
 
-export const sumCategories = (b: ByCategory): number => MEMORY_CATEGORIES.reduce((n, c) => n + b[c], 0);
+/**
+ * A model loaded on a counting device, ready to measure steps of any shape: the load and the
+ * optimizer run once, each step shape runs one forward+backward from the same state.
+ */
+export class EngineMemory {
+  private constructor(
+    private readonly gpu: Gpu,
+    /** The counting device's record of the largest buffer, reset to the load's for each step. */
+    private readonly largest: LargestRequest,
+    private readonly loadLargest: LargestRequest,
+    private readonly model: CausalLM,
+    readonly persistent: ByCategory,
+    readonly loadPeak: { peakTotal: number; scratchPeak: number },
+    private readonly loadAtPeak: ByCategory,
+  ) {}
+
+  static async load(config: ModelConfig, input: EngineModelInput): Promise<EngineMemory> {
+    const { gpu, largest } = countingGpu({ maxStorageBufferBindingSize: input.maxPartBytes });
+    // The device's lifetime buffers (the uniform arena, the dummy binding) come first, as on a real device.
+    gpu.lifetimeBuffers();
+    const targets = input.targets;
+    const model = await CausalLM.load(gpu, NO_SHADERS, config, new PlanningWeights(config, input.quant, input.load ?? QUANTIZE_F32), {
+      mode: 'nf4',
+      lora: {
+        settings: { r: input.rank, alpha: 2 * input.rank, dropout: input.dropout ? 0.05 : 0, targetModules: typeof targets === 'string' ? [targets] : targets, targetRegex: typeof targets === 'string' },
+        init: { seed: 0 },
+      },
+    });
+    const loaded = gpu.pool.stats();
+    const loadPeak = { peakTotal: loaded.peakTotal, scratchPeak: loaded.peak.scratch };
+    if (input.includeOptimizer) {
+      // One step makes every moment page resident, as every step after the first has them.
+      const params = model.lora.map((t) => ({ key: t.key, weight: t.weight, grad: t.grad, numel: t.shape[0] * t.shape[1] }));
+      await new AdamWOptimizer(gpu, NO_SHADERS, params, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }).step(0, 1);
+    }
+    await gpu.done();
+    const persistent = { ...gpu.pool.stats().live };
+    return new EngineMemory(gpu, largest, { ...largest }, model, persistent, loadPeak, loaded.atPeak);
+  }
+
+  /** Steps run one at a time: each measures the device's pool from its own start. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /** One forward+backward of this shape on top of what the load and the optimizer left; the peak is the larger of the step's and the load's. */
+  step(shape: StepShape): Promise<EnginePlan> {
+    const run = this.queue.then(() => this.measureStep(shape));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async measureStep(shape: StepShape): Promise<EnginePlan> {
+    const gpu = this.gpu;
+    // Cached free buffers go, so every buffer of the step is a new request the device sees.
+    gpu.pool.trim();
+    gpu.pool.resetPeak();
+    Object.assign(this.largest, this.loadLargest);
+    this.model.checkpointing = shape.checkpointing;
+    await this.model.forwardBackward(batchOf(this.model.config, shape), { gradScale: 1, dropoutSeed: 1, step: 0 });
+    await gpu.done();
+    const stats = gpu.pool.stats();
+    const stepWins = stats.peakTotal >= this.loadPeak.peakTotal;
+    return {
+      peakTotal: Math.max(stats.peakTotal, this.loadPeak.peakTotal),
+      atPeak: stepWins ? stats.atPeak : this.loadAtPeak,
+      largest: { ...this.largest },
+      persistent: this.persistent,
+      load: this.loadPeak,
+    };
+  }
+}

@@ -1,19 +1,16 @@
 /**
  * Memory planner: predicts the GPU memory of a QLoRA training step before anything is
- * downloaded, from config.json alone. It lists the buffers the engine allocates (same sizes,
- * same 16-byte rounding as the pool, same categories) for the persistent state and for the
- * busiest moment of a forward+backward step, and answers whether it fits.
- *
- * The allocation sequence is replayed by `engine-memory.ts`, which mirrors the engine
- * (workers/model, workers/nf4, workers/train) so the prediction can be checked against the
- * pool's measured peak.
+ * downloaded, from config.json alone, and answers whether it fits. The numbers come from running
+ * the engine itself on a counting device (`engine-memory.ts`): the buffers the engine would
+ * allocate, with the pool's own accounting, for the persistent state and for the busiest moment
+ * of a forward+backward step.
  */
 import type { ByCategory, MemoryCategory } from '../gpu/pool';
 import { parseModelConfig, type ModelConfig } from '../model/config';
-import { architectureNames, isTargetModule, type LinearSpec } from '../model/architecture';
+import { architectureNames, isTargetModule, tensorShapes, type LinearSpec } from '../model/architecture';
 import { DEFAULT_QUANT, getPreset, type HfConfig, type QuantSettings } from './presets';
 import { nf4Bytes, sumNf4 } from './sizes';
-import { QUANTIZE_F32, simulateTraining, type LinearLoadPath } from './engine-memory';
+import { EngineMemory, QUANTIZE_F32, type EnginePlan, type LinearLoadPath } from './engine-memory';
 
 export type Verdict = 'fits' | 'does-not-fit' | 'fits-shorter';
 
@@ -58,6 +55,8 @@ export interface MemoryPlanResult {
   suggestion: { seq: number; batch: number } | null;
   /** Bytes that stay allocated between steps (weights, LoRA, optimizer). */
   persistent: ByCategory;
+  /** CausalLM.load alone: its peak, and the peak of its scratch (quantizer chunks, readbacks). */
+  load: { peakBytes: number; scratchPeakBytes: number };
 }
 
 export const GIB = 1024 ** 3;
@@ -71,48 +70,60 @@ function adapted(config: ModelConfig, targets: string[]): LinearSpec[] {
 /** Bytes of the checkpoint as published (16-bit) and of the quantized model as cached. */
 export function modelBytes(config: ModelConfig, quant: QuantSettings): { download: number; storage: number; parameters: number } {
   const names = architectureNames(config);
-  const h = config.hidden;
+  const linears = new Set(names.layers.flatMap((l) => l.linears.map((s) => `${s.path}.weight`)));
   let linearParams = 0;
-  let denseParams = config.vocabSize * h + 2 * h; // embedding + final norm
+  let denseParams = 0;
   let storage = 0;
-  for (const layer of names.layers) {
-    denseParams += 2 * h;
-    for (const l of layer.linears) {
-      linearParams += l.inFeatures * l.outFeatures;
-      storage += sumNf4(nf4Bytes(l.inFeatures * l.outFeatures, quant));
-      if (l.bias) denseParams += l.outFeatures;
-    }
+  for (const [name, shape] of tensorShapes(config, names)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (linears.has(name)) {
+      linearParams += n;
+      storage += sumNf4(nf4Bytes(n, quant));
+    } else denseParams += n;
   }
-  if (!config.tiedLmHead) denseParams += config.vocabSize * h;
-  if (config.lmHeadBias) denseParams += config.vocabSize;
   storage += 2 * denseParams;
   return { download: 2 * (linearParams + denseParams), storage, parameters: linearParams + denseParams };
 }
 
 type Settings = Required<Omit<PlanRequest, 'config'>>;
 
-function evaluate(cfg: ModelConfig, req: Settings) {
-  return simulateTraining(cfg, {
-    seq: req.seq,
-    batch: req.batch,
+/** Engines loaded for recent plans: a new sequence or batch for the same model reuses its load. */
+const engines = new Map<string, Promise<EngineMemory>>();
+const KEPT_ENGINES = 4;
+
+/** The engine loaded on a counting device with the request's model-side settings. */
+function engineFor(cfg: ModelConfig, req: Settings): Promise<EngineMemory> {
+  const input = {
     rank: req.rank,
-    checkpointing: req.checkpointing,
-    dropout: req.dropout,
-    padded: req.padded,
-    adapted: adapted(cfg, req.targets),
+    targets: req.targets,
     quant: req.quant,
     maxPartBytes: Math.floor(Math.min(req.limits.maxStorageBufferBindingSize, req.limits.maxBufferSize) / 16) * 16,
     includeOptimizer: req.includeOptimizer,
+    dropout: req.dropout,
     load: req.load,
-  });
+  };
+  const key = JSON.stringify([cfg, input]);
+  let engine = engines.get(key);
+  if (!engine) {
+    engine = EngineMemory.load(cfg, input);
+    // A failed load is not kept.
+    engine.catch(() => engines.delete(key));
+    if (engines.size >= KEPT_ENGINES) engines.delete(engines.keys().next().value!);
+  } else engines.delete(key);
+  engines.set(key, engine);
+  return engine;
 }
 
-export function planMemory(request: PlanRequest): MemoryPlanResult {
+function evaluate(engine: EngineMemory, req: Settings, seq = req.seq, batch = req.batch): Promise<EnginePlan> {
+  return engine.step({ seq, batch, checkpointing: req.checkpointing, dropout: req.dropout, padded: req.padded });
+}
+
+export async function planMemory(request: PlanRequest): Promise<MemoryPlanResult> {
   return planModel(parseModelConfig(request.config), request);
 }
 
 /** The plan for an already parsed config (the engine's own ModelConfig). */
-export function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>): MemoryPlanResult {
+export async function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>): Promise<MemoryPlanResult> {
   const req = {
     seq: request.seq,
     batch: request.batch,
@@ -134,7 +145,8 @@ export function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>
   const modules = adapted(cfg, req.targets);
   if (modules.length === 0) throw new RangeError(`target modules ${JSON.stringify(req.targets)} match no linear layer of this ${cfg.arch} model`);
 
-  const plan = evaluate(cfg, req);
+  const engine = await engineFor(cfg, req);
+  const plan = await evaluate(engine, req);
   const peak = plan.peakTotal;
   const largest = { label: plan.largest.label, bytes: plan.largest.size };
   const sizes = modelBytes(cfg, req.quant);
@@ -146,7 +158,7 @@ export function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>
   let reason = `needs ${fmt(peak)} of ${fmt(req.gpuMemoryBytes)} GPU memory; largest buffer ${fmt(largest.bytes)} (${largest.label})`;
   let suggestion: { seq: number; batch: number } | null = null;
   if (tooBig || !fitsMemory) {
-    suggestion = smallerSetting(cfg, req);
+    suggestion = await smallerSetting(engine, req);
     const why = tooBig
       ? `buffer "${largest.label}" needs ${fmt(largest.bytes)} but this GPU allows ${fmt(req.limits.maxBufferSize)} per buffer`
       : `needs ${fmt(peak)} but the GPU has ${fmt(req.gpuMemoryBytes)}`;
@@ -155,7 +167,7 @@ export function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>
       reason = `${why}; fits with sequence ${suggestion.seq} and batch ${suggestion.batch}`;
     } else {
       verdict = 'does-not-fit';
-      const base = evaluate(cfg, { ...req, seq: Math.min(16, req.seq), batch: 1 });
+      const base = await evaluate(engine, req, Math.min(16, req.seq), 1);
       reason = `${why}; even sequence 16, batch 1 needs ${fmt(base.peakTotal)} (weights ${fmt(base.persistent.weights)})`;
     }
   }
@@ -173,18 +185,19 @@ export function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>
     limits: req.limits,
     suggestion,
     persistent: plan.persistent,
+    load: { peakBytes: plan.load.peakTotal, scratchPeakBytes: plan.load.scratchPeak },
   };
 }
 
 /** The longest sequence (then the largest batch) that fits, halving from the request. */
-function smallerSetting(cfg: ModelConfig, req: Settings): { seq: number; batch: number } | null {
-  const fits = (seq: number, batch: number) => {
-    const r = evaluate(cfg, { ...req, seq, batch });
+async function smallerSetting(engine: EngineMemory, req: Settings): Promise<{ seq: number; batch: number } | null> {
+  const fits = async (seq: number, batch: number) => {
+    const r = await evaluate(engine, req, seq, batch);
     return r.peakTotal <= req.gpuMemoryBytes && r.largest.size <= req.limits.maxBufferSize;
   };
   for (let batch = req.batch; batch >= 1; batch = Math.floor(batch / 2)) {
     for (let seq = req.seq; seq >= 16; seq = Math.floor(seq / 2)) {
-      if ((seq !== req.seq || batch !== req.batch) && fits(seq, batch)) return { seq, batch };
+      if ((seq !== req.seq || batch !== req.batch) && (await fits(seq, batch))) return { seq, batch };
     }
   }
   return null;
@@ -197,7 +210,7 @@ export function fmt(bytes: number): string {
 }
 
 /** The plan for a preset with optional overrides (what `npm run cli -- plan` prints). */
-export function planPreset(name: string, overrides: Partial<Omit<PlanRequest, 'config'>> = {}): MemoryPlanResult {
+export function planPreset(name: string, overrides: Partial<Omit<PlanRequest, 'config'>> = {}): Promise<MemoryPlanResult> {
   const p = getPreset(name);
   return planMemory({
     config: p.config,

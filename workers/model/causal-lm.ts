@@ -36,13 +36,16 @@ import type { WeightInfo, WeightSource } from './weights';
 
 export type WeightMode = 'exact' | 'nf4';
 
+/** Rotary table length when the caller names none: long-context models (Llama 3.2: 131072) need not build tables they will not use. */
+export const DEFAULT_MAX_POSITIONS = 16384;
+
 export interface LoadOptions {
   /** exact: f32 base weights; nf4: base linear layers NF4 (double quant), the rest f32. */
   mode: WeightMode;
   lora?: { settings: LoraSettings; init: LoraInit } | null;
   /** Recompute each layer's forward during backward instead of keeping its activations. */
   checkpointing?: boolean;
-  /** Rotary table length (default: the config's max_position_embeddings). */
+  /** Rotary table length (default: the config's max_position_embeddings, at most DEFAULT_MAX_POSITIONS). */
   maxPositions?: number;
   /** Logits rows per lm_head/cross-entropy chunk (default: as many as fit in 32 MiB). */
   headChunkRows?: number;
@@ -264,8 +267,8 @@ export class CausalLM implements TrainableCausalLM {
         ? { weight: embed, bias: null as GpuBuffer | null, owned: false }
         : { weight: buffer(names.lmHeadWeight), bias: null as GpuBuffer | null, owned: true };
       if (names.lmHeadBias) lmHead.bias = buffer(names.lmHeadBias);
-      const positions = options.maxPositions ?? c.maxPositions;
-      const tables = rotaryTables(c.rotaryDim, c.ropeTheta, positions);
+      const positions = options.maxPositions ?? Math.min(c.maxPositions, DEFAULT_MAX_POSITIONS);
+      const tables = rotaryTables(c.rotaryDim, c.ropeTheta, positions, c.ropeScaling);
       const rope = { cos: gpu.upload(tables.cos, 'weights', 'rotary.cos'), sin: gpu.upload(tables.sin, 'weights', 'rotary.sin'), positions };
       built.buffers.set('rotary.cos', rope.cos).set('rotary.sin', rope.sin);
       let loraModules: LoraModule[] = [];

@@ -4,6 +4,7 @@
  * that names the key, the file and the supported types.
  */
 import type { GeluKind } from '../kernels/activation';
+import type { RopeScaling } from '../kernels/rotary';
 import { ConfigError, type Json } from './config-fields';
 import { familyForModelType, supportedModelTypes } from './families';
 
@@ -27,10 +28,16 @@ export interface ModelConfig {
   /** Features of each head that are rotated (phi: partial_rotary_factor · head_dim). */
   rotaryDim: number;
   ropeTheta: number;
+  /** rope_scaling (linear, llama3); absent or null: plain frequencies. */
+  ropeScaling?: RopeScaling | null;
+  /** The norms' eps (layer_norm_eps, or rms_norm_eps for RMSNorm families). */
   layerNormEps: number;
-  activation: GeluKind;
-  /** Linear layers (q/k/v/dense/fc1/fc2) carry a bias. */
+  /** The MLP's activation: a GELU (phi, falcon) or SiLU gating (Llama, Qwen2, Phi-3). */
+  activation: GeluKind | 'silu';
+  /** Linear layers carry a bias (all of them, unless biasRoles names which). */
   linearBias: boolean;
+  /** The roles of the linear layers that carry a bias, where not all do (Qwen2: q, k, v). */
+  biasRoles?: string[];
   /** lm_head shares the embedding matrix. */
   tiedLmHead: boolean;
   lmHeadBias: boolean;

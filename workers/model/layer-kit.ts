@@ -8,6 +8,7 @@ import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer, MemoryCategory } from '../gpu/pool';
 import { loraBackward, loraForward, loraScale, type LoraDropout } from '../kernels/lora';
 import { layerNormBackward, layerNormForward } from '../kernels/layernorm';
+import { rmsNormBackward, rmsNormForward } from '../kernels/rmsnorm';
 import { rotary } from '../kernels/rotary';
 import type { HeadLayout } from '../kernels/attention';
 import type { ModelConfig } from './config';
@@ -126,16 +127,19 @@ export class LayerKit {
   normForward(n: NormWeights, x: GpuBuffer, rows: number, category: MemoryCategory, label = 'ln'): NormOutput {
     const c = this.config;
     const y = this.gpu.alloc(rows * c.hidden * 4, category, `${label}.out`);
-    const stats = this.gpu.alloc(rows * 8, category, `${label}.stats`);
-    if (n.spec.kind !== 'layernorm') throw new Error(`${n.spec.path}: ${n.spec.kind} is not available`);
-    layerNormForward(this.gpu, this.shaders.layernorm, { x, weight: n.weight, bias: n.bias!, y, stats, rows, cols: c.hidden, eps: c.layerNormEps });
+    // LayerNorm keeps mean and 1/std per row, RMSNorm 1/rms.
+    const rms = n.spec.kind === 'rmsnorm';
+    const stats = this.gpu.alloc(rows * (rms ? 4 : 8), category, `${label}.stats`);
+    if (rms) rmsNormForward(this.gpu, this.shaders.rmsnorm, { x, weight: n.weight, y, stats, rows, cols: c.hidden, eps: c.layerNormEps });
+    else layerNormForward(this.gpu, this.shaders.layernorm, { x, weight: n.weight, bias: n.bias!, y, stats, rows, cols: c.hidden, eps: c.layerNormEps });
     return { y, stats };
   }
 
   /** dx (+)= d(norm)/dx · dy. */
   normBackward(n: NormWeights, x: GpuBuffer, stats: GpuBuffer, dy: GpuBuffer, dx: GpuBuffer, rows: number, accumulate: boolean): void {
-    if (n.spec.kind !== 'layernorm') throw new Error(`${n.spec.path}: ${n.spec.kind} is not available`);
-    layerNormBackward(this.gpu, this.shaders.layernorm, { x, weight: n.weight, stats, dy, dx, rows, cols: this.config.hidden, accumulate });
+    const spec = { x, weight: n.weight, stats, dy, dx, rows, cols: this.config.hidden, accumulate };
+    if (n.spec.kind === 'rmsnorm') rmsNormBackward(this.gpu, this.shaders.rmsnorm, spec);
+    else layerNormBackward(this.gpu, this.shaders.layernorm, spec);
   }
 
   /** Rotates q and k (or, `backward`, their gradients) in place. */

@@ -5,7 +5,7 @@
  * transformers accepts `type` as the older spelling of `rope_type`, so this does too.
  */
 import type { RopeScaling } from '../kernels/rotary';
-import { ConfigError } from './config';
+import { ConfigError } from './config-fields';
 
 export const SUPPORTED_ROPE_SCALING = ['linear', 'llama3'] as const;
 

@@ -57,7 +57,7 @@ export const plan: CliCommand = async (args, io) => {
   }
   let result;
   try {
-    result = planMemory(request);
+    result = await planMemory(request);
   } catch (err) {
     if (err instanceof RangeError || (err as Error).name === 'ConfigError') throw new CliInputError((err as Error).message);
     throw err;

@@ -5,7 +5,8 @@
  * Roles: q/k/v or qkv (self-attention.ts), `dense`, `fc1`, `fc2`; norm `input`.
  */
 import type { GpuBuffer } from '../../gpu/pool';
-import { geluBackward, geluForward } from '../../kernels/activation';
+import { geluBackward, geluForward, type GeluKind } from '../../kernels/activation';
+import type { ModelConfig } from '../config';
 import type { Block } from '../block';
 import type { LoraKeep } from '../layer-kit';
 import { releaseAttention, selfAttentionBackward, selfAttentionDecode, selfAttentionForward, type AttentionSaved } from './self-attention';
@@ -16,6 +17,12 @@ interface ParallelSaved {
   attention: AttentionSaved;
   fc1: GpuBuffer;
   lora: LoraKeep;
+}
+
+/** The GELU of a parallel block's MLP (the family's config parser admits no other). */
+function gelu(c: ModelConfig): GeluKind {
+  if (c.activation === 'silu') throw new Error(`${c.arch}: the parallel block's MLP takes a GELU, not SiLU gating`);
+  return c.activation;
 }
 
 export const parallelBlock: Block<ParallelSaved> = {
@@ -33,7 +40,7 @@ export const parallelBlock: Block<ParallelSaved> = {
     k.linearForward(k.entry(layer, 'dense'), attention.o, out, rows, true, ctx, keepLora);
     const fc1 = k.project(k.entry(layer, 'fc1'), h, rows, ctx, cat, keepLora);
     const act = gpu.alloc(rows * c.ffn * 4, 'scratch', 'mlp.act');
-    geluForward(gpu, k.shaders.activation, c.activation, fc1, act, rows * c.ffn);
+    geluForward(gpu, k.shaders.activation, gelu(c), fc1, act, rows * c.ffn);
     k.linearForward(k.entry(layer, 'fc2'), act, out, rows, true, ctx, keepLora);
     gpu.release(act);
     const saved: ParallelSaved = { h, stats, attention, fc1, lora };
@@ -50,11 +57,11 @@ export const parallelBlock: Block<ParallelSaved> = {
     gpu.copy(dOut, 0, dx, 0, rows * c.hidden * 4);
     // MLP branch.
     const act = gpu.alloc(rows * c.ffn * 4, 'scratch', 'mlp.act');
-    geluForward(gpu, k.shaders.activation, c.activation, saved.fc1, act, rows * c.ffn);
+    geluForward(gpu, k.shaders.activation, gelu(c), saved.fc1, act, rows * c.ffn);
     const dAct = gpu.alloc(rows * c.ffn * 4, 'scratch', 'mlp.dact');
     k.linearBackward(k.entry(layer, 'fc2'), act, dOut, dAct, rows, false, ctx, saved.lora);
     gpu.release(act);
-    geluBackward(gpu, k.shaders.activation, c.activation, saved.fc1, dAct, rows * c.ffn);
+    geluBackward(gpu, k.shaders.activation, gelu(c), saved.fc1, dAct, rows * c.ffn);
     const dh = gpu.alloc(rows * c.hidden * 4, 'scratch', 'ln.dout');
     k.linearBackward(k.entry(layer, 'fc1'), saved.h, dAct, dh, rows, false, ctx, saved.lora);
     gpu.release(dAct);
@@ -84,7 +91,7 @@ export const parallelBlock: Block<ParallelSaved> = {
     k.linearForward(k.entry(layer, 'dense'), attention.o, out, n, true, ctx);
     const fc1 = k.project(k.entry(layer, 'fc1'), h, n, ctx, 'scratch');
     const act = gpu.alloc(n * c.ffn * 4, 'scratch', 'mlp.act');
-    geluForward(gpu, k.shaders.activation, c.activation, fc1, act, n * c.ffn);
+    geluForward(gpu, k.shaders.activation, gelu(c), fc1, act, n * c.ffn);
     k.linearForward(k.entry(layer, 'fc2'), act, out, n, true, ctx);
     gpu.release(h, stats);
     releaseAttention(k, attention);

@@ -5,9 +5,12 @@
 import type { ModelConfig } from '../config';
 import type { ModelFamily } from '../family';
 import { falcon } from './falcon';
+import { llama } from './llama';
 import { phi } from './phi';
+import { phi3 } from './phi3';
+import { qwen2 } from './qwen2';
 
-export const FAMILIES: readonly ModelFamily[] = [phi, falcon];
+export const FAMILIES: readonly ModelFamily[] = [phi, falcon, llama, qwen2, phi3];
 
 export function familyForModelType(modelType: string): ModelFamily | null {
   return FAMILIES.find((f) => f.modelTypes.includes(modelType)) ?? null;
