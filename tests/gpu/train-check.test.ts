@@ -1,4 +1,4 @@
-/** train-check on both hf-train fixtures, through the same function the CLI command runs. */
+/** train-check on every hf-train fixture (phi, falcon, Llama, Qwen2, Phi-3), through the same function the CLI command runs. */
 import { describe, expect, it } from 'vitest';
 import { Gpu } from '../../workers/gpu/runtime';
 import { MODEL_SHADERS } from '../../workers/model/shader-sources';
@@ -12,7 +12,7 @@ async function check(gpu: Gpu, folder: string, read = async (name: string) => ne
 }
 
 describe('train-check (hf-train fixtures)', () => {
-  for (const folder of ['tiny-phi', 'tiny-falcon']) {
+  for (const folder of ['tiny-phi', 'tiny-falcon', 'tiny-llama', 'tiny-qwen2', 'tiny-phi3']) {
     it(`${folder}: every quantity within ${TRAIN_CHECK_TOLERANCE} relative`, async () => {
       const gpu = await testGpu();
       const report = await check(gpu, folder);
