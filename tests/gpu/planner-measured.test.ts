@@ -25,6 +25,9 @@ import { HubClient } from '../../workers/load/hub';
 import { openModel, urlFileSet } from '../../workers/load/sources';
 import { RangeWeightSource } from '../../workers/load/weight-source';
 import { rng, testGpu } from './helpers';
+import qwen05 from '../../workers/load/configs/Qwen2.5-0.5B-Instruct.json';
+import llama32 from '../../workers/load/configs/Llama-3.2-1B-Instruct.json';
+import phi3Mini from '../../workers/load/configs/Phi-3-mini-4k-instruct.json';
 
 interface Case {
   name: string;
@@ -102,6 +105,9 @@ async function measure(k: Case): Promise<Measured> {
 const demoConfig = parseModelConfig(getPreset('demo').config);
 const phiShape = parseModelConfig({ ...getPreset('phi-1_5').config, num_hidden_layers: 1 });
 const falconShape = parseModelConfig({ ...getPreset('falcon-7b').config, num_hidden_layers: 1 });
+const qwenShape = parseModelConfig({ ...qwen05, num_hidden_layers: 1 });
+const llama32Shape = parseModelConfig({ ...llama32, num_hidden_layers: 1 });
+const phi3Shape = parseModelConfig({ ...phi3Mini, num_hidden_layers: 1 });
 
 async function demoWeights(): Promise<WeightSource> {
   const files = urlFileSet(new HubClient({ retryDelayMs: 1 }), new URL('/demo/model/', location.origin).href);
@@ -119,6 +125,8 @@ async function demoStudioDownload(): Promise<WeightSource> {
 
 const PHI_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'dense', 'fc1', 'fc2'];
 const FALCON_TARGETS = ['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h'];
+const LLAMA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+const PHI3_TARGETS = ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'];
 
 const cases: Case[] = [
   { name: 'demo, checkpointing', config: demoConfig, weights: demoWeights, seq: 96, batch: 2, rank: 8, dropout: 0.05, targets: PHI_TARGETS, checkpointing: true, padded: true },
@@ -135,7 +143,8 @@ const cases: Case[] = [
  * 51200/65024-row head takes minutes of emulated GPU time without testing anything new), and
  * falcon-7b's widths are cut to a quarter (hidden 1152 = 18 heads of 64, ffn 4608, still
  * multi-query with a tied head): its full 207 M-parameter layer takes over ten minutes of
- * emulation. `npm run bench -- memory --size cpu|full` measures the real widths.
+ * emulation. Llama-3.2-1B's widths are halved and Phi-3-mini's cut to a quarter for the same
+ * reason (same head width, same grouping, same fused layouts). `npm run bench -- memory --size cpu|full` measures the real widths.
  */
 async function shaped(config: ModelConfig): Promise<{ config: ModelConfig; note: string }> {
   const { adapter } = await testGpu();
@@ -144,6 +153,14 @@ async function shaped(config: ModelConfig): Promise<{ config: ModelConfig; note:
   if (config.arch === 'falcon') {
     const narrow = { ...config, vocabSize: 4096, hidden: 1152, heads: 18, ffn: 4608 };
     return { config: narrow, note: 'widths cut to a quarter (hidden 1152, 18 heads, ffn 4608) and vocab to 4096 on this software adapter' };
+  }
+  if (config.arch === 'llama' && config.hidden >= 2048) {
+    const narrow = { ...config, vocabSize: 4096, hidden: config.hidden / 2, heads: config.heads / 2, kvHeads: config.kvHeads / 2, ffn: config.ffn / 2 };
+    return { config: narrow, note: `widths cut to half (hidden ${narrow.hidden}, ${narrow.heads} heads on ${narrow.kvHeads} K/V heads, ffn ${narrow.ffn}) and vocab to 4096 on this software adapter` };
+  }
+  if (config.arch === 'phi3') {
+    const narrow = { ...config, vocabSize: 4096, hidden: 768, heads: 8, kvHeads: 8, ffn: 2048 };
+    return { config: narrow, note: 'widths cut to a quarter (hidden 768, 8 heads of 96, ffn 2048) and vocab to 4096 on this software adapter' };
   }
   return { config: { ...config, vocabSize: 4096 }, note: `vocab cut from ${config.vocabSize} to 4096 on this software adapter` };
 }
@@ -176,6 +193,9 @@ describe('planner vs the pool’s measured peak (within 5%)', () => {
   for (const [label, base, targets, seq, seed] of [
     ['phi-1_5 layer shapes (1 layer)', phiShape, PHI_TARGETS, 4, 3],
     ['falcon-7b layer shapes (1 layer, multi-query, tied head)', falconShape, FALCON_TARGETS, 16, 4],
+    ['Qwen2.5-0.5B layer shapes (1 layer, 14 heads on 2 K/V heads, q/k/v bias, tied head)', qwenShape, LLAMA_TARGETS, 8, 5],
+    ['Llama-3.2-1B layer shapes (1 layer, 32 heads on 8 K/V heads, llama3 rope, tied head)', llama32Shape, LLAMA_TARGETS, 8, 6],
+    ['Phi-3-mini layer shapes (1 layer, fused qkv_proj and gate_up_proj)', phi3Shape, PHI3_TARGETS, 8, 7],
   ] as const) {
     it(label, { timeout: BIG_TIMEOUT }, async () => {
       const { config, note } = await shaped(base);
