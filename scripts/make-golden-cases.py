@@ -403,12 +403,237 @@ Check: per tensor `max|yours − golden| ≤ 1e-5 · max|golden|` (golden-check'
         f.write(text)
 
 
+# ---------------------------------------------------------------------------------------------
+# hf-train-format cases (tests/fixtures/hf-train-cases/<name>/): six optimizer steps of LoRA
+# training on a golden case's model and initial adapter, with the semantics of tests/fixtures/hf-train.
+
+TRAIN_OUT_DEFAULT = os.path.join('tests', 'fixtures', 'hf-train-cases')
+TRAIN_CASES = [
+    dict(name='llama-gqa-odd', golden='llama-gqa-odd', seed=5911, micro_batches=12, batch=3, seq=10,
+         min_len=5, skip=2, sub_vocab=8, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
+         warmup=2, steps=6, accum=2, max_grad_norm=1.0),
+]
+
+
+def train_batches(tc, vocab):
+    """Right-padded micro-batches with unequal label-token counts; the steps 0, 2, 4 draw their tokens
+    from a small sub-vocabulary (repetitive text), the others uniformly."""
+    gen = torch.Generator().manual_seed(tc['seed'])
+    M, B, T = tc['micro_batches'], tc['batch'], tc['seq']
+    ids = torch.zeros(M, B, T, dtype=torch.int64)
+    mask = torch.zeros(M, B, T, dtype=torch.int64)
+    for m in range(M):
+        step = m // tc['accum']
+        if step % 2 == 0:
+            sub = torch.randperm(vocab - 3, generator=gen)[:tc['sub_vocab']] + 3
+            tok = sub[torch.randint(0, tc['sub_vocab'], (B, T), generator=gen)]
+        else:
+            tok = torch.randint(3, vocab, (B, T), generator=gen)
+        lengths = torch.randint(tc['min_len'], T + 1, (B,), generator=gen)
+        lengths[m % B] = T  # every micro-batch has a full row, so its seq length is T
+        for b in range(B):
+            mask[m, b, :lengths[b]] = 1
+        ids[m] = torch.where(mask[m].bool(), tok, torch.zeros_like(tok))
+    labels = ids.clone()
+    labels[mask == 0] = -100
+    labels[:, :, :tc['skip']] = -100
+    return ids, mask, labels
+
+
+def lora_params(pm):
+    return [(n.replace('.default', ''), p) for n, p in pm.named_parameters() if p.requires_grad]
+
+
+def run_training(pm, tc, ids, mask, labels, vocab):
+    """The loop of tests/fixtures/hf-train's README, verbatim."""
+    named = lora_params(pm)
+    params = [p for _, p in named]
+    opt = torch.optim.AdamW(params, lr=tc['lr'], betas=tc['betas'], eps=tc['eps'], weight_decay=tc['weight_decay'], foreach=False)
+    sched = transformers.get_cosine_schedule_with_warmup(opt, num_warmup_steps=tc['warmup'], num_training_steps=tc['steps'])
+    rec = dict(micro_token_counts=[], micro_sum_losses=[], step_losses=[], step_lrs=[], step_grad_norms=[], step_clipped=[], grad_steps=[])
+    for s in range(tc['steps']):
+        mbs = [tc['accum'] * s + j for j in range(tc['accum'])]
+        counts = [int((labels[m][:, 1:] != -100).sum()) for m in mbs]
+        N = sum(counts)
+        opt.zero_grad()
+        sums = []
+        for m in mbs:
+            logits = pm(input_ids=ids[m], attention_mask=mask[m], use_cache=False).logits
+            sl = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, vocab), labels[m][:, 1:].reshape(-1), reduction='sum', ignore_index=-100)
+            (sl / N).backward()
+            sums.append(sl.detach())
+        rec['micro_token_counts'] += counts
+        rec['micro_sum_losses'] += [float(x) for x in sums]
+        rec['step_losses'].append(float(sum(sums) / N))
+        rec['step_lrs'].append(opt.param_groups[0]['lr'])
+        rec['grad_steps'].append({k: p.grad.detach().clone() for k, p in named})
+        norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm=tc['max_grad_norm']))
+        rec['step_grad_norms'].append(norm)
+        rec['step_clipped'].append(1 if norm > tc['max_grad_norm'] else 0)
+        opt.step()
+        sched.step()
+    with torch.no_grad():
+        rec['eval_loss'] = float(pm(input_ids=ids[0], attention_mask=mask[0], labels=labels[0], use_cache=False).loss)
+    rec['optimizer_step'] = int(opt.state[params[0]]['step'])
+    rec['weights'] = {k: p.detach().clone() for k, p in named}
+    rec['exp_avg'] = {k: opt.state[p]['exp_avg'].clone() for k, p in named}
+    rec['exp_avg_sq'] = {k: opt.state[p]['exp_avg_sq'].clone() for k, p in named}
+    return rec
+
+
+def load_golden_model(case, folder, dtype):
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in ('config.json', 'model.safetensors'):
+            shutil.copy(os.path.join(folder, f), os.path.join(tmp, f))
+        base = case['cls'].from_pretrained(tmp, attn_implementation='eager').to(dtype)
+    acfg = json.load(open(os.path.join(folder, 'adapter_config.json')))
+    cfg = LoraConfig(**{k: v for k, v in acfg.items() if k in ('r', 'lora_alpha', 'lora_dropout', 'bias', 'target_modules', 'task_type')})
+    pm = get_peft_model(base, cfg)
+    adapter = load_file(os.path.join(folder, 'adapter_model.safetensors'))
+    res = set_peft_model_state_dict(pm, adapter)
+    if res.unexpected_keys:
+        raise RuntimeError(f'adapter keys PEFT did not use: {res.unexpected_keys}')
+    pm.to(dtype).train()
+    for k, p in lora_params(pm):
+        if not torch.equal(p.detach().float(), adapter[k]):
+            raise RuntimeError(f'{k}: PEFT did not load the adapter bit for bit')
+    return pm, acfg
+
+
+def build_train_case(tc, golden_root, out_root, log):
+    case = next(c for c in CASES if c['name'] == tc['golden'])
+    src = os.path.join(golden_root, tc['golden'])
+    folder = os.path.join(out_root, tc['name'])
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    for f in ('config.json', 'model.safetensors', 'adapter_config.json', 'adapter_model.safetensors'):
+        shutil.copy(os.path.join(src, f), os.path.join(folder, f))
+    pm, acfg = load_golden_model(case, folder, torch.float32)
+    vocab = pm.get_base_model().config.vocab_size
+    ids, mask, labels = train_batches(tc, vocab)
+    rec = run_training(pm, tc, ids, mask, labels, vocab)
+    # The clip decisions must not hinge on rounding.
+    closest = min(abs(n - tc['max_grad_norm']) for n in rec['step_grad_norms'])
+    if closest < 0.05 or len(set(rec['step_clipped'])) != 2:
+        raise RuntimeError(f"{tc['name']}: pre-clip norms {rec['step_grad_norms']} do not split cleanly around {tc['max_grad_norm']}")
+    pm64, _ = load_golden_model(case, folder, torch.float64)
+    rec64 = run_training(pm64, tc, ids, mask, labels, vocab)
+
+    save_file({'input_ids': ids, 'attention_mask': mask, 'labels': labels}, os.path.join(folder, 'batches.safetensors'), metadata={'format': 'pt'})
+    f = lambda xs: torch.tensor(xs, dtype=torch.float32)
+    i = lambda xs: torch.tensor(xs, dtype=torch.int64)
+    expected = {
+        'micro_token_counts': i(rec['micro_token_counts']), 'micro_sum_losses': f(rec['micro_sum_losses']),
+        'step_losses': f(rec['step_losses']), 'step_lrs': f(rec['step_lrs']), 'step_grad_norms': f(rec['step_grad_norms']),
+        'step_clipped': i(rec['step_clipped']), 'eval_loss': f([rec['eval_loss']]), 'optimizer_step': i([rec['optimizer_step']]),
+    }
+    for k in rec['weights']:
+        expected[k] = rec['weights'][k]
+        expected[k + '.exp_avg'] = rec['exp_avg'][k]
+        expected[k + '.exp_avg_sq'] = rec['exp_avg_sq'][k]
+        for s, g in enumerate(rec['grad_steps']):
+            expected[f'{k}.grad_step{s}'] = g[k]
+    save_file({k: v.contiguous() for k, v in expected.items()}, os.path.join(folder, 'expected.safetensors'), metadata={'format': 'pt'})
+
+    def dev(a, b):
+        return rel(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64))
+    noise = {q: dev(rec[q], rec64[q]) for q in ('micro_sum_losses', 'step_losses', 'step_lrs', 'step_grad_norms')}
+    noise['eval_loss'] = dev([rec['eval_loss']], [rec64['eval_loss']])
+    for g in ('weights', 'exp_avg', 'exp_avg_sq'):
+        noise[g + ' (worst tensor)'] = max(dev(rec[g][k], rec64[g][k]) for k in rec[g])
+    lrs = [tc['lr'] * lam for lam in schedule_lambdas(tc)]
+    train_json = {
+        'format': 'hf-train fixture v2', 'dtype': 'float32', 'optimizer': 'torch.optim.AdamW',
+        'lr': tc['lr'], 'betas': list(tc['betas']), 'eps': tc['eps'], 'weight_decay': tc['weight_decay'], 'amsgrad': False,
+        'optimizer_params': 'every lora_A.weight and lora_B.weight (PEFT keys as in adapter_model.safetensors); base weights frozen',
+        'schedule': 'cosine_with_warmup', 'schedule_fn': f'transformers.get_cosine_schedule_with_warmup (transformers {transformers.__version__} optimization.py)',
+        'num_warmup_steps': tc['warmup'], 'num_training_steps': tc['steps'], 'num_cycles': 0.5, 'step_lrs': lrs,
+        'gradient_accumulation_steps': tc['accum'], 'micro_batches': tc['micro_batches'], 'micro_batch_shape': [tc['batch'], tc['seq']],
+        'loss': 'token-weighted over the accumulation window, exactly as tests/fixtures/hf-train/README.md and its folders define it: step_loss[s] = (sum of the per-token cross-entropy of every shifted label != -100 in the window\'s micro-batches) / (their label-token count); each micro-batch is back-propagated as micro_sum_loss / N_window',
+        'max_grad_norm': tc['max_grad_norm'], 'grad_norm_type': 2.0,
+        'clipping': 'torch.nn.utils.clip_grad_norm_ over all LoRA gradients together, after the window is accumulated, before optimizer.step(); step_grad_norms records the pre-clip total',
+        'eval': 'eval_loss = after the last optimizer step, one forward of micro-batch 0 with the trained adapter; HF\'s own loss',
+        'lora': {'r': acfg['r'], 'lora_alpha': acfg['lora_alpha'], 'scaling': acfg['lora_alpha'] / acfg['r'], 'lora_dropout': acfg['lora_dropout'],
+                 'target_modules': acfg['target_modules'], 'initial_adapter': 'adapter_model.safetensors'},
+        'model': f"config.json + model.safetensors, {case['cls'].__name__}, eager attention, all dropouts 0",
+    }
+    with open(os.path.join(folder, 'train.json'), 'w') as fh:
+        json.dump(train_json, fh, indent=1)
+        fh.write('\n')
+    write_train_readme(tc, case, folder, rec, noise, ids, mask)
+    log(f"train {tc['name']}: step losses {[round(x, 4) for x in rec['step_losses']]}, norms {[round(x, 3) for x in rec['step_grad_norms']]}, "
+        f"clipped {rec['step_clipped']}, eval {rec['eval_loss']:.6f}, worst f32-vs-f64 {max(noise.values()):.2e}")
+
+
+def schedule_lambdas(tc):
+    import math
+    out = []
+    for s in range(tc['steps']):
+        if s < tc['warmup']:
+            out.append(s / max(1, tc['warmup']))
+        else:
+            progress = (s - tc['warmup']) / max(1, tc['steps'] - tc['warmup'])
+            out.append(max(0.0, 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress))))
+    return out
+
+
+def write_train_readme(tc, case, folder, rec, noise, ids, mask):
+    steps = []
+    for s in range(tc['steps']):
+        a = tc['accum'] * s
+        mbs = list(range(a, a + tc['accum']))
+        counts = [rec['micro_token_counts'][m] for m in mbs]
+        steps.append(f"| {s} | {', '.join(map(str, mbs))} | {' + '.join(map(str, counts))} = {sum(counts)} | {rec['step_losses'][s]:.6f} | "
+                     f"{rec['step_lrs'][s]:.9g} | {rec['step_grad_norms'][s]:.6f} | {'yes' if rec['step_clipped'][s] else 'no'} |")
+    lengths = [mask[m].sum(-1).tolist() for m in range(mask.shape[0])]
+    noise_rows = [f'| {k} | {v:.2e} |' for k, v in noise.items()]
+    files = sorted(f for f in os.listdir(folder) if f != 'README.md')
+    text = f"""# `{tc['name']}` — LoRA training-trajectory case ({case['cls'].__name__}, right padding, unequal token counts)
+
+Six optimizer steps of LoRA fine-tuning on the model and initial adapter of the golden case `tests/fixtures/hf-golden-cases/{tc['golden']}` (`config.json`, `model.safetensors`, `adapter_config.json`, `adapter_model.safetensors` copied from there), with exactly the semantics of `tests/fixtures/hf-train/` (see `tests/fixtures/hf-train/tiny-llama/README.md`: the loop, token-weighted window loss, schedule, clipping, AdamW formula, file layout). What is new here: GQA 6/3 with head_dim 10, linear rope scaling, q/k/v/o biases, r 3 / alpha 7, micro-batches of 3 rows with right padding, and unequal label-token counts across micro-batches (so a mean of per-micro-batch means is caught).
+
+## How it was made
+
+`scripts/make-golden-cases.py` (train case `{tc['name']}`), transformers **{transformers.__version__}** `{case['cls'].__name__}` (eager, CPU, float32, loaded with `from_pretrained` from this folder's config.json + model.safetensors), PEFT **{peft.__version__}** (`get_peft_model`, then the adapter file through `set_peft_model_state_dict`, checked bit for bit), `torch.optim.AdamW(foreach=False)`, `torch.nn.utils.clip_grad_norm_`, `transformers.get_cosine_schedule_with_warmup`, PyTorch {torch.__version__}.
+
+- AdamW lr {tc['lr']}, betas {tc['betas']}, eps {tc['eps']}, weight_decay {tc['weight_decay']}; cosine schedule with {tc['warmup']} warmup steps of {tc['steps']} (step 0 runs with lr 0); {tc['accum']} micro-batches per step; max_grad_norm {tc['max_grad_norm']}.
+- Data (`torch.Generator().manual_seed({tc['seed']})`): {tc['micro_batches']} micro-batches of [{tc['batch']}, {tc['seq']}]; row lengths uniform in [{tc['min_len']}, {tc['seq']}] with one full row per micro-batch, right padding with id 0 (`attention_mask` 0); labels = ids with the first {tc['skip']} positions and every padded position -100. The micro-batches of steps 0, 2, 4 draw their tokens from a random sub-vocabulary of {tc['sub_vocab']} ids (repetitive text), the others uniformly from [3, vocab). The generator refuses data whose pre-clip norms come within 0.05 of max_grad_norm or that clip on every step or none; these clip on steps {[s for s, c in enumerate(rec['step_clipped']) if c]}.
+- Row lengths per micro-batch: {lengths}.
+
+## Trajectory
+
+| step | micro-batches | label tokens | step loss | lr | pre-clip grad norm | clipped |
+| --- | --- | --- | --- | --- | --- | --- |
+{chr(10).join(steps)}
+
+micro_token_counts {rec['micro_token_counts']}; eval_loss {rec['eval_loss']:.6f}; optimizer_step {rec['optimizer_step']}. Closest pre-clip norm to max_grad_norm: {min(abs(n - tc['max_grad_norm']) for n in rec['step_grad_norms']):.3f} away.
+
+## float32 vs float64, and the tolerance
+
+The same run in float64 (HF code as is, model and adapter `.double()`), max |f32 − f64| / max |f64| per quantity (worst tensor for the groups):
+
+| quantity | relative deviation |
+| --- | --- |
+{chr(10).join(noise_rows)}
+
+Check (train-check's): every quantity within 1e-4 · max |expected|; token counts, clip decisions and the step count exact.
+
+## Files
+
+{', '.join(f'`{f}`' for f in files)}. `expected.safetensors` holds the tensors listed in the hf-train README (final LoRA weights under their PEFT keys, `.exp_avg`, `.exp_avg_sq`, the diagnostics `.grad_step0` … `.grad_step{tc['steps'] - 1}`, and the scalar series); `batches.safetensors` holds `input_ids`, `attention_mask`, `labels`, int64 [{tc['micro_batches']}, {tc['batch']}, {tc['seq']}].
+"""
+    with open(os.path.join(folder, 'README.md'), 'w') as fh:
+        fh.write(text)
+
+
 def main():
     # PEFT keeps target_modules as a set: its order in adapter_config.json follows string hashing.
     if os.environ.get('PYTHONHASHSEED') != '0':
         os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, 'PYTHONHASHSEED': '0'})
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--out', default=OUT_DEFAULT)
+    ap.add_argument('--train-out', default=TRAIN_OUT_DEFAULT)
     ap.add_argument('--case', action='append', help='only these cases (default: all)')
     args = ap.parse_args()
     if transformers.__version__ != REQUIRED_TRANSFORMERS or peft.__version__ != REQUIRED_PEFT:
@@ -424,6 +649,10 @@ def main():
     for case in CASES:
         if case['name'] in wanted:
             build_case(case, args.out, print)
+    for tc in TRAIN_CASES:
+        if tc['golden'] in wanted:
+            os.makedirs(args.train_out, exist_ok=True)
+            build_train_case(tc, args.out, args.train_out, print)
 
 
 if __name__ == '__main__':

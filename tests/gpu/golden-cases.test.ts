@@ -33,4 +33,22 @@ describe('hf-golden-cases', () => {
       expect(report.ok).toBe(true);
     });
   }
+
+  // The cases are not vacuous: reading the rope scaling wrong moves the numbers far past the tolerance.
+  for (const name of ['llama-gqa-odd', 'llama3-untied-mlpbias']) {
+    it(`${name} fails when its config.json's rope_scaling is dropped`, async () => {
+      const gpu = await testGpu();
+      const folder = `/tests/fixtures/hf-golden-cases/${name}`;
+      const read: FileReader = async (path) => {
+        const bytes = await fetchReader(path);
+        if (!bytes || !path.endsWith('/config.json')) return bytes;
+        const config = JSON.parse(new TextDecoder().decode(bytes));
+        config.rope_scaling = null;
+        return new TextEncoder().encode(JSON.stringify(config));
+      };
+      const report = await runGoldenCheck(gpu, MODEL_SHADERS, folder, read);
+      expect(report.ok).toBe(false);
+      expect(report.tensors.find((t) => t.name === 'logits')!.rel).toBeGreaterThan(1e-3);
+    });
+  }
 });
