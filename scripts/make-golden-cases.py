@@ -88,6 +88,42 @@ CASES = [
         targets=LLAMA_TARGETS, r=3, alpha=7, seeds=(5401, 5402, 5403),
         lengths=[40], skip=[4], prompt=6, new_tokens=6,
     ),
+    dict(
+        name='llama-leftpad',
+        what='Llama as llama-gqa-odd (GQA 6/3, head_dim 10, linear rope 2.5, biases) with LEFT padding in two rows (their padded query positions see no key); labels -100 at padding and at the first real token of each left-padded row, so no label is scored from a padded position',
+        padding='left',
+        cls=LlamaForCausalLM,
+        config=lambda: LlamaConfig(
+            vocab_size=97, hidden_size=60, intermediate_size=28, num_hidden_layers=2, num_attention_heads=6,
+            num_key_value_heads=3, max_position_embeddings=48, rms_norm_eps=1e-5, rope_theta=10000.0,
+            rope_scaling={'type': 'linear', 'factor': 2.5}, attention_bias=True, mlp_bias=False,
+            tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+        targets=LLAMA_TARGETS, r=3, alpha=7, seeds=(5501, 5502, 5503),
+        lengths=[10, 6, 8], skip=[2, 1, 1], prompt=5, new_tokens=6,
+    ),
+    dict(
+        name='llama-leftpad-padlabel',
+        what='as llama-leftpad, but with the labels HF collators make (-100 only at padding): the first real token of each left-padded row is scored from the logits of the padded position before it, whose query sees no key',
+        padding='left', score_from_pad=True,
+        note=('A query row that sees no key (every earlier position, itself included, is padding) is, in transformers '
+              '4.44 eager attention, not empty: every masked score is `score + finfo(float32).min`, which rounds to the '
+              'same number for every key, so the softmax gives each of the T keys of the row (padding, real and future '
+              'positions alike) the weight 1/T. Those rows normally touch nothing that is checked (their logits are '
+              'masked out, nothing attends to them); here they do, because the label of the first real token of rows 1 '
+              'and 2 is scored from the logits of the padded position before it. `loss`, `loss_no_lora`, '
+              '`embedding_output.grad` and every LoRA gradient depend on those rows; `logits` at real positions and '
+              'the decode do not. An engine that gives such rows an attention output of 0 instead moves `loss` by '
+              '1.57e-3 and `loss_no_lora` by 3.93e-3 (relative), measured with transformers and an o_proj input '
+              'hook zeroing those rows. `llama-leftpad` is the same model and inputs with that label at -100.'),
+        cls=LlamaForCausalLM,
+        config=lambda: LlamaConfig(
+            vocab_size=97, hidden_size=60, intermediate_size=28, num_hidden_layers=2, num_attention_heads=6,
+            num_key_value_heads=3, max_position_embeddings=48, rms_norm_eps=1e-5, rope_theta=10000.0,
+            rope_scaling={'type': 'linear', 'factor': 2.5}, attention_bias=True, mlp_bias=False,
+            tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0),
+        targets=LLAMA_TARGETS, r=3, alpha=7, seeds=(5501, 5502, 5503),
+        lengths=[10, 6, 8], skip=[2, 1, 1], prompt=5, new_tokens=6,
+    ),
 ]
 
 W_STD, BIAS_STD, NORM_STD = 0.1, 0.05, 0.1
@@ -143,14 +179,22 @@ def make_inputs(case, vocab, seed):
     B = len(lengths)
     ids = torch.randint(3, vocab, (B, T), generator=gen, dtype=torch.int64)  # 0..2 are pad/bos/eos
     mask = torch.zeros(B, T, dtype=torch.int64)
+    left = case.get('padding') == 'left'
     for i, n in enumerate(lengths):
-        mask[i, :n] = 1
+        if left:
+            mask[i, T - n:] = 1
+        else:
+            mask[i, :n] = 1
     pad = 0
     ids = torch.where(mask.bool(), ids, torch.full_like(ids, pad))
     labels = ids.clone()
     labels[mask == 0] = -100
     for i, k in enumerate(case['skip']):
         labels[i, :k] = -100
+    if left and not case.get('score_from_pad', False):
+        # The first real token of a left-padded row would be scored from a padded position's logits.
+        for i, n in enumerate(lengths):
+            labels[i, T - n] = -100
     prompt = ids[:1, :case['prompt']].clone()
     return ids, mask, labels, prompt
 
@@ -303,9 +347,18 @@ def check_reload(case, folder, ids, mask, labels):
     return max(float((out.logits - want['logits']).abs().max()), abs(float(out.loss) - float(want['loss'][0])))
 
 
+def float32_min_mask(mask):
+    """HF's own 4-D additive mask (causal + padding) with float32's min, for the float64 run: with
+    float64's min, HF's float32 softmax turns a query row that sees no key into NaN."""
+    B, T = mask.shape
+    allowed = torch.ones(T, T).tril().bool()[None, None] & mask.bool()[:, None, None, :]
+    return torch.where(allowed, torch.tensor(0.0, dtype=torch.float64), torch.tensor(torch.finfo(torch.float32).min, dtype=torch.float64))
+
+
 def f64_deviation(pm, ids, mask, labels, logits, loss, emb_grad, grads, seq, plen, step_logits):
     pd = copy.deepcopy(pm).double()
-    l64, loss64, _, eg64, g64 = forward_backward(pd, ids, mask, labels)
+    left = bool((mask[:, 0] == 0).any())
+    l64, loss64, _, eg64, g64 = forward_backward(pd, ids, float32_min_mask(mask) if left else mask, labels)
     lin = [k for k in grads if '.lora_' in k]
     noise = {
         'logits': rel(masked_logits(logits, mask), masked_logits(l64, mask)),
@@ -323,9 +376,9 @@ def padding_leak(pm, ids, mask, labels, logits):
     worst = 0.0
     with torch.no_grad():
         for i in range(ids.shape[0]):
-            n = int(mask[i].sum())
-            alone = pm(input_ids=ids[i:i + 1, :n], use_cache=False).logits[0]
-            worst = max(worst, float((alone - logits[i, :n]).abs().max()))
+            real = mask[i].bool()
+            alone = pm(input_ids=ids[i:i + 1][:, real], use_cache=False).logits[0]
+            worst = max(worst, float((alone - logits[i][real]).abs().max()))
     return worst
 
 
@@ -362,7 +415,7 @@ PyTorch {torch.__version__}. HF's `save_pretrained` wrote `config.json`, `genera
 - Seeds (`torch.Generator().manual_seed`): base weights `{w_seed}`, LoRA A/B `{lora_seed}`, data `{data_seed}`.
 - Weight init (overwrites HF's): every `nn.Linear` weight ~ N(0, {W_STD}²), every linear bias ~ N(0, {BIAS_STD}²), embedding ~ N(0, {EMB_STD[bool(config.tie_word_embeddings)]}²), every RMSNorm weight ~ 1 + N(0, {NORM_STD}²); modules in `named_modules()` order, weight then bias; tied tensors drawn once.
 - LoRA: r = {case['r']}, lora_alpha = {case['alpha']} (scaling = {scale:.6g}), lora_dropout 0, bias none, target_modules = {case['targets']} (every linear layer of the family but lm_head). `lora_A.weight` ~ N(0, {A_STD}²), `lora_B.weight` ~ N(0, {B_STD}²) (B deliberately non-zero), A then B per module in `named_modules()` order; {s['n_modules']} adapted modules.
-- Inputs: token ids uniform in [3, vocab); row lengths {case['lengths']} of {max(case['lengths'])} (right padding with id 0, `attention_mask` 0 there; no `position_ids`, so positions 0..T−1); labels = ids with the first {case['skip']} positions of each row and every padded position set to -100.
+- Inputs: token ids uniform in [3, vocab); row lengths {case['lengths']} of {max(case['lengths'])} ({case.get('padding', 'right')} padding with id 0, `attention_mask` 0 there; no `position_ids`, so positions 0..T−1 in every row, as HF does); labels = ids with the first {case['skip']} positions of each row and every padded position set to -100{'' if case.get('padding') != 'left' or case.get('score_from_pad') else ', and the first real token of each left-padded row too (it would be scored from a padded position)'}.
 - Greedy decode: `generate(do_sample=False, use_cache=True, eos_token_id=None, max_new_tokens={case['new_tokens']}, output_logits=True)` on the first {case['prompt']} tokens of row 0; `gen_step_logits[k]` produced `gen_new_ids[0, k]`.
 
 ## Model
@@ -389,7 +442,7 @@ Same weights and inputs with the model `.double()` (HF code as is: its RMSNorm a
 
 Check: per tensor `max|yours − golden| ≤ 1e-5 · max|golden|` (golden-check's tolerance; worst measured float32 noise here {worst_noise:.2e}); greedy tokens exact.
 
-## Files
+{'## Note' + chr(10) + chr(10) + case['note'] + chr(10) + chr(10) if case.get('note') else ''}## Files
 
 {', '.join(f'`{f}`' for f in files)}.
 

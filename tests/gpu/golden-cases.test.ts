@@ -17,7 +17,7 @@ const fetchReader: FileReader = async (path) => {
 };
 
 /** Case → adapted modules (2 layers × linear layers of the family): every LoRA gradient must be compared. */
-const CASES: Record<string, number> = { 'llama-gqa-odd': 14, 'phi3-gqa': 8, 'qwen2-mqa': 14, 'llama3-untied-mlpbias': 14 };
+const CASES: Record<string, number> = { 'llama-gqa-odd': 14, 'phi3-gqa': 8, 'qwen2-mqa': 14, 'llama3-untied-mlpbias': 14, 'llama-leftpad': 14 };
 
 describe('hf-golden-cases', () => {
   for (const [name, modules] of Object.entries(CASES)) {
@@ -33,6 +33,17 @@ describe('hf-golden-cases', () => {
       expect(report.ok).toBe(true);
     });
   }
+
+  // Known difference (tests/fixtures/hf-golden-cases/llama-leftpad-padlabel/README.md): a label scored from a
+  // padded position whose query sees no key. transformers gives such a row uniform attention over all its keys;
+  // the engine gives it an output of 0, so loss and gradients differ (loss by 1.6e-3). Flip to `it` once the
+  // engine matches transformers there.
+  it.fails('llama-leftpad-padlabel: a label scored from a padded position matches transformers', async () => {
+    const gpu = await testGpu();
+    const report = await runGoldenCheck(gpu, MODEL_SHADERS, '/tests/fixtures/hf-golden-cases/llama-leftpad-padlabel', fetchReader);
+    expect(report.tensors.filter((t) => !(t.rel <= GOLDEN_TOLERANCE))).toEqual([]);
+    expect(report.ok).toBe(true);
+  });
 
   // The cases are not vacuous: reading the rope scaling wrong moves the numbers far past the tolerance.
   for (const name of ['llama-gqa-odd', 'llama3-untied-mlpbias']) {
