@@ -7,7 +7,8 @@ with LoRA A and B drawn non-zero. The folder holds what `golden-check` reads: co
 model.safetensors (HF `save_pretrained`), adapter_config.json + adapter_model.safetensors (PEFT
 `save_pretrained`) and golden.safetensors (inputs, logits and loss with and without LoRA, the
 embedding output and its gradient, every LoRA gradient, a greedy KV-cache decode with its per-step
-logits), plus a README.md.
+logits), plus a README.md. Then the hf-train-format cases (tests/fixtures/hf-train-cases/<name>/):
+six optimizer steps of LoRA training on a golden case's model, as tests/fixtures/hf-train defines them.
 
 Run from the project root (needs transformers 4.44.0 for Phi-3 and the llama3 rope):
 
@@ -28,7 +29,7 @@ import transformers
 import peft
 from safetensors.torch import save_file, load_file
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Phi3Config, Phi3ForCausalLM
-from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
 OUT_DEFAULT = os.path.join('tests', 'fixtures', 'hf-golden-cases')
 REQUIRED_TRANSFORMERS = '4.44.0'
