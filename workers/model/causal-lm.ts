@@ -310,6 +310,11 @@ export class CausalLM implements TrainableCausalLM {
       if (needLabels) {
         const l = b.labels[i];
         if (l !== -100 && !(l >= 0 && l < V)) throw new ModelInputError(`labels[${Math.floor(i / b.seq)}, ${i % b.seq}] = ${l} is neither -100 nor a token id`);
+        // The label at t is scored from position t − 1; a padded position sees no key (transformers
+        // then attends to every key of the row, the answer included), so no such score is meaningful.
+        if (l !== -100 && i % b.seq > 0 && b.attentionMask[i - 1] === 0) {
+          throw new ModelInputError(`labels[${Math.floor(i / b.seq)}, ${i % b.seq}] = ${l} is scored from padded position ${(i % b.seq) - 1} (attention_mask 0): set it to -100`);
+        }
       }
     }
   }
