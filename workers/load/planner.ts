@@ -10,7 +10,8 @@
  */
 import type { ByCategory, MemoryCategory } from '../gpu/pool';
 import { parseModelConfig, type ModelConfig } from '../model/config';
-import { architectureNames, isTargetModule, type LinearSpec } from '../model/architecture';
+import { architectureNames, type LinearSpec } from '../model/architecture';
+import { isTargetModule } from '../model/target-modules';
 import { DEFAULT_QUANT, getPreset, type HfConfig, type QuantSettings } from './presets';
 import { nf4Bytes, sumNf4 } from './sizes';
 import { QUANTIZE_F32, simulateTraining, type LinearLoadPath } from './engine-memory';

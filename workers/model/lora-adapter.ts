@@ -5,7 +5,8 @@
  */
 import type { Gpu } from '../gpu/runtime';
 import { writeSafetensors, type SafetensorsFile } from '../formats/safetensors';
-import { isTargetModule, loraKeys, type ArchitectureNames, type LinearSpec } from './architecture';
+import { loraKeys, type ArchitectureNames, type LinearSpec } from './architecture';
+import { compileTargetPattern, isTargetModule } from './target-modules';
 import type { LoraSettings, LoraTensor } from './types';
 import { seededRandom } from '../util/random';
 
@@ -50,6 +51,14 @@ export function parsePeftConfig(text: string, file = 'adapter_config.json'): Lor
   const targets = cfg.target_modules;
   if (!(typeof targets === 'string' || (Array.isArray(targets) && targets.every((t) => typeof t === 'string')))) {
     throw bad('target_modules', `must be a list of module names or a regular expression, found ${JSON.stringify(targets)}`);
+  }
+  // Compiled once here so that a pattern the linear-time matcher refuses is reported with the file.
+  if (typeof targets === 'string') {
+    try {
+      compileTargetPattern(targets, `${file}: "target_modules"`);
+    } catch (err) {
+      throw new AdapterError((err as Error).message);
+    }
   }
   return {
     r: cfg.r,
