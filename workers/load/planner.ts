@@ -12,6 +12,7 @@ import type { ByCategory, MemoryCategory } from '../gpu/pool';
 import { parseModelConfig, type ModelConfig } from '../model/config';
 import { architectureNames, type LinearSpec } from '../model/architecture';
 import { isTargetModule } from '../model/target-modules';
+import { checkConfigBounds } from '../model/config-bounds';
 import { DEFAULT_QUANT, getPreset, type HfConfig, type QuantSettings } from './presets';
 import { nf4Bytes, sumNf4 } from './sizes';
 import { QUANTIZE_F32, simulateTraining, type LinearLoadPath } from './engine-memory';
@@ -112,8 +113,12 @@ export function planMemory(request: PlanRequest): MemoryPlanResult {
   return planModel(parseModelConfig(request.config), request);
 }
 
-/** The plan for an already parsed config (the engine's own ModelConfig). */
-export function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>): MemoryPlanResult {
+/**
+ * The plan for an already parsed config (the engine's own ModelConfig). Sizes the engine cannot
+ * represent are refused first, naming the key of `file`: the replay below walks every block.
+ */
+export function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>, file = 'config.json'): MemoryPlanResult {
+  checkConfigBounds(cfg, file);
   const req = {
     seq: request.seq,
     batch: request.batch,
