@@ -26,7 +26,7 @@ export class AdapterError extends Error {
 }
 
 /** Reads the LoRA settings of a PEFT adapter_config.json, refusing what the engine does not implement. */
-export function parsePeftConfig(text: string, file = 'adapter_config.json'): LoraSettings & { baseModel: string | null } {
+export function parsePeftConfig(text: string, file = 'adapter_config.json'): LoraSettings & { baseModel: string | null; revision: string | null } {
   let cfg: Record<string, unknown>;
   try {
     cfg = JSON.parse(text) as Record<string, unknown>;
@@ -68,6 +68,7 @@ export function parsePeftConfig(text: string, file = 'adapter_config.json'): Lor
     targetRegex: typeof targets === 'string',
     useRslora: cfg.use_rslora === true,
     baseModel: typeof cfg.base_model_name_or_path === 'string' ? cfg.base_model_name_or_path : null,
+    revision: typeof cfg.revision === 'string' ? cfg.revision : null,
   };
 }
 
