@@ -32,7 +32,7 @@ describe('nf4-check on what the format allows beyond the bitsandbytes fixtures',
     const c = new Checker();
     compareDequant(c, 'gpu dq.dequant', flushed, q, 'float32', want);
     expect(c.failures).toEqual([]);
-    expect(c.notes).toEqual(['gpu dq.dequant: 64 element(s) in 1 block(s) whose absmax is subnormal (-1.5e-39) compared with +0 = −0']);
+    expect(c.notes).toEqual(['gpu dq.dequant: 64 element(s) in 1 block(s) whose absmax is subnormal (-1.6e-39) compared with +0 = −0']);
   });
 
   it('still fails any other difference, and a signed zero where the absmax is normal', () => {

@@ -179,6 +179,18 @@ export function compareDequant(c: Checker, what: string, got: Float32Array, q: N
   c.notes.push(`${what}: ${fused} element(s) off by 1 ulp of absmax' (fused multiply-add)`);
 }
 
+/**
+ * A power of two that keeps every nonzero x·w product of the fused-forward check a normal
+ * float32 (1 when they already are): weights as small as 1e-37 would otherwise give subnormal
+ * products that WGSL may flush, which says nothing about the kernel. Scaling by 2^k is exact.
+ */
+function normalProductScale(x: Float32Array, w: Float32Array): number {
+  const minAbs = (a: Float32Array) => a.reduce((m, v) => (v !== 0 && Math.abs(v) < m ? Math.abs(v) : m), Infinity);
+  const smallest = minAbs(x) * minAbs(w);
+  if (!(smallest < 2 ** -120)) return 1;
+  return 2 ** Math.ceil(Math.log2(2 ** -120 / smallest));
+}
+
 async function readGpuF32(gpu: Gpu, run: (out: ReturnType<Gpu['alloc']>) => void, count: number): Promise<Float32Array> {
   const out = gpu.alloc(count * 4, 'scratch', 'nf4-check-out');
   gpu.fill(out, 0x7fc0dead);
@@ -241,6 +253,11 @@ export async function checkCase(file: SafetensorsFile, gpu: Gpu | null, shaders:
     if (shape.length === 2) {
       const M = 3;
       const x = Float32Array.from({ length: M * shape[1] }, (_, i) => Math.sin(i * 0.37 + 0.1));
+      const scale = normalProductScale(x, dequantizeNF4(storedDq));
+      if (scale !== 1) {
+        for (let i = 0; i < x.length; i++) x[i] *= scale;
+        c.notes.push(`gpu fused forward: input scaled by 2^${Math.log2(scale)} so that x·w products stay normal float32 (WGSL may flush subnormals)`);
+      }
       const wq = uploadNf4(gpu, storedDq);
       const xg = gpu.upload(x, 'scratch');
       const y = await readGpuF32(gpu, (out) => nf4LinearForward(gpu, shaders, { x: xg, weight: wq, y: out, M }), M * shape[0]);

@@ -82,17 +82,23 @@ export function caseFileFromValues(c: { name: string; shape: number[]; dtype: Nf
 
 /**
  * A case whose all-zero first block gets a negative subnormal absmax' from double quantisation
- * (about −1.5e-39: the 8-bit code nearest to −offset lands just past it). The reference dequantises
- * that block to −0; a GPU that flushes subnormals gives +0. The other two blocks (absmax
- * 2e-37 and 5e-37) keep every dequantised value a normal float32, so only that block differs.
+ * (about −1.6e-39: the 8-bit code nearest to −offset lands just past it). The reference
+ * dequantises that block to −0; a GPU that flushes subnormals gives +0. Every input and every
+ * other dequantised value is a normal float32 (|x| ≥ 2e-38), so only that block can differ.
  */
 export function subnormalAbsmaxCase(name = 'gen_subnormal_absmax_3x64'): Uint8Array {
-  const scales = [0, 2e-37, 5e-37];
+  const scales = [0, 2, 7].map((k) => k * 1e-37);
   const raw = new Float32Array(scales.length * 64);
-  for (let b = 1; b < scales.length; b++) for (let i = 0; i < 64; i++) raw[b * 64 + i] = scales[b] * (i === 0 ? 1 : Math.sin(i * 0.7 + b));
+  for (let b = 1; b < scales.length; b++) {
+    for (let i = 0; i < 64; i++) raw[b * 64 + i] = scales[b] * (i === 0 ? 1 : (i % 2 ? -1 : 1) * (0.1 + 0.9 * Math.abs(Math.sin(i * 0.7 + b))));
+  }
   const shape = [scales.length, 64];
-  const restored = restoreAbsmax(quantizeNF4(inDtype(raw, 'float32').f32, shape, { doubleQuant: true }).nested!);
-  if (!(restored[0] < 0 && restored[0] > -(2 ** -126))) throw new Error(`${name}: absmax' of the zero block is ${restored[0]}, not a negative subnormal`);
+  const q = quantizeNF4(raw, shape, { doubleQuant: true });
+  const restored = restoreAbsmax(q.nested!);
+  const subnormal = (v: number) => v !== 0 && Math.abs(v) < 2 ** -126;
+  if (!(restored[0] < 0 && subnormal(restored[0])) || raw.some(subnormal) || dequantizeNF4(q).slice(64).some(subnormal)) {
+    throw new Error(`${name}: the construction no longer isolates one subnormal absmax' (block 0: ${restored[0]})`);
+  }
   return caseFileFromValues({ name, shape, dtype: 'float32', description: "all-zero block 0 with a negative subnormal double-quantised absmax' (CPU reference, not bitsandbytes output)" }, raw);
 }
 
