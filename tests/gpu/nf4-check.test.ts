@@ -3,6 +3,7 @@ import nf4 from '../../shaders/nf4.wgsl?raw';
 import nf4Matmul from '../../shaders/nf4-matmul.wgsl?raw';
 import { checkNf4Folder, type CheckResult } from '../../workers/nf4/check';
 import { testGpu } from './helpers';
+import { folderReader, nf4EdgeFolder, NO_FORWARD_STATE_DICT } from '../nf4-edge-folder';
 
 const DIR = '/tests/fixtures/bnb-nf4';
 
@@ -43,5 +44,14 @@ describe('nf4-check on tests/fixtures/bnb-nf4', () => {
     const summary = await checkNf4Folder(corrupt, gpu, { nf4, nf4Matmul }, () => {});
     expect(summary.ok).toBe(false);
     expect(summary.failed).toEqual(['randn_64x64.safetensors']);
+  });
+
+  it('passes a subnormal absmax\' zero block and a state dict without forward, on the GPU too', async () => {
+    const gpu = await testGpu();
+    const summary = await checkNf4Folder(folderReader(nf4EdgeFolder()), gpu, { nf4, nf4Matmul }, () => {});
+    const failures = summary.results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.failures.join('; ')}`);
+    expect(failures).toEqual([]);
+    expect(summary.cases).toBe(2);
+    expect(summary.results.find((r) => r.name === NO_FORWARD_STATE_DICT)!.notes.join('; ')).toMatch(/forward not checked/);
   });
 });

@@ -69,10 +69,32 @@ describe('safetensors reader', () => {
       return out;
     };
     expect(() => new SafetensorsFile(lying({ x: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }), 'f')).toThrow(/needs 8/);
-    expect(() => new SafetensorsFile(lying({ x: { dtype: 'Q4', shape: [2], data_offsets: [0, 4] } }), 'f')).toThrow(/unsupported dtype/);
+    expect(() => new SafetensorsFile(lying({ x: { dtype: 'Q4', shape: [2], data_offsets: [0, 4] } }), 'f')).toThrow(/f \(tensor "x"\): unknown dtype "Q4"/);
     expect(() => new SafetensorsFile(lying({ x: { dtype: 'U8', shape: [8], data_offsets: [0, 8] }, y: { dtype: 'U8', shape: [8], data_offsets: [4, 12] } }), 'f')).toThrow(/overlaps/);
     expect(() => new SafetensorsFile(new Uint8Array([255, 255, 255, 255, 255, 255, 0, 0]), 'junk')).toThrow(SafetensorsError);
     expect(() => new SafetensorsFile(new Uint8Array(3), 'tiny')).toThrow(/too short/);
+  });
+
+  it('refuses a dtype that is no dtype, even one every object inherits, naming the tensor', () => {
+    const header = (h: object | string) => {
+      const json = new TextEncoder().encode(typeof h === 'string' ? h : JSON.stringify(h));
+      const out = new Uint8Array(8 + json.length + 16);
+      new DataView(out.buffer).setUint32(0, json.length, true);
+      out.set(json, 8);
+      return out;
+    };
+    for (const dtype of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'f32', '']) {
+      const start = performance.now();
+      expect(() => new SafetensorsFile(header({ 'model.w': { dtype, shape: [2], data_offsets: [0, 8] } }), 'hostile.safetensors')).toThrow(
+        `hostile.safetensors (tensor "model.w"): unknown dtype ${JSON.stringify(dtype)} (known: `,
+      );
+      expect(performance.now() - start).toBeLessThan(1000);
+    }
+    // A tensor may be called "__proto__": it is an ordinary name.
+    const named = new SafetensorsFile(header('{"__proto__": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}}'), 'p');
+    expect(named.names).toEqual(['__proto__']);
+    expect(() => new SafetensorsFile(header({ __metadata__: { format: { toString: 1 } } }), 'm')).toThrow('m: "__metadata__" entry "format" is {"toString":1}, not a string');
+    expect(() => new SafetensorsFile(header({ x: { dtype: 'F64', shape: [2 ** 40, 2 ** 20], data_offsets: [0, 2 ** 63] } }), 'big')).toThrow(/big \(tensor "x"\)/);
   });
 
   it('converts special half values', () => {

@@ -3,6 +3,7 @@ import type { Gpu } from '../gpu/runtime';
 import type { CliIo, CliResult } from '../cli/io';
 import { CliInputError } from '../cli/io';
 import { SUITES } from './suites';
+import { ownEntry } from '../util/own';
 import { isEmulated, type BenchReport, type BenchRuntime, type BenchSize } from './suite';
 
 const SIZES: BenchSize[] = ['smoke', 'cpu', 'full'];
@@ -30,7 +31,7 @@ export async function runBench(
   runtime: BenchRuntime,
   resultsDir: string,
 ): Promise<CliResult> {
-  const suite = suiteName ? SUITES[suiteName] : undefined;
+  const suite = ownEntry(SUITES, suiteName);
   if (!suite) throw new CliInputError(`usage: bench <suite> [--size smoke|cpu|full]; suites: ${Object.keys(SUITES).sort().join(', ') || '(none)'}`);
   const size = (typeof flags.size === 'string' ? flags.size : 'cpu') as BenchSize;
   if (!SIZES.includes(size)) throw new CliInputError(`--size must be one of ${SIZES.join(', ')}`);

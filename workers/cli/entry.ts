@@ -4,6 +4,7 @@
  * exposed on `window`.
  */
 import { COMMANDS } from './registry';
+import { ownEntry } from '../util/own';
 import { CliInputError, httpIo, type CliArgs } from './io';
 
 declare global {
@@ -15,7 +16,7 @@ declare global {
 
 window.__runCli = async (name, args) => {
   const io = httpIo((stream, text) => window.__cliEmit?.(stream, text));
-  const command = COMMANDS[name];
+  const command = ownEntry(COMMANDS, name);
   if (!command) {
     return { exitCode: 2, result: { ok: false, error: `unknown command "${name}"; known: ${Object.keys(COMMANDS).sort().join(', ')}` } };
   }

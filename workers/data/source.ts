@@ -6,6 +6,7 @@ import { parseJsonl } from './jsonl';
 import { parseParquet } from './parquet';
 import { setRowLine } from './row-line';
 import type { ByteSource, DataFormat, Row } from './types';
+import { ownEntry } from '../util/own';
 
 const EXTENSIONS: Record<string, DataFormat> = {
   jsonl: 'jsonl',
@@ -21,7 +22,7 @@ const EXTENSIONS: Record<string, DataFormat> = {
 export function formatFromName(file: string): DataFormat | null {
   const base = file.split(/[\\/]/).pop() ?? file;
   const dot = base.lastIndexOf('.');
-  return dot === -1 ? null : (EXTENSIONS[base.slice(dot + 1).toLowerCase()] ?? null);
+  return dot === -1 ? null : (ownEntry(EXTENSIONS, base.slice(dot + 1).toLowerCase()) ?? null);
 }
 
 /** Rows of a file; `format` overrides the extension. Throws DatasetError on bad input. */

@@ -102,7 +102,14 @@ export function formatRow(row: Row, index: number, mapping: ColumnMapping | unde
   }
   if (mapping.kind === 'text') return [{ text: cellText(getPath(row, mapping.text)) ?? '', learn: true }];
   const messages = toMessages(getPath(row, mapping.messages), row, index, mapping.messages, file);
-  return tokenizer ? chatSegments(messages, tokenizer) : [{ text: messages.map((m) => m.content).join('\n'), learn: true }];
+  if (!tokenizer) return [{ text: messages.map((m) => m.content).join('\n'), learn: true }];
+  try {
+    return chatSegments(messages, tokenizer);
+  } catch (err) {
+    // The template's message names the template; the row says where it failed.
+    if ((err as Error).name === 'ChatTemplateError') throw new DatasetError(file, rowLine(row), null, `${file}: row ${index + 1}: ${(err as Error).message}`);
+    throw err;
+  }
 }
 
 /** A `messages` cell as chat messages; a JSON string holding the list is accepted too (CSV). */

@@ -5,6 +5,7 @@
  * single tensors with Range requests or File.slice without reading the whole file.
  */
 import { bf16ArrayToF32, f16ArrayToF32 } from './float16';
+import { hasOwnKey } from '../util/own';
 
 export type DType = 'F32' | 'F16' | 'BF16' | 'U8' | 'I8' | 'I32' | 'I64' | 'BOOL' | 'F64' | 'I16' | 'U16' | 'U32';
 
@@ -79,23 +80,29 @@ export function parseHeader(headerBytes: Uint8Array, file: string, fileSize?: nu
   const ranges: [number, number, string][] = [];
   for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (raw && typeof raw === 'object') metadata = raw as Record<string, string>;
+      if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new SafetensorsError(file, '"__metadata__" is not an object of strings');
+      for (const [key, value] of Object.entries(raw)) {
+        if (typeof value !== 'string') throw new SafetensorsError(file, `"__metadata__" entry "${key}" is ${JSON.stringify(value)}, not a string`);
+      }
+      metadata = raw as Record<string, string>;
       continue;
     }
     const entry = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (!entry || typeof entry !== 'object') throw new SafetensorsError(file, 'entry is not an object', name);
     const dtype = entry.dtype;
-    if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) throw new SafetensorsError(file, `unsupported dtype ${JSON.stringify(dtype)}`, name);
+    // Own keys only: `constructor` or `__proto__` are found `in` every object.
+    if (!hasOwnKey(DTYPE_BYTES, dtype)) throw new SafetensorsError(file, `unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(DTYPE_BYTES).join(', ')})`, name);
     const shape = entry.shape;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw new SafetensorsError(file, `shape ${JSON.stringify(shape)} is not a list of non-negative integers`, name);
     }
     const offs = entry.data_offsets;
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isInteger(o) && o >= 0) || offs[1] < offs[0]) {
+    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0) || offs[1] < offs[0]) {
       throw new SafetensorsError(file, `data_offsets ${JSON.stringify(offs)} are invalid`, name);
     }
     const numel = (shape as number[]).reduce((a, b) => a * b, 1);
-    const expected = numel * DTYPE_BYTES[dtype as DType];
+    const expected = numel * DTYPE_BYTES[dtype];
+    if (!Number.isSafeInteger(expected)) throw new SafetensorsError(file, `shape ${JSON.stringify(shape)} is too large to address`, name);
     if (offs[1] - offs[0] !== expected) {
       throw new SafetensorsError(file, `holds ${offs[1] - offs[0]} bytes but ${dtype}${JSON.stringify(shape)} needs ${expected}`, name);
     }
@@ -104,7 +111,7 @@ export function parseHeader(headerBytes: Uint8Array, file: string, fileSize?: nu
     if (fileSize !== undefined && end > fileSize) {
       throw new SafetensorsError(file, `data ends at byte ${end}, beyond the end of the file (${fileSize} bytes): truncated file?`, name);
     }
-    tensors.set(name, { name, dtype: dtype as DType, shape: shape as number[], begin, end });
+    tensors.set(name, { name, dtype, shape: shape as number[], begin, end });
     ranges.push([offs[0], offs[1], name]);
   }
   ranges.sort((a, b) => a[0] - b[0]);

@@ -6,6 +6,7 @@
  */
 import { ConfigError, parseModelConfig, type Architecture, type ModelConfig } from '../model/config';
 import { architectureNames } from '../model/architecture';
+import { checkConfigBounds } from '../model/config-bounds';
 import type { HfConfig } from './presets';
 
 export { ConfigError };
@@ -80,7 +81,10 @@ export function archFromModelConfig(c: ModelConfig): ArchShape {
 }
 
 export function archFromConfig(config: HfConfig, file = 'config.json'): ArchShape {
-  return archFromModelConfig(parseModelConfig(config, file));
+  const parsed = parseModelConfig(config, file);
+  // Before the loader lists a name per block or sizes a buffer.
+  checkConfigBounds(parsed, file);
+  return archFromModelConfig(parsed);
 }
 
 /** Tensors that quantize-on-load turns into NF4: the 2-D weights of the blocks' linear layers. */

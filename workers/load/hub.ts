@@ -49,6 +49,16 @@ function checkRepoId(repo: string): void {
   if (!/^[\w.-]+(\/[\w.-]+)?$/.test(repo) || repo.split('/').some((part) => /^\.+$/.test(part))) throw new RangeError(`"${repo}" is not a hub repo id (owner/name)`);
 }
 
+/**
+ * A file path inside a repo, or a revision: folders are allowed in paths, but no empty, `.` or
+ * `..` segment (the URL would be normalised into another repo or revision) and no backslash.
+ */
+function checkRepoPath(what: string, value: string, repo: string): void {
+  if (value === '' || value.includes('\\') || value.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+    throw new RangeError(`${repo}: ${what} ${JSON.stringify(value)} is not a plain path inside the repository`);
+  }
+}
+
 export class HubClient {
   readonly endpoint: string;
   private readonly token: string | undefined;
@@ -66,6 +76,8 @@ export class HubClient {
 
   resolveUrl(repo: string, revision: string, path: string): string {
     checkRepoId(repo);
+    checkRepoPath('revision', revision, repo);
+    checkRepoPath('file', path, repo);
     const file = path.split('/').map(encodeURIComponent).join('/');
     return `${this.endpoint}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
   }
@@ -108,6 +120,7 @@ export class HubClient {
 
   revisionUrl(repo: string, revision: string): string {
     checkRepoId(repo);
+    checkRepoPath('revision', revision, repo);
     return `${this.endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}`;
   }
 

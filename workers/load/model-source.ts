@@ -5,7 +5,7 @@
  */
 import type { ModelSource } from '../protocol';
 import type { HubClient } from './hub';
-import { PRESETS } from './presets';
+import { presetNamed } from './presets';
 import { hubFileSet, localFileSet, urlFileSet, type ModelFileSet } from './sources';
 
 export interface ModelFiles {
@@ -18,7 +18,7 @@ export interface ModelFiles {
 /** `origin`: where the studio is served (the built-in demo model lives under it). */
 export function filesFor(source: ModelSource, client: HubClient, origin: string): ModelFiles {
   if (source.kind === 'preset') {
-    const preset = PRESETS[source.name];
+    const preset = presetNamed(source.name);
     if (!preset) throw new Error(`unknown preset "${source.name}"`);
     if (preset.model.kind === 'hub') {
       const { repo } = preset.model;

@@ -7,7 +7,9 @@
  */
 import type { ByCategory, MemoryCategory } from '../gpu/pool';
 import { parseModelConfig, type ModelConfig } from '../model/config';
-import { architectureNames, isTargetModule, tensorShapes, type LinearSpec } from '../model/architecture';
+import { architectureNames, tensorShapes, type LinearSpec } from '../model/architecture';
+import { isTargetModule } from '../model/target-modules';
+import { checkConfigBounds } from '../model/config-bounds';
 import { DEFAULT_QUANT, getPreset, type HfConfig, type QuantSettings } from './presets';
 import { nf4Bytes, sumNf4 } from './sizes';
 import { EngineMemory, QUANTIZE_F32, type EnginePlan, type LinearLoadPath } from './engine-memory';
@@ -122,8 +124,12 @@ export async function planMemory(request: PlanRequest): Promise<MemoryPlanResult
   return planModel(parseModelConfig(request.config), request);
 }
 
-/** The plan for an already parsed config (the engine's own ModelConfig). */
-export async function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>): Promise<MemoryPlanResult> {
+/**
+ * The plan for an already parsed config (the engine's own ModelConfig). Sizes the engine cannot
+ * represent are refused first, naming the key of `file`: the plan runs every block.
+ */
+export async function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>, file = 'config.json'): Promise<MemoryPlanResult> {
+  checkConfigBounds(cfg, file);
   const req = {
     seq: request.seq,
     batch: request.batch,

@@ -7,6 +7,7 @@
 import phi15Config from './configs/phi-1_5.json';
 import falcon7bConfig from './configs/falcon-7b.json';
 import demoConfig from './configs/demo.json';
+import { ownEntry } from '../util/own';
 
 export type HfConfig = Record<string, unknown>;
 
@@ -120,9 +121,14 @@ export const PRESETS: Record<string, Preset> = {
 
 export const PRESET_NAMES = Object.keys(PRESETS);
 
+/** The built-in preset of that name, or undefined (a name such as `constructor` is no preset). */
+export function presetNamed(name: string): Preset | undefined {
+  return ownEntry(PRESETS, name);
+}
+
 /** A deep copy the caller may edit without changing the built-in preset. */
 export function getPreset(name: string): Preset {
-  const preset = PRESETS[name];
+  const preset = presetNamed(name);
   if (!preset) throw new Error(`unknown preset "${name}"; known: ${PRESET_NAMES.join(', ')}`);
   return structuredClone(preset);
 }

@@ -15,6 +15,7 @@ import { bf16ArrayToF32, f16ArrayToF32 } from '../formats/float16';
 import { NF4_BLOCKSIZE, NF4_CODE } from '../nf4/tables';
 import { castToDtype, dequantizeNF4, meanOffset, nf4Codes, numel, packCodes, quantizeNested, type Nf4Dtype, type Nf4Quantized } from '../nf4/reference';
 import { QUANT_STATE_SUFFIX, readLinear4bit } from '../nf4/state-dict';
+import { ownEntry } from '../util/own';
 import { isQuantizedLinear, type ArchShape } from './arch';
 import type { QuantSettings } from './presets';
 import type { ModelWeights } from './weights';
@@ -201,7 +202,7 @@ export function loadPlan(weights: ModelWeights, arch: ArchShape): Map<string, Te
     }
     const info = weights.info(name);
     if (isQuantizedLinear(arch, name)) {
-      const dtype = NF4_DTYPES[info.dtype];
+      const dtype = ownEntry(NF4_DTYPES, info.dtype);
       if (!dtype) throw new SafetensorsError(info.file.name, `dtype ${info.dtype} is not supported for a linear weight (F32, F16 or BF16)`, name);
       if (info.shape.length !== 2) throw new SafetensorsError(info.file.name, `a linear weight must be 2-D, found shape [${info.shape.join(', ')}]`, name);
       plan.set(name, { kind: 'nf4', dtype });

@@ -5,6 +5,7 @@
  */
 import { headerLength, parseHeader, SafetensorsError, DTYPE_BYTES, type TensorInfo } from '../formats/safetensors';
 import { readRange, type RangeFile } from './byte-source';
+import { shardNameMessage, shardNameProblem } from '../formats/shard-name';
 
 /** A tensor with the file it lives in. */
 export interface SourcedTensor extends TensorInfo {
@@ -54,8 +55,9 @@ export function parseShardIndex(text: string, file = 'model.safetensors.index.js
   if (!weightMap || typeof weightMap !== 'object' || Array.isArray(weightMap)) throw new SafetensorsError(file, 'has no "weight_map" object');
   const out = new Map<string, string>();
   for (const [tensor, shard] of Object.entries(weightMap as Record<string, unknown>)) {
-    if (typeof shard !== 'string' || !shard.endsWith('.safetensors')) throw new SafetensorsError(file, `weight_map entry is ${JSON.stringify(shard)}, not a .safetensors file name`, tensor);
-    out.set(tensor, shard);
+    const problem = shardNameProblem(shard);
+    if (problem !== null) throw new SafetensorsError(file, shardNameMessage(tensor, shard, problem));
+    out.set(tensor, shard as string);
   }
   return out;
 }

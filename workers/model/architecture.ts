@@ -60,14 +60,8 @@ export function allLinearNames(c: ModelConfig): string[] {
   return [...familyOf(c).linearModules];
 }
 
-/**
- * PEFT's matching: a list matches a module whose path equals an entry or ends with `.<entry>`;
- * a single string is a regular expression that must match the whole path.
- */
-export function isTargetModule(path: string, targets: string[] | string): boolean {
-  if (typeof targets === 'string') return new RegExp(`^(?:${targets})$`).test(path);
-  return targets.some((t) => path === t || path.endsWith(`.${t}`));
-}
+/** PEFT's target_modules matching (a list of names, or one pattern matched in linear time). */
+export { isTargetModule } from './target-modules';
 
 /** PEFT adapter keys of a module. */
 export function loraKeys(path: string): { a: string; b: string } {

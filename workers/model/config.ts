@@ -7,6 +7,7 @@ import type { GeluKind } from '../kernels/activation';
 import type { RopeScaling } from '../kernels/rotary';
 import { ConfigError, type Json } from './config-fields';
 import { familyForModelType, supportedModelTypes } from './families';
+import { checkConfigBounds } from './config-bounds';
 
 export { ConfigError };
 
@@ -72,6 +73,8 @@ export function parseModelConfig(source: string | Json, file = 'config.json'): M
   const family = typeof type === 'string' ? familyForModelType(type) : null;
   if (!family) throw new ConfigError(file, 'model_type', `= ${JSON.stringify(type)} is not supported (supported: ${supportedModelTypes().map((t) => JSON.stringify(t)).join(', ')})`);
   const config = family.parseConfig(cfg, file);
+  // Sizes the engine cannot represent are refused here, before anything walks the model.
+  checkConfigBounds(config, file);
   const stored = STORED_DTYPES.get(String(cfg.torch_dtype));
   return stored ? { ...config, storedDtype: stored } : config;
 }

@@ -5,7 +5,8 @@
  */
 import type { Gpu } from '../gpu/runtime';
 import { writeSafetensors, type SafetensorsFile } from '../formats/safetensors';
-import { isTargetModule, loraKeys, type ArchitectureNames, type LinearSpec } from './architecture';
+import { loraKeys, type ArchitectureNames, type LinearSpec } from './architecture';
+import { compileTargetPattern, isTargetModule } from './target-modules';
 import type { LoraSettings, LoraTensor } from './types';
 import { seededRandom } from '../util/random';
 
@@ -25,7 +26,7 @@ export class AdapterError extends Error {
 }
 
 /** Reads the LoRA settings of a PEFT adapter_config.json, refusing what the engine does not implement. */
-export function parsePeftConfig(text: string, file = 'adapter_config.json'): LoraSettings & { baseModel: string | null } {
+export function parsePeftConfig(text: string, file = 'adapter_config.json'): LoraSettings & { baseModel: string | null; revision: string | null } {
   let cfg: Record<string, unknown>;
   try {
     cfg = JSON.parse(text) as Record<string, unknown>;
@@ -51,6 +52,14 @@ export function parsePeftConfig(text: string, file = 'adapter_config.json'): Lor
   if (!(typeof targets === 'string' || (Array.isArray(targets) && targets.every((t) => typeof t === 'string')))) {
     throw bad('target_modules', `must be a list of module names or a regular expression, found ${JSON.stringify(targets)}`);
   }
+  // Compiled once here so that a pattern the linear-time matcher refuses is reported with the file.
+  if (typeof targets === 'string') {
+    try {
+      compileTargetPattern(targets, `${file}: "target_modules"`);
+    } catch (err) {
+      throw new AdapterError((err as Error).message);
+    }
+  }
   return {
     r: cfg.r,
     alpha,
@@ -59,6 +68,7 @@ export function parsePeftConfig(text: string, file = 'adapter_config.json'): Lor
     targetRegex: typeof targets === 'string',
     useRslora: cfg.use_rslora === true,
     baseModel: typeof cfg.base_model_name_or_path === 'string' ? cfg.base_model_name_or_path : null,
+    revision: typeof cfg.revision === 'string' ? cfg.revision : null,
   };
 }
 

@@ -4,6 +4,7 @@
  * implementation (one file or a sharded set with model.safetensors.index.json) lives here.
  */
 import { SafetensorsFile, toF32, type DType } from '../formats/safetensors';
+import { shardNameMessage, shardNameProblem } from '../formats/shard-name';
 import type { Nf4Quantized } from '../nf4/reference';
 import type { Nf4GpuWeight, Nf4Shaders } from '../nf4/gpu';
 import type { Gpu } from '../gpu/runtime';
@@ -109,7 +110,11 @@ export async function openSafetensorsWeights(folder: string, read: (path: string
     } catch (err) {
       throw new WeightError(`${indexPath}: not valid JSON (${(err as Error).message})`);
     }
-    if (!map || typeof map !== 'object') throw new WeightError(`${indexPath}: "weight_map" is missing`);
+    if (!map || typeof map !== 'object' || Array.isArray(map)) throw new WeightError(`${indexPath}: "weight_map" is missing`);
+    for (const [tensor, shard] of Object.entries(map)) {
+      const problem = shardNameProblem(shard);
+      if (problem !== null) throw new WeightError(`${indexPath}: ${shardNameMessage(tensor, shard, problem)}`);
+    }
     const shards = [...new Set(Object.values(map))].sort();
     const files: SafetensorsFile[] = [];
     for (const shard of shards) {

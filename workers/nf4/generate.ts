@@ -46,6 +46,13 @@ export function caseFile(c: GeneratedCase): Uint8Array {
     raw[i] *= 10 ** (c.spread * Math.tanh(rowScale[Math.floor(i / cols)]));
     if (c.zeroBlocks && Math.floor(i / 64) % 7 === 3) raw[i] = 0;
   }
+  return caseFileFromValues({ ...c, description: 'generated from the CPU reference (not bitsandbytes output)' }, raw);
+}
+
+/** A case file of the given values (rounded to the case's dtype first). */
+export function caseFileFromValues(c: { name: string; shape: number[]; dtype: Nf4Dtype; description: string; seed?: number }, raw: Float32Array): Uint8Array {
+  const n = numel(c.shape);
+  if (raw.length !== n) throw new RangeError(`${c.name}: ${raw.length} values for shape [${c.shape.join(', ')}]`);
   const { f32: input, stored } = inDtype(raw, c.dtype);
   const { codes } = nf4Codes(input);
   const plain = quantizeNF4(input, c.shape, { doubleQuant: false });
@@ -69,8 +76,30 @@ export function caseFile(c: GeneratedCase): Uint8Array {
       t('dq.absmax_dequant', 'F32', [absmax.length], restoreAbsmax(nested)),
       t('dq.dequant', dt, c.shape, castToDtype(dequantizeNF4(dq), c.dtype)),
     ],
-    { case: c.name, description: 'generated from the CPU reference (not bitsandbytes output)', seed: String(c.seed), shape: JSON.stringify(c.shape) },
+    { case: c.name, description: c.description, ...(c.seed === undefined ? {} : { seed: String(c.seed) }), shape: JSON.stringify(c.shape) },
   );
+}
+
+/**
+ * A case whose all-zero first block gets a negative subnormal absmax' from double quantisation
+ * (about −1.6e-39: the 8-bit code nearest to −offset lands just past it). The reference
+ * dequantises that block to −0; a GPU that flushes subnormals gives +0. Every input and every
+ * other dequantised value is a normal float32 (|x| ≥ 2e-38), so only that block can differ.
+ */
+export function subnormalAbsmaxCase(name = 'gen_subnormal_absmax_3x64'): Uint8Array {
+  const scales = [0, 2, 7].map((k) => k * 1e-37);
+  const raw = new Float32Array(scales.length * 64);
+  for (let b = 1; b < scales.length; b++) {
+    for (let i = 0; i < 64; i++) raw[b * 64 + i] = scales[b] * (i === 0 ? 1 : (i % 2 ? -1 : 1) * (0.1 + 0.9 * Math.abs(Math.sin(i * 0.7 + b))));
+  }
+  const shape = [scales.length, 64];
+  const q = quantizeNF4(raw, shape, { doubleQuant: true });
+  const restored = restoreAbsmax(q.nested!);
+  const subnormal = (v: number) => v !== 0 && Math.abs(v) < 2 ** -126;
+  if (!(restored[0] < 0 && subnormal(restored[0])) || raw.some(subnormal) || dequantizeNF4(q).slice(64).some(subnormal)) {
+    throw new Error(`${name}: the construction no longer isolates one subnormal absmax' (block 0: ${restored[0]})`);
+  }
+  return caseFileFromValues({ name, shape, dtype: 'float32', description: "all-zero block 0 with a negative subnormal double-quantised absmax' (CPU reference, not bitsandbytes output)" }, raw);
 }
 
 export interface GeneratedLayer {
@@ -81,6 +110,8 @@ export interface GeneratedLayer {
   dtype: Nf4Dtype;
   doubleQuant: boolean;
   seed: number;
+  /** false: the `.expected` file has no forward (`x`, `y`), which the format allows. */
+  forward?: boolean;
 }
 
 /** A Linear4bit state dict and its `.expected` companion (input_weight, input_bias, dequant_weight, x, y). */
@@ -107,13 +138,16 @@ export function layerFiles(l: GeneratedLayer): { stateDict: Uint8Array; expected
   const bytesOf = (v: ArrayBufferView) => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
   const state: Linear4bitState = { prefix: l.prefix, dtype: l.dtype, quant, bias: { dtype: dt, shape: [l.outFeatures], bytes: bytesOf(b.stored) } };
   const stateDict = writeSafetensors(linear4bitTensors(state), { format: 'pt' });
+  const forward: TensorToWrite[] = [
+    { name: 'x', dtype: dt, shape: [M, l.inFeatures], data: x.stored },
+    { name: 'y', dtype: dt, shape: [M, l.outFeatures], data: castToDtype(y, l.dtype) },
+  ];
   const expected = writeSafetensors(
     [
       { name: 'input_weight', dtype: dt, shape, data: w.stored },
       { name: 'input_bias', dtype: dt, shape: [l.outFeatures], data: b.stored },
       { name: 'dequant_weight', dtype: dt, shape, data: castToDtype(dequant, l.dtype) },
-      { name: 'x', dtype: dt, shape: [M, l.inFeatures], data: x.stored },
-      { name: 'y', dtype: dt, shape: [M, l.outFeatures], data: castToDtype(y, l.dtype) },
+      ...(l.forward === false ? [] : forward),
     ],
     { prefix: l.prefix, note: 'generated from the CPU reference (not bitsandbytes output)' },
   );

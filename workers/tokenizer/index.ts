@@ -4,6 +4,7 @@
  * tokenizer.json (byte-level BPE, SentencePiece, ...) behaves as it does in Python.
  */
 import { AutoTokenizer, PreTrainedTokenizer, env } from '@huggingface/transformers';
+import { BoundedTemplate } from './chat-template';
 
 export interface ChatMessage {
   role: string;
@@ -23,7 +24,7 @@ export interface TextTokenizer {
   readonly vocabSize: number;
   /** Whether the tokenizer brings a chat template (otherwise a plain default is used). */
   readonly hasChatTemplate: boolean;
-  /** `messages` rendered as text with the chat template. */
+  /** `messages` rendered as text with the chat template (bounded in time and size: ChatTemplateError past the limits). */
   applyChatTemplate(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
 }
 
@@ -34,12 +35,17 @@ export interface TextTokenizer {
 export const DEFAULT_CHAT_TEMPLATE =
   "{% for message in messages %}{{ '### ' + message['role'] + ':\\n' + message['content'] + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '### assistant:\\n' }}{% endif %}";
 
+/** The special tokens transformers passes to a chat template. */
+const SPECIAL_TOKEN_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'];
+
 class TransformersTokenizer implements TextTokenizer {
   readonly eosTokenId: number;
   readonly padTokenId: number;
   readonly eosToken: string;
   readonly vocabSize: number;
   readonly hasChatTemplate: boolean;
+  /** Compiled on first use. */
+  private template: BoundedTemplate | undefined;
 
   constructor(private readonly inner: PreTrainedTokenizer) {
     const eos = inner.eos_token_id;
@@ -59,12 +65,35 @@ class TransformersTokenizer implements TextTokenizer {
     return this.inner.decode(Array.from(ids), { skip_special_tokens: false });
   }
 
+  /**
+   * Rendered like transformers' apply_chat_template (the same template choice and variables),
+   * but through BoundedTemplate, so a template from a hostile repository fails within about a
+   * second naming itself instead of blocking the worker.
+   */
   applyChatTemplate(messages: ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
-    return this.inner.apply_chat_template(messages, {
-      tokenize: false,
+    this.template ??= this.hasChatTemplate
+      ? new BoundedTemplate(this.inner.get_chat_template({}), 'tokenizer_config.json: "chat_template"')
+      : new BoundedTemplate(DEFAULT_CHAT_TEMPLATE, 'the default chat template');
+    return this.template.render({
+      messages,
       add_generation_prompt: options.addGenerationPrompt ?? false,
-      chat_template: this.hasChatTemplate ? null : DEFAULT_CHAT_TEMPLATE,
-    }) as string;
+      tools: null,
+      documents: null,
+      ...this.specialTokens(),
+    });
+  }
+
+  /** bos_token, eos_token, … as tokenizer_config.json names them (strings or added-token objects). */
+  private specialTokens(): Record<string, string> {
+    const config = (this.inner.config ?? {}) as Record<string, unknown>;
+    const out: Record<string, string> = {};
+    for (const key of SPECIAL_TOKEN_KEYS) {
+      if (!Object.prototype.hasOwnProperty.call(config, key)) continue;
+      const item = config[key];
+      const text = typeof item === 'string' ? item : item && typeof item === 'object' ? (item as { content?: unknown }).content : undefined;
+      if (typeof text === 'string' && text) out[key] = text;
+    }
+    return out;
   }
 }
 

@@ -11,6 +11,7 @@ import { SafetensorsFile } from '../formats/safetensors';
 import { FixedBatches } from './batches';
 import type { OptimizerShaders } from './optimizer';
 import { SCHEDULE_NAMES, type ScheduleName } from './schedule';
+import { ownEntry } from '../util/own';
 import { Trainer, type Accumulation, type TrainEvent, type TrainSettings } from './trainer';
 
 export const TRAIN_CHECK_TOLERANCE = 1e-4;
@@ -51,7 +52,7 @@ export function settingsFromTrainJson(json: HfTrainJson, file = 'train.json'): T
   need('gradient_accumulation_steps', Number.isInteger(json.gradient_accumulation_steps) && json.gradient_accumulation_steps > 0);
   need('max_grad_norm', typeof json.max_grad_norm === 'number');
   need('amsgrad', !json.amsgrad);
-  const name = SCHEDULE_ALIASES[json.schedule] ?? (json.schedule as ScheduleName);
+  const name = ownEntry(SCHEDULE_ALIASES, json.schedule) ?? (json.schedule as ScheduleName);
   need('schedule', SCHEDULE_NAMES.includes(name));
   return {
     lr: json.lr,
