@@ -55,7 +55,7 @@ describe('config.json', () => {
     const phi = JSON.parse(fixture('tiny-phi/config.json'));
     expect(() => parseModelConfig({ ...phi, qk_layernorm: true })).toThrow(/"qk_layernorm"/);
     expect(() => parseModelConfig({ ...phi, hidden_act: 'relu' })).toThrow(/"hidden_act"/);
-    expect(() => parseModelConfig({ ...phi, model_type: 'llama' })).toThrow(/"model_type" = "llama" is not supported/);
+    expect(() => parseModelConfig({ ...phi, model_type: 'gpt2' })).toThrow(/"model_type" = "gpt2" is not supported \(supported: "phi", "falcon", /);
     expect(() => parseModelConfig('{not json', 'c.json')).toThrow(/c.json/);
   });
 });
