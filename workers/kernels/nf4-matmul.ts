@@ -4,7 +4,7 @@
  *   nf4LinearForward(gpu, shaders, { x, weight, bias?, y, M, accumulate? }) y (+)= x·Wᵀ (+ bias) [M, N]
  *   nf4LinearBackwardData(gpu, shaders, { dy, weight, dx, M, accumulate }) dx (+)= dy·W      [M, K]
  *
- * `shaders` = { nf4: nf4.wgsl, nf4Matmul: nf4-matmul.wgsl } (`?raw` strings from the caller).
+ * `shaders`: the registry's `nf4` and `nf4Matmul` entries (workers/kernels/shader-sources.ts).
  * Forward uses a matrix-vector kernel for M ≤ 4 (decoding: several output columns per workgroup,
  * 32 codes per thread and step) and a tiled kernel otherwise: 64 output columns by 16, 32, 64 or
  * 128 rows of M per workgroup (1, 2, 4 or 8 × 4 outputs per thread), by M and by the device's

@@ -21,7 +21,7 @@ import { architectureNames, type ArchitectureNames, type LinearRole, type Linear
 import { F32Linear, Nf4Linear, type FrozenLinear } from './frozen-linear';
 import { seededRandom } from '../util/random';
 import { createLoraModules, exportPeftAdapter, type LoraInit, type LoraModule, type PeftExport } from './lora-adapter';
-import type { ModelShaders } from './shaders';
+import type { ModelShaders } from '../kernels/shaders';
 import { checkSamplingOptions, isGreedy, sampleToken } from './sampling';
 import type {
   Batch,

@@ -2,7 +2,7 @@ import { Gpu } from '../../gpu/runtime';
 import { CausalLM } from '../../model/causal-lm';
 import { parseModelConfig } from '../../model/config';
 import { allLinearNames } from '../../model/architecture';
-import { MODEL_SHADERS } from '../../model/shader-sources';
+import { SHADERS as MODEL_SHADERS } from '../../kernels/shader-sources';
 import { openSafetensorsWeights } from '../../model/weights';
 import type { Batch, LoraSettings } from '../../model/types';
 import { makeBatch, prepareDataset, readRows, type Example, type PresetName } from '../../data';
@@ -11,7 +11,7 @@ import { tokenizerFromFiles, tokenizerFromUrl, type TextTokenizer } from '../../
 import { ShuffledExamples } from '../../train/batches';
 import { CheckpointStore } from '../../train/checkpoint-store';
 import { crc32 } from '../../load/checksum';
-import { OPTIMIZER_SHADERS } from '../../train/shader-sources';
+import { SHADERS as OPTIMIZER_SHADERS } from '../../kernels/shader-sources';
 import { SCHEDULE_NAMES, type ScheduleName } from '../../train/schedule';
 import { Trainer, type TrainSettings } from '../../train/trainer';
 import { parseMapping } from './data-check';
