@@ -1,7 +1,7 @@
 /** Runs one suite, checks its numbers, and writes the result JSON under bench/results/. */
-import type { Gpu } from '../gpu/runtime';
-import type { CliIo, CliResult } from '../cli/io';
-import { CliInputError } from '../cli/io';
+import type { Gpu } from '../workers/gpu/runtime';
+import type { CliIo, CliResult } from '../workers/cli/io';
+import { CliInputError } from '../workers/cli/io';
 import { SUITES } from './suites';
 import { isEmulated, type BenchReport, type BenchRuntime, type BenchSize } from './suite';
 
