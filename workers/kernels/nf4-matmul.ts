@@ -125,12 +125,19 @@ export function nf4LinearBackwardData(gpu: Gpu, shaders: Nf4Shaders, s: Nf4Linea
   });
 }
 
-/** CPU reference: y = x·dequant(W)ᵀ (+ bias) and dx = dy·dequant(W), float64 accumulation. */
+/**
+ * The NF4 linear's one CPU reference: y = x·dequant(W)ᵀ (+ bias) and dx = dy·dequant(W),
+ * float64 accumulation (also what nf4-check compares bitsandbytes' Linear4bit outputs with).
+ */
 export function nf4LinearCpu(q: Nf4Quantized) {
   const [N, K] = [q.shape[0], q.shape[q.shape.length - 1]];
   const w = dequantizeNF4(q);
+  const expect = (name: string, got: Float32Array, M: number, cols: number) => {
+    if (got.length !== M * cols) throw new RangeError(`nf4LinearCpu: ${name} has ${got.length} elements, expected ${M}×${cols}`);
+  };
   return {
     forward(x: Float32Array, M: number, bias?: Float32Array): Float32Array {
+      expect('x', x, M, K);
       const y = new Float32Array(M * N);
       for (let m = 0; m < M; m++) {
         for (let j = 0; j < N; j++) {
@@ -142,6 +149,7 @@ export function nf4LinearCpu(q: Nf4Quantized) {
       return y;
     },
     backward(dy: Float32Array, M: number): Float32Array {
+      expect('dy', dy, M, N);
       const dx = new Float64Array(M * K);
       for (let m = 0; m < M; m++) {
         for (let j = 0; j < N; j++) {
