@@ -10,7 +10,7 @@ import { PRESETS as MODEL_PRESETS, type Preset } from '../../load/presets';
 import { tokenizerFromFiles, tokenizerFromUrl, type TextTokenizer } from '../../tokenizer';
 import { ShuffledExamples } from '../../train/batches';
 import { CheckpointStore } from '../../train/checkpoint-store';
-import { crc32 } from '../../load/checksum';
+import { crc32 } from '../../util/crc32';
 import { SHADERS as OPTIMIZER_SHADERS } from '../../kernels/shader-sources';
 import { SCHEDULE_NAMES, type ScheduleName } from '../../train/schedule';
 import { Trainer, type TrainSettings } from '../../train/trainer';
