@@ -8,7 +8,7 @@
  * (workers/model, workers/nf4, workers/train) so the prediction can be checked against the
  * pool's measured peak.
  */
-import type { ByCategory, MemoryCategory } from '../gpu/pool';
+import type { ByCategory, MemoryCategory } from '../util/memory-categories';
 import { parseModelConfig, type ModelConfig } from '../model/config';
 import { architectureNames, isTargetModule, type LinearSpec } from '../model/architecture';
 import { DEFAULT_QUANT, getPreset, type HfConfig, type QuantSettings } from './presets';
