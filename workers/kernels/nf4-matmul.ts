@@ -132,12 +132,12 @@ export function nf4LinearBackwardData(gpu: Gpu, shaders: Nf4Shaders, s: Nf4Linea
 export function nf4LinearCpu(q: Nf4Quantized) {
   const [N, K] = [q.shape[0], q.shape[q.shape.length - 1]];
   const w = dequantizeNF4(q);
-  const expect = (name: string, got: Float32Array, M: number, cols: number) => {
+  const checkLength = (name: string, got: Float32Array, M: number, cols: number) => {
     if (got.length !== M * cols) throw new RangeError(`nf4LinearCpu: ${name} has ${got.length} elements, expected ${M}×${cols}`);
   };
   return {
     forward(x: Float32Array, M: number, bias?: Float32Array): Float32Array {
-      expect('x', x, M, K);
+      checkLength('x', x, M, K);
       const y = new Float32Array(M * N);
       for (let m = 0; m < M; m++) {
         for (let j = 0; j < N; j++) {
@@ -149,7 +149,7 @@ export function nf4LinearCpu(q: Nf4Quantized) {
       return y;
     },
     backward(dy: Float32Array, M: number): Float32Array {
-      expect('dy', dy, M, N);
+      checkLength('dy', dy, M, N);
       const dx = new Float64Array(M * K);
       for (let m = 0; m < M; m++) {
         for (let j = 0; j < N; j++) {
