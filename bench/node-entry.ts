@@ -1,13 +1,13 @@
 /**
  * The benchmark suites under plain Node with Dawn (the `webgpu` package), no browser:
- * the same engine code and shaders as the studio. Built into one file by scripts/bench.mjs.
+ * the same engine code and shaders as the studio. Built into one file by bench/build.mjs.
  * Usage (after the build): node node-bench.mjs <suite> [--size smoke|cpu|full] [--results DIR]
  */
 import { create, globals } from 'webgpu';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Gpu } from '../workers/gpu/runtime';
-import { runBench } from '../workers/bench/run';
+import { runBench } from './run';
 import { CliInputError, type CliIo } from '../workers/cli/io';
 
 function parse(argv: string[]): { positional: string[]; flags: Record<string, string | true> } {

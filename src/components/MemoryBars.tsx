@@ -1,5 +1,4 @@
-import type { ByCategory } from '../../workers/gpu/pool';
-import { MEMORY_CATEGORIES } from '../../workers/gpu/pool';
+import { MEMORY_CATEGORIES, type ByCategory } from '../../workers/util/memory-categories';
 import { formatBytes } from '../format';
 
 const DESCRIPTIONS: Record<string, string> = {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import code from '../../shaders/activation.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { erf, geluBackward, geluCpu, geluForward, geluGradCpu, type GeluKind } from '../../workers/kernels/activation';
 import { POISON, randn, relErr, testGpu } from './helpers';
 
@@ -24,11 +24,11 @@ describe('GELU activations', () => {
       const xb = gpu.upload(x, 'scratch');
       const y = gpu.alloc(n * 4, 'scratch');
       gpu.fill(y, POISON);
-      geluForward(gpu, code, kind, xb, y, n);
+      geluForward(gpu, SHADERS.activation, kind, xb, y, n);
       const want = Float64Array.from(x, (v) => geluCpu(kind, v));
       expect(relErr(await gpu.readF32(y, n), want)).toBeLessThan(2e-6);
       const d = gpu.upload(dy, 'scratch');
-      geluBackward(gpu, code, kind, xb, d, n);
+      geluBackward(gpu, SHADERS.activation, kind, xb, d, n);
       const dWant = Float64Array.from(x, (v, i) => dy[i] * geluGradCpu(kind, v));
       expect(relErr(await gpu.readF32(d, n), dWant)).toBeLessThan(2e-6);
       // The analytic gradient against central differences in float64.

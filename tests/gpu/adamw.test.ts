@@ -1,14 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import adamwCode from '../../shaders/adamw.wgsl?raw';
-import sumsqCode from '../../shaders/reduce-sumsq.wgsl?raw';
-import finalizeCode from '../../shaders/reduce-norm-finalize.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { adamw, adamwCpu, adamwScalars } from '../../workers/kernels/adamw';
 import { SafetensorsFile } from '../../workers/formats/safetensors';
 import { AdamWOptimizer } from '../../workers/train/optimizer';
 import { scheduledLr } from '../../workers/train/schedule';
 import { randn, relErr, testGpu } from './helpers';
 
-const shaders = { adamw: adamwCode, sumsq: sumsqCode, finalize: finalizeCode };
 
 describe('AdamW kernel', () => {
   for (const n of [1, 5, 255, 257, 1000, 4099]) {
@@ -29,7 +26,7 @@ describe('AdamW kernel', () => {
         gpu.write(gg, g);
         gpu.write(clip, new Float32Array([1.5, coef]));
         const k = adamwScalars({ ...hyper, lr: t === 1 ? 0 : hyper.lr }, t);
-        adamw(gpu, adamwCode, { param: pg, grad: gg, expAvg: mg, expAvgSq: vg, clip, count: n, zeroGrad: true }, k);
+        adamw(gpu, SHADERS.adamw, { param: pg, grad: gg, expAvg: mg, expAvgSq: vg, clip, count: n, zeroGrad: true }, k);
         adamwCpu(p, g, m, v, coef, k);
         expect(relErr(await gpu.readF32(pg, n), p)).toBeLessThan(1e-6);
         expect(relErr(await gpu.readF32(mg, n), m)).toBeLessThan(1e-6);
@@ -51,7 +48,7 @@ describe('AdamW kernel', () => {
     gpu.fill(mg, 0);
     gpu.fill(vg, 0);
     const clip = gpu.upload(new Float32Array([0, 1]), 'scratch');
-    adamw(gpu, adamwCode, { param: pg, grad: gg, expAvg: mg, expAvgSq: vg, clip, count: 77, paramOffset: 101, stateOffset: 13 }, adamwScalars({ lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, 1));
+    adamw(gpu, SHADERS.adamw, { param: pg, grad: gg, expAvg: mg, expAvgSq: vg, clip, count: 77, paramOffset: 101, stateOffset: 13 }, adamwScalars({ lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, 1));
     const got = await gpu.readF32(pg, n);
     for (let i = 0; i < n; i++) {
       if (i < 101 || i >= 178) expect(got[i]).toBe(p[i]);
@@ -76,7 +73,7 @@ async function replay(folder: string) {
     const w = adapter.f32(key);
     return { key, numel: w.length, weight: gpu.upload(w, 'lora'), grad: gpu.alloc(w.length * 4, 'lora') };
   });
-  const opt = new AdamWOptimizer(gpu, shaders, params, { beta1: 0.9, beta2: 0.999, eps: train.eps, weightDecay: train.weight_decay }, { pageElems: 64, budgetBytes: 64 * 8 * 3 });
+  const opt = new AdamWOptimizer(gpu, SHADERS, params, { beta1: 0.9, beta2: 0.999, eps: train.eps, weightDecay: train.weight_decay }, { pageElems: 64, budgetBytes: 64 * 8 * 3 });
   opt.zeroGrad();
   const norms: number[] = [];
   const worst: Record<string, number> = {};

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import code from '../../shaders/attention.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import type { Gpu } from '../../workers/gpu/runtime';
 import {
   attentionBackward,
@@ -128,7 +128,7 @@ async function check(c: Case): Promise<void> {
   gpu.fill(stats, POISON);
   poisonScratch(gpu, forwardScratchBytes(shape, fPlan));
   const spec = { ...shape, mask: maskBuf, q: { buf: qBuf, ...qL }, k: { buf: kBuf, ...kL }, v: { buf: vBuf, ...vL }, o: { buf: o, ...oL }, stats };
-  attentionForward(gpu, code, spec, fPlan);
+  attentionForward(gpu, SHADERS.attention, spec, fPlan);
 
   const x = { q, k, v, mask };
   const ref = attentionCpu(x, shape);
@@ -156,7 +156,7 @@ async function check(c: Case): Promise<void> {
   gpu.fill(dq, POISON);
   gpu.fill(dkv, POISON);
   poisonScratch(gpu, backwardScratchBytes(shape, bPlan));
-  attentionBackward(gpu, code, { ...spec, o: { buf: o, ...oL }, dO: dOb, dq, dkv, dk: dkL, dv: dvL }, bPlan);
+  attentionBackward(gpu, SHADERS.attention, { ...spec, o: { buf: o, ...oL }, dO: dOb, dq, dkv, dk: dkL, dv: dvL }, bPlan);
   const g = attentionBackwardCpu(x, dO, shape);
   const dqAll = await gpu.readF32(dq);
   const dkvAll = fused ? dqAll : await gpu.readF32(dkv);
@@ -350,9 +350,9 @@ describe('attention plans', () => {
     const gpu = await testGpu();
     const b = gpu.alloc(64, 'scratch');
     const base = { batch: 1, tq: 1, tk: 1, heads: 2, kvHeads: 1, headDim: 8, q: { buf: b, stride: 16 }, k: { buf: b, stride: 8 }, v: { buf: b, stride: 8 }, o: { buf: b, stride: 16 }, stats: b };
-    expect(() => attentionForward(gpu, code, { ...base, headDim: 136 })).toThrow(/head_dim 136/);
-    expect(() => attentionForward(gpu, code, { ...base, kvHeads: 3 })).toThrow(/3 K\/V heads/);
-    expect(() => attentionForward(gpu, code, { ...base, tk: 0 })).toThrow(/tk = 0/);
+    expect(() => attentionForward(gpu, SHADERS.attention, { ...base, headDim: 136 })).toThrow(/head_dim 136/);
+    expect(() => attentionForward(gpu, SHADERS.attention, { ...base, kvHeads: 3 })).toThrow(/3 K\/V heads/);
+    expect(() => attentionForward(gpu, SHADERS.attention, { ...base, tk: 0 })).toThrow(/tk = 0/);
     gpu.release(b);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import code from '../../shaders/cross-entropy.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { crossEntropy, crossEntropyCpu, shiftLabels } from '../../workers/kernels/cross-entropy';
 import { POISON, randn, relErr, testGpu } from './helpers';
 import { finiteDiff, pick, someCoords } from './fd';
@@ -26,7 +26,7 @@ describe('chunked cross-entropy', () => {
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const n = Math.min(chunk, rows - r0);
       gpu.write(chunkBuf, logits.subarray(r0 * vocab, (r0 + n) * vocab));
-      crossEntropy(gpu, code, { logits: chunkBuf, targets: tb, loss, rows: n, vocab, rowStart: r0, backward: true, gradScale });
+      crossEntropy(gpu, SHADERS.crossEntropy, { logits: chunkBuf, targets: tb, loss, rows: n, vocab, rowStart: r0, backward: true, gradScale });
       got.set(await gpu.readF32(chunkBuf, n * vocab), r0 * vocab);
     }
     const ref = crossEntropyCpu(logits, targets, rows, vocab, gradScale);
@@ -38,7 +38,7 @@ describe('chunked cross-entropy', () => {
     expect(relErr(pick(ref.dlogits, coords), fd)).toBeLessThan(1e-6);
     // Forward-only mode leaves the logits as they were.
     gpu.write(chunkBuf, logits.subarray(0, chunk * vocab));
-    crossEntropy(gpu, code, { logits: chunkBuf, targets: tb, loss, rows: chunk, vocab, rowStart: 0, backward: false });
+    crossEntropy(gpu, SHADERS.crossEntropy, { logits: chunkBuf, targets: tb, loss, rows: chunk, vocab, rowStart: 0, backward: false });
     expect(Array.from(await gpu.readF32(chunkBuf, chunk * vocab))).toEqual(Array.from(logits.subarray(0, chunk * vocab)));
     gpu.release(tb, loss, chunkBuf);
   });

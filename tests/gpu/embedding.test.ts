@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import code from '../../shaders/embedding.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { embedding, embeddingCpu, type TableFormat } from '../../workers/kernels/embedding';
 import { f32ArrayToBf16, f32ArrayToF16, bf16ArrayToF32, f16ArrayToF32 } from '../../workers/formats/float16';
 import { POISON, randn, testGpu } from './helpers';
@@ -20,7 +20,7 @@ describe('embedding gather', () => {
       const ib = gpu.upload(ids, 'scratch');
       const out = gpu.alloc(rows * hidden * 4, 'scratch');
       gpu.fill(out, POISON);
-      embedding(gpu, code, { ids: ib, table: tb, out, rows, hidden, vocab, format });
+      embedding(gpu, SHADERS.embedding, { ids: ib, table: tb, out, rows, hidden, vocab, format });
       expect(Array.from(await gpu.readF32(out, rows * hidden))).toEqual(Array.from(embeddingCpu(ids, values, hidden, vocab)));
       gpu.release(tb, ib, out);
     });

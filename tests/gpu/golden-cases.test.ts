@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { GOLDEN_TOLERANCE, runGoldenCheck, type FileReader } from '../../workers/model/golden';
-import { MODEL_SHADERS } from '../../workers/model/shader-sources';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { testGpu } from './helpers';
 
 /** Fixture files over the test server; the dev server answers missing files with HTML, so treat that as absent. */
@@ -23,7 +23,7 @@ describe('hf-golden-cases', () => {
   for (const [name, modules] of Object.entries(CASES)) {
     it(`${name}: logits, loss, LoRA gradients, embedding gradient and greedy tokens within 1e-5`, async () => {
       const gpu = await testGpu();
-      const report = await runGoldenCheck(gpu, MODEL_SHADERS, `/tests/fixtures/hf-golden-cases/${name}`, fetchReader);
+      const report = await runGoldenCheck(gpu, SHADERS, `/tests/fixtures/hf-golden-cases/${name}`, fetchReader);
       console.log(name, JSON.stringify(report.tensors.map((t) => [t.name.replace('base_model.model.model.', ''), Number(t.rel.toExponential(2))])), 'tokens equal', report.tokens_equal);
       const failing = report.tensors.filter((t) => !(t.rel <= GOLDEN_TOLERANCE));
       expect(failing).toEqual([]);
@@ -39,7 +39,7 @@ describe('hf-golden-cases', () => {
   // the answer included. No score from there means anything, so the engine refuses the batch by name.
   it('llama-leftpad-padlabel: a label scored from a padded position is refused, naming row and position', async () => {
     const gpu = await testGpu();
-    await expect(runGoldenCheck(gpu, MODEL_SHADERS, '/tests/fixtures/hf-golden-cases/llama-leftpad-padlabel', fetchReader)).rejects.toThrow(/labels\[\d+, \d+\] = \d+ is scored from padded position \d+ \(attention_mask 0\): set it to -100/);
+    await expect(runGoldenCheck(gpu, SHADERS, '/tests/fixtures/hf-golden-cases/llama-leftpad-padlabel', fetchReader)).rejects.toThrow(/labels\[\d+, \d+\] = \d+ is scored from padded position \d+ \(attention_mask 0\): set it to -100/);
   });
 
   // The cases are not vacuous: reading the rope scaling wrong moves the numbers far past the tolerance.
@@ -54,7 +54,7 @@ describe('hf-golden-cases', () => {
         config.rope_scaling = null;
         return new TextEncoder().encode(JSON.stringify(config));
       };
-      const report = await runGoldenCheck(gpu, MODEL_SHADERS, folder, read);
+      const report = await runGoldenCheck(gpu, SHADERS, folder, read);
       expect(report.ok).toBe(false);
       expect(report.tensors.find((t) => t.name === 'logits')!.rel).toBeGreaterThan(1e-3);
     });

@@ -1,10 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import sumsqCode from '../../shaders/reduce-sumsq.wgsl?raw';
-import finalizeCode from '../../shaders/reduce-norm-finalize.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { GradNormPlan, gradNormCpu } from '../../workers/kernels/grad-norm';
 import { POISON, randn, testGpu } from './helpers';
 
-const shaders = { sumsq: sumsqCode, finalize: finalizeCode };
 
 describe('global gradient norm + clip coefficient', () => {
   const cases: [string, number[], number][] = [
@@ -18,7 +16,7 @@ describe('global gradient norm + clip coefficient', () => {
       const gpu = await testGpu();
       const data = sizes.map((n, i) => randn(n, 17 * i + n, 0.02));
       const bufs = data.map((d) => gpu.upload(d, 'lora'));
-      const plan = new GradNormPlan(gpu, shaders, bufs.map((buf, i) => ({ buf, count: sizes[i] })));
+      const plan = new GradNormPlan(gpu, SHADERS, bufs.map((buf, i) => ({ buf, count: sizes[i] })));
       gpu.fill(plan.clip, POISON);
       gpu.fill(plan.partials, POISON);
       plan.run(maxNorm);
@@ -41,7 +39,7 @@ describe('global gradient norm + clip coefficient', () => {
     const gpu = await testGpu();
     const g = new Float32Array([3, 4]); // norm 5
     const buf = gpu.upload(g, 'lora');
-    const plan = new GradNormPlan(gpu, shaders, [{ buf, count: 2 }]);
+    const plan = new GradNormPlan(gpu, SHADERS, [{ buf, count: 2 }]);
     plan.run(1);
     const [total, coef] = await gpu.readF32(plan.clip, 2);
     expect(total).toBe(5);

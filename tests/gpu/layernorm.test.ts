@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import code from '../../shaders/layernorm.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { layerNormBackward, layerNormBackwardCpu, layerNormCpu, layerNormForward } from '../../workers/kernels/layernorm';
 import { POISON, randn, relErr, testGpu } from './helpers';
 import { dot, finiteDiff, pick, someCoords } from './fd';
@@ -25,8 +25,8 @@ describe('layernorm', () => {
       gpu.fill(y, POISON);
       gpu.fill(stats, POISON);
       gpu.fill(dx, POISON);
-      layerNormForward(gpu, code, { x: xb, weight: wb, bias: bb, y, stats, rows, cols, eps });
-      layerNormBackward(gpu, code, { x: xb, weight: wb, stats, dy: dyb, dx, rows, cols });
+      layerNormForward(gpu, SHADERS.layernorm, { x: xb, weight: wb, bias: bb, y, stats, rows, cols, eps });
+      layerNormBackward(gpu, SHADERS.layernorm, { x: xb, weight: wb, stats, dy: dyb, dx, rows, cols });
       const ref = layerNormCpu(x, w, b, rows, cols, eps);
       expect(relErr(await gpu.readF32(y, rows * cols), ref.y)).toBeLessThan(2e-6);
       const dxRef = layerNormBackwardCpu(x, w, dy, rows, cols, eps);
@@ -37,7 +37,7 @@ describe('layernorm', () => {
       const fd = finiteDiff((xx) => dot(layerNormCpu(xx, w, b, rows, cols, eps).y, dy), x, coords);
       expect(relErr(pick(dxRef, coords), fd)).toBeLessThan(1e-6);
       // Accumulating mode adds onto what is there.
-      layerNormBackward(gpu, code, { x: xb, weight: wb, stats, dy: dyb, dx, rows, cols, accumulate: true });
+      layerNormBackward(gpu, SHADERS.layernorm, { x: xb, weight: wb, stats, dy: dyb, dx, rows, cols, accumulate: true });
       expect(relErr(await gpu.readF32(dx, rows * cols), dxRef.map((v) => 2 * v))).toBeLessThan(1e-5);
       gpu.release(xb, wb, bb, dyb, y, stats, dx);
     });

@@ -9,7 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { Gpu } from '../../workers/gpu/runtime';
 import { downloadNf4 } from '../../workers/nf4/gpu';
-import { MODEL_SHADERS } from '../../workers/model/shader-sources';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { HubClient } from '../../workers/load/hub';
 import { cpuTarget, quantizeOnLoad, type LoadedTensor } from '../../workers/load/quantize-on-load';
 import { gpuTarget, type GpuTensor } from '../../workers/load/gpu-target';
@@ -36,7 +36,7 @@ describe('quantize on load (GPU)', () => {
       const { arch, weights } = await openModel(files);
       const chunkBytes = 8192; // 4096 f16 elements: every linear weight takes several chunks
       const onGpu = new Map<string, GpuTensor>();
-      const stats = await quantizeOnLoad(weights, { arch, quant: DEFAULT_QUANT, target: gpuTarget(gpu, MODEL_SHADERS), chunkBytes, onTensor: (n, t) => void onGpu.set(n, t) });
+      const stats = await quantizeOnLoad(weights, { arch, quant: DEFAULT_QUANT, target: gpuTarget(gpu, SHADERS), chunkBytes, onTensor: (n, t) => void onGpu.set(n, t) });
       const onCpu = new Map<string, LoadedTensor>();
       await quantizeOnLoad(weights, { arch, quant: DEFAULT_QUANT, target: cpuTarget, chunkBytes: 1 << 20, onTensor: (n, t) => void onCpu.set(n, t) });
 
@@ -75,7 +75,7 @@ describe('quantize on load (GPU)', () => {
       const files = localFileSet([new File([JSON.stringify(config)], 'config.json'), new File([bytes], 'model.safetensors')]);
       const { arch, weights } = await openModel(files);
       const out = new Map<string, GpuTensor>();
-      const stats = await quantizeOnLoad(weights, { arch, quant: DEFAULT_QUANT, target: gpuTarget(gpu, MODEL_SHADERS), onTensor: (n, t) => void out.set(n, t) });
+      const stats = await quantizeOnLoad(weights, { arch, quant: DEFAULT_QUANT, target: gpuTarget(gpu, SHADERS), onTensor: (n, t) => void out.set(n, t) });
       expect(stats.prequantized).toBe(1);
       const prefix = 'transformer.h.0.mlp.dense_h_to_4h.';
       const expected = readLinear4bit(new SafetensorsFile(bytes), prefix).quant;
@@ -116,7 +116,7 @@ describe('quantize on load (GPU)', () => {
       const loaded = await loadModel({ files: urlFileSet(new HubClient({ retryDelayMs: 1 }), demoUrl()), quant: DEFAULT_QUANT, cache, cacheId: { repo: 'studio/demo', revision: 'v1' } });
       const source = new LoadedWeightSource(loaded.tensors, 'cache');
       const config = parseModelConfig(getPreset('demo').config, 'demo config');
-      const model = await CausalLM.load(gpu, MODEL_SHADERS, config, source, { mode: 'nf4' });
+      const model = await CausalLM.load(gpu, SHADERS, config, source, { mode: 'nf4' });
       const onGpu = await model.dequantizedLinearWeights();
       let linears = 0;
       for (const [name, t] of loaded.tensors) {
@@ -148,7 +148,7 @@ describe('quantize on load (GPU)', () => {
         gpu.pool.trim();
         await gpu.done();
         gpu.pool.resetPeak();
-        const model = await CausalLM.load(gpu, MODEL_SHADERS, config, weights, { mode: 'nf4' });
+        const model = await CausalLM.load(gpu, SHADERS, config, weights, { mode: 'nf4' });
         // Scratch beyond the device's lifetime buffers (uniform arena, dummy binding).
         const scratch = gpu.pool.stats().peak.scratch - lifetime;
         const linears = await model.dequantizedLinearWeights();
@@ -247,7 +247,7 @@ describe('quantize on load (GPU)', () => {
         return writer;
       };
       const load = await openLoad({ files: urlFileSet(new HubClient({ retryDelayMs: 1 }), demoUrl()), quant: DEFAULT_QUANT, cache, cacheId: { repo: 'studio/demo', revision: 'v1' }, quantizer: 'gpu' });
-      await expect(CausalLM.load(gpu, MODEL_SHADERS, config, load.weights, { mode: 'nf4' })).rejects.toThrow('quota exceeded');
+      await expect(CausalLM.load(gpu, SHADERS, config, load.weights, { mode: 'nf4' })).rejects.toThrow('quota exceeded');
       await load.abort();
       await gpu.done();
       // Only the device's shared NF4 tables (16 codes + 256 nested-map values) stay, for later weights.

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import loraCode from '../../shaders/lora.wgsl?raw';
-import matmulCode from '../../shaders/matmul.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import {
   dropoutGpu,
   dropoutMaskCpu,
@@ -13,7 +12,6 @@ import {
 } from '../../workers/kernels/lora';
 import { POISON, randn, relErr, testGpu } from './helpers';
 
-const shaders = { lora: loraCode, matmul: matmulCode };
 
 const shapes: [number, number, number, number][] = [
   [5, 37, 23, 3],
@@ -28,7 +26,7 @@ describe('LoRA dropout mask', () => {
     const ones = gpu.upload(new Float32Array(count).fill(1), 'scratch');
     const out = gpu.alloc(count * 4, 'scratch');
     gpu.fill(out, POISON);
-    dropoutGpu(gpu, loraCode, ones, out, count, d, false);
+    dropoutGpu(gpu, SHADERS.lora, ones, out, count, d, false);
     const got = await gpu.readF32(out, count);
     const want = dropoutMaskCpu(count, d);
     expect(got).toEqual(want);
@@ -62,14 +60,14 @@ describe('LoRA forward/backward vs CPU reference', () => {
         const [xg, ag, bg, yg, dyg, dAg, dBg, dxg] = [x, a, b, y0, dy, dA0, dB0, dx0].map((v) => gpu.upload(v, 'scratch'));
         const hg = gpu.alloc(M * r * 4, 'scratch');
         gpu.fill(hg, POISON);
-        loraForward(gpu, shaders, { ...s, x: xg, a: ag, b: bg, y: yg, h: hg });
+        loraForward(gpu, SHADERS, { ...s, x: xg, a: ag, b: bg, y: yg, h: hg });
         const y = Float32Array.from(y0);
         loraForwardCpu(x, a, b, y, s);
         expect(relErr(await gpu.readF32(yg, M * outF), y)).toBeLessThan(1e-5);
 
         // Backward twice (kept h, then recomputed h): gradients add up.
-        loraBackward(gpu, shaders, { ...s, x: xg, a: ag, b: bg, dy: dyg, dA: dAg, dB: dBg, dx: dxg, h: hg });
-        loraBackward(gpu, shaders, { ...s, x: xg, a: ag, b: bg, dy: dyg, dA: dAg, dB: dBg, dx: dxg });
+        loraBackward(gpu, SHADERS, { ...s, x: xg, a: ag, b: bg, dy: dyg, dA: dAg, dB: dBg, dx: dxg, h: hg });
+        loraBackward(gpu, SHADERS, { ...s, x: xg, a: ag, b: bg, dy: dyg, dA: dAg, dB: dBg, dx: dxg });
         const [dA, dB, dx] = [Float32Array.from(dA0), Float32Array.from(dB0), Float32Array.from(dx0)];
         loraBackwardCpu(x, a, b, dy, dA, dB, dx, s);
         loraBackwardCpu(x, a, b, dy, dA, dB, dx, s);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import code from '../../shaders/matmul.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { matmul, matmulCpu } from '../../workers/kernels/matmul';
 import { POISON, randn, relErr, testGpu } from './helpers';
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../workers/formats/float16';
@@ -28,13 +28,13 @@ describe('f32 matmul', () => {
           const bias1 = gpu.upload(bias, 'scratch');
           const c1 = gpu.alloc(M * N * 4, 'scratch');
           gpu.fill(c1, POISON);
-          matmul(gpu, code, { a: a1, b: b1, c: c1, M, N, K, transA, transB, alpha: 0.5, bias: bias1 });
+          matmul(gpu, SHADERS.matmul, { a: a1, b: b1, c: c1, M, N, K, transA, transB, alpha: 0.5, bias: bias1 });
           const got = await gpu.readF32(c1, M * N);
           const want = new Float32Array(M * N);
           matmulCpu(a, b, want, { M, N, K, transA, transB, alpha: 0.5, bias });
           expect(relErr(got, want)).toBeLessThan(1e-5);
           // Accumulate: C += A·B.
-          matmul(gpu, code, { a: a1, b: b1, c: c1, M, N, K, transA, transB, beta: 1 });
+          matmul(gpu, SHADERS.matmul, { a: a1, b: b1, c: c1, M, N, K, transA, transB, beta: 1 });
           matmulCpu(a, b, want, { M, N, K, transA, transB, beta: 1 });
           expect(relErr(await gpu.readF32(c1, M * N), want)).toBeLessThan(1e-5);
           gpu.release(a1, b1, bias1, c1);
@@ -59,7 +59,7 @@ describe('f32 matmul', () => {
           const b1 = gpu.upload(packed, 'scratch');
           const c1 = gpu.alloc(M * N * 4, 'scratch');
           gpu.fill(c1, POISON);
-          matmul(gpu, code, { a: a1, b: b1, c: c1, M, N, K, transB, offB, formatB });
+          matmul(gpu, SHADERS.matmul, { a: a1, b: b1, c: c1, M, N, K, transB, offB, formatB });
           const want = new Float32Array(M * N);
           matmulCpu(a, widened, want, { M, N, K, transB, offB });
           expect(relErr(await gpu.readF32(c1, M * N), want)).toBeLessThan(1e-5);
@@ -79,7 +79,7 @@ describe('f32 matmul', () => {
     const c1 = gpu.alloc((M * N * batch + 1) * 4, 'scratch');
     gpu.fill(c1, POISON);
     const spec = { M, N, K, offA: 4, offB: 2, offC: 1, batch, strideA: M * K, strideB: K * N, strideC: M * N };
-    matmul(gpu, code, { a: a1, b: b1, c: c1, ...spec });
+    matmul(gpu, SHADERS.matmul, { a: a1, b: b1, c: c1, ...spec });
     const want = new Float32Array(M * N * batch + 1);
     matmulCpu(a, b, want, spec);
     const got = await gpu.readF32(c1, M * N * batch + 1);

@@ -11,7 +11,7 @@ import type { ModelConfig } from '../../workers/model/config';
 import { allLinearNames } from '../../workers/model/architecture';
 import { parsePeftConfig } from '../../workers/model/lora-adapter';
 import { RandomWeights, tinyConfig } from '../../workers/model/random-weights';
-import { MODEL_SHADERS } from '../../workers/model/shader-sources';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import type { Batch, LoraSettings } from '../../workers/model/types';
 import { randn, relErr, rng, testGpu } from './helpers';
 import type { WeightSource } from '../../workers/model/weights';
@@ -19,7 +19,7 @@ import type { WeightSource } from '../../workers/model/weights';
 const settingsFor = (c: ModelConfig, dropout = 0): LoraSettings => ({ r: 3, alpha: 6, dropout, targetModules: allLinearNames(c) });
 
 async function build(gpu: Gpu, c: ModelConfig, opts: { checkpointing?: boolean; dropout?: number; randomB?: boolean } = {}): Promise<CausalLM> {
-  const model = await CausalLM.load(gpu, MODEL_SHADERS, c, new RandomWeights(c, 7), {
+  const model = await CausalLM.load(gpu, SHADERS, c, new RandomWeights(c, 7), {
     mode: 'exact',
     lora: { settings: settingsFor(c, opts.dropout ?? 0), init: { seed: 3 } },
     checkpointing: opts.checkpointing,
@@ -116,7 +116,7 @@ describe('CausalLM', () => {
       const b = randomBatch(c, 2, 9, [9, 6], 11);
       const results: { weights: number; loss: number; logits: Float32Array; grads: Float32Array[]; tokens: number[] }[] = [];
       for (const source of [sixteen, widened]) {
-        const m = await CausalLM.load(gpu, MODEL_SHADERS, c, source, { mode: 'nf4', lora: { settings: settingsFor(c), init: { seed: 3 } } });
+        const m = await CausalLM.load(gpu, SHADERS, c, source, { mode: 'nf4', lora: { settings: settingsFor(c), init: { seed: 3 } } });
         m.lora.filter((t) => t.key.includes('lora_B')).forEach((t, i) => gpu.write(t.weight, randn(t.shape[0] * t.shape[1], 100 + i, 0.05)));
         const f = await m.forward(b);
         const r = await m.forwardBackward(b, { gradScale: 1 });
@@ -209,7 +209,7 @@ describe('CausalLM', () => {
     expect(file.names.sort()).toEqual(m.lora.map((t) => t.key).sort());
     expect(file.names).toContain('base_model.model.transformer.h.1.self_attention.query_key_value.lora_B.weight');
     const settings = parsePeftConfig(exported.adapterConfig);
-    const again = await CausalLM.load(gpu, MODEL_SHADERS, c, new RandomWeights(c, 7), { mode: 'exact', lora: { settings, init: { adapter: file } } });
+    const again = await CausalLM.load(gpu, SHADERS, c, new RandomWeights(c, 7), { mode: 'exact', lora: { settings, init: { adapter: file } } });
     const after = await again.loss(b);
     expect(after.lossSum).toBe(before.lossSum);
     m.dispose();

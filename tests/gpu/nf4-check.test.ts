@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import nf4 from '../../shaders/nf4.wgsl?raw';
-import nf4Matmul from '../../shaders/nf4-matmul.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { checkNf4Folder, type CheckResult } from '../../workers/nf4/check';
 import { testGpu } from './helpers';
 import { folderReader, nf4EdgeFolder, NO_FORWARD_STATE_DICT } from '../nf4-edge-folder';
@@ -23,7 +22,7 @@ describe('nf4-check on tests/fixtures/bnb-nf4', () => {
   it('passes every case and state dict on the CPU reference and the GPU kernels', async () => {
     const gpu = await testGpu();
     const seen: CheckResult[] = [];
-    const summary = await checkNf4Folder(reader, gpu, { nf4, nf4Matmul }, (r) => seen.push(r));
+    const summary = await checkNf4Folder(reader, gpu, SHADERS, (r) => seen.push(r));
     const failures = summary.results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.failures.join('; ')}`);
     expect(failures).toEqual([]);
     expect(summary.ok).toBe(true);
@@ -41,14 +40,14 @@ describe('nf4-check on tests/fixtures/bnb-nf4', () => {
         return bytes;
       },
     };
-    const summary = await checkNf4Folder(corrupt, gpu, { nf4, nf4Matmul }, () => {});
+    const summary = await checkNf4Folder(corrupt, gpu, SHADERS, () => {});
     expect(summary.ok).toBe(false);
     expect(summary.failed).toEqual(['randn_64x64.safetensors']);
   });
 
   it('passes a subnormal absmax\' zero block and a state dict without forward, on the GPU too', async () => {
     const gpu = await testGpu();
-    const summary = await checkNf4Folder(folderReader(nf4EdgeFolder()), gpu, { nf4, nf4Matmul }, () => {});
+    const summary = await checkNf4Folder(folderReader(nf4EdgeFolder()), gpu, SHADERS, () => {});
     const failures = summary.results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.failures.join('; ')}`);
     expect(failures).toEqual([]);
     expect(summary.cases).toBe(2);

@@ -1,12 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import nf4 from '../../shaders/nf4.wgsl?raw';
-import nf4Matmul from '../../shaders/nf4-matmul.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { downloadNf4, nf4BitsPerParam, quantizeStreamToGpu, quantizeToGpu, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../../workers/nf4/gpu';
 import { nf4LinearBackwardData, nf4LinearCpu, nf4LinearForward, rowsPerThread, tiledWorkgroupBytes } from '../../workers/kernels/nf4-matmul';
 import { quantizeNF4 } from '../../workers/nf4/reference';
 import { POISON, randn, relErr, testGpu } from './helpers';
 
-const shaders = { nf4, nf4Matmul };
 
 // [M, N, K]: K·N not a multiple of 64, so blocks straddle rows; K % 4 and K % 8 both ways
 // (the kernels decode whole words when rows are aligned). M ≤ 4 takes the gemv kernel: K % 32
@@ -35,7 +33,7 @@ describe('fused NF4 linear vs CPU reference', () => {
           const wData = randn(N * K, seed, 0.05);
           // Split: parts of a few blocks force several dispatches, with blocks shared between parts.
           const opts = { doubleQuant, maxPartBytes: split ? Math.ceil(K / 64 + 2) * 32 : undefined, chunkBlocks: split ? 3 : undefined };
-          const w: Nf4GpuWeight = await quantizeToGpu(gpu, shaders, wData, [N, K], opts);
+          const w: Nf4GpuWeight = await quantizeToGpu(gpu, SHADERS, wData, [N, K], opts);
           if (split) expect(w.parts.length).toBeGreaterThan(1);
           const state = await downloadNf4(gpu, w);
           const ref = nf4LinearCpu(state);
@@ -49,33 +47,33 @@ describe('fused NF4 linear vs CPU reference', () => {
           const yg = gpu.alloc(M * N * 4, 'scratch');
           for (const tiledOnly of [false, true]) {
             gpu.fill(yg, POISON);
-            nf4LinearForward(gpu, shaders, { x: xg, weight: w, bias: bg, y: yg, M, tiledOnly });
+            nf4LinearForward(gpu, SHADERS, { x: xg, weight: w, bias: bg, y: yg, M, tiledOnly });
             expect(relErr(await gpu.readF32(yg, M * N), ref.forward(x, M, bias))).toBeLessThan(1e-5);
           }
           // The gemv kernel in each shape it takes on some adapter (4 to 32 threads per column).
           for (const gemvColumns of M <= 4 ? [8, 16, 32, 64] : []) {
             gpu.fill(yg, POISON);
-            nf4LinearForward(gpu, shaders, { x: xg, weight: w, bias: bg, y: yg, M, gemvColumns });
+            nf4LinearForward(gpu, SHADERS, { x: xg, weight: w, bias: bg, y: yg, M, gemvColumns });
             expect(relErr(await gpu.readF32(yg, M * N), ref.forward(x, M, bias)), `${gemvColumns} columns per workgroup`).toBeLessThan(1e-5);
           }
           gpu.fill(yg, POISON);
-          nf4LinearForward(gpu, shaders, { x: xg, weight: w, y: yg, M });
+          nf4LinearForward(gpu, SHADERS, { x: xg, weight: w, y: yg, M });
           expect(relErr(await gpu.readF32(yg, M * N), ref.forward(x, M))).toBeLessThan(1e-5);
           // Accumulate: y += x·Wᵀ + bias, on both the gemv and the tiled path.
           const y0 = randn(M * N, seed + 5);
           for (const tiledOnly of [false, true]) {
             gpu.write(yg, y0);
-            nf4LinearForward(gpu, shaders, { x: xg, weight: w, bias: bg, y: yg, M, tiledOnly, accumulate: true });
+            nf4LinearForward(gpu, SHADERS, { x: xg, weight: w, bias: bg, y: yg, M, tiledOnly, accumulate: true });
             expect(relErr(await gpu.readF32(yg, M * N), ref.forward(x, M, bias).map((v, i) => v + y0[i]))).toBeLessThan(1e-5);
           }
 
           const dxg = gpu.alloc(M * K * 4, 'scratch');
           gpu.fill(dxg, POISON);
-          nf4LinearBackwardData(gpu, shaders, { dy: dyg, weight: w, dx: dxg, M, accumulate: false });
+          nf4LinearBackwardData(gpu, SHADERS, { dy: dyg, weight: w, dx: dxg, M, accumulate: false });
           const dx = ref.backward(dy, M);
           expect(relErr(await gpu.readF32(dxg, M * K), dx)).toBeLessThan(1e-5);
           gpu.write(dxg, dx0);
-          nf4LinearBackwardData(gpu, shaders, { dy: dyg, weight: w, dx: dxg, M, accumulate: true });
+          nf4LinearBackwardData(gpu, SHADERS, { dy: dyg, weight: w, dx: dxg, M, accumulate: true });
           expect(relErr(await gpu.readF32(dxg, M * K), dx.map((v, i) => v + dx0[i]))).toBeLessThan(1e-5);
           gpu.release(xg, bg, dyg, yg, dxg);
           releaseNf4(gpu, w);
@@ -90,7 +88,7 @@ describe('fused NF4 linear vs CPU reference', () => {
     it(`tiled kernels at every tile height: M=${M} N=${N} K=${K} split=${split}`, async () => {
       const gpu = await testGpu();
       const seed = M + N + K;
-      const w = await quantizeToGpu(gpu, shaders, randn(N * K, seed, 0.05), [N, K], { doubleQuant: true, maxPartBytes: split ? Math.ceil(K / 64 + 2) * 64 : undefined });
+      const w = await quantizeToGpu(gpu, SHADERS, randn(N * K, seed, 0.05), [N, K], { doubleQuant: true, maxPartBytes: split ? Math.ceil(K / 64 + 2) * 64 : undefined });
       if (split) expect(w.parts.length).toBeGreaterThan(1);
       const ref = nf4LinearCpu(await downloadNf4(gpu, w));
       const [x, bias, dy, y0] = [randn(M * K, seed + 1), randn(N, seed + 2), randn(M * N, seed + 3), randn(M * N, seed + 4)];
@@ -101,13 +99,13 @@ describe('fused NF4 linear vs CPU reference', () => {
       const dxRef = ref.backward(dy, M);
       for (const tileRows of [1, 2, 4, 8] as const) {
         gpu.fill(yg, POISON);
-        nf4LinearForward(gpu, shaders, { x: xg, weight: w, bias: bg, y: yg, M, tileRows });
+        nf4LinearForward(gpu, SHADERS, { x: xg, weight: w, bias: bg, y: yg, M, tileRows });
         expect(relErr(await gpu.readF32(yg, M * N), yRef), `forward, ${tileRows} rows per thread`).toBeLessThan(1e-5);
         gpu.write(yg, y0);
-        nf4LinearForward(gpu, shaders, { x: xg, weight: w, bias: bg, y: yg, M, tileRows, accumulate: true });
+        nf4LinearForward(gpu, SHADERS, { x: xg, weight: w, bias: bg, y: yg, M, tileRows, accumulate: true });
         expect(relErr(await gpu.readF32(yg, M * N), yRef.map((v, i) => v + y0[i])), `accumulate, ${tileRows} rows per thread`).toBeLessThan(1e-5);
         gpu.fill(dxg, POISON);
-        nf4LinearBackwardData(gpu, shaders, { dy: dyg, weight: w, dx: dxg, M, accumulate: false, tileRows });
+        nf4LinearBackwardData(gpu, SHADERS, { dy: dyg, weight: w, dx: dxg, M, accumulate: false, tileRows });
         expect(relErr(await gpu.readF32(dxg, M * K), dxRef), `backward, ${tileRows} rows per thread`).toBeLessThan(1e-5);
       }
       gpu.release(xg, bg, dyg, yg, dxg);
@@ -134,7 +132,7 @@ describe('fused NF4 linear vs CPU reference', () => {
     const xg = gpu.upload(x, 'scratch');
     const yg = gpu.alloc(M * N * 4, 'scratch');
     gpu.fill(yg, POISON);
-    nf4LinearForward(gpu, shaders, { x: xg, weight: w, y: yg, M });
+    nf4LinearForward(gpu, SHADERS, { x: xg, weight: w, y: yg, M });
     expect(relErr(await gpu.readF32(yg, M * N), nf4LinearCpu(q).forward(x, M))).toBeLessThan(1e-5);
     const back = await downloadNf4(gpu, w);
     expect(back.packed).toEqual(q.packed);
@@ -152,14 +150,14 @@ describe('fused NF4 linear vs CPU reference', () => {
       if (start > 0) throw new Error('connection lost');
       return data.subarray(start, start + count);
     };
-    await expect(quantizeStreamToGpu(gpu, shaders, [40, 130], 'f32', readChunk, { chunkBlocks: 3, maxPartBytes: 800 })).rejects.toThrow('connection lost');
+    await expect(quantizeStreamToGpu(gpu, SHADERS, [40, 130], 'f32', readChunk, { chunkBlocks: 3, maxPartBytes: 800 })).rejects.toThrow('connection lost');
     expect(gpu.pool.stats().liveTotal).toBe(live);
   });
 
   it('stores 4.127 bits per parameter with double quantisation', async () => {
     const gpu = await testGpu();
     const [N, K] = [256, 1024];
-    const w = await quantizeToGpu(gpu, shaders, randn(N * K, 5, 0.02), [N, K], { doubleQuant: true });
+    const w = await quantizeToGpu(gpu, SHADERS, randn(N * K, 5, 0.02), [N, K], { doubleQuant: true });
     expect(nf4BitsPerParam(w)).toBeCloseTo(4 + 8 / 64 + 32 / (64 * 256) + 32 / (N * K), 6);
     expect(nf4BitsPerParam(w).toFixed(3)).toBe('4.127');
     releaseNf4(gpu, w);

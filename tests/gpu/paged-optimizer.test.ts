@@ -4,16 +4,13 @@
  * the pool's accounting (never above the budget).
  */
 import { describe, expect, it } from 'vitest';
-import adamwCode from '../../shaders/adamw.wgsl?raw';
-import sumsqCode from '../../shaders/reduce-sumsq.wgsl?raw';
-import finalizeCode from '../../shaders/reduce-norm-finalize.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { FixedBatches } from '../../workers/train/batches';
 import { Trainer, type TrainSettings } from '../../workers/train/trainer';
 import type { PagingOptions } from '../../workers/train/paged-moments';
 import { ToyModel, toyBatches, type ToyShape } from './train-toy-model';
 import { testGpu } from './helpers';
 
-const shaders = { adamw: adamwCode, sumsq: sumsqCode, finalize: finalizeCode };
 const shape: ToyShape = { vocab: 7, hidden: 23, r: 3, scale: 2, seed: 3 };
 const batches = toyBatches(shape.vocab, 6, 2, 5, [1, 3], 21);
 const settings: Partial<TrainSettings> = { lr: 0.01, weightDecay: 0.01, schedule: { name: 'cosine', warmupSteps: 1 }, maxGradNorm: 1, gradAccum: 2, maxSteps: 3 };
@@ -22,7 +19,7 @@ async function train(paging?: PagingOptions) {
   const gpu = await testGpu();
   const model = new ToyModel(gpu, shape);
   gpu.pool.resetPeak();
-  const trainer = new Trainer({ gpu, model, shaders, train: new FixedBatches(batches) }, { ...settings, paging });
+  const trainer = new Trainer({ gpu, model, shaders: SHADERS, train: new FixedBatches(batches) }, { ...settings, paging });
   const result = await trainer.run();
   const peak = gpu.pool.stats().peak.optimizer;
   const snap = await trainer.snapshot();
@@ -52,7 +49,7 @@ describe('paged AdamW moments', () => {
   it('refuses a budget smaller than one page', async () => {
     const gpu = await testGpu();
     const model = new ToyModel(gpu, shape);
-    expect(() => new Trainer({ gpu, model, shaders, train: new FixedBatches(batches) }, { ...settings, paging: { pageElems: 64, budgetBytes: 100 } })).toThrow(/below one page/);
+    expect(() => new Trainer({ gpu, model, shaders: SHADERS, train: new FixedBatches(batches) }, { ...settings, paging: { pageElems: 64, budgetBytes: 100 } })).toThrow(/below one page/);
     model.dispose();
   });
 });

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { CausalLM } from '../../workers/model/causal-lm';
 import { parseModelConfig, type ModelConfig } from '../../workers/model/config';
 import { RandomWeights } from '../../workers/model/random-weights';
-import { MODEL_SHADERS } from '../../workers/model/shader-sources';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import type { WeightSource } from '../../workers/model/weights';
 import type { Batch } from '../../workers/model/types';
 import { planModel } from '../../workers/load/planner';
@@ -74,7 +74,7 @@ async function measure(k: Case): Promise<Measured> {
   const lifetime = gpu.lifetimeBuffers();
   const baseline = gpu.pool.stats().liveTotal;
   gpu.pool.resetPeak();
-  const model = await CausalLM.load(gpu, MODEL_SHADERS, k.config, await k.weights(), {
+  const model = await CausalLM.load(gpu, SHADERS, k.config, await k.weights(), {
     mode: 'nf4',
     lora: { settings: { r: k.rank, alpha: 2 * k.rank, dropout: k.dropout, targetModules: k.targets }, init: { seed: 5 } },
     checkpointing: k.checkpointing,

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { CausalLM } from '../../workers/model/causal-lm';
 import { allLinearNames } from '../../workers/model/architecture';
 import { RandomWeights, tinyConfig } from '../../workers/model/random-weights';
-import { MODEL_SHADERS } from '../../workers/model/shader-sources';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { dequantizeNF4 } from '../../workers/nf4/reference';
 import { testGpu } from './helpers';
 
@@ -15,7 +15,7 @@ describe('random NF4 benchmark weights', () => {
     const gpu = await testGpu();
     const c = tinyConfig('falcon');
     const weights = new RandomWeights(c, 11, undefined, { nf4Linears: true });
-    const model = await CausalLM.load(gpu, MODEL_SHADERS, c, weights, {
+    const model = await CausalLM.load(gpu, SHADERS, c, weights, {
       mode: 'nf4',
       lora: { settings: { r: 2, alpha: 4, dropout: 0, targetModules: allLinearNames(c) }, init: { seed: 1 } },
     });

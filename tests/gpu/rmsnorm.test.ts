@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import code from '../../shaders/rmsnorm.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { rmsNormBackward, rmsNormBackwardCpu, rmsNormCpu, rmsNormForward } from '../../workers/kernels/rmsnorm';
 import { POISON, randn, relErr, testGpu } from './helpers';
 import { dot, finiteDiff, pick, someCoords } from './fd';
@@ -28,8 +28,8 @@ describe('rmsnorm', () => {
       gpu.fill(y, POISON);
       gpu.fill(stats, POISON);
       gpu.fill(dx, POISON);
-      rmsNormForward(gpu, code, { x: xb, weight: wb, y, stats, rows, cols, eps });
-      rmsNormBackward(gpu, code, { x: xb, weight: wb, stats, dy: dyb, dx, rows, cols });
+      rmsNormForward(gpu, SHADERS.rmsnorm, { x: xb, weight: wb, y, stats, rows, cols, eps });
+      rmsNormBackward(gpu, SHADERS.rmsnorm, { x: xb, weight: wb, stats, dy: dyb, dx, rows, cols });
       const ref = rmsNormCpu(x, w, rows, cols, eps);
       expect(relErr(await gpu.readF32(y, rows * cols), ref.y), 'y').toBeLessThan(2e-6);
       expect(relErr(await gpu.readF32(stats, rows), ref.stats), '1/rms').toBeLessThan(2e-6);
@@ -47,7 +47,7 @@ describe('rmsnorm', () => {
       const fd = finiteDiff((xx) => dot(rmsNormCpu(xx, w, rows, cols, eps).y, dy), x, coords);
       expect(relErr(pick(dxRef, coords), fd), 'dx vs finite differences').toBeLessThan(1e-6);
       // Accumulating mode adds onto what is there.
-      rmsNormBackward(gpu, code, { x: xb, weight: wb, stats, dy: dyb, dx, rows, cols, accumulate: true });
+      rmsNormBackward(gpu, SHADERS.rmsnorm, { x: xb, weight: wb, stats, dy: dyb, dx, rows, cols, accumulate: true });
       expect(relErr(await gpu.readF32(dx, rows * cols), dxRef.map((v) => 2 * v)), 'accumulated dx').toBeLessThan(1e-5);
       gpu.release(xb, wb, dyb, y, stats, dx);
     });
@@ -57,9 +57,9 @@ describe('rmsnorm', () => {
     const gpu = await testGpu();
     const b = gpu.alloc(64, 'scratch');
     const base = { x: b, weight: b, y: b, stats: b, rows: 2, cols: 4, eps: 1e-6 };
-    expect(() => rmsNormForward(gpu, code, { ...base, cols: 0 })).toThrow(/cols = 0/);
-    expect(() => rmsNormForward(gpu, code, { ...base, eps: Number.NaN })).toThrow(/eps = NaN/);
-    expect(() => rmsNormBackward(gpu, code, { x: b, weight: b, stats: b, dy: b, dx: b, rows: 1.5, cols: 4 })).toThrow(/rows = 1.5/);
+    expect(() => rmsNormForward(gpu, SHADERS.rmsnorm, { ...base, cols: 0 })).toThrow(/cols = 0/);
+    expect(() => rmsNormForward(gpu, SHADERS.rmsnorm, { ...base, eps: Number.NaN })).toThrow(/eps = NaN/);
+    expect(() => rmsNormBackward(gpu, SHADERS.rmsnorm, { x: b, weight: b, stats: b, dy: b, dx: b, rows: 1.5, cols: 4 })).toThrow(/rows = 1.5/);
     gpu.release(b);
   });
 
@@ -71,8 +71,8 @@ describe('rmsnorm', () => {
     const stats = gpu.alloc(rows * 4, 'scratch');
     const dx = gpu.alloc(rows * cols * 4, 'scratch');
     for (const b of [y, stats, dx]) gpu.fill(b, POISON);
-    rmsNormForward(gpu, code, { x: xb, weight: wb, y, stats, rows, cols, eps });
-    rmsNormBackward(gpu, code, { x: xb, weight: wb, stats, dy: dyb, dx, rows, cols });
+    rmsNormForward(gpu, SHADERS.rmsnorm, { x: xb, weight: wb, y, stats, rows, cols, eps });
+    rmsNormBackward(gpu, SHADERS.rmsnorm, { x: xb, weight: wb, stats, dy: dyb, dx, rows, cols });
     expect(relErr(await gpu.readF32(y, rows * cols), hf.rmsnorm.y), 'y').toBeLessThan(2e-6);
     expect(relErr(await gpu.readF32(dx, rows * cols), hf.rmsnorm.dx), 'dx').toBeLessThan(1e-5);
     gpu.release(xb, wb, dyb, y, stats, dx);

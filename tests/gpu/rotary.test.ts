@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import code from '../../shaders/rotary.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { rotary, rotaryCpu, rotaryTables } from '../../workers/kernels/rotary';
 import { POISON, randn, relErr, testGpu } from './helpers';
 import { dot } from './fd';
@@ -26,7 +26,7 @@ describe('rotary (half-split)', () => {
       const buf = gpu.alloc(n * 4, 'scratch');
       gpu.fill(buf, POISON);
       gpu.write(buf, x);
-      rotary(gpu, code, { x: buf, cos, sin, ...s });
+      rotary(gpu, SHADERS.rotary, { x: buf, cos, sin, ...s });
       const want = Float64Array.from(x);
       rotaryCpu(want, tables, s);
       const got = await gpu.readF32(buf, n);
@@ -36,7 +36,7 @@ describe('rotary (half-split)', () => {
       // Backward = transpose: <R x, dy> = <x, Rᵀ dy> (the rotation is linear, so this is the exact gradient).
       const dy = randn(n, 99);
       gpu.write(buf, dy);
-      rotary(gpu, code, { x: buf, cos, sin, ...s, backward: true });
+      rotary(gpu, SHADERS.rotary, { x: buf, cos, sin, ...s, backward: true });
       const dx = await gpu.readF32(buf, n);
       expect(Math.abs(dot(want, dy) - dot(x, dx))).toBeLessThan(1e-4 * Math.sqrt(n));
       const dxRef = Float64Array.from(dy);
@@ -75,7 +75,7 @@ describe('rotary (half-split)', () => {
     gpu.fill(buf, POISON);
     gpu.write(buf, x);
     const spec = { rows, seq, heads, headDim: D, rotDim: D, stride: heads * D, posOffset };
-    rotary(gpu, code, { x: buf, cos, sin, ...spec });
+    rotary(gpu, SHADERS.rotary, { x: buf, cos, sin, ...spec });
     expect(relErr(await gpu.readF32(buf, n), want)).toBeLessThan(1e-6);
     const cpu = Float64Array.from(x);
     rotaryCpu(cpu, tables, spec);

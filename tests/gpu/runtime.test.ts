@@ -4,13 +4,12 @@
  * other's results in order.
  */
 import { describe, expect, it } from 'vitest';
-import code from '../../shaders/elementwise.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { UNIFORM_ARENA_BYTES } from '../../workers/gpu/runtime';
 import { axpy, copyRows } from '../../workers/kernels/elementwise';
 import { CausalLM } from '../../workers/model/causal-lm';
 import { allLinearNames } from '../../workers/model/architecture';
 import { RandomWeights, tinyConfig } from '../../workers/model/random-weights';
-import { MODEL_SHADERS } from '../../workers/model/shader-sources';
 import { POISON, randn, testGpu } from './helpers';
 
 describe('runtime batching', () => {
@@ -29,7 +28,7 @@ describe('runtime batching', () => {
     for (let i = 0; i < count; i++) {
       const alpha = ((i % 7) - 3) / 8;
       alphaSum += alpha;
-      axpy(gpu, code, x, y, n, alpha);
+      axpy(gpu, SHADERS.elementwise, x, y, n, alpha);
     }
     const got = await gpu.readF32(y, n);
     const xs = await gpu.readF32(x, n);
@@ -52,9 +51,9 @@ describe('runtime batching', () => {
     gpu.fill(z, 0);
     await gpu.done();
     const before = gpu.submits;
-    axpy(gpu, code, x, y, n); // y = x
+    axpy(gpu, SHADERS.elementwise, x, y, n); // y = x
     gpu.fill(x, 0); // recorded after the first axpy has read x
-    axpy(gpu, code, x, z, n); // z = 0
+    axpy(gpu, SHADERS.elementwise, x, z, n); // z = 0
     expect(gpu.submits).toBe(before);
     expect(Array.from(await gpu.readF32(y, n))).toEqual(Array.from(src));
     expect(Array.from(await gpu.readF32(z, n))).toEqual(new Array(n).fill(0));
@@ -67,7 +66,7 @@ describe('runtime batching', () => {
     const stale = gpu.uniform([16, 0, 0, 0], 'ufuu');
     gpu.flush();
     expect(() =>
-      gpu.dispatch({ pipeline: gpu.pipeline(code, 'axpy'), bindings: [x, x, stale], workgroups: [1], label: 'stale-axpy' }),
+      gpu.dispatch({ pipeline: gpu.pipeline(SHADERS.elementwise, 'axpy'), bindings: [x, x, stale], workgroups: [1], label: 'stale-axpy' }),
     ).toThrow(/stale-axpy: binding 2 is a uniform made before the last flush/);
     gpu.release(x);
   });
@@ -81,8 +80,8 @@ describe('runtime batching', () => {
     gpu.fill(y, 0);
     const live = gpu.pool.stats().liveTotal;
     gpu.beginTiming(6); // three passes per query set: the rest go through resolved copies
-    for (let i = 0; i < 7; i++) axpy(gpu, code, x, y, n);
-    copyRows(gpu, code, { src: x, dst: y, rows: 1, cols: n, srcStride: n, dstStride: n });
+    for (let i = 0; i < 7; i++) axpy(gpu, SHADERS.elementwise, x, y, n);
+    copyRows(gpu, SHADERS.elementwise, { src: x, dst: y, rows: 1, cols: n, srcStride: n, dstStride: n });
     const { ns: total, byLabel } = await gpu.endTiming();
     expect([...byLabel.keys()].sort()).toEqual(['axpy', 'copy_rows']);
     expect([...byLabel.values()].reduce((a, b) => a + b, 0)).toBe(total);
@@ -93,7 +92,7 @@ describe('runtime batching', () => {
   it('a training step of a tiny model is a handful of submits, not one per dispatch', async () => {
     const gpu = await testGpu();
     const c = tinyConfig('phi');
-    const model = await CausalLM.load(gpu, MODEL_SHADERS, c, new RandomWeights(c, 7), {
+    const model = await CausalLM.load(gpu, SHADERS, c, new RandomWeights(c, 7), {
       mode: 'nf4',
       lora: { settings: { r: 3, alpha: 6, dropout: 0.1, targetModules: allLinearNames(c) }, init: { seed: 3 } },
       checkpointing: true,

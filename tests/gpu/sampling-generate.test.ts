@@ -11,7 +11,7 @@ import { CausalLM, ModelInputError } from '../../workers/model/causal-lm';
 import type { ModelConfig } from '../../workers/model/config';
 import { allLinearNames } from '../../workers/model/architecture';
 import { RandomWeights, tinyConfig } from '../../workers/model/random-weights';
-import { MODEL_SHADERS } from '../../workers/model/shader-sources';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { argmax, sampleTokenBySort, type SamplingOptions } from '../../workers/model/sampling';
 import type { GenerateOptions } from '../../workers/model/types';
 import { seededRandom } from '../../workers/util/random';
@@ -21,7 +21,7 @@ import { randn, testGpu } from './helpers';
 const WEIGHT_STD = { linear: 0.3, embedding: 0.1, bias: 0.02, norm: 0.1 };
 
 async function build(gpu: Gpu, c: ModelConfig): Promise<CausalLM> {
-  const model = await CausalLM.load(gpu, MODEL_SHADERS, c, new RandomWeights(c, 7, WEIGHT_STD), {
+  const model = await CausalLM.load(gpu, SHADERS, c, new RandomWeights(c, 7, WEIGHT_STD), {
     mode: 'exact',
     lora: { settings: { r: 3, alpha: 6, dropout: 0, targetModules: allLinearNames(c) }, init: { seed: 3 } },
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import code from '../../shaders/swiglu.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import {
   fusedGateUp,
   siluCpu,
@@ -109,7 +109,7 @@ describe('SiLU-gated MLP activation (swiglu)', () => {
       }
       const actFloats = rows * actLay.stride;
       const act = alloc(actFloats);
-      swigluForward(gpu, code, { rows, ffn, gate, up: upS, act: { buf: act, ...actLay } });
+      swigluForward(gpu, SHADERS.swiglu, { rows, ffn, gate, up: upS, act: { buf: act, ...actLay } });
       const want = new Float64Array(n);
       swigluCpu(rows, ffn, { data: g }, { data: u }, { data: want });
       const actAll = await gpu.readF32(act, actFloats);
@@ -129,7 +129,7 @@ describe('SiLU-gated MLP activation (swiglu)', () => {
         const b = alloc(gradFloats);
         ({ gate: dGate, up: dUp } = c.grads === 'fused' ? fusedGateUp(b, ffn) : { gate: { buf: b, ...dgLay }, up: { buf: b, ...duLay } });
       }
-      swigluBackward(gpu, code, { rows, ffn, gate, up: upS, dAct: { buf: dActB, ...actLay }, dGate, dUp });
+      swigluBackward(gpu, SHADERS.swiglu, { rows, ffn, gate, up: upS, dAct: { buf: dActB, ...actLay }, dGate, dUp });
       const dgWant = new Float64Array(n);
       const duWant = new Float64Array(n);
       swigluBackwardCpu(rows, ffn, { data: g }, { data: u }, { data: dAct }, { data: dgWant }, { data: duWant });
@@ -154,16 +154,16 @@ describe('SiLU-gated MLP activation (swiglu)', () => {
     const b = gpu.alloc(4 * 40, 'scratch');
     const d = gpu.alloc(4 * 40, 'scratch');
     const base = { rows: 4, ffn: 5, gate: { buf: a }, up: { buf: a, off: 20 } };
-    expect(() => swigluForward(gpu, code, { ...base, act: { buf: a, off: 20 } })).toThrow(/act shares a buffer with gate/);
-    expect(() => swigluForward(gpu, code, { ...base, act: { buf: b, stride: 4 } })).toThrow(/act.stride = 4 is less than ffn = 5/);
-    expect(() => swigluForward(gpu, code, { ...base, act: { buf: b, off: 21 } })).toThrow(/act needs 164 bytes/);
-    expect(() => swigluForward(gpu, code, { ...base, ffn: 0, act: { buf: b } })).toThrow(/ffn = 0/);
+    expect(() => swigluForward(gpu, SHADERS.swiglu, { ...base, act: { buf: a, off: 20 } })).toThrow(/act shares a buffer with gate/);
+    expect(() => swigluForward(gpu, SHADERS.swiglu, { ...base, act: { buf: b, stride: 4 } })).toThrow(/act.stride = 4 is less than ffn = 5/);
+    expect(() => swigluForward(gpu, SHADERS.swiglu, { ...base, act: { buf: b, off: 21 } })).toThrow(/act needs 164 bytes/);
+    expect(() => swigluForward(gpu, SHADERS.swiglu, { ...base, ffn: 0, act: { buf: b } })).toThrow(/ffn = 0/);
     const bwd = { ...base, dAct: { buf: d } };
-    expect(() => swigluBackward(gpu, code, { ...bwd, dGate: { buf: b }, dUp: { buf: b, off: 16 } })).toThrow(/dGate and dUp overlap/);
-    expect(() => swigluBackward(gpu, code, { ...bwd, dGate: { buf: b, stride: 10 }, dUp: { buf: b, stride: 10, off: 4 } })).toThrow(/dGate and dUp overlap/);
-    expect(() => swigluBackward(gpu, code, { ...bwd, dGate: { buf: b }, dUp: { buf: d } })).toThrow(/dUp shares a buffer with dAct/);
+    expect(() => swigluBackward(gpu, SHADERS.swiglu, { ...bwd, dGate: { buf: b }, dUp: { buf: b, off: 16 } })).toThrow(/dGate and dUp overlap/);
+    expect(() => swigluBackward(gpu, SHADERS.swiglu, { ...bwd, dGate: { buf: b, stride: 10 }, dUp: { buf: b, stride: 10, off: 4 } })).toThrow(/dGate and dUp overlap/);
+    expect(() => swigluBackward(gpu, SHADERS.swiglu, { ...bwd, dGate: { buf: b }, dUp: { buf: d } })).toThrow(/dUp shares a buffer with dAct/);
     // Disjoint interleaved slices of one buffer are fine.
-    swigluBackward(gpu, code, { ...bwd, dGate: { buf: b, stride: 10 }, dUp: { buf: b, stride: 10, off: 5 } });
+    swigluBackward(gpu, SHADERS.swiglu, { ...bwd, dGate: { buf: b, stride: 10 }, dUp: { buf: b, stride: 10, off: 5 } });
     await gpu.done();
     gpu.release(a, b, d);
   });
@@ -179,8 +179,8 @@ describe('SiLU-gated MLP activation (swiglu)', () => {
     gpu.fill(dgu, POISON);
     const { gate, up } = fusedGateUp(gu, ffn);
     const grads = fusedGateUp(dgu, ffn);
-    swigluForward(gpu, code, { rows, ffn, gate, up, act: { buf: act } });
-    swigluBackward(gpu, code, { rows, ffn, gate, up, dAct: { buf: dAct }, dGate: grads.gate, dUp: grads.up });
+    swigluForward(gpu, SHADERS.swiglu, { rows, ffn, gate, up, act: { buf: act } });
+    swigluBackward(gpu, SHADERS.swiglu, { rows, ffn, gate, up, dAct: { buf: dAct }, dGate: grads.gate, dUp: grads.up });
     expect(relErr(await gpu.readF32(act, rows * ffn), hf.phi3_gate_up.act), 'act').toBeLessThan(2e-6);
     expect(relErr(await gpu.readF32(dgu, rows * 2 * ffn), hf.phi3_gate_up.dGateUp), 'd gate_up').toBeLessThan(2e-6);
     gpu.release(gu, dAct, act, dgu);
@@ -192,8 +192,8 @@ describe('SiLU-gated MLP activation (swiglu)', () => {
     const [g, u, d] = [hf.llama_mlp.gate, hf.llama_mlp.up, hf.llama_mlp.dAct].map((a) => gpu.upload(Float32Array.from(a), 'scratch'));
     const [act, dg, du] = [0, 1, 2].map(() => gpu.alloc(rows * ffn * 4, 'scratch'));
     for (const b of [act, dg, du]) gpu.fill(b, POISON);
-    swigluForward(gpu, code, { rows, ffn, gate: { buf: g }, up: { buf: u }, act: { buf: act } });
-    swigluBackward(gpu, code, { rows, ffn, gate: { buf: g }, up: { buf: u }, dAct: { buf: d }, dGate: { buf: dg }, dUp: { buf: du } });
+    swigluForward(gpu, SHADERS.swiglu, { rows, ffn, gate: { buf: g }, up: { buf: u }, act: { buf: act } });
+    swigluBackward(gpu, SHADERS.swiglu, { rows, ffn, gate: { buf: g }, up: { buf: u }, dAct: { buf: d }, dGate: { buf: dg }, dUp: { buf: du } });
     expect(relErr(await gpu.readF32(act, rows * ffn), hf.llama_mlp.act), 'act').toBeLessThan(2e-6);
     expect(relErr(await gpu.readF32(dg, rows * ffn), hf.llama_mlp.dGate), 'd gate').toBeLessThan(2e-6);
     expect(relErr(await gpu.readF32(du, rows * ffn), hf.llama_mlp.dUp), 'd up').toBeLessThan(2e-6);

@@ -4,16 +4,13 @@
  * same comparison `train-check` uses; the per-micro-batch-mean mistake fails it.
  */
 import { describe, expect, it } from 'vitest';
-import adamwCode from '../../shaders/adamw.wgsl?raw';
-import sumsqCode from '../../shaders/reduce-sumsq.wgsl?raw';
-import finalizeCode from '../../shaders/reduce-norm-finalize.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../workers/formats/safetensors';
 import { compareWithExpected, settingsFromTrainJson, trainLikeFixture, type HfTrainJson } from '../../workers/train/train-check';
 import { labelTokens } from '../../workers/train/batches';
 import { referenceTrajectory, ToyModel, toyBatches, toyWeights, type ToyShape } from './train-toy-model';
 import { testGpu } from './helpers';
 
-const shaders = { adamw: adamwCode, sumsq: sumsqCode, finalize: finalizeCode };
 const shape: ToyShape = { vocab: 11, hidden: 6, r: 2, scale: 2, seed: 5 };
 const trainJson: HfTrainJson = {
   lr: 0.02,
@@ -65,14 +62,14 @@ describe('token-weighted accumulation over unequal micro-batches', () => {
     expect(clipped).toContain(0);
 
     const good = new ToyModel(gpu, shape);
-    const report = compareWithExpected(await trainLikeFixture({ gpu, model: good, shaders, trainJson, batches }), expected);
+    const report = compareWithExpected(await trainLikeFixture({ gpu, model: good, shaders: SHADERS, trainJson, batches }), expected);
     good.dispose();
     console.log('token-weighted', JSON.stringify(report.quantities.map((q) => [q.name, q.rel])));
     expect(report.ok, JSON.stringify(report.worst)).toBe(true);
     expect(report.worst.rel).toBeLessThan(1e-5);
 
     const wrong = new ToyModel(gpu, shape);
-    const bad = compareWithExpected(await trainLikeFixture({ gpu, model: wrong, shaders, trainJson, batches, accumulation: 'mean-of-micro-means' }), expected);
+    const bad = compareWithExpected(await trainLikeFixture({ gpu, model: wrong, shaders: SHADERS, trainJson, batches, accumulation: 'mean-of-micro-means' }), expected);
     wrong.dispose();
     console.log('mean-of-micro-means', JSON.stringify(bad.quantities.map((q) => [q.name, q.rel])));
     expect(bad.ok).toBe(false);

@@ -5,9 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Gpu } from '../../workers/gpu/runtime';
-import { MODEL_SHADERS } from '../../workers/model/shader-sources';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { causalLmFactory } from '../../workers/train/hf-train-model';
-import { OPTIMIZER_SHADERS } from '../../workers/train/shader-sources';
 import { SafetensorsFile } from '../../workers/formats/safetensors';
 import { batchesFromSafetensors, compareWithExpected, runTrainCheckFolder, trainLikeFixture, TRAIN_CHECK_TOLERANCE, type HfTrainJson } from '../../workers/train/train-check';
 import { testGpu } from './helpers';
@@ -15,7 +14,7 @@ import { testGpu } from './helpers';
 const fixture = (folder: string, name: string) => fetch(`/tests/fixtures/hf-train-cases/${folder}/${name}`).then(async (r) => new Uint8Array(await r.arrayBuffer()));
 
 async function check(gpu: Gpu, folder: string, read = (name: string) => fixture(folder, name)) {
-  return runTrainCheckFolder({ gpu, folder, read, createModel: causalLmFactory(MODEL_SHADERS), shaders: OPTIMIZER_SHADERS });
+  return runTrainCheckFolder({ gpu, folder, read, createModel: causalLmFactory(SHADERS), shaders: SHADERS });
 }
 
 describe('train-check (hf-train-cases)', () => {
@@ -35,7 +34,7 @@ describe('train-check (hf-train-cases)', () => {
     const folder = 'llama-gqa-odd';
     const text = async (name: string) => new TextDecoder().decode(await fixture(folder, name));
     const tensors = async (name: string) => new SafetensorsFile(await fixture(folder, name), name);
-    const model = await causalLmFactory(MODEL_SHADERS)(gpu, {
+    const model = await causalLmFactory(SHADERS)(gpu, {
       config: await text('config.json'),
       weights: await tensors('model.safetensors'),
       adapterConfig: await text('adapter_config.json'),
@@ -45,7 +44,7 @@ describe('train-check (hf-train-cases)', () => {
       const run = await trainLikeFixture({
         gpu,
         model,
-        shaders: OPTIMIZER_SHADERS,
+        shaders: SHADERS,
         trainJson: JSON.parse(await text('train.json')) as HfTrainJson,
         batches: batchesFromSafetensors(await tensors('batches.safetensors')),
         accumulation: 'mean-of-micro-means',

@@ -1,14 +1,13 @@
 /** train-check on every hf-train fixture (phi, falcon, Llama, Qwen2, Phi-3), through the same function the CLI command runs. */
 import { describe, expect, it } from 'vitest';
 import { Gpu } from '../../workers/gpu/runtime';
-import { MODEL_SHADERS } from '../../workers/model/shader-sources';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { causalLmFactory } from '../../workers/train/hf-train-model';
-import { OPTIMIZER_SHADERS } from '../../workers/train/shader-sources';
 import { runTrainCheckFolder, TRAIN_CHECK_TOLERANCE } from '../../workers/train/train-check';
 import { testGpu } from './helpers';
 
 async function check(gpu: Gpu, folder: string, read = async (name: string) => new Uint8Array(await (await fetch(`/tests/fixtures/hf-train/${folder}/${name}`)).arrayBuffer())) {
-  return runTrainCheckFolder({ gpu, folder, read, createModel: causalLmFactory(MODEL_SHADERS), shaders: OPTIMIZER_SHADERS });
+  return runTrainCheckFolder({ gpu, folder, read, createModel: causalLmFactory(SHADERS), shaders: SHADERS });
 }
 
 describe('train-check (hf-train fixtures)', () => {

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { Gpu } from '../../workers/gpu/runtime';
 import { FixedBatches } from '../../workers/train/batches';
 import { CheckpointStore } from '../../workers/train/checkpoint-store';
-import { OPTIMIZER_SHADERS } from '../../workers/train/shader-sources';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { Trainer, type TrainEvent, type TrainSettings } from '../../workers/train/trainer';
 import { ToyModel, toyBatches, type ToyShape } from './train-toy-model';
 
@@ -19,7 +19,7 @@ describe('device lost during training', () => {
   it('is reported, and the run resumes from the last checkpoint on a new device', async () => {
     const refGpu = await Gpu.create();
     const refModel = new ToyModel(refGpu, shape);
-    const reference = await new Trainer({ gpu: refGpu, model: refModel, shaders: OPTIMIZER_SHADERS, train: new FixedBatches(batches) }, settings).run();
+    const reference = await new Trainer({ gpu: refGpu, model: refModel, shaders: SHADERS, train: new FixedBatches(batches) }, settings).run();
     expect(reference.status).toBe('done');
     refGpu.destroy();
 
@@ -28,7 +28,7 @@ describe('device lost during training', () => {
     const model = new ToyModel(gpu, shape);
     const events: TrainEvent[] = [];
     const trainer = new Trainer({
-      gpu, model, shaders: OPTIMIZER_SHADERS, train: new FixedBatches(batches), checkpoints: store.sink('lost'),
+      gpu, model, shaders: SHADERS, train: new FixedBatches(batches), checkpoints: store.sink('lost'),
       onEvent: (e) => {
         events.push(e);
         if (e.type === 'checkpoint' && e.step === 2) gpu.device.destroy();
@@ -41,7 +41,7 @@ describe('device lost during training', () => {
 
     const gpu2 = await Gpu.create();
     const model2 = new ToyModel(gpu2, shape);
-    const resumed = new Trainer({ gpu: gpu2, model: model2, shaders: OPTIMIZER_SHADERS, train: new FixedBatches(batches), checkpoints: store.sink('lost') }, settings);
+    const resumed = new Trainer({ gpu: gpu2, model: model2, shaders: SHADERS, train: new FixedBatches(batches), checkpoints: store.sink('lost') }, settings);
     resumed.restore((await store.loadLatest('lost'))!.snapshot);
     const done = await resumed.run();
     expect(done.status).toBe('done');

@@ -4,9 +4,7 @@
  * steps → identical losses, adapter bytes and optimizer state. Also pause/resume in one run.
  */
 import { describe, expect, it } from 'vitest';
-import adamwCode from '../../shaders/adamw.wgsl?raw';
-import sumsqCode from '../../shaders/reduce-sumsq.wgsl?raw';
-import finalizeCode from '../../shaders/reduce-norm-finalize.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import type { Batch } from '../../workers/model/types';
 import { ShuffledExamples } from '../../workers/train/batches';
 import { CheckpointStore } from '../../workers/train/checkpoint-store';
@@ -14,7 +12,6 @@ import { Trainer, type TrainEvent, type TrainSettings } from '../../workers/trai
 import { ToyModel, toyWeights, type ToyShape } from './train-toy-model';
 import { randn, testGpu } from './helpers';
 
-const shaders = { adamw: adamwCode, sumsq: sumsqCode, finalize: finalizeCode };
 const shape: ToyShape = { vocab: 9, hidden: 5, r: 2, scale: 2, seed: 11 };
 
 type Example = { ids: number[] };
@@ -48,7 +45,7 @@ describe('resume from an IndexedDB checkpoint', () => {
   it('2N uninterrupted == N + stop + restore in a fresh model + N', async () => {
     const gpu = await testGpu();
     const fullModel = new ToyModel(gpu, shape);
-    const full = new Trainer({ gpu, model: fullModel, shaders, train: source(), validation }, settings);
+    const full = new Trainer({ gpu, model: fullModel, shaders: SHADERS, train: source(), validation }, settings);
     const a = await full.run();
     expect(a.status).toBe('done');
     expect(a.evals.map((e) => e.step)).toEqual([0, 2, 4, 6]);
@@ -62,7 +59,7 @@ describe('resume from an IndexedDB checkpoint', () => {
     const onEvent = (e: TrainEvent) => {
       if (e.type === 'step' && e.step === N - 1) first!.stop();
     };
-    first = new Trainer({ gpu, model: firstModel, shaders, train: source(), validation, checkpoints: store.sink('run'), onEvent }, settings);
+    first = new Trainer({ gpu, model: firstModel, shaders: SHADERS, train: source(), validation, checkpoints: store.sink('run'), onEvent }, settings);
     const b1 = await first.run();
     expect(b1.status).toBe('stopped');
     expect(b1.step).toBe(N);
@@ -72,7 +69,7 @@ describe('resume from an IndexedDB checkpoint', () => {
     // Same base model, different LoRA initialisation: the adapter must come from the checkpoint.
     const base = toyWeights(shape);
     const secondModel = new ToyModel(gpu, shape, { ...base, A: randn(base.A.length, 999), B: randn(base.B.length, 998) });
-    const second = new Trainer({ gpu, model: secondModel, shaders, train: source(), validation, checkpoints: store.sink('run') }, settings);
+    const second = new Trainer({ gpu, model: secondModel, shaders: SHADERS, train: source(), validation, checkpoints: store.sink('run') }, settings);
     const loaded = await store.loadLatest('run');
     expect(loaded!.info.reason).toBe('stop');
     expect(loaded!.snapshot.cursor).toEqual({ epoch: 1, microBatch: 0 });
@@ -97,7 +94,7 @@ describe('resume from an IndexedDB checkpoint', () => {
     const statuses: string[] = [];
     let trainer: Trainer | null = null;
     trainer = new Trainer({
-      gpu, model, shaders, train: source(), validation, checkpoints: store.sink('p'),
+      gpu, model, shaders: SHADERS, train: source(), validation, checkpoints: store.sink('p'),
       onEvent: (e) => {
         if (e.type === 'status') statuses.push(e.status);
         if (e.type === 'step' && e.step === 1) trainer!.pause();

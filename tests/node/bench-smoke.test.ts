@@ -7,9 +7,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SUITES } from '../../workers/bench/suites';
-import { validateReport } from '../../workers/bench/run';
-import type { BenchReport } from '../../workers/bench/suite';
+import { SUITES } from '../../bench/suites';
+import { validateReport } from '../../bench/run';
+import type { BenchReport } from '../../bench/suite';
 
 const RUNTIMES = ['browser', 'node'] as const;
 
@@ -23,7 +23,7 @@ describe('benchmark suites at smoke size', () => {
       it(`${suite} in ${runtime}`, () => {
         const dir = mkdtempSync(join(tmpdir(), 'qlora-bench-'));
         try {
-          const r = spawnSync(process.execPath, ['scripts/bench.mjs', suite, '--runtime', runtime, '--size', 'smoke', '--results', dir], {
+          const r = spawnSync(process.execPath, ['bench/bench.mjs', suite, '--runtime', runtime, '--size', 'smoke', '--results', dir], {
             encoding: 'utf8',
             timeout: 540_000,
           });

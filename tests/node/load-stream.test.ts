@@ -15,7 +15,7 @@ import { openLoad } from '../../workers/load/load-model';
 import { ModelCache } from '../../workers/load/cache';
 import { DEFAULT_QUANT } from '../../workers/load/presets';
 import { isQuantizedLinear, type ArchShape } from '../../workers/load/arch';
-import { crc32 } from '../../workers/load/checksum';
+import { crc32 } from '../../workers/util/crc32';
 import { cpuTarget, quantizeOnLoad, type LoadedTensor } from '../../workers/load/quantize-on-load';
 import type { StreamedSource } from '../../workers/load/stream-source';
 import type { Nf4Quantized } from '../../workers/nf4/reference';

@@ -3,7 +3,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { SafetensorsFile, writeSafetensors } from '../../workers/formats/safetensors';
 import { linear4bitPrefixes, linear4bitTensors, pythonFloatRepr, quantStateJson, readLinear4bit } from '../../workers/nf4/state-dict';
 import { castToDtype, dequantizeNF4, quantizeNF4 } from '../../workers/nf4/reference';
-import { linear4bitForwardCpu } from '../../workers/nf4/linear-reference';
+import { nf4LinearCpu } from '../../workers/kernels/nf4-matmul';
 import { companionOf, isStateDictFile } from '../../workers/nf4/fixture-case';
 
 const DIR = 'tests/fixtures/bnb-nf4';
@@ -87,7 +87,7 @@ describe('Linear4bit state dicts', () => {
       it('layer output y = x·Wᵀ + b matches within tolerance', () => {
         const x = expected.f32('x');
         const M = expected.info('x').shape[0];
-        const y = linear4bitForwardCpu(x, state.quant, expected.f32('input_bias'), M);
+        const y = nf4LinearCpu(state.quant).forward(x, M, expected.f32('input_bias'));
         // bitsandbytes computes in the layer dtype: float32 results agree to rounding, bf16 to its 8-bit mantissa.
         const tol = state.dtype === 'float32' ? 1e-5 : 1e-2;
         expect(relErr(y, expected.f32('y'))).toBeLessThan(tol);

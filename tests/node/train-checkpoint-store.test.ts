@@ -2,7 +2,7 @@ import 'fake-indexeddb/auto';
 import { openDB } from 'idb';
 import { describe, expect, it } from 'vitest';
 import { CheckpointStore } from '../../workers/train/checkpoint-store';
-import { crc32 } from '../../workers/load/checksum';
+import { crc32 } from '../../workers/util/crc32';
 import { DEFAULT_TRAIN_SETTINGS, type TrainerSnapshot } from '../../workers/train/trainer';
 
 function snapshot(step: number, seed = step): TrainerSnapshot {

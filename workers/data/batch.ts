@@ -1,5 +1,6 @@
 /** Examples into one padded batch (right padding), as the model's forward/backward takes it. */
-import type { Batch, Example } from './types';
+import type { Batch } from '../model/types';
+import type { Example } from './types';
 
 /**
  * `seq` defaults to the longest example. Padding positions get `padId`, attention 0 and

@@ -1,7 +1,10 @@
 /**
  * Bad input is reported as a value the page can show next to the file: which file, which
- * line and column (1-based; null where they do not apply), and what is wrong.
+ * line and column (1-based; null where they do not apply), and what is wrong. The plain form,
+ * `DataError`, is declared in workers/protocol.ts because it crosses to the page.
  */
+import type { DataError } from '../protocol';
+
 export class DatasetError extends Error {
   readonly file: string;
   readonly line: number | null;
@@ -16,19 +19,12 @@ export class DatasetError extends Error {
   }
 
   /** The plain object the CLI prints and the page stores. */
-  toJSON(): DatasetErrorInfo {
+  toJSON(): DataError {
     return { file: this.file, line: this.line, column: this.column, message: this.message };
   }
 }
 
-export interface DatasetErrorInfo {
-  file: string;
-  line: number | null;
-  column: number | null;
-  message: string;
-}
-
-export type Result<T> = { ok: true; value: T } | { ok: false; error: DatasetErrorInfo };
+export type Result<T> = { ok: true; value: T } | { ok: false; error: DataError };
 
 /** Runs `work` and turns any failure into `{ok:false}`: bad input never throws past the UI. */
 export async function asResult<T>(file: string, work: () => Promise<T>): Promise<Result<T>> {
@@ -39,7 +35,7 @@ export async function asResult<T>(file: string, work: () => Promise<T>): Promise
   }
 }
 
-export function toErrorInfo(file: string, err: unknown): DatasetErrorInfo {
+export function toErrorInfo(file: string, err: unknown): DataError {
   if (err instanceof DatasetError) return err.toJSON();
   const message = err instanceof Error ? err.message : String(err);
   return { file, line: null, column: null, message };

@@ -9,8 +9,8 @@
  * Bad input throws DatasetError {file, line, column, message}; the *Result variants return it
  * as `{ok: false, error}` instead.
  */
-export type { Batch, ByteSource, ColumnMapping, DataFormat, DatasetStats, Example, Histogram, PrepareOptions, PreparedDataset, PresetName, Preview, Row, TokenStats } from './types';
-export { DatasetError, asResult, toErrorInfo, type DatasetErrorInfo, type Result } from './errors';
+export type { ByteSource, ColumnMapping, DataFormat, DatasetStats, Example, Histogram, PrepareOptions, PreparedDataset, PresetName, Preview, Row, TokenStats } from './types';
+export { DatasetError, asResult, toErrorInfo, type Result } from './errors';
 export { readRows, collectRows, formatFromName } from './source';
 export { rowLine } from './row-line';
 export { detectColumns, getPath } from './columns';

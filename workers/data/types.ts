@@ -1,8 +1,9 @@
 /**
  * The data pipeline's shared shapes: what parsers yield, how columns map to the text a model
- * learns, and what the training loop receives.
+ * learns, and the prepared examples (batched into the model's `Batch`, workers/model/types.ts).
  */
 import type { TextTokenizer } from '../tokenizer';
+import type { ColumnMapping } from '../protocol';
 
 /** One dataset row as parsed: CSV cells are strings, JSON/Parquet values keep their types. */
 export type Row = Record<string, unknown>;
@@ -13,17 +14,14 @@ export type DataFormat = 'jsonl' | 'json' | 'csv' | 'tsv' | 'parquet';
 export type ByteSource = ReadableStream<Uint8Array> | Blob | Uint8Array | ArrayBuffer | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
 /**
- * Which columns make the training text. Column names may be dotted paths into nested values
- * (`metadata.library`).
+ * Which columns make the training text (declared in workers/protocol.ts: the page sends it).
+ * Column names may be dotted paths into nested values (`metadata.library`).
  * - `prompt-response`: prompt tokens are masked (label -100), the response is learned.
  * - `text`: the whole text is learned.
  * - `messages`: a `[{role, content}]` column rendered with the tokenizer's chat template;
  *   only assistant turns are learned.
  */
-export type ColumnMapping =
-  | { kind: 'prompt-response'; prompt: string; response: string }
-  | { kind: 'text'; text: string }
-  | { kind: 'messages'; messages: string };
+export type { ColumnMapping };
 
 export type PresetName = 'ds1000' | 'counseling';
 
@@ -31,15 +29,6 @@ export type PresetName = 'ds1000' | 'counseling';
 export interface Example {
   inputIds: Int32Array;
   labels: Int32Array;
-}
-
-/** Row-major [batch, seq]; the model shifts labels by one internally (as Hugging Face does). */
-export interface Batch {
-  inputIds: Int32Array;
-  attentionMask: Int32Array;
-  labels: Int32Array;
-  batch: number;
-  seq: number;
 }
 
 export interface PrepareOptions {

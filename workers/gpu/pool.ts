@@ -4,10 +4,10 @@
  * (training repeats the same shapes every step).
  */
 
-export type MemoryCategory = 'weights' | 'lora' | 'optimizer' | 'activations' | 'scratch';
-export const MEMORY_CATEGORIES: readonly MemoryCategory[] = ['weights', 'lora', 'optimizer', 'activations', 'scratch'];
+import type { ByCategory, MemoryCategory } from '../util/memory-categories';
 
-export type ByCategory = Record<MemoryCategory, number>;
+// Declared in a GPU-free module so the page can import them; re-exported for engine modules that take them from here.
+export { MEMORY_CATEGORIES, type ByCategory, type MemoryCategory } from '../util/memory-categories';
 
 export interface GpuBuffer {
   readonly buffer: GPUBuffer;

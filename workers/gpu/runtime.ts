@@ -7,7 +7,8 @@
  * submits, not one per dispatch.
  */
 import { acquireDevice, type AcquireOptions, type AdapterDescription, type Feature } from './device';
-import { BufferPool, type GpuBuffer, type MemoryCategory } from './pool';
+import { BufferPool, type GpuBuffer } from './pool';
+import type { MemoryCategory } from '../util/memory-categories';
 import { PipelineCache } from './pipelines';
 
 export type Binding = GpuBuffer | { buf: GpuBuffer; offset: number; size: number };

@@ -3,10 +3,11 @@
  * torch.nn.utils.clip_grad_norm_: per-tensor norms, then the norm of the norms;
  * coef = min(1, maxNorm / (total + 1e-6)). The result stays on the GPU ([total, coef]) so the
  * AdamW kernel can scale the gradient without a round trip; the CPU reference follows the
- * shaders' summation order exactly (see shaders/reduce-sumsq.wgsl).
+ * shaders' summation order exactly (see shaders/grad-norm-sumsq.wgsl).
  */
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
+import type { KernelShaders } from './shaders';
 
 const WG = 256;
 const ITEMS = 8;
@@ -18,10 +19,7 @@ export interface NormSegment {
   offset?: number;
 }
 
-export interface GradNormShaders {
-  sumsq: string;
-  finalize: string;
-}
+export type GradNormShaders = Pick<KernelShaders, 'gradNormSumsq' | 'gradNormFinalize'>;
 
 /**
  * Reusable plan for a fixed list of tensors: the partial-sum buffer and segment table are
@@ -50,7 +48,7 @@ export class GradNormPlan {
   /** Records the norm and clip coefficient into `clip`; maxNorm ≤ 0 disables clipping (coef 1). */
   run(maxNorm: number): void {
     const { gpu } = this;
-    const sumsq = gpu.pipeline(this.shaders.sumsq, 'sumsq');
+    const sumsq = gpu.pipeline(this.shaders.gradNormSumsq, 'sumsq');
     this.segments.forEach((s, i) => {
       const groups = this.startIndex[i + 1] - this.startIndex[i];
       if (groups === 0) return;
@@ -62,7 +60,7 @@ export class GradNormPlan {
       });
     });
     gpu.dispatch({
-      pipeline: gpu.pipeline(this.shaders.finalize, 'finalize'),
+      pipeline: gpu.pipeline(this.shaders.gradNormFinalize, 'finalize'),
       bindings: [this.partials, this.starts, this.clip, gpu.uniform([this.segments.length, maxNorm, 0, 0], 'ufuu')],
       workgroups: [1],
       label: 'grad-norm finalize',

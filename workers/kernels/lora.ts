@@ -12,7 +12,7 @@
  *   loraBackward(gpu, shaders, { x, a, b, dy, dA, dB, dx?, M, inF, outF, r, scale, dropout, h? })
  *   loraScale(alpha, r, useRsLora)       alpha / r (PEFT), or alpha / √r (rsLoRA)
  *
- * `shaders` = { lora: lora.wgsl, matmul: matmul.wgsl } as `?raw` strings from the caller.
+ * `shaders`: the registry's `lora` and `matmul` entries (workers/kernels/shader-sources.ts).
  * `dropout` = { p, seed, step, layer } or null: the mask comes from a counter-based hash of
  * (seed, step, layer, element index of x), so backward regenerates it from x without storing
  * it; kept elements are scaled by 1/(1-p) like torch.nn.Dropout. Use a different `layer`
@@ -27,13 +27,9 @@
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
 import { matmul } from './matmul';
+import type { KernelShaders } from './shaders';
 
-export interface LoraShaders {
-  /** shaders/lora.wgsl */
-  lora: string;
-  /** shaders/matmul.wgsl */
-  matmul: string;
-}
+export type LoraShaders = Pick<KernelShaders, 'lora' | 'matmul'>;
 
 export interface LoraDropout {
   /** Drop probability in [0, 1). */

@@ -4,7 +4,7 @@
  *   nf4LinearForward(gpu, shaders, { x, weight, bias?, y, M, accumulate? }) y (+)= x·Wᵀ (+ bias) [M, N]
  *   nf4LinearBackwardData(gpu, shaders, { dy, weight, dx, M, accumulate }) dx (+)= dy·W      [M, K]
  *
- * `shaders` = { nf4: nf4.wgsl, nf4Matmul: nf4-matmul.wgsl } (`?raw` strings from the caller).
+ * `shaders`: the registry's `nf4` and `nf4Matmul` entries (workers/kernels/shader-sources.ts).
  * Forward uses a matrix-vector kernel for M ≤ 4 (decoding: several output columns per workgroup,
  * 32 codes per thread and step) and a tiled kernel otherwise: 64 output columns by 16, 32, 64 or
  * 128 rows of M per workgroup (1, 2, 4 or 8 × 4 outputs per thread), by M and by the device's
@@ -125,12 +125,19 @@ export function nf4LinearBackwardData(gpu: Gpu, shaders: Nf4Shaders, s: Nf4Linea
   });
 }
 
-/** CPU reference: y = x·dequant(W)ᵀ (+ bias) and dx = dy·dequant(W), float64 accumulation. */
+/**
+ * The NF4 linear's one CPU reference: y = x·dequant(W)ᵀ (+ bias) and dx = dy·dequant(W),
+ * float64 accumulation (also what nf4-check compares bitsandbytes' Linear4bit outputs with).
+ */
 export function nf4LinearCpu(q: Nf4Quantized) {
   const [N, K] = [q.shape[0], q.shape[q.shape.length - 1]];
   const w = dequantizeNF4(q);
+  const checkLength = (name: string, got: Float32Array, M: number, cols: number) => {
+    if (got.length !== M * cols) throw new RangeError(`nf4LinearCpu: ${name} has ${got.length} elements, expected ${M}×${cols}`);
+  };
   return {
     forward(x: Float32Array, M: number, bias?: Float32Array): Float32Array {
+      checkLength('x', x, M, K);
       const y = new Float32Array(M * N);
       for (let m = 0; m < M; m++) {
         for (let j = 0; j < N; j++) {
@@ -142,6 +149,7 @@ export function nf4LinearCpu(q: Nf4Quantized) {
       return y;
     },
     backward(dy: Float32Array, M: number): Float32Array {
+      checkLength('dy', dy, M, N);
       const dx = new Float64Array(M * K);
       for (let m = 0; m < M; m++) {
         for (let j = 0; j < N; j++) {

@@ -8,7 +8,7 @@
  * stored array carries its length and CRC-32, checked on read.
  */
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
-import { crc32 } from './checksum';
+import { crc32 } from '../util/crc32';
 import type { HeldBytes } from './held';
 import type { DType } from '../formats/safetensors';
 import type { Nf4Dtype } from '../nf4/reference';

@@ -5,7 +5,7 @@
  * allocate, with the pool's own accounting, for the persistent state and for the busiest moment
  * of a forward+backward step.
  */
-import type { ByCategory, MemoryCategory } from '../gpu/pool';
+import type { ByCategory, MemoryCategory } from '../util/memory-categories';
 import { parseModelConfig, type ModelConfig } from '../model/config';
 import { architectureNames, tensorShapes, type LinearSpec } from '../model/architecture';
 import { isTargetModule } from '../model/target-modules';

@@ -20,7 +20,7 @@ import { LayerKit, type KvCache, type LayerWeights, type LinearEntry, type NormW
 import { F32Linear, Nf4Linear, type FrozenLinear } from './frozen-linear';
 import { seededRandom } from '../util/random';
 import { createLoraModules, exportPeftAdapter, type LoraInit, type LoraModule, type PeftExport } from './lora-adapter';
-import type { ModelShaders } from './shaders';
+import type { ModelShaders } from '../kernels/shaders';
 import { checkSamplingOptions, isGreedy, sampleToken } from './sampling';
 import type {
   Batch,

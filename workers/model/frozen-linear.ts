@@ -8,7 +8,7 @@ import { matmul } from '../kernels/matmul';
 import { nf4StoredBytes, releaseNf4, type Nf4GpuWeight } from '../nf4/gpu';
 import { nf4LinearBackwardData, nf4LinearForward } from '../kernels/nf4-matmul';
 import { axpy } from '../kernels/elementwise';
-import type { ModelShaders } from './shaders';
+import type { ModelShaders } from '../kernels/shaders';
 
 export interface FrozenLinear {
   readonly inFeatures: number;

@@ -9,7 +9,7 @@ import { SafetensorsFile } from '../formats/safetensors';
 import { parseModelConfig } from './config';
 import { CausalLM, ModelInputError, type WeightMode } from './causal-lm';
 import { parsePeftConfig } from './lora-adapter';
-import type { ModelShaders } from './shaders';
+import type { ModelShaders } from '../kernels/shaders';
 import type { Batch } from './types';
 import { openSafetensorsWeights, type WeightInfo, type WeightSource } from './weights';
 

@@ -15,7 +15,7 @@ import type { ModelConfig } from './config';
 import type { LinearRole, LinearSpec, NormSpec } from './architecture';
 import type { FrozenLinear } from './frozen-linear';
 import type { LoraModule } from './lora-adapter';
-import type { ModelShaders } from './shaders';
+import type { ModelShaders } from '../kernels/shaders';
 import type { LoraSettings } from './types';
 
 export interface LinearEntry {

@@ -22,13 +22,9 @@ import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
 import { DYNAMIC_MAP, NESTED_BLOCKSIZE, NF4_BLOCKSIZE, NF4_CODE } from './tables';
 import { blockCount, meanOffset, numel, quantizeNested, type Nf4Quantized } from './reference';
+import type { KernelShaders } from '../kernels/shaders';
 
-export interface Nf4Shaders {
-  /** shaders/nf4.wgsl */
-  nf4: string;
-  /** shaders/nf4-matmul.wgsl */
-  nf4Matmul: string;
-}
+export type Nf4Shaders = Pick<KernelShaders, 'nf4' | 'nf4Matmul'>;
 
 export interface Nf4GpuPart {
   /** Rows [rowStart, rowEnd) of W this part serves. */

@@ -8,7 +8,7 @@
  */
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { CheckpointReason, CheckpointSink, TrainerSnapshot } from './trainer';
-import { crc32 } from '../load/checksum';
+import { crc32 } from '../util/crc32';
 
 const DB_VERSION = 1;
 export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;

@@ -5,7 +5,7 @@
 import { CausalLM } from '../model/causal-lm';
 import { parseModelConfig } from '../model/config';
 import { parsePeftConfig } from '../model/lora-adapter';
-import type { ModelShaders } from '../model/shaders';
+import type { ModelShaders } from '../kernels/shaders';
 import { SafetensorsSource } from '../model/weights';
 import type { TrainCheckModelFactory } from './train-check';
 

@@ -7,12 +7,9 @@
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
 import { adamw, adamwScalars, type AdamWHyper } from '../kernels/adamw';
-import { GradNormPlan, type GradNormShaders } from '../kernels/grad-norm';
+import { GradNormPlan } from '../kernels/grad-norm';
+import type { OptimizerShaders } from '../kernels/shaders';
 import { PagedMoments, type PagingOptions } from './paged-moments';
-
-export interface OptimizerShaders extends GradNormShaders {
-  adamw: string;
-}
 
 export interface OptimizerParam {
   key: string;

@@ -9,7 +9,7 @@ import type { Gpu } from '../gpu/runtime';
 import type { Batch, TrainableCausalLM } from '../model/types';
 import { SafetensorsFile } from '../formats/safetensors';
 import { FixedBatches } from './batches';
-import type { OptimizerShaders } from './optimizer';
+import type { OptimizerShaders } from '../kernels/shaders';
 import { SCHEDULE_NAMES, type ScheduleName } from './schedule';
 import { ownEntry } from '../util/own';
 import { Trainer, type Accumulation, type TrainEvent, type TrainSettings } from './trainer';

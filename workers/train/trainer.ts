@@ -9,7 +9,8 @@
 import type { Gpu } from '../gpu/runtime';
 import type { Batch, TrainableCausalLM } from '../model/types';
 import type { PagingOptions } from './paged-moments';
-import { AdamWOptimizer, type OptimizerShaders, type OptimizerState } from './optimizer';
+import { AdamWOptimizer, type OptimizerState } from './optimizer';
+import type { OptimizerShaders } from '../kernels/shaders';
 import { labelTokens, type BatchSource } from './batches';
 import { scheduledLr, type ScheduleSettings } from './schedule';
 

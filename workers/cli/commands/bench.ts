@@ -1,5 +1,5 @@
 import { Gpu } from '../../gpu/runtime';
-import { runBench } from '../../bench/run';
+import { runBench } from '../../../bench/run';
 import type { CliCommand } from '../io';
 
 /** `bench <suite> [--size smoke|cpu|full] [--results DIR]`: one suite in this browser. */

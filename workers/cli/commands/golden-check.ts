@@ -1,6 +1,6 @@
 import { Gpu } from '../../gpu/runtime';
 import { GOLDEN_TOLERANCE, runGoldenCheck } from '../../model/golden';
-import { MODEL_SHADERS } from '../../model/shader-sources';
+import { SHADERS } from '../../kernels/shader-sources';
 import { CliInputError, type CliCommand } from '../io';
 
 /**
@@ -20,7 +20,7 @@ export const goldenCheck: CliCommand = async (args, io) => {
     const read = async (path: string) => ((await io.exists(path)) ? io.readFile(path) : null);
     let report;
     try {
-      report = await runGoldenCheck(gpu, MODEL_SHADERS, folder, read, { nf4, log: io.log });
+      report = await runGoldenCheck(gpu, SHADERS, folder, read, { nf4, log: io.log });
     } catch (err) {
       const name = (err as Error).name;
       if (['ConfigError', 'AdapterError', 'WeightError', 'ModelInputError', 'SafetensorsError'].includes(name)) throw new CliInputError((err as Error).message);

@@ -1,5 +1,4 @@
-import nf4 from '../../../shaders/nf4.wgsl?raw';
-import nf4Matmul from '../../../shaders/nf4-matmul.wgsl?raw';
+import { SHADERS } from '../../kernels/shader-sources';
 import { Gpu } from '../../gpu/runtime';
 import { checkNf4Folder } from '../../nf4/check';
 import { caseFile, defaultGeneratedSet, layerFiles } from '../../nf4/generate';
@@ -36,7 +35,7 @@ export const nf4Check: CliCommand = async (args, io) => {
       list: async () => entries.filter((e) => !e.isDirectory).map((e) => e.name),
       read: (name: string) => io.readFile(joinPath(folder, name)),
     };
-    const summary = await checkNf4Folder(reader, gpu, gpu ? { nf4, nf4Matmul } : null, (r) => {
+    const summary = await checkNf4Folder(reader, gpu, gpu ? SHADERS : null, (r) => {
       const detail = [...r.failures, ...r.notes].join('; ');
       io.log(`${r.ok ? 'PASS' : 'FAIL'} ${r.name}${detail ? ` — ${detail}` : ''}`);
     });

@@ -1,5 +1,5 @@
 import { Gpu } from '../../gpu/runtime';
-import { MEMORY_CATEGORIES } from '../../gpu/pool';
+import { MEMORY_CATEGORIES } from '../../util/memory-categories';
 import { getPreset, PRESET_NAMES, type HfConfig } from '../../load/presets';
 import { fmt, GIB, planMemory, type PlanRequest } from '../../load/planner';
 import { CliInputError, type CliArgs, type CliCommand } from '../io';

@@ -1,7 +1,6 @@
 import { Gpu } from '../../gpu/runtime';
-import { MODEL_SHADERS } from '../../model/shader-sources';
+import { SHADERS } from '../../kernels/shader-sources';
 import { causalLmFactory } from '../../train/hf-train-model';
-import { OPTIMIZER_SHADERS } from '../../train/shader-sources';
 import { runTrainCheckFolder, TrainCheckInputError, TRAIN_CHECK_TOLERANCE } from '../../train/train-check';
 import { CliInputError, joinPath, type CliCommand } from '../io';
 
@@ -27,8 +26,8 @@ export const trainCheck: CliCommand = async (args, io) => {
       gpu,
       folder,
       read,
-      createModel: causalLmFactory(MODEL_SHADERS),
-      shaders: OPTIMIZER_SHADERS,
+      createModel: causalLmFactory(SHADERS),
+      shaders: SHADERS,
       log: (line) => io.log(line),
       onStep: (s) => io.line({ type: 'step', ...s }),
     }).catch((err: unknown) => {

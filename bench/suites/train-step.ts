@@ -6,10 +6,10 @@
  * smaller vocabulary, so SwiftShader finishes; `smoke` also narrows the layers. Reports
  * tokens/s and the pool's peak GPU bytes. (Decoding has its own suite, `decode`.)
  */
-import type { ModelConfig } from '../model/config';
-import type { Batch } from '../model/types';
-import { BENCH_MODELS, benchModelConfig, cutNote, loadBenchModel } from './models';
-import { isEmulated, profileGpu, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite } from './suite';
+import type { ModelConfig } from '../../workers/model/config';
+import type { Batch } from '../../workers/model/types';
+import { BENCH_MODELS, benchModelConfig, cutNote, loadBenchModel } from '../models';
+import { isEmulated, profileGpu, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite } from '../suite';
 
 interface Plan {
   layers: number | null;

@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildNodeBench, vulkanEnv } from './bench-build.mjs';
+import { buildNodeBench, vulkanEnv } from './build.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);

@@ -4,17 +4,17 @@
  * GPU path (chunks to the GPU NF4 quantizer) and the CPU reference, with the peak bytes the
  * loader held; in a browser also the IndexedDB cache write and read rates of the result.
  */
-import { writeSafetensors } from '../formats/safetensors';
-import { BlobFile } from '../load/byte-source';
-import { archFromConfig } from '../load/arch';
-import { ModelCache } from '../load/cache';
-import { gpuTarget, type GpuTensor } from '../load/gpu-target';
-import { getPreset, DEFAULT_QUANT } from '../load/presets';
-import { cpuTarget, quantizeOnLoad, type LoadedTensor, type LoadStats } from '../load/quantize-on-load';
-import { ModelWeights } from '../load/weights';
-import { releaseNf4 } from '../nf4/gpu';
-import { MODEL_SHADERS } from '../model/shader-sources';
-import { isEmulated, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
+import { writeSafetensors } from '../../workers/formats/safetensors';
+import { BlobFile } from '../../workers/load/byte-source';
+import { archFromConfig } from '../../workers/load/arch';
+import { ModelCache } from '../../workers/load/cache';
+import { gpuTarget, type GpuTensor } from '../../workers/load/gpu-target';
+import { getPreset, DEFAULT_QUANT } from '../../workers/load/presets';
+import { cpuTarget, quantizeOnLoad, type LoadedTensor, type LoadStats } from '../../workers/load/quantize-on-load';
+import { ModelWeights } from '../../workers/load/weights';
+import { releaseNf4 } from '../../workers/nf4/gpu';
+import { SHADERS } from '../../workers/kernels/shader-sources';
+import { isEmulated, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from '../suite';
 
 interface WeightCase {
   preset: 'phi-1_5' | 'falcon-7b';
@@ -74,7 +74,7 @@ async function run(ctx: BenchContext) {
     gpu.pool.resetPeak();
     let t0 = performance.now();
     let onGpu: GpuTensor | null = null;
-    const gpuStats: LoadStats = await quantizeOnLoad(weights, { arch, quant: DEFAULT_QUANT, target: gpuTarget(gpu, MODEL_SHADERS), chunkBytes, onTensor: (_n, t) => void (onGpu = t) });
+    const gpuStats: LoadStats = await quantizeOnLoad(weights, { arch, quant: DEFAULT_QUANT, target: gpuTarget(gpu, SHADERS), chunkBytes, onTensor: (_n, t) => void (onGpu = t) });
     await gpu.done();
     const gpuSeconds = (performance.now() - t0) / 1000;
     const pool = gpu.pool.stats();

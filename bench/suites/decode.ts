@@ -9,11 +9,11 @@
  * It also times, on the CPU alone, choosing one sampled token from a 51200-word vocabulary
  * (phi-1_5's) with the sorting reference and with the selecting sampler decoding uses.
  */
-import { BENCH_MODELS, benchModelConfig, cutNote, loadBenchModel } from './models';
-import { isEmulated, timeGpu, timingOf, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
-import { sampleToken, sampleTokenBySort, type SamplingOptions } from '../model/sampling';
-import type { GenerateOptions } from '../model/types';
-import { seededNormals, seededRandom } from '../util/random';
+import { BENCH_MODELS, benchModelConfig, cutNote, loadBenchModel } from '../models';
+import { isEmulated, timeGpu, timingOf, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from '../suite';
+import { sampleToken, sampleTokenBySort, type SamplingOptions } from '../../workers/model/sampling';
+import type { GenerateOptions } from '../../workers/model/types';
+import { seededNormals, seededRandom } from '../../workers/util/random';
 
 interface DecodePlan {
   layers: number | null;

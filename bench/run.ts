@@ -1,9 +1,9 @@
 /** Runs one suite, checks its numbers, and writes the result JSON under bench/results/. */
-import type { Gpu } from '../gpu/runtime';
-import type { CliIo, CliResult } from '../cli/io';
-import { CliInputError } from '../cli/io';
+import type { Gpu } from '../workers/gpu/runtime';
+import type { CliIo, CliResult } from '../workers/cli/io';
+import { CliInputError } from '../workers/cli/io';
 import { SUITES } from './suites';
-import { ownEntry } from '../util/own';
+import { ownEntry } from '../workers/util/own';
 import { isEmulated, type BenchReport, type BenchRuntime, type BenchSize } from './suite';
 
 const SIZES: BenchSize[] = ['smoke', 'cpu', 'full'];

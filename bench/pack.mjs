@@ -6,7 +6,7 @@ import { cpSync, mkdirSync, rmSync, writeFileSync, statSync, chmodSync } from 'n
 import { execFileSync } from 'node:child_process';
 import { resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildNodeBench } from './bench-build.mjs';
+import { buildNodeBench } from './build.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const stage = resolve(root, 'bench/pack/qlora-bench');

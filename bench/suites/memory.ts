@@ -8,14 +8,14 @@
  * 512, batch 1) are checked against. `full` runs the published architectures whole; `cpu` and
  * `smoke` keep the layer widths with one layer and a small vocabulary so SwiftShader finishes.
  */
-import { parseModelConfig, type ModelConfig } from '../model/config';
-import type { CausalLM } from '../model/causal-lm';
-import { allLinearNames } from '../model/architecture';
-import type { Batch } from '../model/types';
-import { getPreset } from '../load/presets';
-import { GIB, planModel } from '../load/planner';
-import { isEmulated, type BenchContext, type BenchRow, type BenchSize, type BenchSuite } from './suite';
-import { loadBenchModel } from './models';
+import { parseModelConfig, type ModelConfig } from '../../workers/model/config';
+import type { CausalLM } from '../../workers/model/causal-lm';
+import { allLinearNames } from '../../workers/model/architecture';
+import type { Batch } from '../../workers/model/types';
+import { getPreset } from '../../workers/load/presets';
+import { GIB, planModel } from '../../workers/load/planner';
+import { isEmulated, type BenchContext, type BenchRow, type BenchSize, type BenchSuite } from '../suite';
+import { loadBenchModel } from '../models';
 
 const BUDGETS: Record<string, number> = { 'phi-1_5': 1.5 * GIB, 'falcon-7b': 5.5 * GIB };
 

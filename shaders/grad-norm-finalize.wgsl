@@ -1,4 +1,4 @@
-// Second pass of the gradient norm (see reduce-sumsq.wgsl for the summation order).
+// Second pass of the gradient norm (see grad-norm-sumsq.wgsl for the summation order).
 const WG: u32 = 256u;
 
 struct FinalParams { tensors: u32, maxNorm: f32, _pad0: u32, _pad1: u32 }

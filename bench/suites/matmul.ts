@@ -11,16 +11,14 @@
  * SwiftShader runs use small M/N/K subsets (`--size smoke|cpu`); `--size full` runs the real shapes.
  */
 import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm?url';
-import nf4Code from '../../shaders/nf4.wgsl?raw';
-import nf4MatmulCode from '../../shaders/nf4-matmul.wgsl?raw';
-import matmulCode from '../../shaders/matmul.wgsl?raw';
-import type { Gpu } from '../gpu/runtime';
-import { matmul } from '../kernels/matmul';
-import { nf4LinearForward, rowsPerThread } from '../kernels/nf4-matmul';
-import { nf4BitsPerParam, nf4StoredBytes, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../nf4/gpu';
-import { randomNf4 } from '../model/random-weights';
-import { randomWords } from '../util/random';
-import { geomean, isEmulated, timeGpu, timingOf, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
+import { SHADERS } from '../../workers/kernels/shader-sources';
+import type { Gpu } from '../../workers/gpu/runtime';
+import { matmul } from '../../workers/kernels/matmul';
+import { nf4LinearForward, rowsPerThread } from '../../workers/kernels/nf4-matmul';
+import { nf4BitsPerParam, nf4StoredBytes, releaseNf4, uploadNf4, type Nf4GpuWeight } from '../../workers/nf4/gpu';
+import { randomNf4 } from '../../workers/model/random-weights';
+import { randomWords } from '../../workers/util/random';
+import { geomean, isEmulated, timeGpu, timingOf, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from '../suite';
 
 interface Shape {
   model: string;
@@ -306,9 +304,8 @@ async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Recor
     const y = gpu.alloc(s.M * s.N * 4, 'scratch', 'bench-y');
     const w4 = randomNf4Weight(gpu, s.N, s.K);
     const w32 = gpu.upload(randomFloats(s.N * s.K, 9, 0.05), 'scratch', 'bench-w32');
-    const nf4Shaders = { nf4: nf4Code, nf4Matmul: nf4MatmulCode };
-    const nf4Work = () => nf4LinearForward(gpu, nf4Shaders, { x, weight: w4, y, M: s.M });
-    const f32Work = () => matmul(gpu, matmulCode, { a: x, b: w32, c: y, M: s.M, N: s.N, K: s.K, transB: true });
+    const nf4Work = () => nf4LinearForward(gpu, SHADERS, { x, weight: w4, y, M: s.M });
+    const f32Work = () => matmul(gpu, SHADERS.matmul, { a: x, b: w32, c: y, M: s.M, N: s.N, K: s.K, transB: true });
     const contenders = new Map<string, Contender>([
       ['nf4', { work: async () => nf4Work(), settle: settleOurs }],
       ['f32', { work: async () => f32Work(), settle: settleOurs }],
@@ -326,7 +323,7 @@ async function run(ctx: BenchContext): Promise<{ rows: BenchRow[]; ratios: Recor
     // Where M takes the 128-row tiles, the 64-row tiles run beside them: which tile height wins
     // on this adapter, in the same run.
     const tall = rowsPerThread(s.M, gpu.limits.maxComputeWorkgroupStorageSize) === 8;
-    const nf4ShortWork = () => nf4LinearForward(gpu, nf4Shaders, { x, weight: w4, y, M: s.M, tileRows: 4 });
+    const nf4ShortWork = () => nf4LinearForward(gpu, SHADERS, { x, weight: w4, y, M: s.M, tileRows: 4 });
     if (tall) contenders.set('nf4_64', { work: async () => nf4ShortWork(), settle: settleOurs });
     const times = await timeInterleaved(contenders, warmup, runs, reps);
     const [tNf4, tF32, tOrt, tShort] = [times.get('nf4')!, times.get('f32')!, times.get('ort'), times.get('nf4_64')];

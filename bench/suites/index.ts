@@ -1,5 +1,5 @@
 /** Every benchmark suite, by name: add one `name: suite` entry per module in this folder. */
-import type { BenchSuite } from './suite';
+import type { BenchSuite } from '../suite';
 import { attentionSuite } from './attention';
 import { decodeSuite } from './decode';
 import { matmulSuite } from './matmul';

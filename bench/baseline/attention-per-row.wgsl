@@ -1,5 +1,5 @@
 // The per-row attention kernel the tiled one in shaders/attention.wgsl replaced, kept unchanged
-// as the `bench attention` baseline only (workers/bench/attention.ts); nothing else uses it.
+// as the `bench attention` baseline only (bench/suites/attention.ts); nothing else uses it.
 //
 // Causal scaled-dot-product attention with a key padding mask, multi-head / grouped / multi-query
 // (query head h reads K/V head h / (H / KVH)). Memory-efficient: each invocation streams over the

@@ -1,6 +1,6 @@
 /**
  * `bench attention`: the tiled attention kernels (shaders/attention.wgsl) against the per-row
- * kernel they replaced (workers/bench/baseline/attention-per-row.wgsl, one invocation per query
+ * kernel they replaced (bench/baseline/attention-per-row.wgsl, one invocation per query
  * row streaming over its keys), in one run on one adapter, on the attention shapes of phi-1_5
  * (32 heads of 64) and falcon-7b (71 query heads sharing one K/V head of 64, inside the fused
  * query_key_value row): a training forward and backward over a sequence, and a decoding step
@@ -8,13 +8,13 @@
  * decoding shapes and cuts training to fewer heads and a shorter sequence; `smoke` is tiny.
  * Both kernels get the same inputs; their outputs are compared, so a fast wrong kernel shows.
  */
-import code from '../../shaders/attention.wgsl?raw';
-import perRowCode from './baseline/attention-per-row.wgsl?raw';
-import type { Gpu } from '../gpu/runtime';
-import type { GpuBuffer } from '../gpu/pool';
-import { attentionBackward, attentionForward, backwardPlan, forwardPlan, type AttentionBackwardSpec } from '../kernels/attention';
-import { seededNormals } from '../util/random';
-import { geomean, isEmulated, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from './suite';
+import { SHADERS } from '../../workers/kernels/shader-sources';
+import perRowCode from '../baseline/attention-per-row.wgsl?raw';
+import type { Gpu } from '../../workers/gpu/runtime';
+import type { GpuBuffer } from '../../workers/gpu/pool';
+import { attentionBackward, attentionForward, backwardPlan, forwardPlan, type AttentionBackwardSpec } from '../../workers/kernels/attention';
+import { seededNormals } from '../../workers/util/random';
+import { geomean, isEmulated, timeGpu, type BenchContext, type BenchRow, type BenchSize, type BenchSuite, type Timing } from '../suite';
 
 export interface AttentionBenchCase {
   name: string;
@@ -207,7 +207,7 @@ async function run(ctx: BenchContext) {
     const readOut = () => gpu.readF32(b.o.buf, c.tq * c.heads * c.headDim);
     const oldF = await timeGpu(gpu, () => perRowForward(gpu, s), opts);
     const oOld = await readOut();
-    const newF = await timeGpu(gpu, () => attentionForward(gpu, code, s, fPlan), opts);
+    const newF = await timeGpu(gpu, () => attentionForward(gpu, SHADERS.attention, s, fPlan), opts);
     const oNew = await readOut();
     const pass = c.backward ? 'forward' : 'decode forward';
     rows.push(row('per-row', pass, oldF, 4, {}));
@@ -221,7 +221,7 @@ async function run(ctx: BenchContext) {
       const grads = async () => [await gpu.readF32(b.dq), await gpu.readF32(b.dkv)];
       const oldB = await timeGpu(gpu, () => perRowBackward(gpu, s), opts);
       const gOld = await grads();
-      const newB = await timeGpu(gpu, () => attentionBackward(gpu, code, s, bPlan), opts);
+      const newB = await timeGpu(gpu, () => attentionBackward(gpu, SHADERS.attention, s, bPlan), opts);
       const gNew = await grads();
       rows.push(row('per-row', 'backward', oldB, 10, {}));
       rows.push(row('tiled', 'backward', newB, 10, { slices: bPlan.slices, tile: bPlan.tiling.tile, max_rel_diff_vs_per_row: Math.max(relDiff(gNew[0], gOld[0]), relDiff(gNew[1], gOld[1])) }, `${bPlan.slices} head slice(s), tiles of ${bPlan.tiling.tile}`));

@@ -3,12 +3,12 @@
  * bench/results/, and the timing rule (warm-up, then the median of N runs, timed with GPU
  * timestamps where the adapter has them and with onSubmittedWorkDone wall time otherwise).
  */
-import type { Gpu } from '../gpu/runtime';
-import type { CliIo } from '../cli/io';
+import type { Gpu } from '../workers/gpu/runtime';
+import type { CliIo } from '../workers/cli/io';
 
 /** A software adapter (SwiftShader): its numbers are CPU emulation, not GPU performance. */
-export { isEmulated } from '../gpu/device';
-import type { AdapterDescription } from '../gpu/device';
+export { isEmulated } from '../workers/gpu/device';
+import type { AdapterDescription } from '../workers/gpu/device';
 
 export type BenchSize = 'smoke' | 'cpu' | 'full';
 export type BenchRuntime = 'browser' | 'node';

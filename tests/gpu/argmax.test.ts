@@ -4,7 +4,7 @@
  * ±Infinity, offsets into the logits and the output.
  */
 import { describe, expect, it } from 'vitest';
-import code from '../../shaders/argmax.wgsl?raw';
+import { SHADERS } from '../../workers/kernels/shader-sources';
 import { argmax, argmaxCpu, argmaxRow } from '../../workers/kernels/argmax';
 import { POISON, randn, rng, testGpu } from './helpers';
 
@@ -17,7 +17,7 @@ async function gpuArgmax(values: Float32Array, rows: number, vocab: number, offs
   const logits = gpu.upload(padded, 'scratch');
   const out = gpu.alloc((oo + rows + 1) * 4, 'scratch');
   gpu.fill(out, POISON);
-  argmax(gpu, code, { logits, out, rows, vocab, logitsOffset: lo, outOffset: oo });
+  argmax(gpu, SHADERS.argmax, { logits, out, rows, vocab, logitsOffset: lo, outOffset: oo });
   const got = await gpu.readU32(out, oo + rows + 1);
   gpu.release(logits, out);
   // Nothing outside [outOffset, outOffset + rows) is written.
@@ -98,6 +98,6 @@ describe('argmax kernel', () => {
 
   it('rejects an empty vocabulary', async () => {
     const gpu = await testGpu();
-    expect(() => argmax(gpu, code, { logits: gpu.dummy, out: gpu.dummy, rows: 1, vocab: 0 })).toThrow(/vocabulary size 0/);
+    expect(() => argmax(gpu, SHADERS.argmax, { logits: gpu.dummy, out: gpu.dummy, rows: 1, vocab: 0 })).toThrow(/vocabulary size 0/);
   });
 });

@@ -4,13 +4,13 @@
  * layers: it only checks the pipeline end to end, and SwiftShader needs minutes per real-width
  * layer. `--layers N` overrides the layer count (e.g. a quicker `full` run on a GPU).
  */
-import { parseModelConfig, type ModelConfig } from '../model/config';
-import { CausalLM } from '../model/causal-lm';
-import { allLinearNames } from '../model/architecture';
-import { RandomWeights } from '../model/random-weights';
-import { MODEL_SHADERS } from '../model/shader-sources';
-import type { Gpu } from '../gpu/runtime';
-import { getPreset } from '../load/presets';
+import { parseModelConfig, type ModelConfig } from '../workers/model/config';
+import { CausalLM } from '../workers/model/causal-lm';
+import { allLinearNames } from '../workers/model/architecture';
+import { RandomWeights } from '../workers/model/random-weights';
+import { SHADERS } from '../workers/kernels/shader-sources';
+import type { Gpu } from '../workers/gpu/runtime';
+import { getPreset } from '../workers/load/presets';
 import type { BenchSize } from './suite';
 
 export const BENCH_MODELS = ['phi-1_5', 'falcon-7b'] as const;
@@ -45,7 +45,7 @@ export function cutNote(size: BenchSize, c: ModelConfig, cut: ModelCut): string 
  * full-size falcon-7b builds in seconds), NF4 base, LoRA r 16, alpha 32 on every linear layer.
  */
 export function loadBenchModel(gpu: Gpu, c: ModelConfig, o: { seed: number; dropout?: number; checkpointing?: boolean; maxPositions?: number }): Promise<CausalLM> {
-  return CausalLM.load(gpu, MODEL_SHADERS, c, new RandomWeights(c, o.seed, undefined, { nf4Linears: true }), {
+  return CausalLM.load(gpu, SHADERS, c, new RandomWeights(c, o.seed, undefined, { nf4Linears: true }), {
     mode: 'nf4',
     lora: { settings: { r: 16, alpha: 32, dropout: o.dropout ?? 0, targetModules: allLinearNames(c) }, init: { seed: o.seed } },
     checkpointing: o.checkpointing,
