@@ -1,0 +1,231 @@
+import { SafetensorsFile } from '../../formats/safetensors';
+import { PRESETS as MODEL_PRESETS, type Preset } from '../../load/presets';
+import { crc32 } from '../../load/checksum';
+import { CheckpointStore } from '../../train/checkpoint-store';
+import type { TrainerSnapshot } from '../../train/trainer';
+import { tokenizerFromFiles, tokenizerFromUrl, type TextTokenizer } from '../../tokenizer';
+import type { PresetName } from '../../data';
+import { ggufExport, peftExport, type ExportFile, type ExportInput } from '../../export/bundle';
+import { ggufRefusals } from '../../export/gguf-lora';
+import { baseModelName, type BaseModelName } from '../../export/model-card';
+import type { PromptFormat } from '../../export/modelfile';
+import { peftAdapterConfig, targetModuleNames, tensorsInMemory, type LoraTensorData } from '../../export/peft';
+import { parseMapping } from './data-check';
+import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
+
+const USAGE =
+  'usage: export --format peft|gguf --out DIR --model <hf-folder|demo> (--profile DIR [--run ID] [--alpha A] [--dropout P] | --adapter DIR) ' +
+  '[--revision COMMIT] [--data FILE] [--template ds1000|counseling | --map prompt=COL,response=COL|text=COL|messages=COL] [--tokenizer DIR] [--outtype f32|f16]';
+
+/** Every flag the command reads: anything else is a typo and an error. */
+const FLAGS = new Set(['format', 'out', 'model', 'profile', 'run', 'alpha', 'dropout', 'adapter', 'revision', 'data', 'template', 'map', 'tokenizer', 'outtype']);
+
+type Json = Record<string, unknown>;
+
+function stringFlag(args: CliArgs, name: string): string | undefined {
+  const v = args.flags[name];
+  if (v === undefined) return undefined;
+  if (v === true || v === '') throw new CliInputError(`--${name} needs a value`);
+  return v;
+}
+
+function numberFlag(args: CliArgs, name: string, fallback: number, check: (n: number) => boolean): number {
+  const v = stringFlag(args, name);
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!check(n)) throw new CliInputError(`--${name} needs a valid number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** The base model's files: the studio's own folders (presets with a URL) by HTTP, others through the CLI. */
+interface BaseFiles {
+  label: string;
+  preset: Preset | null;
+  read(name: string): Promise<Uint8Array | null>;
+}
+
+function baseFiles(spec: string, io: CliIo): BaseFiles {
+  const preset = MODEL_PRESETS[spec] ?? null;
+  if (preset) {
+    if (preset.model.kind !== 'url') throw new CliInputError(`preset "${spec}" is downloaded from the hub (${preset.model.repo}); download it and pass its folder with --model`);
+    const base = preset.model.baseUrl;
+    return {
+      label: spec,
+      preset,
+      read: async (name) => {
+        const res = await fetch(base + name);
+        const type = res.headers.get('content-type') ?? '';
+        return res.ok && !type.includes('text/html') ? new Uint8Array(await res.arrayBuffer()) : null;
+      },
+    };
+  }
+  return { label: spec, preset: null, read: async (name) => ((await io.exists(joinPath(spec, name))) ? io.readFile(joinPath(spec, name)) : null) };
+}
+
+async function readJson(read: () => Promise<Uint8Array | null>, label: string): Promise<Json> {
+  const bytes = await read();
+  if (!bytes) throw new CliInputError(`${label} is missing`);
+  try {
+    const v = JSON.parse(new TextDecoder().decode(bytes)) as unknown;
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Json;
+  } catch (err) {
+    throw new CliInputError(`${label}: not valid JSON (${(err as Error).message})`);
+  }
+  throw new CliInputError(`${label}: not a JSON object`);
+}
+
+/** The newest checkpoint of the run `--run` names, or of the only (else the newest) run in the profile. */
+async function latestCheckpoint(args: CliArgs, io: CliIo): Promise<{ runId: string; snapshot: TrainerSnapshot }> {
+  const store = await CheckpointStore.open();
+  try {
+    const wanted = stringFlag(args, 'run');
+    const runs = await store.runs();
+    if (!runs.length) throw new CliInputError(`the profile ${args.flags.profile} holds no training run (train with the same --profile first)`);
+    let runId = wanted;
+    if (runId && !runs.includes(runId)) throw new CliInputError(`--run ${runId}: no such run in the profile; it has ${runs.join(', ')}`);
+    if (!runId) {
+      let newest = -1;
+      for (const id of runs) {
+        const at = (await store.list(id))[0]?.createdAt ?? -1;
+        if (at > newest) [newest, runId] = [at, id];
+      }
+      if (runs.length > 1) io.log(`the profile holds ${runs.length} runs; exporting the newest, ${runId} (choose with --run)`);
+    }
+    const loaded = await store.loadLatest(runId!);
+    if (!loaded) throw new CliInputError(`run ${runId} has no checkpoint`);
+    for (const w of loaded.warnings) io.log(`warning: ${w}`);
+    io.log(`run ${runId}: checkpoint at step ${loaded.info.step} (${loaded.info.reason})`);
+    return { runId: runId!, snapshot: loaded.snapshot };
+  } finally {
+    store.close();
+  }
+}
+
+/** How the run laid prompts out, for the Modelfile: the flags as `train` takes them, else the preset's. */
+function promptFormat(args: CliArgs, files: BaseFiles, tokenizer: () => Promise<TextTokenizer>): Promise<PromptFormat> | PromptFormat {
+  const template = stringFlag(args, 'template') ?? (args.flags.map === undefined ? files.preset?.template : undefined);
+  const map = stringFlag(args, 'map');
+  if (template && map) throw new CliInputError('give --template or --map, not both');
+  if (template) {
+    if (template !== 'ds1000' && template !== 'counseling') throw new CliInputError(`--template must be ds1000 or counseling, got "${template}"`);
+    return { kind: 'preset', preset: template as PresetName };
+  }
+  if (!map) throw new CliInputError('the Modelfile needs the prompt format the run trained on: --template ds1000|counseling or --map (as given to train)');
+  const mapping = parseMapping(map, '--map');
+  if (mapping.kind === 'prompt-response') return { kind: 'instruction' };
+  if (mapping.kind === 'text') return { kind: 'text' };
+  return tokenizer().then((t) => ({ kind: 'chat' as const, tokenizer: t }));
+}
+
+async function loadTokenizer(args: CliArgs, files: BaseFiles, io: CliIo): Promise<TextTokenizer> {
+  const dir = stringFlag(args, 'tokenizer');
+  if (!dir && files.preset?.tokenizer.kind === 'url') return tokenizerFromUrl(new URL(files.preset.tokenizer.baseUrl, location.origin).href);
+  const read = async (name: string) => {
+    if (dir) return (await io.exists(joinPath(dir, name))) ? io.readText(joinPath(dir, name)) : null;
+    const bytes = await files.read(name);
+    return bytes ? new TextDecoder().decode(bytes) : null;
+  };
+  const json = await read('tokenizer.json');
+  if (!json) throw new CliInputError(`no tokenizer.json in ${dir ?? files.label}; pass --tokenizer DIR`);
+  return tokenizerFromFiles(json, await read('tokenizer_config.json'));
+}
+
+async function writeFiles(out: string, files: ExportFile[], io: CliIo): Promise<{ name: string; bytes: number }[]> {
+  const written = [];
+  for (const f of files) {
+    // The CLI's file server takes whole files: the chunks are joined here (adapters are small).
+    const data = new Uint8Array(f.bytes);
+    let at = 0;
+    for await (const c of f.chunks()) {
+      data.set(c, at);
+      at += c.length;
+    }
+    if (at !== f.bytes) throw new Error(`${f.name}: wrote ${at} bytes, expected ${f.bytes}`);
+    await io.writeFile(joinPath(out, f.name), data);
+    io.log(`${joinPath(out, f.name)} (${f.bytes} bytes)`);
+    written.push({ name: f.name, bytes: f.bytes });
+  }
+  return written;
+}
+
+/**
+ * `export`: the adapter of a `train` run (its newest checkpoint in the --profile, or the PEFT
+ * folder train wrote with --out) as a PEFT folder with a model card, or as a llama.cpp GGUF
+ * adapter with an Ollama Modelfile. LoRA settings a checkpoint does not hold (alpha, dropout)
+ * default as in `train`; pass the same flags.
+ */
+export const exportCommand: CliCommand = async (args, io) => {
+  const unknown = Object.keys(args.flags).filter((k) => !FLAGS.has(k));
+  if (unknown.length) throw new CliInputError(`unknown flag${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
+  if (args.positional.length) throw new CliInputError(`unexpected argument "${args.positional[0]}"\n${USAGE}`);
+  const format = stringFlag(args, 'format');
+  const out = stringFlag(args, 'out');
+  const model = stringFlag(args, 'model');
+  if (!format || !out || !model) throw new CliInputError(USAGE);
+  if (format === 'merged') throw new CliInputError('--format merged is not available from the command line yet; use peft or gguf');
+  if (format !== 'peft' && format !== 'gguf') throw new CliInputError(`--format must be peft or gguf, got "${format}"`);
+  const fromProfile = args.flags.profile !== undefined;
+  const adapterDir = stringFlag(args, 'adapter');
+  if (fromProfile === (adapterDir !== undefined)) throw new CliInputError(`give exactly one of --profile (a train run's checkpoints) and --adapter (a PEFT folder)\n${USAGE}`);
+  const outtype = stringFlag(args, 'outtype') ?? 'f32';
+  if (outtype !== 'f32' && outtype !== 'f16') throw new CliInputError(`--outtype must be f32 or f16, got "${outtype}"`);
+
+  const files = baseFiles(model, io);
+  const baseConfig = await readJson(() => files.read('config.json'), joinPath(files.label, 'config.json'));
+  const base: BaseModelName = files.preset ? baseModelName({ kind: 'bundled', name: files.preset.name }) : baseModelName({ kind: 'folder', folderName: model, config: baseConfig });
+  const revision = stringFlag(args, 'revision') ?? (files.preset?.model.kind === 'url' ? (files.preset.model.revision ?? null) : null);
+
+  let input: ExportInput;
+  if (adapterDir) {
+    const configText = new TextDecoder().decode(await io.readFile(joinPath(adapterDir, 'adapter_config.json')));
+    const modelBytes = await io.readFile(joinPath(adapterDir, 'adapter_model.safetensors'));
+    input = { adapterConfig: configText, tensors: new SafetensorsFile(modelBytes, joinPath(adapterDir, 'adapter_model.safetensors')), adapterModel: modelBytes, baseConfig, base, revision };
+  } else {
+    for (const k of ['alpha', 'dropout']) if (args.flags[k] === true) throw new CliInputError(`--${k} needs a value`);
+    const { snapshot } = await latestCheckpoint(args, io);
+    const tensorData: LoraTensorData[] = snapshot.lora.map((l) => ({ key: l.key, shape: l.shape, data: l.data }));
+    const first = tensorData.find((t) => t.key.endsWith('.lora_A.weight'));
+    if (!first) throw new CliInputError('the checkpoint holds no LoRA tensors');
+    const settings = {
+      r: first.shape[0],
+      alpha: numberFlag(args, 'alpha', files.preset?.lora.alpha ?? 16, (n) => n > 0),
+      dropout: numberFlag(args, 'dropout', files.preset?.lora.dropout ?? 0.05, (n) => n >= 0 && n < 1),
+      targetModules: targetModuleNames(tensorData.map((t) => t.key)),
+    };
+    const s = snapshot.settings;
+    const last = snapshot.history[snapshot.history.length - 1];
+    const lastEval = snapshot.evals[snapshot.evals.length - 1];
+    input = {
+      adapterConfig: peftAdapterConfig(settings, settings.targetModules, base.name, revision),
+      tensors: tensorsInMemory(tensorData),
+      tensorData,
+      baseConfig,
+      base,
+      revision,
+      card: {
+        training: { learningRate: s.lr, schedule: s.schedule.name, warmupRatio: s.schedule.warmupRatio, epochs: s.epochs, steps: snapshot.totalSteps, gradAccumulation: s.gradAccum, seed: s.seed, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm },
+        results: { finalTrainLoss: last?.loss ?? null, finalEvalLoss: lastEval?.loss ?? null, steps: snapshot.step },
+      },
+    };
+  }
+  const dataPath = stringFlag(args, 'data');
+  if (dataPath) {
+    const bytes = await io.readFile(dataPath);
+    const name = dataPath.split(/[\\/]/).pop() ?? dataPath;
+    input.card = { ...input.card, data: { name, fingerprint: `crc32:${crc32(bytes).toString(16).padStart(8, '0')}`, template: stringFlag(args, 'template') ?? stringFlag(args, 'map') ?? files.preset?.template } };
+  }
+
+  let written;
+  if (format === 'peft') {
+    written = await writeFiles(out, peftExport(input), io);
+  } else {
+    const refusals = ggufRefusals(input.adapterConfig, input.tensors, baseConfig);
+    if (refusals.length) throw new CliInputError(`llama.cpp cannot load this adapter:\n- ${refusals.join('\n- ')}`);
+    let tokenizer: Promise<TextTokenizer> | null = null;
+    const getTokenizer = () => (tokenizer ??= loadTokenizer(args, files, io));
+    const promptFmt = await promptFormat(args, files, getTokenizer);
+    const eosToken = (await getTokenizer()).eosToken;
+    written = await writeFiles(out, ggufExport(input, { prompt: { format: promptFmt, eosToken }, tensorType: outtype === 'f16' ? 'F16' : 'F32' }), io);
+  }
+  return { exitCode: 0, result: { ok: true, format, out, base_model: base.name, revision, files: written } };
+};
