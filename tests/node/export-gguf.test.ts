@@ -367,6 +367,28 @@ describe('ggufRefusals: what llama.cpp cannot take is said before the download',
     expect(ggufRefusals(config, withTensors([], [A]), base)[0]).toMatch(/has lora_B but no lora_A/);
   });
 
+  it('maps LoRA on an untied lm_head to llama.cpp\'s output tensor', async () => {
+    const extra = [
+      { name: 'base_model.model.lm_head.lora_A.weight', shape: [4, 64] },
+      { name: 'base_model.model.lm_head.lora_B.weight', shape: [512, 4] },
+    ];
+    const tensors: AdapterTensors = {
+      names: [...adapter.names, ...extra.map((e) => e.name)],
+      info: (n) => {
+        const e = extra.find((x) => x.name === n);
+        return e ? { dtype: 'F32' as const, shape: e.shape } : adapter.info(n);
+      },
+      f32: (n) => (extra.some((e) => e.name === n) ? Float32Array.from({ length: n.includes('lora_A') ? 256 : 2048 }, (_, i) => i) : adapter.f32(n)),
+    };
+    expect(ggufRefusals(config, tensors, { ...base, tie_word_embeddings: false })).toEqual([]);
+    const exp = ggufLoraAdapter(config, tensors, { ...base, tie_word_embeddings: false });
+    const last = exp.tensors.slice(-2);
+    expect(last.map((t) => [t.name, t.shape])).toEqual([
+      ['output.weight.lora_a', [4, 64]],
+      ['output.weight.lora_b', [512, 4]],
+    ]);
+  });
+
   it('refuses an architecture llama.cpp has no mapping for here', () => {
     expect(ggufRefusals(config, adapter, { ...base, architectures: ['GPTNeoXForCausalLM'] })[0]).toMatch(/GPTNeoXForCausalLM/);
   });

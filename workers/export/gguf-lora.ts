@@ -37,7 +37,9 @@
  *   - phi2, qwen2, phi3: no reordering (phi3 keeps the fused qkv_proj and gate_up_proj, which
  *     llama.cpp splits at run time).
  *
- * What llama.cpp cannot take is refused before anything is written (`ggufRefusals`).
+ * An untied lm_head maps to `output.weight.lora_a` / `.lora_b` (tensor_mapping.py `OUTPUT`); a tied
+ * one is refused, as the converter refuses it ("lm_head is present in adapter, but is ignored in
+ * base model"). What llama.cpp cannot take is refused before anything is written (`ggufRefusals`).
  */
 import type { TensorInfo } from '../formats/safetensors';
 import { GGUF_DEFAULT_ALIGNMENT, ggufLayout, type GgmlTypeName, type GgufKeyValue, type GgufLayout, type GgufTensor } from './gguf';
@@ -272,9 +274,9 @@ function plan(adapterConfig: Json, tensors: AdapterTensors, baseConfig: Json): P
       refusals.push(`adapter_model.safetensors: module "${module}" has lora_${p.a ? 'A' : 'B'} but no lora_${p.a ? 'B' : 'A'}`);
       continue;
     }
-    if (/(^|\.)lm_head$/.test(module)) {
-      if (tiedLmHead(baseConfig)) refusals.push(`adapter_model.safetensors: LoRA on "${module}", which shares the embedding matrix (tie_word_embeddings); llama.cpp has no separate output tensor to adapt`);
-      else refusals.push(`adapter_model.safetensors: LoRA on "${module}" is not exported (the studio trains no lm_head adapter)`);
+    const lmHead = module === 'lm_head';
+    if (lmHead && tiedLmHead(baseConfig)) {
+      refusals.push(`adapter_model.safetensors: LoRA on "${module}", which shares the embedding matrix (tie_word_embeddings); llama.cpp has no separate output tensor to adapt`);
       continue;
     }
     if (/(embed_tokens|word_embeddings|wte)$/.test(module)) {
@@ -286,6 +288,21 @@ function plan(adapterConfig: Json, tensors: AdapterTensors, baseConfig: Json): P
       continue;
     }
     if (!rules) continue;
+    const sa = tensors.info(p.a).shape;
+    const sb = tensors.info(p.b).shape;
+    if (sa.length !== 2 || sb.length !== 2 || sa[0] !== sb[1]) {
+      refusals.push(`adapter_model.safetensors: module "${module}": lora_A [${sa.join(', ')}] and lora_B [${sb.join(', ')}] are not a rank-r pair`);
+      continue;
+    }
+    if (typeof cfg.r === 'number' && sa[0] !== cfg.r) {
+      refusals.push(`adapter_model.safetensors: module "${module}" has rank ${sa[0]}, adapter_config.json says r = ${cfg.r}; llama.cpp would scale it by alpha / ${sa[0]}`);
+      continue;
+    }
+    if (lmHead) {
+      // An untied lm_head is llama.cpp's `output` (tensor_mapping.py MODEL_TENSOR.OUTPUT).
+      entries.push({ module, peftA: p.a, peftB: p.b, ggufA: 'output.weight.lora_a', ggufB: 'output.weight.lora_b', order: { kind: 'same' }, shapeA: [sa[0], sa[1]], shapeB: [sb[0], sb[1]] });
+      continue;
+    }
     const lm = new RegExp(`^${rules.layers.replace(/\./g, '\\.')}\\.(\\d+)\\.(.+)$`).exec(module);
     const rule = lm ? rules.modules.find((r) => r.module === lm[2]) : undefined;
     if (!lm || !rule) {
@@ -295,16 +312,6 @@ function plan(adapterConfig: Json, tensors: AdapterTensors, baseConfig: Json): P
     const block = Number(lm[1]);
     if (layerCount !== undefined && block >= layerCount) {
       refusals.push(`adapter_model.safetensors: module "${module}" is in layer ${block}, but the base model has ${layerCount} layers`);
-      continue;
-    }
-    const sa = tensors.info(p.a).shape;
-    const sb = tensors.info(p.b).shape;
-    if (sa.length !== 2 || sb.length !== 2 || sa[0] !== sb[1]) {
-      refusals.push(`adapter_model.safetensors: module "${module}": lora_A [${sa.join(', ')}] and lora_B [${sb.join(', ')}] are not a rank-r pair`);
-      continue;
-    }
-    if (typeof cfg.r === 'number' && sa[0] !== cfg.r) {
-      refusals.push(`adapter_model.safetensors: module "${module}" has rank ${sa[0]}, adapter_config.json says r = ${cfg.r}; llama.cpp would scale it by alpha / ${sa[0]}`);
       continue;
     }
     let order: RowOrder = { kind: 'same' };
@@ -330,8 +337,8 @@ function plan(adapterConfig: Json, tensors: AdapterTensors, baseConfig: Json): P
   // Layer by layer, in the architecture's module order, like the base model's own tensors.
   if (rules) {
     const key = (e: LoraNameMapEntry) => {
-      const m = /^blk\.(\d+)\.([a-z_]+)\./.exec(e.ggufA)!;
-      return Number(m[1]) * 100 + rules.modules.findIndex((r) => r.gguf === m[2]);
+      const m = /^blk\.(\d+)\.([a-z_]+)\./.exec(e.ggufA);
+      return m ? Number(m[1]) * 100 + rules.modules.findIndex((r) => r.gguf === m[2]) : Number.MAX_SAFE_INTEGER;
     };
     entries.sort((x, y) => key(x) - key(y));
   }
