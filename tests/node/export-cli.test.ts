@@ -1,7 +1,8 @@
 /**
  * `npm run cli -- export` on a real `train` run of the demo model: the GGUF adapter written from
  * the profile's checkpoint holds train's adapter tensors under llama.cpp's names, the PEFT export
- * from the checkpoint is byte-identical to the adapter train wrote, and misspelt flags exit 2.
+ * from the checkpoint is byte-identical to the adapter train wrote, the merged folder holds the
+ * base plus the trained delta, and misspelt flags exit 2.
  */
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
@@ -71,6 +72,36 @@ describe('npm run cli -- export', () => {
     expect(card).toContain('library_name: peft');
     expect(card).toMatch(/fingerprint: `crc32:[0-9a-f]{8}`/);
     expect(card).toMatch(/final training loss: \d/);
+  }, 600_000);
+
+  it('merged from the profile: the demo F16 weights with W + (alpha/r)·B·A, within 1 ulp', () => {
+    const r = cli('export', ['--profile', join(dir, 'p'), '--model', 'demo', '--format', 'merged', '--out', join(dir, 'm')]);
+    expect(r.last.ok, r.run.stderr).toBe(true);
+    expect(r.run.stderr).toMatch(/merge held at most \d+ bytes/);
+    const base = new SafetensorsFile(new Uint8Array(readFileSync('public/demo/model/model.safetensors')));
+    const merged = new SafetensorsFile(new Uint8Array(readFileSync(join(dir, 'm', 'model.safetensors'))));
+    const trained = new SafetensorsFile(new Uint8Array(readFileSync(join(dir, 'trained', 'adapter_model.safetensors'))));
+    const config = JSON.parse(readFileSync(join(dir, 'trained', 'adapter_config.json'), 'utf8')) as { lora_alpha: number; r: number };
+    expect(merged.names.sort()).toEqual(base.names.sort());
+    expect(JSON.parse(readFileSync(join(dir, 'm', 'config.json'), 'utf8')).torch_dtype).toBe('float16');
+    const name = 'model.layers.1.mlp.fc2.weight';
+    const [rows, cols] = base.info(name).shape;
+    const w = base.f32(name);
+    const a = trained.f32('base_model.model.model.layers.1.mlp.fc2.lora_A.weight');
+    const b = trained.f32('base_model.model.model.layers.1.mlp.fc2.lora_B.weight');
+    const got = merged.f32(name);
+    let worst = 0;
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < cols; j++) {
+        let d = 0;
+        for (let k = 0; k < config.r; k++) d += b[i * config.r + k] * a[k * cols + j];
+        const want = w[i * cols + j] + (config.lora_alpha / config.r) * d;
+        // One f16 ulp at this magnitude.
+        worst = Math.max(worst, Math.abs(got[i * cols + j] - want) / 2 ** (Math.floor(Math.log2(Math.max(Math.abs(want), 2 ** -14))) - 10));
+      }
+    }
+    expect(worst).toBeLessThanOrEqual(1);
+    expect(readFileSync(join(dir, 'm', 'tokenizer.json')).length).toBeGreaterThan(0);
   }, 600_000);
 
   it('misspelt flags and a missing source exit 2', () => {

@@ -10,15 +10,16 @@ import { ggufRefusals } from '../../export/gguf-lora';
 import { baseModelName, type BaseModelName } from '../../export/model-card';
 import type { PromptFormat } from '../../export/modelfile';
 import { peftAdapterConfig, targetModuleNames, tensorsInMemory, type LoraTensorData } from '../../export/peft';
+import { mergedFiles, type BaseWeights, type MergedDType } from '../../export/merged';
 import { parseMapping } from './data-check';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
 
 const USAGE =
-  'usage: export --format peft|gguf --out DIR --model <hf-folder|demo> (--profile DIR [--run ID] [--alpha A] [--dropout P] | --adapter DIR) ' +
-  '[--revision COMMIT] [--data FILE] [--template ds1000|counseling | --map prompt=COL,response=COL|text=COL|messages=COL] [--tokenizer DIR] [--outtype f32|f16]';
+  'usage: export --format peft|gguf|merged --out DIR --model <hf-folder|demo> (--profile DIR [--run ID] [--alpha A] [--dropout P] | --adapter DIR) ' +
+  '[--revision COMMIT] [--data FILE] [--template ds1000|counseling | --map prompt=COL,response=COL|text=COL|messages=COL] [--tokenizer DIR] [--outtype f32|f16] [--dtype f16|bf16]';
 
 /** Every flag the command reads: anything else is a typo and an error. */
-const FLAGS = new Set(['format', 'out', 'model', 'profile', 'run', 'alpha', 'dropout', 'adapter', 'revision', 'data', 'template', 'map', 'tokenizer', 'outtype']);
+const FLAGS = new Set(['format', 'out', 'model', 'profile', 'run', 'alpha', 'dropout', 'adapter', 'revision', 'data', 'template', 'map', 'tokenizer', 'outtype', 'dtype']);
 
 type Json = Record<string, unknown>;
 
@@ -130,6 +131,72 @@ async function loadTokenizer(args: CliArgs, files: BaseFiles, io: CliIo): Promis
   return tokenizerFromFiles(json, await read('tokenizer_config.json'));
 }
 
+/** The base model's safetensors (one file, or the shards its index names), each read whole. */
+async function baseWeights(files: BaseFiles): Promise<BaseWeights> {
+  const indexBytes = await files.read('model.safetensors.index.json');
+  let shardNames = ['model.safetensors'];
+  if (indexBytes) {
+    const index = JSON.parse(new TextDecoder().decode(indexBytes)) as { weight_map?: Record<string, string> };
+    if (!index.weight_map || typeof index.weight_map !== 'object') throw new CliInputError(`${files.label}/model.safetensors.index.json has no weight_map`);
+    shardNames = [...new Set(Object.values(index.weight_map))];
+  }
+  const shards = new Map<string, SafetensorsFile>();
+  const tensors: BaseWeights['tensors'] = [];
+  for (const name of shardNames) {
+    const bytes = await files.read(name);
+    if (!bytes) throw new CliInputError(`${joinPath(files.label, name)} is missing`);
+    const file = new SafetensorsFile(bytes, joinPath(files.label, name));
+    for (const t of [...file.header.tensors.values()].sort((a, b) => a.begin - b.begin)) {
+      shards.set(t.name, file);
+      tensors.push({ name: t.name, dtype: t.dtype, shape: t.shape });
+    }
+  }
+  return {
+    tensors,
+    read: async (name, start, end) => {
+      const file = shards.get(name)!;
+      const t = file.info(name);
+      const size = (t.end - t.begin) / t.shape.reduce((a, b) => a * b, 1);
+      return file.bytes.slice(t.begin + start * size, t.begin + end * size);
+    },
+  };
+}
+
+/** Files a merged folder carries over from the base as they are. */
+const PASS_THROUGH = ['generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt', 'tokenizer.model', 'added_tokens.json'];
+
+async function mergedExport(args: CliArgs, files: BaseFiles, baseConfig: Json, input: ExportInput, io: CliIo): Promise<ExportFile[]> {
+  const stored = String(baseConfig.torch_dtype);
+  const dtypeFlag = stringFlag(args, 'dtype');
+  if (dtypeFlag !== undefined && dtypeFlag !== 'f16' && dtypeFlag !== 'bf16') throw new CliInputError(`--dtype must be f16 or bf16, got "${dtypeFlag}"`);
+  const dtype: MergedDType = dtypeFlag ? (dtypeFlag === 'f16' ? 'F16' : 'BF16') : stored === 'bfloat16' ? 'BF16' : 'F16';
+  const config = JSON.parse(input.adapterConfig) as Json;
+  const tokenizerUrl = !stringFlag(args, 'tokenizer') && files.preset?.tokenizer.kind === 'url' ? files.preset.tokenizer.baseUrl : null;
+  const passThrough: { name: string; data: Uint8Array }[] = [];
+  for (const name of PASS_THROUGH) {
+    let data = await files.read(name);
+    const tokDir = stringFlag(args, 'tokenizer');
+    if (!data && tokDir && (await io.exists(joinPath(tokDir, name)))) data = await io.readFile(joinPath(tokDir, name));
+    if (!data && tokenizerUrl) {
+      const res = await fetch(tokenizerUrl + name);
+      if (res.ok && !(res.headers.get('content-type') ?? '').includes('text/html')) data = new Uint8Array(await res.arrayBuffer());
+    }
+    if (data) passThrough.push({ name, data });
+  }
+  io.log(`merging into ${files.label} in ${dtype} (alpha ${config.lora_alpha}, r ${config.r}${config.use_rslora ? ', rsLoRA' : ''})`);
+  const weights = await baseWeights(files);
+  try {
+    const { files: out, stats } = mergedFiles(weights, input.tensors, baseConfig, { alpha: Number(config.lora_alpha ?? 8), r: Number(config.r), useRslora: config.use_rslora === true, dtype }, passThrough);
+    const last = out[out.length - 1];
+    // Report the merge's own byte accounting once the shards are written.
+    out[out.length - 1] = { ...last, chunks: async function* () { yield* last.chunks(); io.log(`merge held at most ${stats.peakHeldBytes} bytes of model data at once (largest tensor ${stats.largestTensorBytes} bytes)`); } };
+    return out;
+  } catch (err) {
+    if ((err as Error).name === 'MergeError') throw new CliInputError((err as Error).message);
+    throw err;
+  }
+}
+
 async function writeFiles(out: string, files: ExportFile[], io: CliIo): Promise<{ name: string; bytes: number }[]> {
   const written = [];
   for (const f of files) {
@@ -150,8 +217,8 @@ async function writeFiles(out: string, files: ExportFile[], io: CliIo): Promise<
 
 /**
  * `export`: the adapter of a `train` run (its newest checkpoint in the --profile, or the PEFT
- * folder train wrote with --out) as a PEFT folder with a model card, or as a llama.cpp GGUF
- * adapter with an Ollama Modelfile. LoRA settings a checkpoint does not hold (alpha, dropout)
+ * folder train wrote with --out) as a PEFT folder with a model card, as a llama.cpp GGUF
+ * adapter with an Ollama Modelfile, or merged into the base's own 16-bit weights. LoRA settings a checkpoint does not hold (alpha, dropout)
  * default as in `train`; pass the same flags.
  */
 export const exportCommand: CliCommand = async (args, io) => {
@@ -162,8 +229,7 @@ export const exportCommand: CliCommand = async (args, io) => {
   const out = stringFlag(args, 'out');
   const model = stringFlag(args, 'model');
   if (!format || !out || !model) throw new CliInputError(USAGE);
-  if (format === 'merged') throw new CliInputError('--format merged is not available from the command line yet; use peft or gguf');
-  if (format !== 'peft' && format !== 'gguf') throw new CliInputError(`--format must be peft or gguf, got "${format}"`);
+  if (format !== 'peft' && format !== 'gguf' && format !== 'merged') throw new CliInputError(`--format must be peft, gguf or merged, got "${format}"`);
   const fromProfile = args.flags.profile !== undefined;
   const adapterDir = stringFlag(args, 'adapter');
   if (fromProfile === (adapterDir !== undefined)) throw new CliInputError(`give exactly one of --profile (a train run's checkpoints) and --adapter (a PEFT folder)\n${USAGE}`);
@@ -216,7 +282,9 @@ export const exportCommand: CliCommand = async (args, io) => {
   }
 
   let written;
-  if (format === 'peft') {
+  if (format === 'merged') {
+    written = await writeFiles(out, await mergedExport(args, files, baseConfig, input, io), io);
+  } else if (format === 'peft') {
     written = await writeFiles(out, peftExport(input), io);
   } else {
     const refusals = ggufRefusals(input.adapterConfig, input.tensors, baseConfig);
