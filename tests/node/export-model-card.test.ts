@@ -89,6 +89,17 @@ describe('model card', () => {
     expect(named).toContain('local folder whose config names `microsoft/phi-1_5`');
   });
 
+  it('describes a merged model and which weights the delta went into', () => {
+    const card = modelCard({ ...INPUT, merged: { into: 'dequantized-nf4', dtype: 'bfloat16' } });
+    const fm = frontMatter(card);
+    expect(fm.base_model_relation).toBe('merge');
+    expect(fm.library_name).toBe('transformers');
+    expect(fm.tags).toContain('base_model:merge:microsoft/phi-1_5');
+    expect(card).toContain('NF4 base dequantized');
+    expect(card).toContain('stored in bfloat16');
+    expect(modelCard({ ...INPUT, merged: { into: 'original', dtype: 'float16' } })).toContain('original checkpoint weights');
+  });
+
   it('quotes what YAML would misread', () => {
     const fm = frontMatter(modelCard({ ...INPUT, data: { ...INPUT.data!, hubDataset: 'org/data: "x"' } }));
     expect(fm.datasets).toEqual(['org/data: "x"']);

@@ -92,6 +92,11 @@ export interface ModelCardInput {
   results?: { finalTrainLoss?: number | null; finalEvalLoss?: number | null; steps?: number };
   /** Files beside the adapter (GGUF, Modelfile), listed in the card. */
   extraFiles?: string[];
+  /**
+   * A merged model instead of an adapter: which weights the delta went into (the original 16-bit
+   * checkpoint, or the NF4 base dequantized when the original was out of reach) and the dtype.
+   */
+  merged?: { into: 'original' | 'dequantized-nf4'; dtype: string };
 }
 
 /** A YAML scalar: JSON's double-quoted strings are valid YAML. */
@@ -105,12 +110,14 @@ function fmt(value: number | null | undefined, digits = 4): string {
 /** The README.md text. */
 export function modelCard(input: ModelCardInput): string {
   const { base, revision, lora } = input;
-  const tags = ['peft', 'lora', 'qlora', 'qlora-studio', 'text-generation'];
-  if (base.hubId) tags.unshift(`base_model:adapter:${base.hubId}`);
+  const merged = input.merged;
+  const relation = merged ? 'merge' : 'adapter';
+  const tags = merged ? ['merge', 'lora', 'qlora', 'qlora-studio', 'text-generation'] : ['peft', 'lora', 'qlora', 'qlora-studio', 'text-generation'];
+  if (base.hubId) tags.unshift(`base_model:${merged ? 'merge' : 'adapter'}:${base.hubId}`);
   const front = [
     '---',
-    ...(base.hubId ? [`base_model: ${yaml(base.hubId)}`, 'base_model_relation: adapter'] : []),
-    'library_name: peft',
+    ...(base.hubId ? [`base_model: ${yaml(base.hubId)}`, `base_model_relation: ${relation}`] : []),
+    `library_name: ${merged ? 'transformers' : 'peft'}`,
     'pipeline_tag: text-generation',
     'tags:',
     ...tags.map((t) => `- ${yaml(t)}`),
@@ -147,9 +154,14 @@ export function modelCard(input: ModelCardInput): string {
   const lines = [
     ...front,
     '',
-    `# LoRA adapter for ${base.hubId ?? base.name}`,
+    merged ? `# ${base.hubId ?? base.name} with a LoRA adapter merged in` : `# LoRA adapter for ${base.hubId ?? base.name}`,
     '',
-    `A LoRA adapter trained with QLoRA Studio (QLoRA in the browser on WebGPU) on ${baseLine}${input.architecture ? ` (${input.architecture})` : ''}.`,
+    merged
+      ? `${baseLine}${input.architecture ? ` (${input.architecture})` : ''} with a LoRA adapter trained in QLoRA Studio merged in (W + scale·B·A), stored in ${merged.dtype}. ` +
+        (merged.into === 'original'
+          ? 'The delta was added to the original checkpoint weights.'
+          : 'The original weights were out of reach: the delta was added to the NF4 base dequantized, so the weights carry the NF4 rounding.')
+      : `A LoRA adapter trained with QLoRA Studio (QLoRA in the browser on WebGPU) on ${baseLine}${input.architecture ? ` (${input.architecture})` : ''}.`,
     ...(localNote ? ['', localNote] : []),
     '',
     '## Training',
@@ -178,11 +190,9 @@ export function modelCard(input: ModelCardInput): string {
     '## Use',
     '',
     '```python',
-    'from peft import PeftModel',
-    'from transformers import AutoModelForCausalLM',
-    '',
-    `base = AutoModelForCausalLM.from_pretrained(${loadBase})`,
-    'model = PeftModel.from_pretrained(base, "path/to/this/adapter")',
+    ...(merged
+      ? ['from transformers import AutoModelForCausalLM', '', 'model = AutoModelForCausalLM.from_pretrained("path/to/this/folder", torch_dtype="auto")']
+      : ['from peft import PeftModel', 'from transformers import AutoModelForCausalLM', '', `base = AutoModelForCausalLM.from_pretrained(${loadBase})`, 'model = PeftModel.from_pretrained(base, "path/to/this/adapter")']),
     '```',
     ...(input.extraFiles?.length ? ['', 'Also in this folder: ' + input.extraFiles.map((f) => `\`${f}\``).join(', ') + '.'] : []),
     '',

@@ -7,7 +7,7 @@ import { tokenizerFromFiles, tokenizerFromUrl, type TextTokenizer } from '../../
 import type { PresetName } from '../../data';
 import { ggufExport, peftExport, type ExportFile, type ExportInput } from '../../export/bundle';
 import { ggufRefusals } from '../../export/gguf-lora';
-import { baseModelName, type BaseModelName } from '../../export/model-card';
+import { baseModelName, modelCard, type BaseModelName } from '../../export/model-card';
 import type { PromptFormat } from '../../export/modelfile';
 import { peftAdapterConfig, targetModuleNames, tensorsInMemory, type LoraTensorData } from '../../export/peft';
 import { mergedFiles, type BaseWeights, type MergedDType } from '../../export/merged';
@@ -183,6 +183,16 @@ async function mergedExport(args: CliArgs, files: BaseFiles, baseConfig: Json, i
     }
     if (data) passThrough.push({ name, data });
   }
+  const targets = config.target_modules;
+  const card = modelCard({
+    base: input.base,
+    revision: input.revision,
+    architecture: Array.isArray(baseConfig.architectures) ? String(baseConfig.architectures[0]) : undefined,
+    lora: { r: Number(config.r), alpha: Number(config.lora_alpha ?? 8), dropout: Number(config.lora_dropout ?? 0), targetModules: typeof targets === 'string' ? targets : Array.isArray(targets) ? targets.map(String) : [], useRslora: config.use_rslora === true },
+    ...input.card,
+    merged: { into: 'original', dtype: dtype === 'F16' ? 'float16' : 'bfloat16' },
+  });
+  passThrough.push({ name: 'README.md', data: new TextEncoder().encode(card) });
   io.log(`merging into ${files.label} in ${dtype} (alpha ${config.lora_alpha}, r ${config.r}${config.use_rslora ? ', rsLoRA' : ''})`);
   const weights = await baseWeights(files);
   try {
