@@ -90,6 +90,7 @@ const SCALAR_CODE: Record<Scalar['type'], number> = {
 const TYPE_BYTES: Record<GgmlTypeName, number> = { F32: 4, F16: 2 };
 
 const encoder = new TextEncoder();
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Grows as values are appended; little-endian throughout. */
 class ByteWriter {
@@ -278,11 +279,11 @@ function tensorBytes(t: GgufTensor, values: Float32Array, alignment: number): Ui
   if (!(values instanceof Float32Array) || values.length !== n) {
     throw new GgufError(`tensor "${t.name}": ${values?.length} values given, shape [${t.shape.join(', ')}] needs ${n}`);
   }
+  // Typed arrays are in the platform's byte order; GGUF here is little-endian.
+  if (!LITTLE_ENDIAN) throw new GgufError('big-endian platforms are not supported');
   const raw = t.type === 'F32' ? values : f32ArrayToF16(values);
   const out = new Uint8Array(raw.byteLength + padTo(raw.byteLength, alignment));
   out.set(new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength));
-  // Typed arrays are in the platform's byte order; GGUF here is little-endian.
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new GgufError('big-endian platforms are not supported');
   return out;
 }
 
