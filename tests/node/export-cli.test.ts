@@ -12,8 +12,12 @@ import { join } from 'node:path';
 import { gguf, GGMLQuantizationType, GGUFValueType, type GGUFParseOutput, type GGUFTypedMetadata } from '@huggingface/gguf';
 import { SafetensorsFile } from '../../workers/formats/safetensors';
 
+// A profile's IndexedDB belongs to the page's origin, port included: every call here uses one port
+// of its own, so train and export see the same checkpoints and other CLI runs do not hold it.
+const PORT = process.env.EXPORT_CLI_TEST_PORT ?? '47317';
+
 function cli(command: string, args: string[]) {
-  const run = spawnSync(process.execPath, ['scripts/cli.mjs', command, ...args], { encoding: 'utf8', timeout: 600_000 });
+  const run = spawnSync(process.execPath, ['scripts/cli.mjs', command, ...args], { encoding: 'utf8', timeout: 600_000, env: { ...process.env, QLORA_CLI_PORT: PORT } });
   const lines = run.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
   return { run, last: lines[lines.length - 1] ?? {} };
 }
