@@ -2,6 +2,7 @@
 import type { CliCommand } from './io';
 import { bench } from './commands/bench';
 import { dataCheck } from './commands/data-check';
+import { exportCommand } from './commands/export';
 import { gpuInfo } from './commands/gpu-info';
 import { goldenCheck } from './commands/golden-check';
 import { nf4Check } from './commands/nf4-check';
@@ -13,6 +14,7 @@ import { trainCheck } from './commands/train-check';
 export const COMMANDS: Record<string, CliCommand> = {
   bench,
   'data-check': dataCheck,
+  export: exportCommand,
   'golden-check': goldenCheck,
   'gpu-info': gpuInfo,
   'nf4-check': nf4Check,
