@@ -1,6 +1,6 @@
 import { SafetensorsFile } from '../../formats/safetensors';
 import { PRESETS as MODEL_PRESETS, type Preset } from '../../load/presets';
-import { crc32 } from '../../load/checksum';
+import { crc32 } from '../../util/crc32';
 import { CheckpointStore } from '../../train/checkpoint-store';
 import type { TrainerSnapshot } from '../../train/trainer';
 import { tokenizerFromFiles, tokenizerFromUrl, type TextTokenizer } from '../../tokenizer';
