@@ -2,7 +2,7 @@
 import { engine, engineReady, onEngineCrash, Comlink } from './engine-client';
 import { useStudio, type ModelChoice } from './store';
 import { explain } from './explain';
-import type { ColumnMapping, ModelSource, Section, TrainSettings } from '../workers/protocol';
+import type { ColumnMapping, ModelSource, Section, RunSettings } from '../workers/protocol';
 
 const get = () => useStudio.getState();
 const set = (patch: Partial<ReturnType<typeof get>>) => useStudio.setState(patch);
@@ -106,7 +106,7 @@ export async function deleteCached(key: string): Promise<void> {
   await refreshStorage();
 }
 
-export function updateSettings(patch: Partial<TrainSettings>): void {
+export function updateSettings(patch: Partial<RunSettings>): void {
   const settings = get().settings;
   if (!settings) return;
   set({ settings: { ...settings, ...patch } });
