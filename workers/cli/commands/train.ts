@@ -25,7 +25,7 @@ const USAGE =
   'usage: train --model <hf-folder|demo> --data <file> [--steps N] [--epochs E] [--seed S] [--out DIR] [--resume] [--profile DIR] ' +
   '[--lr X] [--schedule cosine|linear|constant|constant_with_warmup] [--warmup-ratio F] [--warmup-steps N] [--batch B] [--accum A] [--max-length T] ' +
   '[--template ds1000|counseling | --map prompt=COL,response=COL] [--tokenizer DIR] [--r R] [--alpha A] [--dropout P] [--targets a,b] ' +
-  '[--weight-decay X] [--max-grad-norm X] [--eval-every N] [--sample-every N] [--sample-tokens N] [--checkpoint-every N] [--stop-after N] [--optimizer-budget BYTES]';
+  '[--validation F] [--weight-decay X] [--max-grad-norm X] [--eval-every N] [--sample-every N] [--sample-tokens N] [--checkpoint-every N] [--stop-after N] [--optimizer-budget BYTES]';
 
 /** Flags that set a run setting (workers/run/settings.ts checks their values). */
 const SETTING_FLAGS: Record<string, Exclude<keyof RunSettings, 'schedule' | 'targetModules'>> = {
@@ -47,6 +47,7 @@ const SETTING_FLAGS: Record<string, Exclude<keyof RunSettings, 'schedule' | 'tar
   'sample-every': 'sampleEvery',
   'sample-tokens': 'sampleTokens',
   'checkpoint-every': 'checkpointEvery',
+  validation: 'validationFraction',
 };
 
 /** A command-line run reports evaluations, samples and checkpoints only when asked. */
