@@ -2,6 +2,7 @@
 import { engine, engineReady, onEngineCrash, Comlink } from './engine-client';
 import { useStudio, type ModelChoice } from './store';
 import { explain } from './explain';
+import { validateRunSettings } from '../workers/run/settings';
 import type { ColumnMapping, ModelSource, Section, RunSettings } from '../workers/protocol';
 
 const get = () => useStudio.getState();
@@ -62,7 +63,8 @@ export async function chooseModel(choice: ModelChoice): Promise<void> {
 let planSeq = 0;
 export async function replan(): Promise<void> {
   const { settings, model } = get();
-  if (!settings) return;
+  // Invalid values are explained next to their fields; the engine would only refuse them.
+  if (!settings || validateRunSettings(settings).length) return;
   const seq = ++planSeq;
   try {
     const plan = await engine().plan(modelSource(model), settings);
