@@ -5,7 +5,7 @@
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { Example } from '../data/types';
 import type { ModelSource } from '../protocol';
-import type { RunSettings } from '../run/settings';
+import { runSettings, type RunSettings } from '../run/settings';
 
 export interface RunRecord {
   runId: string;
@@ -38,7 +38,10 @@ export class RunStore {
   }
 
   async get(runId: string): Promise<RunRecord | undefined> {
-    return (await this.open()).get('runs', runId);
+    const run = await (await this.open()).get('runs', runId);
+    // A run stored before the settings gained weight decay, clipping and sample length ran with
+    // the defaults of those: fill them in so it resumes as it started.
+    return run && { ...run, settings: runSettings(run.settings) };
   }
 
   async put(run: RunRecord): Promise<void> {
