@@ -2,7 +2,8 @@
 import { engine, engineReady, onEngineCrash, Comlink } from './engine-client';
 import { useStudio, type ModelChoice } from './store';
 import { explain } from './explain';
-import type { ColumnMapping, ModelSource, Section, TrainSettings } from '../workers/protocol';
+import { validateRunSettings } from '../workers/run/settings';
+import type { ColumnMapping, ModelSource, Section, RunSettings } from '../workers/protocol';
 
 const get = () => useStudio.getState();
 const set = (patch: Partial<ReturnType<typeof get>>) => useStudio.setState(patch);
@@ -62,7 +63,8 @@ export async function chooseModel(choice: ModelChoice): Promise<void> {
 let planSeq = 0;
 export async function replan(): Promise<void> {
   const { settings, model } = get();
-  if (!settings) return;
+  // Invalid values are explained next to their fields; the engine would only refuse them.
+  if (!settings || validateRunSettings(settings).length) return;
   const seq = ++planSeq;
   try {
     const plan = await engine().plan(modelSource(model), settings);
@@ -106,7 +108,7 @@ export async function deleteCached(key: string): Promise<void> {
   await refreshStorage();
 }
 
-export function updateSettings(patch: Partial<TrainSettings>): void {
+export function updateSettings(patch: Partial<RunSettings>): void {
   const settings = get().settings;
   if (!settings) return;
   set({ settings: { ...settings, ...patch } });

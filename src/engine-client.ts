@@ -1,6 +1,10 @@
 /** The page's handle on the engine worker (comlink). The only way the page reaches the GPU. */
 import * as Comlink from 'comlink';
 import { ENGINE_READY, type EngineApi } from '../workers/protocol';
+import { installErrorTransfer } from '../workers/errors';
+
+// A failed engine call rejects with a RemoteEngineError carrying the engine's ErrorInfo.
+installErrorTransfer(Comlink.transferHandlers);
 
 let remote: Comlink.Remote<EngineApi> | null = null;
 let ready: Promise<void> | null = null;

@@ -1,10 +1,11 @@
 /** The page's state, driven by engine events and the user's choices. */
 import { create } from 'zustand';
+import { explain } from './explain';
 import type { AdapterDescription } from '../workers/gpu/device';
 import type { PoolStats } from '../workers/gpu/pool';
 import type {
   CachedModel, DataError, DatasetSummary, EngineEvent, EngineStatus, ImportedAdapter, MemoryPlan, ModelInfo,
-  PresetSummary, ResumableRun, Section, StorageInfo, TrainSettings, TrainState,
+  PresetSummary, ResumableRun, Section, StorageInfo, RunSettings, TrainState,
 } from '../workers/protocol';
 
 export interface TaskProgress {
@@ -57,7 +58,7 @@ export interface StudioState {
   dataError: DataError | null;
   dataBusy: boolean;
 
-  settings: TrainSettings | null;
+  settings: RunSettings | null;
 
   train: { state: TrainState; step: number; totalSteps: number; message?: string; startedAt: number; startStep: number };
   metrics: MetricPoint[];
@@ -117,11 +118,13 @@ export const useStudio = create<StudioState>((set) => ({
           return { memory: event.stats };
         case 'log':
           return { log: appendLog(s.log, event.level, event.message) };
-        case 'error':
+        case 'error': {
+          const problem = explain(event.error);
           return {
-            log: appendLog(s.log, 'error', `${event.where}: ${event.message}`),
-            errors: { ...s.errors, [event.where]: { message: event.message, hint: event.hint } },
+            log: appendLog(s.log, 'error', `${event.where}: ${problem.message}`),
+            errors: { ...s.errors, [event.where]: problem },
           };
+        }
         case 'device-lost':
           return {
             status: 'device-lost',

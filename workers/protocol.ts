@@ -5,6 +5,8 @@
  */
 import type { AdapterDescription } from './gpu/device';
 import type { PoolStats, ByCategory } from './gpu/pool';
+import type { ErrorInfo } from './errors';
+import type { RunSettings } from './run/settings';
 
 /** Posted once by the worker when its comlink API is listening. */
 export const ENGINE_READY = 'qlora-studio:engine-ready';
@@ -24,7 +26,8 @@ export type EngineEvent =
   /** One training record: `values` holds loss, lr, grad_norm, tokens_per_s, epoch, val_loss… */
   | { type: 'metrics'; step: number; values: Record<string, number> }
   | { type: 'memory'; stats: PoolStats }
-  | { type: 'error'; where: Section | string; message: string; hint?: string }
+  /** A failure of background work (a run): what it is, where, and what to do (workers/errors.ts). */
+  | { type: 'error'; where: Section; error: ErrorInfo }
   | { type: 'device-lost'; reason: string; message: string }
   | { type: 'train-state'; state: TrainState; step: number; totalSteps: number; message?: string }
   | { type: 'sample'; step: number; prompt: string; text: string }
@@ -40,32 +43,9 @@ export interface EngineInit {
   problem?: string;
 }
 
-export type Schedule = 'constant' | 'constant_with_warmup' | 'linear' | 'cosine';
-
-/** Everything a run is configured by; validated on the page, checked again by the engine. */
-export interface TrainSettings {
-  rank: number;
-  alpha: number;
-  dropout: number;
-  targetModules: string[];
-  learningRate: number;
-  schedule: Schedule;
-  /** Fraction of the total steps spent warming up (ignored when warmupSteps > 0, as in HF). */
-  warmupRatio: number;
-  warmupSteps: number;
-  epochs: number;
-  /** When > 0 the run stops after this many optimizer steps, whatever `epochs` says. */
-  maxSteps: number;
-  batchSize: number;
-  gradAccum: number;
-  seqLength: number;
-  seed: number;
-  evalEvery: number;
-  sampleEvery: number;
-  checkpointEvery: number;
-  /** Fraction of rows held out for validation. */
-  validationFraction: number;
-}
+/** The run contract lives in workers/run/settings.ts; the engine checks every one it receives. */
+export type { RunSettings, Schedule } from './run/settings';
+export type { ErrorCode, ErrorInfo } from './errors';
 
 export interface PresetSummary {
   name: string;
@@ -77,7 +57,7 @@ export interface PresetSummary {
   /** The dataset template this preset expects, if any. */
   template: string | null;
   description: string;
-  defaults: TrainSettings;
+  defaults: RunSettings;
   /** Prompts the run samples from every `sampleEvery` steps. */
   samplePrompts: string[];
 }
@@ -222,16 +202,16 @@ export interface EngineApi {
   memory(): Promise<PoolStats | null>;
   presets(): Promise<PresetSummary[]>;
   /** Predict peak GPU memory before anything downloads. */
-  plan(model: ModelSource, settings: TrainSettings): Promise<MemoryPlan>;
+  plan(model: ModelSource, settings: RunSettings): Promise<MemoryPlan>;
   /** Load the base model with fresh LoRA adapters for `settings` (Chat can use it before any training). */
-  loadModel(model: ModelSource, settings: TrainSettings): Promise<ModelInfo>;
+  loadModel(model: ModelSource, settings: RunSettings): Promise<ModelInfo>;
   cachedModels(): Promise<CachedModel[]>;
   deleteCachedModel(key: string): Promise<void>;
   storage(): Promise<StorageInfo>;
   /** Parse, map, tokenize and split; bad input comes back as a value, never a throw. */
   loadDataset(request: DatasetRequest): Promise<DatasetResult>;
   /** Start a fresh run (loads the model if needed); returns when it has started. */
-  train(model: ModelSource, settings: TrainSettings): Promise<void>;
+  train(model: ModelSource, settings: RunSettings): Promise<void>;
   pause(): Promise<void>;
   resume(): Promise<void>;
   stop(): Promise<void>;

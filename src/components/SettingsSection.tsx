@@ -2,9 +2,9 @@ import { useStudio } from '../store';
 import { updateSettings } from '../actions';
 import { SCHEDULES, validateSettings } from '../settings';
 import { Section } from './Section';
-import type { Schedule, TrainSettings } from '../../workers/protocol';
+import type { Schedule, RunSettings } from '../../workers/protocol';
 
-type NumericKey = { [K in keyof TrainSettings]: TrainSettings[K] extends number ? K : never }[keyof TrainSettings];
+type NumericKey = { [K in keyof RunSettings]: RunSettings[K] extends number ? K : never }[keyof RunSettings];
 
 export function useTargetModules(): string[] {
   return useStudio((s) => {
@@ -35,7 +35,7 @@ export function SettingsSection() {
         value={Number.isNaN(settings[key]) ? '' : settings[key]}
         aria-invalid={!!errors[key]}
         aria-describedby={`s-${key}-help`}
-        onChange={(e) => updateSettings({ [key]: e.target.value === '' ? NaN : Number(e.target.value) } as Partial<TrainSettings>)}
+        onChange={(e) => updateSettings({ [key]: e.target.value === '' ? NaN : Number(e.target.value) } as Partial<RunSettings>)}
       />
       <small id={`s-${key}-help`} className={errors[key] ? 'field-error' : 'help'} role={errors[key] ? 'alert' : undefined}>
         {errors[key] ?? help}

@@ -13,21 +13,21 @@ describe('presets', () => {
     const phi = getPreset('phi-1_5');
     expect(phi.model).toEqual({ kind: 'hub', repo: 'microsoft/phi-1_5', revision: 'main' });
     expect(phi.config).toMatchObject({ model_type: 'phi', hidden_size: 2048, num_hidden_layers: 24, num_attention_heads: 32, vocab_size: 51200, intermediate_size: 8192, partial_rotary_factor: 0.5 });
-    expect(phi.lora).toEqual({ r: 16, alpha: 32, dropout: 0.05, targetModules: ['q_proj', 'k_proj', 'v_proj', 'dense', 'fc1', 'fc2'] });
-    expect(phi.train).toMatchObject({ learningRate: 2e-4, scheduler: 'cosine', warmupRatio: 0.03, seqLen: 512, microBatch: 1, gradAccumulation: 4, epochs: 1 });
+    expect(phi.settings).toMatchObject({ rank: 16, alpha: 32, dropout: 0.05, targetModules: ['q_proj', 'k_proj', 'v_proj', 'dense', 'fc1', 'fc2'] });
+    expect(phi.settings).toMatchObject({ learningRate: 2e-4, schedule: 'cosine', warmupRatio: 0.03, seqLength: 512, batchSize: 1, gradAccum: 4, epochs: 1 });
     expect(phi.template).toBe('ds1000');
     const falcon = getPreset('falcon-7b');
     expect(falcon.config).toMatchObject({ model_type: 'falcon', hidden_size: 4544, num_hidden_layers: 32, num_attention_heads: 71, multi_query: true, vocab_size: 65024, parallel_attn: true, bias: false });
-    expect(falcon.lora.targetModules).toEqual(['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h']);
-    expect(falcon.train).toEqual(phi.train);
+    expect(falcon.settings.targetModules).toEqual(['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h']);
+    expect({ ...falcon.settings, targetModules: [] }).toEqual({ ...phi.settings, targetModules: [] });
     expect(falcon.template).toBe('counseling');
   });
 
   it('getPreset returns an editable copy', () => {
     const p = getPreset('phi-1_5');
-    p.lora.r = 4;
+    p.settings.rank = 4;
     p.config.hidden_size = 1;
-    expect(PRESETS['phi-1_5'].lora.r).toBe(16);
+    expect(PRESETS['phi-1_5'].settings.rank).toBe(16);
     expect(PRESETS['phi-1_5'].config.hidden_size).toBe(2048);
     expect(() => getPreset('gpt-5')).toThrow(/unknown preset "gpt-5"/);
   });

@@ -6,6 +6,10 @@
 import { COMMANDS } from './registry';
 import { ownEntry } from '../util/own';
 import { CliInputError, httpIo, type CliArgs } from './io';
+import { errorInfo, type ErrorCode } from '../errors';
+
+/** Failures that mean the input was wrong (exit 2) rather than the run (exit 1). */
+const INVALID_INPUT: ErrorCode[] = ['invalid-setting', 'invalid-data', 'invalid-model', 'invalid-adapter'];
 
 declare global {
   interface Window {
@@ -24,9 +28,12 @@ window.__runCli = async (name, args) => {
     return await command(args, io);
   } catch (err) {
     const e = err as Error;
-    const invalid = err instanceof CliInputError || e.name === 'SafetensorsError' || e.name === 'DatasetError';
+    const info = errorInfo(err);
+    const invalid = err instanceof CliInputError || INVALID_INPUT.includes(info.code);
     io.log(`${invalid ? 'invalid input' : 'error'}: ${e.message}`);
     if (!invalid && e.stack) io.log(e.stack);
-    return { exitCode: invalid ? 2 : 1, result: { ok: false, error: e.message } };
+    // The error's code and the fields that locate it, as the page receives them.
+    const { message: _message, section: _section, ...located } = info;
+    return { exitCode: invalid ? 2 : 1, result: { ok: false, error: e.message, ...(err instanceof CliInputError ? {} : located) } };
   }
 };

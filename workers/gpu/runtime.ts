@@ -47,6 +47,17 @@ export interface DispatchSpec {
 const USAGE = () => (globalThis as { GPUBufferUsage?: GPUBufferUsage }).GPUBufferUsage!;
 const MAP = () => (globalThis as { GPUMapMode?: GPUMapMode }).GPUMapMode!;
 
+/** An error the device reported (validation or out of memory), thrown by the next read. */
+export class GpuError extends Error {
+  constructor(
+    message: string,
+    readonly outOfMemory: boolean,
+  ) {
+    super(message);
+    this.name = 'GpuError';
+  }
+}
+
 export class Gpu {
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
@@ -60,7 +71,7 @@ export class Gpu {
   private dummyBuffer: GpuBuffer | null = null;
   private timing: TimingState | null = null;
   /** Validation and out-of-memory errors the device reported; thrown by the next read. */
-  private errors: string[] = [];
+  private errors: { message: string; outOfMemory: boolean }[] = [];
 
   constructor(
     readonly device: GPUDevice,
@@ -70,7 +81,9 @@ export class Gpu {
     this.pool = new BufferPool(device);
     this.pipelines = new PipelineCache(device);
     device.addEventListener('uncapturederror', (event) => {
-      this.errors.push((event as GPUUncapturedErrorEvent).error.message);
+      const error = (event as GPUUncapturedErrorEvent).error;
+      // Node's Dawn binding has no GPUOutOfMemoryError global: compare by constructor name.
+      this.errors.push({ message: error.message, outOfMemory: error.constructor?.name === 'GPUOutOfMemoryError' });
     });
   }
 
@@ -99,7 +112,7 @@ export class Gpu {
     if (this.errors.length) {
       const [first, ...rest] = this.errors;
       this.errors = [];
-      throw new Error(`GPU error: ${first}${rest.length ? ` (and ${rest.length} more)` : ''}`);
+      throw new GpuError(`GPU error: ${first.message}${rest.length ? ` (and ${rest.length} more)` : ''}`, [first, ...rest].some((e) => e.outOfMemory));
     }
   }
 

@@ -185,7 +185,7 @@ function networkError(err: unknown, file: string, url: string, attempt: number):
 
 function statusError(status: number, file: string, url: string, hadToken: boolean): HubError {
   if (status === 401 || status === 403) {
-    const why = hadToken ? 'the access token was refused (does it have read access to this repo?)' : 'the repo is gated or private: add a Hugging Face access token';
+    const why = hadToken ? 'the access token was refused (does it have read access to this repo?)' : 'the repo is gated or private';
     return new HubError(`${file}: HTTP ${status}: ${why}`, status, file, url);
   }
   if (status === 404) return new HubError(`${file}: not found on the hub (HTTP 404) at ${url}`, status, file, url);

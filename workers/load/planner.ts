@@ -220,11 +220,12 @@ export function planPreset(name: string, overrides: Partial<Omit<PlanRequest, 'c
   const p = getPreset(name);
   return planMemory({
     config: p.config,
-    seq: p.train.seqLen,
-    batch: p.train.microBatch,
-    rank: p.lora.r,
-    targets: p.lora.targetModules,
-    checkpointing: p.train.gradientCheckpointing,
+    seq: p.settings.seqLength,
+    batch: p.settings.batchSize,
+    rank: p.settings.rank,
+    targets: p.settings.targetModules,
+    // The studio always trains with gradient checkpointing.
+    checkpointing: true,
     quant: p.quant,
     ...overrides,
   });

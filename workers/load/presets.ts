@@ -1,6 +1,6 @@
 /**
- * The studio's presets: which model, where its files come from, the data template, LoRA and
- * optimiser settings. Plain objects, so the page can copy one and let the user edit it.
+ * The studio's presets: which model, where its files come from, the data template, and the
+ * run settings (workers/run/settings.ts) it starts from. Plain objects, so the page can copy one and let the user edit it.
  * Each preset carries the architecture's real config.json, so the memory planner can answer
  * "does it fit?" before a single byte is downloaded.
  */
@@ -8,6 +8,7 @@ import phi15Config from './configs/phi-1_5.json';
 import falcon7bConfig from './configs/falcon-7b.json';
 import demoConfig from './configs/demo.json';
 import { ownEntry } from '../util/own';
+import { runSettings, type RunSettings } from '../run/settings';
 
 export type HfConfig = Record<string, unknown>;
 
@@ -20,26 +21,6 @@ export type ModelLocation =
    * digits; a test keeps it true), so a studio shipping a changed demo makes a new cached copy.
    */
   | { kind: 'url'; baseUrl: string; revision?: string };
-
-export interface LoraSettings {
-  r: number;
-  alpha: number;
-  dropout: number;
-  /** Module names as PEFT's `target_modules` lists them. */
-  targetModules: string[];
-}
-
-export interface TrainSettings {
-  learningRate: number;
-  scheduler: 'cosine' | 'linear' | 'constant';
-  /** Fraction of all optimizer steps spent warming up. */
-  warmupRatio: number;
-  seqLen: number;
-  microBatch: number;
-  gradAccumulation: number;
-  epochs: number;
-  gradientCheckpointing: boolean;
-}
 
 export interface QuantSettings {
   type: 'nf4';
@@ -60,23 +41,12 @@ export interface Preset {
   config: HfConfig;
   /** Data template (see workers/data): how rows become prompt/response text. */
   template: 'ds1000' | 'counseling';
-  lora: LoraSettings;
-  train: TrainSettings;
+  /** The run settings the studio starts from with this preset (the run defaults plus a few of its own). */
+  settings: RunSettings;
   quant: QuantSettings;
 }
 
 export const DEFAULT_QUANT: QuantSettings = { type: 'nf4', blocksize: 64, doubleQuant: true, nestedBlocksize: 256 };
-
-const SHARED_TRAIN: TrainSettings = {
-  learningRate: 2e-4,
-  scheduler: 'cosine',
-  warmupRatio: 0.03,
-  seqLen: 512,
-  microBatch: 1,
-  gradAccumulation: 4,
-  epochs: 1,
-  gradientCheckpointing: true,
-};
 
 const PHI_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'dense', 'fc1', 'fc2'];
 
@@ -89,8 +59,7 @@ export const PRESETS: Record<string, Preset> = {
     tokenizer: { kind: 'hub', repo: 'microsoft/phi-1_5', revision: 'main' },
     config: phi15Config,
     template: 'ds1000',
-    lora: { r: 16, alpha: 32, dropout: 0.05, targetModules: PHI_TARGETS },
-    train: SHARED_TRAIN,
+    settings: runSettings({ targetModules: PHI_TARGETS }),
     quant: DEFAULT_QUANT,
   },
   'falcon-7b': {
@@ -101,8 +70,7 @@ export const PRESETS: Record<string, Preset> = {
     tokenizer: { kind: 'hub', repo: 'tiiuae/falcon-7b', revision: 'main' },
     config: falcon7bConfig,
     template: 'counseling',
-    lora: { r: 16, alpha: 32, dropout: 0.05, targetModules: ['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h'] },
-    train: SHARED_TRAIN,
+    settings: runSettings({ targetModules: ['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h'] }),
     quant: DEFAULT_QUANT,
   },
   demo: {
@@ -113,8 +81,8 @@ export const PRESETS: Record<string, Preset> = {
     tokenizer: { kind: 'url', baseUrl: '/demo/tokenizer/' },
     config: demoConfig,
     template: 'ds1000',
-    lora: { r: 8, alpha: 16, dropout: 0.05, targetModules: PHI_TARGETS },
-    train: { ...SHARED_TRAIN, learningRate: 1e-3, seqLen: 128, gradAccumulation: 2 },
+    // Small enough to train in a minute or two on an emulated GPU.
+    settings: runSettings({ targetModules: PHI_TARGETS, rank: 8, alpha: 16, learningRate: 1e-3, seqLength: 128, gradAccum: 2 }),
     quant: DEFAULT_QUANT,
   },
 };

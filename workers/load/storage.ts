@@ -30,8 +30,8 @@ export class QuotaError extends Error {
     what: string,
   ) {
     super(
-      `${what} needs ${formatBytes(needed)} of browser storage but only ${formatBytes(available)} is free for this site. ` +
-        'Delete cached models in the storage panel, free disk space, or load it without caching.',
+      // What to do about it is the error's hint (workers/errors.ts), naming what the page offers.
+      `${what} needs ${formatBytes(needed)} of browser storage but only ${formatBytes(available)} is free for this site.`,
     );
     this.name = 'QuotaError';
   }

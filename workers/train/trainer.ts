@@ -13,9 +13,12 @@ import { AdamWOptimizer, type OptimizerState } from './optimizer';
 import type { OptimizerShaders } from '../kernels/shaders';
 import { labelTokens, type BatchSource } from './batches';
 import { scheduledLr, type ScheduleSettings } from './schedule';
+import { ADAMW_BETAS, RUN_DEFAULTS } from '../run/settings';
+import { EngineError } from '../errors';
 
 export type Accumulation = 'token-weighted' | 'mean-of-micro-means';
 
+/** The trainer's view of the run settings (HF TrainingArguments' vocabulary; see workers/run/settings.ts). */
 export interface TrainSettings {
   lr: number;
   beta1: number;
@@ -47,21 +50,23 @@ export interface TrainSettings {
   paging?: PagingOptions;
 }
 
+/**
+ * A bare trainer (tests, checks): the run defaults' optimizer values, no warmup, no
+ * accumulation, nothing periodic. Studio and CLI runs pass `trainerView(runSettings)` instead.
+ */
 export const DEFAULT_TRAIN_SETTINGS: TrainSettings = {
-  lr: 2e-4,
-  beta1: 0.9,
-  beta2: 0.999,
-  eps: 1e-8,
-  weightDecay: 0,
+  lr: RUN_DEFAULTS.learningRate,
+  ...ADAMW_BETAS,
+  weightDecay: RUN_DEFAULTS.weightDecay,
   schedule: { name: 'linear', warmupRatio: 0 },
-  maxGradNorm: 1,
+  maxGradNorm: RUN_DEFAULTS.maxGradNorm,
   gradAccum: 1,
-  epochs: 1,
-  seed: 42,
+  epochs: RUN_DEFAULTS.epochs,
+  seed: RUN_DEFAULTS.seed,
   accumulation: 'token-weighted',
   evalEvery: 0,
   sampleEvery: 0,
-  sampleMaxNewTokens: 32,
+  sampleMaxNewTokens: RUN_DEFAULTS.sampleTokens,
   checkpointEvery: 0,
 };
 
@@ -96,7 +101,8 @@ export type TrainEvent =
   | ({ type: 'eval' } & EvalRecord)
   | { type: 'sample'; step: number; index: number; prompt: number[]; tokens: number[]; text?: string }
   | { type: 'checkpoint'; step: number; reason: CheckpointReason }
-  | { type: 'status'; status: TrainStatus; step: number; message?: string };
+  /** `error`: what failed, as thrown, when the status is 'error'. */
+  | { type: 'status'; status: TrainStatus; step: number; message?: string; error?: unknown };
 
 export type CheckpointReason = 'interval' | 'pause' | 'stop' | 'end';
 
@@ -266,7 +272,7 @@ export class Trainer {
       await Promise.race([this.lostSignal, new Promise((resolve) => setTimeout(resolve, 250))]);
       if (this.deviceLost) return this.lost();
       const message = (err as Error).message;
-      emit({ type: 'status', status: 'error', step: this.step, message });
+      emit({ type: 'status', status: 'error', step: this.step, message, error: err });
       return { ...this.result('error'), message };
     }
   }
@@ -307,7 +313,7 @@ export class Trainer {
     this.history.push(record);
     this.step++;
     if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
-      throw new Error(`training diverged at step ${record.step}: loss ${loss}, gradient norm ${norm} (try a lower learning rate)`);
+      throw new EngineError('diverged', `training diverged at step ${record.step}: loss ${loss}, gradient norm ${norm} (try a lower learning rate)`, { setting: 'learningRate' });
     }
     const seconds = (performance.now() - started) / 1000;
     const pool = gpu.pool.stats();

@@ -1,5 +1,5 @@
 import { SafetensorsFile } from '../../formats/safetensors';
-import { PRESETS as MODEL_PRESETS, type Preset } from '../../load/presets';
+import { presetNamed, type Preset } from '../../load/presets';
 import { crc32 } from '../../util/crc32';
 import { CheckpointStore } from '../../train/checkpoint-store';
 import type { TrainerSnapshot } from '../../train/trainer';
@@ -46,7 +46,7 @@ interface BaseFiles {
 }
 
 function baseFiles(spec: string, io: CliIo): BaseFiles {
-  const preset = MODEL_PRESETS[spec] ?? null;
+  const preset = presetNamed(spec) ?? null;
   if (preset) {
     if (preset.model.kind !== 'url') throw new CliInputError(`preset "${spec}" is downloaded from the hub (${preset.model.repo}); download it and pass its folder with --model`);
     const base = preset.model.baseUrl;
@@ -264,8 +264,8 @@ export const exportCommand: CliCommand = async (args, io) => {
     if (!first) throw new CliInputError('the checkpoint holds no LoRA tensors');
     const settings = {
       r: first.shape[0],
-      alpha: numberFlag(args, 'alpha', files.preset?.lora.alpha ?? 16, (n) => n > 0),
-      dropout: numberFlag(args, 'dropout', files.preset?.lora.dropout ?? 0.05, (n) => n >= 0 && n < 1),
+      alpha: numberFlag(args, 'alpha', files.preset?.settings.alpha ?? 16, (n) => n > 0),
+      dropout: numberFlag(args, 'dropout', files.preset?.settings.dropout ?? 0.05, (n) => n >= 0 && n < 1),
       targetModules: targetModuleNames(tensorData.map((t) => t.key)),
     };
     const s = snapshot.settings;

@@ -37,13 +37,13 @@ export const plan: CliCommand = async (args, io) => {
   const gpuMemory = args.flags['gpu-memory'];
   const request: PlanRequest = {
     config,
-    seq: intFlag(args, 'seq', preset.train.seqLen),
-    batch: intFlag(args, 'batch', preset.train.microBatch),
-    rank: intFlag(args, 'rank', preset.lora.r),
-    targets: typeof args.flags.targets === 'string' ? args.flags.targets.split(',').filter(Boolean) : preset.lora.targetModules,
-    checkpointing: args.flags['no-checkpointing'] ? false : preset.train.gradientCheckpointing,
+    seq: intFlag(args, 'seq', preset.settings.seqLength),
+    batch: intFlag(args, 'batch', preset.settings.batchSize),
+    rank: intFlag(args, 'rank', preset.settings.rank),
+    targets: typeof args.flags.targets === 'string' ? args.flags.targets.split(',').filter(Boolean) : preset.settings.targetModules,
+    checkpointing: !args.flags['no-checkpointing'],
     quant: preset.quant,
-    dropout: preset.lora.dropout > 0,
+    dropout: preset.settings.dropout > 0,
   };
   if (gpuMemory !== undefined) {
     const gib = Number(gpuMemory);

@@ -1,199 +1,175 @@
 import { Gpu } from '../../gpu/runtime';
-import { CausalLM } from '../../model/causal-lm';
-import { parseModelConfig } from '../../model/config';
-import { allLinearNames } from '../../model/architecture';
-import { SHADERS as MODEL_SHADERS } from '../../kernels/shader-sources';
-import { openSafetensorsWeights } from '../../model/weights';
-import type { Batch, LoraSettings } from '../../model/types';
-import { makeBatch, prepareDataset, readRows, type Example, type PresetName } from '../../data';
-import { PRESETS as MODEL_PRESETS, type Preset } from '../../load/presets';
-import { tokenizerFromFiles, tokenizerFromUrl, type TextTokenizer } from '../../tokenizer';
-import { ShuffledExamples } from '../../train/batches';
-import { CheckpointStore } from '../../train/checkpoint-store';
+import { HubClient } from '../../load/hub';
+import { filesFor } from '../../load/model-source';
+import { readConfig, type ModelFileSet } from '../../load/sources';
+import { DEFAULT_QUANT, presetNamed, type Preset } from '../../load/presets';
 import { crc32 } from '../../util/crc32';
-import { SHADERS as OPTIMIZER_SHADERS } from '../../kernels/shader-sources';
-import { SCHEDULE_NAMES, type ScheduleName } from '../../train/schedule';
-import { Trainer, type TrainSettings } from '../../train/trainer';
+import { allLinearNames } from '../../model/architecture';
+import { parseModelConfig } from '../../model/config';
+import type { CausalLM } from '../../model/causal-lm';
+import { readRows, type PresetName } from '../../data';
+import { tokenizerFromFiles, type TextTokenizer } from '../../tokenizer';
+import { CheckpointStore } from '../../train/checkpoint-store';
+import type { Trainer } from '../../train/trainer';
+import { checkRunSettings, runSettings, SCHEDULE_NAMES, type RunSettings, type Schedule } from '../../run/settings';
+import { EngineError } from '../../errors';
+import { TEMPLATE_NAMES, prepareForRun } from '../../session/datasets';
+import { loadRunModel, quantizerFor } from '../../session/models';
+import { assembleRun, runExamples, samplePrompts } from '../../session/runs';
+import { presetTokenizer } from '../../session/tokenizers';
+import { cliFileSet } from '../model-files';
 import { parseMapping } from './data-check';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
 
 const USAGE =
   'usage: train --model <hf-folder|demo> --data <file> [--steps N] [--epochs E] [--seed S] [--out DIR] [--resume] [--profile DIR] ' +
-  '[--lr X] [--schedule cosine|linear|constant|constant_with_warmup] [--warmup-ratio F] [--batch B] [--accum A] [--max-length T] ' +
-  '[--template ds1000|counseling | --map prompt=COL,response=COL] [--tokenizer DIR] [--r R] [--alpha A] [--dropout P] ' +
-  '[--eval-every N] [--sample-every N] [--checkpoint-every N] [--stop-after N] [--optimizer-budget BYTES]';
+  '[--lr X] [--schedule cosine|linear|constant|constant_with_warmup] [--warmup-ratio F] [--warmup-steps N] [--batch B] [--accum A] [--max-length T] ' +
+  '[--template ds1000|counseling | --map prompt=COL,response=COL] [--tokenizer DIR] [--r R] [--alpha A] [--dropout P] [--targets a,b] ' +
+  '[--validation F] [--weight-decay X] [--max-grad-norm X] [--eval-every N] [--sample-every N] [--sample-tokens N] [--checkpoint-every N] [--stop-after N] [--optimizer-budget BYTES]';
 
-/** Reads a model's files: the studio's own folders (presets with a URL) by HTTP, others through the CLI. */
-interface ModelFiles {
-  label: string;
-  read(name: string): Promise<Uint8Array | null>;
-  preset: Preset | null;
-}
+/** Flags that set a run setting (workers/run/settings.ts checks their values). */
+const SETTING_FLAGS: Record<string, Exclude<keyof RunSettings, 'schedule' | 'targetModules'>> = {
+  r: 'rank',
+  alpha: 'alpha',
+  dropout: 'dropout',
+  lr: 'learningRate',
+  'warmup-ratio': 'warmupRatio',
+  'warmup-steps': 'warmupSteps',
+  'weight-decay': 'weightDecay',
+  'max-grad-norm': 'maxGradNorm',
+  epochs: 'epochs',
+  steps: 'maxSteps',
+  batch: 'batchSize',
+  accum: 'gradAccum',
+  'max-length': 'seqLength',
+  seed: 'seed',
+  'eval-every': 'evalEvery',
+  'sample-every': 'sampleEvery',
+  'sample-tokens': 'sampleTokens',
+  'checkpoint-every': 'checkpointEvery',
+  validation: 'validationFraction',
+};
 
-function modelFiles(spec: string, io: CliIo): ModelFiles {
-  const preset = MODEL_PRESETS[spec] ?? null;
-  if (preset) {
-    if (preset.model.kind !== 'url') throw new CliInputError(`preset "${spec}" is downloaded from the hub (${preset.model.repo}); download it and pass its folder with --model`);
-    const base = preset.model.baseUrl;
-    return {
-      label: spec,
-      preset,
-      read: async (name) => {
-        const res = await fetch(base + name);
-        const type = res.headers.get('content-type') ?? '';
-        return res.ok && !type.includes('text/html') ? new Uint8Array(await res.arrayBuffer()) : null;
-      },
-    };
-  }
-  return {
-    label: spec,
-    preset: null,
-    read: async (name) => {
-      const path = joinPath(spec, name);
-      return (await io.exists(path)) ? io.readFile(path) : null;
-    },
-  };
-}
+/** A command-line run reports evaluations, samples and checkpoints only when asked. */
+const CLI_QUIET = { evalEvery: 0, sampleEvery: 0, checkpointEvery: 0 } as const;
 
-function num(args: CliArgs, name: string, fallback: number, check: (n: number) => boolean = Number.isFinite): number {
+function num(args: CliArgs, name: string): number | undefined {
   const v = args.flags[name];
-  if (v === undefined) return fallback;
+  if (v === undefined) return undefined;
   const n = Number(v);
-  if (v === true || !check(n)) throw new CliInputError(`--${name} needs a valid number, got ${JSON.stringify(v)}`);
+  if (v === true || v.trim() === '' || Number.isNaN(n)) throw new CliInputError(`--${name} needs a number, got ${JSON.stringify(v)}`);
   return n;
 }
 
-const positiveInt = (n: number) => Number.isInteger(n) && n >= 1;
-const nonNegativeInt = (n: number) => Number.isInteger(n) && n >= 0;
+/** Flags over the preset's settings (or the run defaults with every linear layer) — the same contract the page edits. */
+function settingsFrom(args: CliArgs, preset: Preset | null, modules: string[]): RunSettings {
+  const base: RunSettings = preset ? structuredClone(preset.settings) : runSettings({ targetModules: modules });
+  const s: RunSettings = { ...base, ...CLI_QUIET };
+  for (const [flag, key] of Object.entries(SETTING_FLAGS)) {
+    const v = num(args, flag);
+    if (v !== undefined) s[key] = v;
+  }
+  if (typeof args.flags.schedule === 'string') s.schedule = args.flags.schedule as Schedule;
+  if (typeof args.flags.targets === 'string') s.targetModules = args.flags.targets.split(',').filter(Boolean);
+  try {
+    return checkRunSettings(s, modules);
+  } catch (err) {
+    if (!(err instanceof EngineError)) throw err;
+    const setting = err.info.setting;
+    const flag = Object.entries(SETTING_FLAGS).find(([, k]) => k === setting)?.[0] ?? (setting === 'targetModules' ? 'targets' : setting);
+    const known = setting === 'schedule' ? ` (${SCHEDULE_NAMES.join(', ')})` : '';
+    throw new CliInputError(`--${flag}: ${err.message}${known}`);
+  }
+}
 
-async function loadTokenizer(args: CliArgs, files: ModelFiles, io: CliIo): Promise<TextTokenizer> {
+/** Where the model's files are: a built-in preset served by the studio, or a folder read through the CLI. */
+function modelFiles(spec: string, io: CliIo): { files: ModelFileSet; baseModel: string; preset: Preset | null } {
+  const preset = presetNamed(spec) ?? null;
+  if (!preset) return { files: cliFileSet(io, spec), baseModel: spec, preset: null };
+  if (preset.model.kind !== 'url') throw new CliInputError(`preset "${spec}" is downloaded from the hub (${preset.model.repo}); download it and pass its folder with --model`);
+  const { files, baseModel } = filesFor({ kind: 'preset', name: spec }, new HubClient(), location.origin);
+  return { files, baseModel, preset };
+}
+
+async function loadTokenizer(args: CliArgs, files: ModelFileSet, preset: Preset | null, io: CliIo): Promise<TextTokenizer> {
   const dir = typeof args.flags.tokenizer === 'string' ? args.flags.tokenizer : null;
-  if (!dir && files.preset?.tokenizer.kind === 'url') return tokenizerFromUrl(new URL(files.preset.tokenizer.baseUrl, location.origin).href);
+  if (!dir && preset) return presetTokenizer(preset, location.origin);
   const read = async (name: string) => {
-    if (dir) {
-      const path = joinPath(dir, name);
-      return (await io.exists(path)) ? io.readText(path) : null;
-    }
-    const bytes = await files.read(name);
-    return bytes ? new TextDecoder().decode(bytes) : null;
+    if (!dir) return files.text(name);
+    const path = joinPath(dir, name);
+    return (await io.exists(path)) ? io.readText(path) : null;
   };
   const json = await read('tokenizer.json');
   if (!json) throw new CliInputError(`no tokenizer.json in ${dir ?? files.label}; pass --tokenizer DIR`);
   return tokenizerFromFiles(json, await read('tokenizer_config.json'));
 }
 
-/** The prompt part (tokens before the first learned label) of an example, as a fixed sample prompt. */
-function promptOf(e: Example, maxTokens = 96): number[] {
-  let end = e.labels.findIndex((l) => l !== -100);
-  if (end < 0) end = e.inputIds.length;
-  return Array.from(e.inputIds.subarray(Math.max(0, end - maxTokens), end));
-}
-
 /**
- * `train`: fine-tunes LoRA adapters on a dataset with the studio's trainer, checkpointing to
- * IndexedDB (use --profile so checkpoints survive between runs, --resume to continue one).
- * One JSON line per step, eval and sample lines, and `{"ok":true,"steps","final_loss","adapter"}`.
+ * `train`: fine-tunes LoRA adapters on a dataset with the studio's own run assembly
+ * (workers/session: the same model load, data preparation and trainer wiring as the page),
+ * checkpointing to IndexedDB (use --profile so checkpoints survive between runs, --resume to
+ * continue one). One JSON line per step, eval and sample lines, and
+ * `{"ok":true,"steps","final_loss","adapter"}`.
  */
 export const train: CliCommand = async (args, io) => {
   const f = args.flags;
   if (typeof f.model !== 'string' || typeof f.data !== 'string') throw new CliInputError(USAGE);
-  const files = modelFiles(f.model, io);
-  const preset = files.preset;
-  const configBytes = await files.read('config.json');
-  if (!configBytes) throw new CliInputError(`${files.label}: config.json is missing`);
-  const config = parseModelConfig(new TextDecoder().decode(configBytes), joinPath(files.label, 'config.json'));
+  const { files, baseModel, preset } = modelFiles(f.model, io);
+  const { config: rawConfig } = await readConfig(files);
+  const config = parseModelConfig(JSON.stringify(rawConfig), joinPath(files.label, 'config.json'));
+  const settings = settingsFrom(args, preset, allLinearNames(config));
 
-  // Data: template from the flag, else the preset's.
+  // Data: template from the flag, else the preset's; or an explicit mapping.
   const template = (typeof f.template === 'string' ? f.template : preset?.template) as PresetName | undefined;
-  if (template && template !== 'ds1000' && template !== 'counseling') throw new CliInputError(`--template must be ds1000 or counseling, got "${template}"`);
+  if (template && !TEMPLATE_NAMES.includes(template)) throw new CliInputError(`--template must be ${TEMPLATE_NAMES.join(' or ')}, got "${template}"`);
   const dataName = f.data.split(/[\\/]/).pop() ?? f.data;
-  const mapping = typeof f.map === 'string' ? parseMapping(f.map, dataName) : undefined;
+  const mapping = typeof f.map === 'string' ? parseMapping(f.map, dataName) : null;
   if (!template && !mapping) throw new CliInputError('say how rows become text: --template ds1000|counseling or --map prompt=COL,response=COL');
-  const maxLength = num(args, 'max-length', preset?.train.seqLen ?? 512, positiveInt);
-  const seed = num(args, 'seed', 42, Number.isInteger);
-  const tokenizer = await loadTokenizer(args, files, io);
+  const tokenizer = await loadTokenizer(args, files, preset, io);
   const dataBytes = await io.readFile(f.data);
-  const data = await prepareDataset(readRows(new Blob([dataBytes as BlobPart]), dataName), { preset: mapping ? undefined : template, mapping, tokenizer, maxLength, seed, file: dataName });
+  const format = { template: mapping ? null : (template ?? null), mapping };
+  const data = await prepareForRun(readRows(new Blob([dataBytes as BlobPart]), dataName), format, tokenizer, settings, dataName);
   for (const w of data.stats.warnings) io.log(`data: ${w}`);
-  // Examples with no learned token after the shift teach nothing and would make an empty window.
-  const learns = (e: Example) => e.labels.some((l, i) => i > 0 && l !== -100);
-  const trainExamples = data.train.filter(learns);
-  const validationExamples = data.validation.filter(learns);
-  if (!trainExamples.length) throw new CliInputError(`${dataName}: no training example keeps a learned token at --max-length ${maxLength}`);
-  if (trainExamples.length < data.train.length) io.log(`data: ${data.train.length - trainExamples.length} training examples without learned tokens are left out`);
+  const examples = runExamples(data, dataName, settings.seqLength);
+  if (examples.dropped) io.log(`data: ${examples.dropped} training examples without learned tokens are left out`);
   io.log(`data: ${data.train.length} training and ${data.validation.length} validation examples, ${data.stats.tokens.labelTokens} learned tokens`);
-
-  // Settings: flags over the preset over defaults.
-  const pt = preset?.train;
-  const schedule = (typeof f.schedule === 'string' ? f.schedule : pt?.scheduler ?? 'linear') as ScheduleName;
-  if (!SCHEDULE_NAMES.includes(schedule)) throw new CliInputError(`--schedule must be one of ${SCHEDULE_NAMES.join(', ')}`);
-  const microBatch = num(args, 'batch', pt?.microBatch ?? 1, positiveInt);
-  const settings: Partial<TrainSettings> = {
-    lr: num(args, 'lr', pt?.learningRate ?? 2e-4, (n) => n > 0),
-    weightDecay: num(args, 'weight-decay', 0, (n) => n >= 0),
-    schedule: { name: schedule, warmupRatio: num(args, 'warmup-ratio', pt?.warmupRatio ?? 0, (n) => n >= 0 && n < 1) },
-    maxGradNorm: num(args, 'max-grad-norm', 1, (n) => n >= 0),
-    gradAccum: num(args, 'accum', pt?.gradAccumulation ?? 1, positiveInt),
-    epochs: num(args, 'epochs', pt?.epochs ?? 1, (n) => n > 0),
-    maxSteps: num(args, 'steps', 0, nonNegativeInt),
-    seed,
-    evalEvery: num(args, 'eval-every', 0, nonNegativeInt),
-    sampleEvery: num(args, 'sample-every', 0, nonNegativeInt),
-    sampleMaxNewTokens: num(args, 'sample-tokens', 24, positiveInt),
-    checkpointEvery: num(args, 'checkpoint-every', 0, nonNegativeInt),
-    paging: f['optimizer-budget'] !== undefined ? { budgetBytes: num(args, 'optimizer-budget', 0, (n) => n > 0), pageElems: 1 << 16 } : undefined,
-  };
-  const lora: LoraSettings = {
-    r: num(args, 'r', preset?.lora.r ?? 8, positiveInt),
-    alpha: num(args, 'alpha', preset?.lora.alpha ?? 16, (n) => n > 0),
-    dropout: num(args, 'dropout', preset?.lora.dropout ?? 0.05, (n) => n >= 0 && n < 1),
-    targetModules: preset?.lora.targetModules ?? allLinearNames(config),
-  };
+  const paging = f['optimizer-budget'] !== undefined ? { budgetBytes: num(args, 'optimizer-budget'), pageElems: 1 << 16 } : undefined;
+  if (paging && !(paging.budgetBytes! > 0)) throw new CliInputError('--optimizer-budget needs a positive number of bytes');
+  const stopAfterFlag = num(args, 'stop-after') ?? 0;
+  if (!Number.isInteger(stopAfterFlag) || stopAfterFlag < 0) throw new CliInputError('--stop-after needs a whole number of steps');
 
   // Same model, data, seed and settings → the same run id, so --resume finds its checkpoints.
-  const runId = `train-${crc32(new TextEncoder().encode(JSON.stringify({ model: files.label, data: dataName, bytes: dataBytes.byteLength, crc: crc32(dataBytes), settings, lora, maxLength, microBatch, template, mapping }))).toString(16)}`;
+  const runId = `train-${crc32(new TextEncoder().encode(JSON.stringify({ model: files.label, data: dataName, bytes: dataBytes.byteLength, crc: crc32(dataBytes), settings, template, mapping, paging }))).toString(16)}`;
   const gpu = await Gpu.create();
   const store = await CheckpointStore.open();
   let model: CausalLM | null = null;
   let trainer: Trainer | null = null;
   try {
-    io.log(`model ${files.label}: ${config.arch}, ${config.layers} layers, hidden ${config.hidden}; NF4 base, LoRA r ${lora.r} on ${lora.targetModules.join(', ')}; run ${runId}`);
-    const weights = await openSafetensorsWeights('', files.read);
-    model = await CausalLM.load(gpu, MODEL_SHADERS, config, weights, {
-      mode: 'nf4',
-      lora: { settings: lora, init: { seed } },
-      checkpointing: true,
-      maxPositions: Math.max(config.maxPositions, maxLength + (settings.sampleMaxNewTokens ?? 0)),
-    });
-    const padId = tokenizer.padTokenId;
-    const validation: Batch[] = [];
-    for (let i = 0; i < validationExamples.length; i += microBatch) validation.push(makeBatch(validationExamples.slice(i, i + microBatch), padId));
-    const samplePrompts = validationExamples.slice(0, 2).map((e) => promptOf(e));
-    let stopAfter = num(args, 'stop-after', 0, nonNegativeInt);
-    const t: Trainer = new Trainer(
-      {
-        gpu,
-        model,
-        shaders: OPTIMIZER_SHADERS,
-        train: new ShuffledExamples({ examples: trainExamples, microBatchSize: microBatch, seed, shuffle: true, collate: (ex) => makeBatch(ex, padId) }),
-        validation,
-        samplePrompts,
-        eosTokenIds: [tokenizer.eosTokenId],
-        decode: (ids) => tokenizer.decode(ids),
-        checkpoints: store.sink(runId),
-        onEvent: (e) => {
-          if (e.type === 'step') {
-            io.line({ step: e.step + 1, loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens_per_s: Math.round(e.tokensPerS * 10) / 10, gpu_bytes: e.gpuBytes });
-            io.log(`step ${e.step + 1}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} grad_norm ${e.gradNorm.toFixed(3)}`);
-            if (stopAfter && e.step + 1 >= stopAfter) t.stop();
-          } else if (e.type === 'eval') io.line({ step: e.step, eval_loss: e.loss, eval_tokens: e.tokens });
-          else if (e.type === 'sample') io.line({ step: e.step, sample: e.index, text: e.text });
-          else if (e.type === 'checkpoint') io.log(`checkpoint at step ${e.step} (${e.reason})`);
-          else if (e.type === 'status' && e.message) io.log(`${e.status}: ${e.message}`);
-        },
-      },
+    io.log(`model ${files.label}: ${config.arch}, ${config.layers} layers, hidden ${config.hidden}; NF4 base, LoRA r ${settings.rank} on ${settings.targetModules.join(', ')}; run ${runId}`);
+    const loaded = await loadRunModel(gpu, { files, quant: preset?.quant ?? DEFAULT_QUANT, settings, quantizer: quantizerFor(gpu) });
+    model = loaded.model;
+    let stopAfter = stopAfterFlag;
+    const t: Trainer = assembleRun({
+      gpu,
+      model,
+      tokenizer,
       settings,
-    );
+      train: examples.train,
+      validation: examples.validation,
+      samplePrompts: samplePrompts(examples.validation.length ? examples.validation : examples.train),
+      checkpoints: store.sink(runId),
+      paging,
+      onEvent: (e) => {
+        if (e.type === 'step') {
+          io.line({ step: e.step + 1, loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens_per_s: Math.round(e.tokensPerS * 10) / 10, gpu_bytes: e.gpuBytes });
+          io.log(`step ${e.step + 1}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} grad_norm ${e.gradNorm.toFixed(3)}`);
+          if (stopAfter && e.step + 1 >= stopAfter) t.stop();
+        } else if (e.type === 'eval') io.line({ step: e.step, eval_loss: e.loss, eval_tokens: e.tokens });
+        else if (e.type === 'sample') io.line({ step: e.step, sample: e.index, text: e.text });
+        else if (e.type === 'checkpoint') io.log(`checkpoint at step ${e.step} (${e.reason})`);
+        else if (e.type === 'status' && e.message) io.log(`${e.status}: ${e.message}`);
+      },
+    });
     trainer = t;
     if (f.resume) {
       const loaded = await store.loadLatest(runId);
@@ -213,7 +189,7 @@ export const train: CliCommand = async (args, io) => {
     const finalLoss = result.history.length ? result.history[result.history.length - 1].loss : null;
     let adapter: string | null = null;
     if (typeof f.out === 'string') {
-      const exported = await model.exportAdapter(preset ? preset.name : f.model);
+      const exported = await model.exportAdapter(baseModel, loaded.commit);
       await io.writeFile(joinPath(f.out, 'adapter_model.safetensors'), exported.adapterModel);
       await io.writeFile(joinPath(f.out, 'adapter_config.json'), exported.adapterConfig);
       adapter = f.out;

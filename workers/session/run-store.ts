@@ -1,0 +1,64 @@
+/**
+ * What a studio run needs besides its checkpoints, kept in IndexedDB so that a reload can
+ * resume it: the model it pinned, its settings, its examples and its state.
+ */
+import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
+import type { Example } from '../data/types';
+import type { ModelSource } from '../protocol';
+import { runSettings, type RunSettings } from '../run/settings';
+
+export interface RunRecord {
+  runId: string;
+  /** Preset or hub model (dropped files cannot be re-read after a reload). */
+  model: Extract<ModelSource, { kind: 'preset' | 'hub' }>;
+  modelLabel: string;
+  dataset: string;
+  settings: RunSettings;
+  totalSteps: number;
+  train: Example[];
+  validation: Example[];
+  samplePrompts: number[][];
+  state: 'active' | 'finished';
+  step: number;
+  savedAt: number;
+}
+
+interface RunsDb extends DBSchema {
+  runs: { key: string; value: RunRecord };
+}
+
+export class RunStore {
+  private db: Promise<IDBPDatabase<RunsDb>> | null = null;
+
+  constructor(private readonly dbName = 'qlora-studio-runs') {}
+
+  private open(): Promise<IDBPDatabase<RunsDb>> {
+    this.db ??= openDB<RunsDb>(this.dbName, 1, { upgrade: (db) => void db.createObjectStore('runs', { keyPath: 'runId' }) });
+    return this.db;
+  }
+
+  async get(runId: string): Promise<RunRecord | undefined> {
+    const run = await (await this.open()).get('runs', runId);
+    // A run stored before the settings gained weight decay, clipping and sample length ran with
+    // the defaults of those: fill them in so it resumes as it started.
+    return run && { ...run, settings: runSettings(run.settings) };
+  }
+
+  async put(run: RunRecord): Promise<void> {
+    await (await this.open()).put('runs', run);
+  }
+
+  /** The newest run that was interrupted (not finished), if any. */
+  async latestActive(): Promise<RunRecord | null> {
+    const all = await (await this.open()).getAll('runs');
+    return all.filter((r) => r.state === 'active').sort((a, b) => b.savedAt - a.savedAt)[0] ?? null;
+  }
+
+  /** A new run replaces any unfinished one. */
+  async finishActive(): Promise<void> {
+    const db = await this.open();
+    for (const old of await db.getAll('runs')) {
+      if (old.state === 'active') await db.put('runs', { ...old, state: 'finished' });
+    }
+  }
+}

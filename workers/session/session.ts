@@ -1,0 +1,542 @@
+/**
+ * The engine's session: the GPU, the model loaded with its adapters, the dataset the next run
+ * trains on, the run in progress, and what a reload needs to resume it. Its methods are the
+ * engine's API (workers/protocol.ts); the worker exposes them through comlink unchanged, and
+ * the CLI's `train` assembles its run from the same parts (models.ts, datasets.ts, runs.ts).
+ * Every request is checked here: run settings against workers/run/settings.ts, whoever sent them.
+ */
+import { Gpu } from '../gpu/runtime';
+import { WebGpuUnavailableError } from '../gpu/device';
+import { PRESETS, DEFAULT_QUANT, type Preset } from '../load/presets';
+import { archFromConfig } from '../load/arch';
+import { planMemory } from '../load/planner';
+import { ModelCache } from '../load/cache';
+import { HubClient } from '../load/hub';
+import { filesFor, pinnedSource } from '../load/model-source';
+import { DEFAULT_CHUNK_BYTES } from '../load/quantize-on-load';
+import { ProgressTracker } from '../load/progress';
+import { browserStorage } from '../load/storage';
+import { collectRows, readRows } from '../data/source';
+import { toErrorInfo } from '../data/errors';
+import { detectColumns } from '../data/columns';
+import { hubRows } from '../data/hub';
+import type { PreparedDataset, Row } from '../data/types';
+import type { Trainer, TrainEvent } from '../train/trainer';
+import { CheckpointStore } from '../train/checkpoint-store';
+import { parsePeftConfig } from '../model/lora-adapter';
+import type { CausalLM } from '../model/causal-lm';
+import { TextStream } from '../tokenizer/text-stream';
+import type { TextTokenizer } from '../tokenizer';
+import { SafetensorsFile } from '../formats/safetensors';
+import { checkRunSettings, checkSomeSettings, type RunSettings } from '../run/settings';
+import { EngineError, errorInfo } from '../errors';
+import type {
+  CachedModel, DatasetRequest, DatasetResult, EngineApi, EngineEvent, EngineInit, GenerateRequest, ImportedAdapter, MemoryPlan, ModelCardFacts,
+  ModelInfo, ModelSource, PresetSummary, ResumableRun, StorageInfo, TrainState,
+} from '../protocol';
+import { chooseTemplate, datasetSummary, guessMapping, prepareForRun, preparedWith, type RowFormat } from './datasets';
+import { loadRunModel, quantizerFor, configOf, quantOf, type ImportedAdapter as LoadedAdapter } from './models';
+import { assembleRun, runExamples, samplePrompts } from './runs';
+import { RunStore, type RunRecord } from './run-store';
+import { adapterZip, modelCard } from './export';
+import { Tokenizers } from './tokenizers';
+
+/** The studio's starting settings for a preset, and what the page shows about it. */
+export function presetSummary(p: Preset): PresetSummary {
+  const arch = archFromConfig(p.config, `${p.name} config.json`);
+  return {
+    name: p.name,
+    model: p.model.kind === 'hub' ? p.model.repo : p.model.baseUrl,
+    architecture: `${arch.family}, ${arch.layers} layers, hidden ${arch.hidden}, ${(arch.parameters / 1e6).toFixed(1)} M parameters`,
+    targetModules: [...new Set(arch.linears.map((l) => l.module))],
+    template: p.template,
+    description: p.description,
+    defaults: structuredClone(p.settings),
+    samplePrompts: [],
+  };
+}
+
+/** A model ready to train: the causal LM with its LoRA tensors, and how to export them. */
+interface LoadedLm {
+  /** The model keys it answers: as asked for, and pinned to the commit it was loaded at (how a run resumes). */
+  keys: string[];
+  model: CausalLM;
+  modules: string[];
+  /** What the PEFT config names as the base model. */
+  baseModel: string;
+  commit: string | null;
+  tokenizer: TextTokenizer;
+  settings: RunSettings;
+  parameters: number;
+  fromCache: boolean;
+}
+
+/** The dataset the next run trains on, as prepared for the page's last request. */
+interface Prepared {
+  data: PreparedDataset;
+  file: string;
+  format: RowFormat;
+  request: DatasetRequest;
+}
+
+/** What a model with these adapters is keyed by: a different key loads it again. */
+function modelKey(source: ModelSource, s: RunSettings): string {
+  const id = source.kind === 'preset' ? `preset:${source.name}@${source.revision ?? ''}` : source.kind === 'hub' ? `hub:${source.id}@${source.revision ?? ''}` : `local:${source.files.map((f) => f.name).join(',')}`;
+  return `${id}|r${s.rank}|a${s.alpha}|d${s.dropout}|${[...s.targetModules].sort().join(',')}|seed${s.seed}|len${s.seqLength + s.sampleTokens}`;
+}
+
+export interface SessionOptions {
+  /** Where the studio is served: the demo model and tokenizer live under it. */
+  origin: string;
+  /** IndexedDB names, so tests can keep their own. */
+  runsDb?: string;
+  checkpointsDb?: string;
+}
+
+export class Session implements EngineApi {
+  private gpu: Gpu | null = null;
+  private emit: (event: EngineEvent) => void = () => {};
+  private readonly tokenizers: Tokenizers;
+  private readonly runs: RunStore;
+  private checkpointStore: Promise<CheckpointStore> | null = null;
+  private cacheDb: Promise<ModelCache> | null = null;
+  /** The rows of the dataset loaded last, kept so a new mapping or split needs no re-read. */
+  private lastDataset: { file: string; rows: Row[]; columns: string[] } | null = null;
+  private prepared: Prepared | null = null;
+  /** The run's state as the trainer last reported it. */
+  private trainerState: TrainState = 'idle';
+  private current: { lm: LoadedLm; trainer: Trainer | null; run: RunRecord | null; running: Promise<void> | null } | null = null;
+  /** A PEFT adapter the person imported: the next model load starts from it instead of fresh weights. */
+  private importedAdapter: LoadedAdapter | null = null;
+  private importedName: string | null = null;
+
+  constructor(private readonly options: SessionOptions) {
+    this.tokenizers = new Tokenizers(options.origin);
+    this.runs = new RunStore(options.runsDb);
+  }
+
+  async init(listener: (event: EngineEvent) => void): Promise<EngineInit> {
+    this.emit = listener;
+    this.emit({ type: 'status', status: 'starting' });
+    try {
+      this.gpu = await Gpu.create({
+        onLost: (info) => {
+          this.gpu = null;
+          this.emit({ type: 'device-lost', reason: info.reason, message: info.message });
+          this.emit({ type: 'status', status: 'device-lost' });
+        },
+      });
+    } catch (err) {
+      const problem = err instanceof WebGpuUnavailableError ? err.message : `Could not start WebGPU: ${(err as Error).message}`;
+      this.emit({ type: 'status', status: 'no-webgpu' });
+      return { status: 'no-webgpu', adapter: null, problem };
+    }
+    this.emit({ type: 'status', status: 'ready' });
+    return { status: 'ready', adapter: this.gpu.adapter };
+  }
+
+  async memory() {
+    return this.gpu ? this.gpu.pool.stats() : null;
+  }
+
+  async presets(): Promise<PresetSummary[]> {
+    return Object.values(PRESETS).map(presetSummary);
+  }
+
+  async plan(source: ModelSource, settings: RunSettings): Promise<MemoryPlan> {
+    checkRunSettings(settings);
+    const g = this.requireGpu();
+    const config = await configOf(source);
+    const plan = await planMemory({
+      config,
+      seq: settings.seqLength,
+      batch: settings.batchSize,
+      rank: settings.rank,
+      targets: settings.targetModules,
+      checkpointing: true,
+      dropout: settings.dropout > 0,
+      limits: { maxBufferSize: g.limits.maxBufferSize, maxStorageBufferBindingSize: g.limits.maxStorageBufferBindingSize },
+      // A first visit's load as loadRunModel runs it: streamed into the GPU quantizer and read back
+      // for the cache, or quantized on the CPU and uploaded as stored states.
+      load: quantizerFor(g) === 'gpu' ? { kind: 'stream', chunkBytes: DEFAULT_CHUNK_BYTES, readbackBytes: DEFAULT_CHUNK_BYTES } : { kind: 'stored' },
+    });
+    return {
+      peakBytes: plan.peakBytes,
+      byCategory: plan.byCategory,
+      largestBuffer: plan.largestBuffer.bytes,
+      storageBytes: plan.storageBytes,
+      maxBufferSize: plan.limits.maxBufferSize,
+      maxBindingSize: plan.limits.maxStorageBufferBindingSize,
+      verdict: plan.verdict,
+      reason: plan.reason,
+      gpuMemoryBytes: plan.gpuMemoryBytes,
+      suggestion: plan.suggestion,
+      downloadBytes: plan.downloadBytes,
+    };
+  }
+
+  async loadModel(source: ModelSource, settings: RunSettings): Promise<ModelInfo> {
+    checkRunSettings(settings);
+    if (this.isActive()) throw new EngineError('not-ready', 'A run is in progress: the model in use cannot change now.', { section: 'model' });
+    const lm = await this.causalLm(source, settings);
+    const c = lm.model.config;
+    const perBlock = lm.model.names.layers[0]?.linears ?? [];
+    return {
+      id: lm.baseModel,
+      architecture: c.arch,
+      parameters: lm.parameters,
+      layers: c.layers,
+      targetModules: [...new Set(perBlock.map((l) => l.name))],
+      fromCache: lm.fromCache,
+    };
+  }
+
+  async cachedModels(): Promise<CachedModel[]> {
+    const cache = await this.modelCache();
+    // A copy names the commit it was made from: after an update of the repo the old one stays listed until deleted.
+    return (await cache.list()).map((m) => ({ key: m.key, id: `${m.repo}@${m.revision}${m.commit && m.commit !== m.revision ? ` (commit ${m.commit.slice(0, 7)})` : ''}`, bytes: m.bytes, savedAt: m.savedAt }));
+  }
+
+  async deleteCachedModel(key: string): Promise<void> {
+    await (await this.modelCache()).delete(key);
+  }
+
+  async storage(): Promise<StorageInfo> {
+    const estimate = await navigator.storage.estimate();
+    const persisted = (await navigator.storage.persisted?.()) ?? false;
+    return { usage: estimate.usage ?? 0, quota: estimate.quota ?? 0, persisted };
+  }
+
+  async loadDataset(request: DatasetRequest): Promise<DatasetResult> {
+    const name = request.source?.kind === 'file' ? request.source.file.name : request.source?.kind === 'hub' ? request.source.id : (this.lastDataset?.file ?? 'dataset');
+    try {
+      checkSomeSettings({ seqLength: request.seqLength, validationFraction: request.validationFraction, seed: request.seed });
+      const { file, rows, columns } = await this.readDataset(request);
+      const template = request.mapping ? null : chooseTemplate(columns, request.template ?? null);
+      const mapping = request.mapping ?? (template ? null : guessMapping(columns));
+      if (!template && !mapping) {
+        return { ok: false, error: { file, line: null, column: null, message: `choose which columns to learn from; the columns are: ${columns.join(', ')}` } };
+      }
+      const format = { template, mapping };
+      const tokenizer = await this.tokenizers.of(request.model);
+      const data = await prepareForRun(rows, format, tokenizer, request, file);
+      this.prepared = { data, file, format, request: { ...request, source: null } };
+      return { ok: true, summary: datasetSummary(file, columns, format, data) };
+    } catch (err) {
+      return { ok: false, error: toErrorInfo(name, err) };
+    }
+  }
+
+  async train(source: ModelSource, settings: RunSettings): Promise<void> {
+    checkRunSettings(settings);
+    if (this.isActive()) throw new EngineError('not-ready', 'A run is already in progress: stop it first.');
+    if (source.kind === 'local') this.emit({ type: 'log', level: 'warn', message: 'A run on dropped model files cannot be resumed after a reload.' });
+    this.emit({ type: 'train-state', state: 'loading', step: 0, totalSteps: 0 });
+    try {
+      const data = await this.preparedFor(settings, source);
+      const examples = runExamples(data.data, data.file, settings.seqLength);
+      if (examples.dropped) this.emit({ type: 'log', level: 'info', message: `${examples.dropped} training examples without learned tokens are left out` });
+      // A new run starts from fresh adapters (or the imported ones), not from the last run's.
+      if (this.current?.run) this.dropModel();
+      const lm = await this.causalLm(source, settings);
+      const run: RunRecord = {
+        runId: `run-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`,
+        model: pinnedSource(source, lm.baseModel, lm.commit),
+        modelLabel: lm.baseModel,
+        dataset: data.file,
+        settings,
+        totalSteps: 0,
+        train: examples.train,
+        validation: examples.validation,
+        samplePrompts: samplePrompts(examples.validation.length ? examples.validation : examples.train),
+        state: 'active',
+        step: 0,
+        savedAt: Date.now(),
+      };
+      await this.runs.finishActive();
+      await this.startRun(run, lm, false);
+    } catch (err) {
+      this.emit({ type: 'train-state', state: 'failed', step: 0, totalSteps: 0, message: (err as Error).message });
+      throw err;
+    }
+  }
+
+  async pause(): Promise<void> {
+    const trainer = this.requireTrainer('Nothing is training.');
+    this.emit({ type: 'train-state', state: 'pausing', step: trainer.step, totalSteps: trainer.totalSteps });
+    trainer.pause();
+  }
+
+  async resume(): Promise<void> {
+    this.requireTrainer('Nothing is paused.').resume();
+  }
+
+  async stop(): Promise<void> {
+    const trainer = this.requireTrainer('Nothing is training.');
+    this.emit({ type: 'train-state', state: 'stopping', step: trainer.step, totalSteps: trainer.totalSteps });
+    trainer.stop();
+    await this.current?.running;
+  }
+
+  /** Resolves when the run in progress has ended (done, stopped or failed). */
+  async finished(): Promise<void> {
+    await this.current?.running;
+  }
+
+  async resumable(): Promise<ResumableRun | null> {
+    if (this.isActive()) return null;
+    const active = await this.runs.latestActive();
+    if (!active) return null;
+    const saved = await (await this.checkpoints()).list(active.runId);
+    if (!saved.length) return null;
+    const latest = saved[0];
+    return { runId: active.runId, step: latest.step, totalSteps: active.totalSteps, savedAt: latest.createdAt, model: active.modelLabel, dataset: active.dataset };
+  }
+
+  async resumeRun(runId: string): Promise<void> {
+    if (this.isActive()) throw new EngineError('not-ready', 'A run is already in progress.');
+    const run = await this.runs.get(runId);
+    if (!run) throw new EngineError('not-ready', 'That run is no longer stored in this browser.');
+    checkRunSettings(run.settings);
+    this.emit({ type: 'train-state', state: 'loading', step: run.step, totalSteps: run.totalSteps });
+    try {
+      const lm = await this.causalLm(run.model, run.settings);
+      await this.startRun(run, lm, true);
+    } catch (err) {
+      this.emit({ type: 'train-state', state: 'failed', step: run.step, totalSteps: run.totalSteps, message: (err as Error).message });
+      throw err;
+    }
+  }
+
+  async discardRun(runId: string): Promise<void> {
+    const run = await this.runs.get(runId);
+    if (run) await this.runs.put({ ...run, state: 'finished' });
+    await (await this.checkpoints()).deleteRun(runId);
+  }
+
+  async generate(request: GenerateRequest): Promise<void> {
+    if (this.isActive() && this.current?.trainer && this.trainerState !== 'paused') {
+      throw new EngineError('not-ready', 'The GPU is busy training: pause or stop the run to chat.', { section: 'chat' });
+    }
+    if (!this.current) throw new EngineError('not-ready', 'Load a model first (step 1), or train one.', { section: 'chat' });
+    const { model, tokenizer } = this.current.lm;
+    const prompt = tokenizer.encode(request.prompt);
+    if (prompt.length === 0) throw new EngineError('not-ready', 'Type a prompt first.', { section: 'chat', field: 'prompt' });
+    for (const stream of request.streams) {
+      const text = new TextStream(tokenizer);
+      let shown = '';
+      await model.generate(prompt, {
+        maxNewTokens: request.maxTokens,
+        temperature: request.temperature,
+        topP: request.topP,
+        eosTokenIds: [tokenizer.eosTokenId],
+        seed: Date.now() >>> 0,
+        noLora: stream === 'base',
+        onToken: (token) => {
+          const reply = text.push(token);
+          if (reply !== shown) this.emit({ type: 'chat-token', stream, reply, done: false });
+          shown = reply;
+        },
+      });
+      this.emit({ type: 'chat-token', stream, reply: text.finish(), done: true });
+    }
+  }
+
+  async exportAdapter(card: ModelCardFacts): Promise<Uint8Array> {
+    if (!this.current) throw new EngineError('not-ready', 'There is no adapter yet: train one first.', { section: 'export' });
+    if (this.isActive() && this.trainerState === 'running') throw new EngineError('not-ready', 'Pause or stop training before downloading the adapter.', { section: 'export' });
+    const { model, baseModel, settings, commit } = this.current.lm;
+    return adapterZip(await model.exportAdapter(baseModel, commit), modelCard(baseModel, settings, card));
+  }
+
+  async importAdapter(files: File[]): Promise<ImportedAdapter> {
+    const config = files.find((f) => f.name === 'adapter_config.json');
+    const weights = files.find((f) => f.name.endsWith('.safetensors'));
+    if (!config || !weights) throw new EngineError('invalid-adapter', 'Choose both adapter_config.json and adapter_model.safetensors of the PEFT adapter.');
+    const settings = parsePeftConfig(await config.text(), config.name);
+    const file = new SafetensorsFile(new Uint8Array(await weights.arrayBuffer()), weights.name);
+    this.importedAdapter = { file, settings };
+    this.importedName = file.file;
+    // The next model load (Train, Chat) starts from these weights.
+    if (this.current && !this.isActive()) this.dropModel();
+    return { baseModel: settings.baseModel ?? 'unknown', rank: settings.r, alpha: settings.alpha, targetModules: settings.targetModules, tensors: file.names.length };
+  }
+
+  // -------------------------------------------------------------------------------------
+
+  private requireGpu(): Gpu {
+    if (!this.gpu) throw new EngineError('device-lost', 'The GPU is not available: reload the page (a lost device comes back after a reload).');
+    return this.gpu;
+  }
+
+  private requireTrainer(message: string): Trainer {
+    if (!this.current?.trainer) throw new EngineError('not-ready', message);
+    return this.current.trainer;
+  }
+
+  private isActive(): boolean {
+    const c = this.current;
+    return !!c?.trainer && !!c.running && !c.trainer.done && c.run?.state === 'active';
+  }
+
+  private dropModel(): void {
+    this.current?.trainer?.dispose();
+    this.current?.lm.model.dispose();
+    this.current = null;
+  }
+
+  private checkpoints(): Promise<CheckpointStore> {
+    this.checkpointStore ??= CheckpointStore.open(this.options.checkpointsDb ? { dbName: this.options.checkpointsDb } : undefined);
+    return this.checkpointStore;
+  }
+
+  private modelCache(): Promise<ModelCache> {
+    this.cacheDb ??= ModelCache.open();
+    return this.cacheDb;
+  }
+
+  private async readDataset(request: DatasetRequest): Promise<{ file: string; rows: Row[]; columns: string[] }> {
+    if (request.source === null) {
+      if (!this.lastDataset) throw new EngineError('not-ready', 'No dataset is loaded yet: drop a file first.', { section: 'data' });
+      return this.lastDataset;
+    }
+    let file: string;
+    let rows: Row[];
+    if (request.source.kind === 'hub') {
+      file = request.source.id;
+      rows = await collectRows(hubRows(file));
+    } else {
+      const blob = request.source.file;
+      file = blob.name;
+      if (blob.size === 0) throw new EngineError('invalid-data', `${file} is empty: it holds no rows.`, { file });
+      rows = await collectRows(readRows(blob, file));
+    }
+    if (rows.length === 0) throw new EngineError('invalid-data', `${file} holds no rows.`, { file });
+    this.lastDataset = { file, rows, columns: detectColumns(rows) };
+    return this.lastDataset;
+  }
+
+  /** Re-tokenizes the loaded dataset when the run's length, split or seed differ from the preview's. */
+  private async preparedFor(s: RunSettings, source: ModelSource): Promise<Prepared> {
+    if (!this.prepared) throw new EngineError('not-ready', 'Load a dataset first (step 2).', { section: 'data' });
+    if (preparedWith(this.prepared.request, s)) return this.prepared;
+    const { format, request } = this.prepared;
+    const result = await this.loadDataset({ ...request, mapping: format.mapping, template: format.template, seqLength: s.seqLength, validationFraction: s.validationFraction, seed: s.seed, model: source });
+    if (!result.ok) throw new EngineError('invalid-data', `${result.error.file}: ${result.error.message}`, { file: result.error.file, line: result.error.line ?? undefined, column: result.error.column ?? undefined });
+    return this.prepared;
+  }
+
+  /** Loads (or reuses) the base model with LoRA adapters for these settings. */
+  private async causalLm(source: ModelSource, s: RunSettings): Promise<LoadedLm> {
+    const imported = this.importedName ? `|import:${this.importedName}` : '';
+    const key = modelKey(source, s) + imported;
+    if (this.current && this.current.lm.keys.includes(key)) return this.current.lm;
+    const g = this.requireGpu();
+    if (this.current) this.dropModel();
+    const tracker = new ProgressTracker((p) => this.emit({ type: 'progress', task: 'download', done: p.done, total: p.total, unit: 'bytes', detail: p.file }));
+    const client = new HubClient({ onBytes: (file, bytes) => tracker.add(file, bytes) });
+    const { files, baseModel, cacheId } = filesFor(source, client, this.options.origin);
+    const loaded = await loadRunModel(g, {
+      files,
+      quant: quantOf(source, DEFAULT_QUANT),
+      settings: s,
+      quantizer: quantizerFor(g),
+      adapter: this.importedAdapter,
+      baseModel,
+      cacheId,
+      cache: cacheId ? await this.modelCache() : null,
+      storage: browserStorage(),
+      progress: tracker,
+      onRead: (name, done, total) => this.emit({ type: 'progress', task: 'quantize', done, total, unit: 'tensors', detail: name }),
+    });
+    if (loaded.fromCache) this.emit({ type: 'log', level: 'info', message: `${files.label}: loaded from this browser's cache` });
+    for (const message of loaded.warnings) this.emit({ type: 'log', level: 'warn', message });
+    this.emit({ type: 'memory', stats: g.pool.stats() });
+    let tokenizer: TextTokenizer;
+    try {
+      tokenizer = await this.tokenizers.of(source);
+    } catch (err) {
+      loaded.model.dispose();
+      throw err;
+    }
+    const keys = [key, modelKey(pinnedSource(source, baseModel, loaded.commit), s) + imported];
+    const lm: LoadedLm = { keys, model: loaded.model, modules: loaded.modules, baseModel, commit: loaded.commit, tokenizer, settings: s, parameters: loaded.parameters, fromCache: loaded.fromCache };
+    this.current = { lm, trainer: null, run: null, running: null };
+    return lm;
+  }
+
+  /** Builds the trainer for a run on the loaded model, restores its checkpoint if any, and runs it in the background. */
+  private async startRun(run: RunRecord, lm: LoadedLm, resume: boolean): Promise<void> {
+    const g = this.requireGpu();
+    const store = await this.checkpoints();
+    const trainer: Trainer = assembleRun({
+      gpu: g,
+      model: lm.model,
+      tokenizer: lm.tokenizer,
+      settings: run.settings,
+      train: run.train,
+      validation: run.validation,
+      samplePrompts: run.samplePrompts,
+      checkpoints: store.sink(run.runId),
+      onEvent: this.relay(run, lm.tokenizer, g, (): number => trainer.windowsPerEpoch),
+    });
+    run.totalSteps = trainer.totalSteps;
+    if (resume) {
+      const loaded = await store.loadLatest(run.runId);
+      if (!loaded) {
+        trainer.dispose();
+        throw new EngineError('not-ready', 'This run has no checkpoint left to resume from; start a new run.');
+      }
+      for (const w of loaded.warnings) this.emit({ type: 'log', level: 'warn', message: w });
+      trainer.restore(loaded.snapshot);
+      // Redraw the curve up to the checkpoint.
+      const byStep = new Map<number, Record<string, number>>();
+      for (const h of loaded.snapshot.history) byStep.set(h.step + 1, { loss: h.loss, lr: h.lr, grad_norm: h.gradNorm, epoch: (h.step + 1) / trainer.windowsPerEpoch });
+      for (const ev of loaded.snapshot.evals) byStep.set(ev.step, { ...byStep.get(ev.step), val_loss: ev.loss });
+      for (const [step, values] of [...byStep].sort((a, b) => a[0] - b[0])) this.emit({ type: 'metrics', step, values });
+    }
+    await this.runs.put(run);
+    this.current?.trainer?.dispose();
+    const current = { lm, trainer, run, running: null as Promise<void> | null };
+    this.current = current;
+    this.emit({ type: 'train-state', state: 'running', step: trainer.step, totalSteps: trainer.totalSteps });
+    const running = trainer.run().then(async (result) => {
+      if (result.status === 'done') await this.runs.put({ ...run, state: 'finished', step: result.step, savedAt: Date.now() });
+    });
+    current.running = running.catch((err) => {
+      this.emit({ type: 'error', where: 'train', error: errorInfo(err, 'train') });
+    });
+  }
+
+  /** Trainer events → page events (steps count from 1: "steps done"). */
+  private relay(run: RunRecord, tokenizer: TextTokenizer, g: Gpu, stepsPerEpoch: () => number): (e: TrainEvent) => void {
+    return (e) => {
+      switch (e.type) {
+        case 'step':
+          // Epochs as Hugging Face reports them: fractional, steps done over steps per epoch.
+          this.emit({ type: 'metrics', step: e.step + 1, values: { loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens_per_s: e.tokensPerS, epoch: (e.step + 1) / stepsPerEpoch() } });
+          this.emit({ type: 'train-state', state: 'running', step: e.step + 1, totalSteps: e.totalSteps });
+          this.emit({ type: 'memory', stats: g.pool.stats() });
+          break;
+        case 'eval':
+          this.emit({ type: 'metrics', step: e.step, values: { val_loss: e.loss } });
+          break;
+        case 'sample':
+          this.emit({ type: 'sample', step: e.step, prompt: tokenizer.decode(e.prompt), text: e.text ?? tokenizer.decode(e.tokens) });
+          break;
+        case 'checkpoint':
+          void this.runs.put({ ...run, step: e.step, savedAt: Date.now() });
+          this.emit({ type: 'log', level: 'info', message: `checkpoint saved at step ${e.step} (${e.reason})` });
+          break;
+        case 'status': {
+          const state = e.status === 'error' || e.status === 'device-lost' ? 'failed' : e.status;
+          this.trainerState = state;
+          this.emit({ type: 'train-state', state, step: e.step, totalSteps: run.totalSteps, message: e.message });
+          if (e.status === 'error') this.emit({ type: 'error', where: 'train', error: errorInfo(e.error ?? new Error(e.message ?? 'training failed'), 'train') });
+          if (e.status === 'device-lost') this.emit({ type: 'error', where: 'train', error: new EngineError('device-lost', e.message ?? 'the GPU was lost').info });
+          break;
+        }
+      }
+    };
+  }
+}
