@@ -48,12 +48,22 @@ test('sections, presets, a malformed dataset named by line, settings explained i
     await expect(page.getByRole('region', { name: new RegExp(`^\\d ${name}$`) })).toBeVisible();
   }
   const preset = page.getByLabel('Preset');
-  await expect(preset.locator('option')).toHaveText(['demo', 'phi-1_5', 'falcon-7b']);
-  // The gauge answers before anything downloads, for the big presets too.
-  for (const name of ['phi-1_5', 'falcon-7b']) {
+  // Every family's presets, the offline demo first; the gauge answers for each before anything downloads.
+  const targets: Record<string, number> = {
+    'phi-1_5': 6,
+    'falcon-7b': 4,
+    'Qwen2.5-0.5B-Instruct': 7,
+    'Qwen2.5-1.5B-Instruct': 7,
+    'SmolLM2-360M-Instruct': 7,
+    'TinyLlama-1.1B-Chat-v1.0': 7,
+    'Llama-3.2-1B-Instruct': 7,
+    'Phi-3-mini-4k-instruct': 4,
+  };
+  await expect(preset.locator('option')).toHaveText(['demo', ...Object.keys(targets)]);
+  for (const [name, count] of Object.entries(targets)) {
     await preset.selectOption(name);
     await expect(page.getByTestId('verdict')).toHaveText(/Fits on this GPU|Does not fit on this GPU|Fits only with/);
-    await expect(page.getByRole('group', { name: 'Target modules' }).getByRole('checkbox')).toHaveCount(name === 'phi-1_5' ? 6 : 4);
+    await expect(page.getByRole('group', { name: 'Target modules' }).getByRole('checkbox')).toHaveCount(count);
     await page.getByTestId('section-model').screenshot({ path: `${ART}/model-${name}.png` });
   }
   await preset.selectOption('demo');

@@ -7,7 +7,6 @@ import { droppedFiles } from '../dropped-files';
 import { MemoryBars } from './MemoryBars';
 import { ProgressBar } from './ProgressBar';
 
-const PRESETS = ['demo', 'phi-1_5', 'falcon-7b'];
 const VERDICTS = { fits: 'Fits on this GPU', 'does-not-fit': 'Does not fit on this GPU', 'fits-shorter': 'Fits only with a shorter sequence or smaller batch' } as const;
 const MODEL_TASKS = ['download', 'quantize', 'cache'];
 
@@ -32,7 +31,8 @@ export function ModelSection() {
             onChange={(e) => void chooseModel({ kind: 'preset', name: e.target.value })}
           >
             {model.kind !== 'preset' && <option value="">(custom model)</option>}
-            {PRESETS.map((name) => (
+            {/* The engine's presets, the offline demo first. */}
+            {[...presets].sort((a, b) => Number(b.name === 'demo') - Number(a.name === 'demo')).map(({ name }) => (
               <option key={name} value={name}>{name}</option>
             ))}
           </select>

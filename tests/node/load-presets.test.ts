@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../workers/formats/safetensors';
 import { PRESETS, getPreset } from '../../workers/load/presets';
+import { parseModelConfig } from '../../workers/model/config';
+import { allLinearNames } from '../../workers/model/architecture';
 
 const DEMO_DIR = 'public/demo/model';
 
@@ -21,6 +23,26 @@ describe('presets', () => {
     expect(falcon.settings.targetModules).toEqual(['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h']);
     expect({ ...falcon.settings, targetModules: [] }).toEqual({ ...phi.settings, targetModules: [] });
     expect(falcon.template).toBe('counseling');
+  });
+
+  it('the Llama, Qwen2 and Phi-3 presets: hub ids as published, every linear layer as target', () => {
+    const repos: Record<string, [string, string]> = {
+      'Qwen2.5-0.5B-Instruct': ['Qwen/Qwen2.5-0.5B-Instruct', 'qwen2'],
+      'Qwen2.5-1.5B-Instruct': ['Qwen/Qwen2.5-1.5B-Instruct', 'qwen2'],
+      'SmolLM2-360M-Instruct': ['HuggingFaceTB/SmolLM2-360M-Instruct', 'llama'],
+      'TinyLlama-1.1B-Chat-v1.0': ['TinyLlama/TinyLlama-1.1B-Chat-v1.0', 'llama'],
+      'Llama-3.2-1B-Instruct': ['meta-llama/Llama-3.2-1B-Instruct', 'llama'],
+      'Phi-3-mini-4k-instruct': ['microsoft/Phi-3-mini-4k-instruct', 'phi3'],
+    };
+    for (const [name, [repo, arch]] of Object.entries(repos)) {
+      const p = getPreset(name);
+      expect(p.model).toEqual({ kind: 'hub', repo, revision: 'main' });
+      expect(p.tokenizer).toEqual(p.model);
+      const config = parseModelConfig(p.config);
+      expect(config.arch).toBe(arch);
+      expect(p.settings.targetModules).toEqual(allLinearNames(config));
+      expect(p.settings).toMatchObject({ rank: 16, alpha: 32, seqLength: 512, batchSize: 1 });
+    }
   });
 
   it('getPreset returns an editable copy', () => {

@@ -7,6 +7,12 @@
 import phi15Config from './configs/phi-1_5.json';
 import falcon7bConfig from './configs/falcon-7b.json';
 import demoConfig from './configs/demo.json';
+import qwen05Config from './configs/Qwen2.5-0.5B-Instruct.json';
+import qwen15Config from './configs/Qwen2.5-1.5B-Instruct.json';
+import smolConfig from './configs/SmolLM2-360M-Instruct.json';
+import tinyLlamaConfig from './configs/TinyLlama-1.1B-Chat-v1.0.json';
+import llama32Config from './configs/Llama-3.2-1B-Instruct.json';
+import phi3Config from './configs/Phi-3-mini-4k-instruct.json';
 import { ownEntry } from '../util/own';
 import { runSettings, type RunSettings } from '../run/settings';
 
@@ -49,6 +55,23 @@ export interface Preset {
 export const DEFAULT_QUANT: QuantSettings = { type: 'nf4', blocksize: 64, doubleQuant: true, nestedBlocksize: 256 };
 
 const PHI_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'dense', 'fc1', 'fc2'];
+const LLAMA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+const PHI3_TARGETS = ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'];
+
+/** A hub model fine-tuned on the counseling conversations, NF4 base, LoRA r 16 on every linear layer. */
+function hubPreset(name: string, repo: string, label: string, config: HfConfig, targetModules: string[], note = ''): Preset {
+  return {
+    name,
+    label,
+    description: `${repo}, NF4 base, LoRA r 16 on every linear layer.${note}`,
+    model: { kind: 'hub', repo, revision: 'main' },
+    tokenizer: { kind: 'hub', repo, revision: 'main' },
+    config,
+    template: 'counseling',
+    settings: runSettings({ targetModules }),
+    quant: DEFAULT_QUANT,
+  };
+}
 
 export const PRESETS: Record<string, Preset> = {
   'phi-1_5': {
@@ -73,6 +96,12 @@ export const PRESETS: Record<string, Preset> = {
     settings: runSettings({ targetModules: ['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h'] }),
     quant: DEFAULT_QUANT,
   },
+  'Qwen2.5-0.5B-Instruct': hubPreset('Qwen2.5-0.5B-Instruct', 'Qwen/Qwen2.5-0.5B-Instruct', 'Qwen2.5-0.5B-Instruct (0.5B)', qwen05Config, LLAMA_TARGETS),
+  'Qwen2.5-1.5B-Instruct': hubPreset('Qwen2.5-1.5B-Instruct', 'Qwen/Qwen2.5-1.5B-Instruct', 'Qwen2.5-1.5B-Instruct (1.5B)', qwen15Config, LLAMA_TARGETS),
+  'SmolLM2-360M-Instruct': hubPreset('SmolLM2-360M-Instruct', 'HuggingFaceTB/SmolLM2-360M-Instruct', 'SmolLM2-360M-Instruct (0.36B)', smolConfig, LLAMA_TARGETS),
+  'TinyLlama-1.1B-Chat-v1.0': hubPreset('TinyLlama-1.1B-Chat-v1.0', 'TinyLlama/TinyLlama-1.1B-Chat-v1.0', 'TinyLlama-1.1B-Chat-v1.0 (1.1B)', tinyLlamaConfig, LLAMA_TARGETS),
+  'Llama-3.2-1B-Instruct': hubPreset('Llama-3.2-1B-Instruct', 'meta-llama/Llama-3.2-1B-Instruct', 'Llama-3.2-1B-Instruct (1.2B, gated)', llama32Config, LLAMA_TARGETS, ' Gated: accept the license on the model page and use an access token.'),
+  'Phi-3-mini-4k-instruct': hubPreset('Phi-3-mini-4k-instruct', 'microsoft/Phi-3-mini-4k-instruct', 'Phi-3-mini-4k-instruct (3.8B)', phi3Config, PHI3_TARGETS),
   demo: {
     name: 'demo',
     label: 'Demo (tiny, offline)',
