@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { tokenizerFromJson, type TextTokenizer } from '../../workers/tokenizer';
 import { chatPromptIds, chatStopTokenIds, endOfTurnToken, renderConversation } from '../../workers/tokenizer/chat-turns';
-import { chatSegments, IGNORE_INDEX, prepareDataset } from '../../workers/data';
+import { chatSegments, IGNORE_INDEX, prepareDataset, tokenizeChat } from '../../workers/data';
 import { DatasetError } from '../../workers/data/errors';
 
 const FIXTURES = 'tests/fixtures/chat-templates';
@@ -209,5 +209,22 @@ describe('templates whose turns cannot be located', () => {
 
   it('a conversation that opens with the assistant is refused', () => {
     expect(() => renderConversation([{ role: 'assistant', content: 'hi' }], familyTokenizer(base))).toThrow('message 1 is an assistant turn');
+  });
+});
+
+describe('chat rows are tokenized as one text', () => {
+  it('a token that straddles a segment boundary goes to the later segment, and ids equal those of the whole text', () => {
+    const tok = familyTokenizer(FAMILIES[0]);
+    const text = 'hello wonderful world again';
+    const whole = tok.encode(text);
+    // Cut the text inside the first token longer than two characters.
+    const pieces = whole.map((id) => tok.decode([id]));
+    const k = pieces.findIndex((p) => p.length > 2);
+    expect(k).toBeGreaterThan(0);
+    const cut = pieces.slice(0, k).join('').length + 1;
+    const { ids, labels } = tokenizeChat({ segments: [{ text: text.slice(0, cut), learn: false }, { text: text.slice(cut), learn: true }], chat: true, closed: true }, tok);
+    expect(ids).toEqual(whole);
+    expect(labels.findIndex((l) => l !== IGNORE_INDEX)).toBe(k);
+    expect(labels.slice(k)).toEqual(whole.slice(k));
   });
 });
