@@ -16,6 +16,7 @@ import { tokenizerFromJson, type TextTokenizer } from '../../workers/tokenizer';
 import { chatPromptIds, chatStopTokenIds, endOfTurnToken, renderConversation } from '../../workers/tokenizer/chat-turns';
 import { chatSegments, IGNORE_INDEX, prepareDataset, tokenizeChat } from '../../workers/data';
 import { DatasetError } from '../../workers/data/errors';
+import { parseMapping } from '../../workers/cli/commands/data-check';
 
 const FIXTURES = 'tests/fixtures/chat-templates';
 const DEMO = 'public/demo/tokenizer';
@@ -226,5 +227,13 @@ describe('chat rows are tokenized as one text', () => {
     expect(ids).toEqual(whole);
     expect(labels.findIndex((l) => l !== IGNORE_INDEX)).toBe(k);
     expect(labels.slice(k)).toEqual(whole.slice(k));
+  });
+});
+
+describe('the CLI mapping', () => {
+  it('--map takes an optional system column beside prompt and response', () => {
+    expect(parseMapping('prompt=q,response=a,system=s', 'x.jsonl')).toEqual({ kind: 'prompt-response', prompt: 'q', response: 'a', system: 's' });
+    expect(parseMapping('prompt=q,response=a', 'x.jsonl')).toEqual({ kind: 'prompt-response', prompt: 'q', response: 'a' });
+    expect(() => parseMapping('prompt=q,system=s', 'x.jsonl')).toThrow('--map takes prompt=COL,response=COL[,system=COL]');
   });
 });
