@@ -104,14 +104,30 @@ function DatasetView({ summary }: { summary: DatasetSummary }) {
         <figure className="preview" aria-label="Example preview">
           <figcaption>One example as the model sees it. <mark className="masked">Shaded text</mark> is the prompt: no loss is taken on it. The rest is learned.</figcaption>
           <pre>
-            <mark className="masked" data-testid="preview-masked">{summary.preview.masked}</mark>
-            <span data-testid="preview-learned">{summary.preview.learned}</span>
+            {previewParts(summary.preview).map((part, i) =>
+              part.learn ? (
+                <span key={i} data-testid="preview-learned">{part.text}</span>
+              ) : (
+                <mark key={i} className="masked" data-testid="preview-masked">{part.text}</mark>
+              ),
+            )}
           </pre>
         </figure>
       )}
       {summary.tokens && <TokenHistogram tokens={summary.tokens} />}
     </div>
   );
+}
+
+/**
+ * The preview in order, part by part: a conversation alternates masked turns and learned
+ * replies. A summary without `parts` shows its one masked part and its one learned part.
+ */
+function previewParts(preview: { masked: string; learned: string; parts?: { text: string; learn: boolean }[] }): { text: string; learn: boolean }[] {
+  return preview.parts ?? [
+    { text: preview.masked, learn: false },
+    { text: preview.learned, learn: true },
+  ];
 }
 
 function Mapping({ summary }: { summary: DatasetSummary }) {

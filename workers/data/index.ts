@@ -9,13 +9,13 @@
  * Bad input throws DatasetError {file, line, column, message}; the *Result variants return it
  * as `{ok: false, error}` instead.
  */
-export type { ByteSource, ColumnMapping, DataFormat, DatasetStats, Example, Histogram, PrepareOptions, PreparedDataset, PresetName, Preview, Row, TokenStats } from './types';
+export type { ByteSource, ColumnMapping, DataFormat, DataMapping, DatasetStats, Example, Histogram, PrepareOptions, PreparedDataset, PresetName, Preview, PreviewPart, Row, TokenStats } from './types';
 export { DatasetError, asResult, toErrorInfo, type Result } from './errors';
 export { readRows, collectRows, formatFromName } from './source';
 export { rowLine } from './row-line';
 export { detectColumns, getPath } from './columns';
-export { PRESETS, chatSegments, type Preset, type Segment } from './templates';
-export { IGNORE_INDEX, formatDataset, packExamples, prepareDataset, prepareDatasetResult, tokenizeSegments } from './prepare';
+export { PRESETS, chatSegments, formatRowFull, type FormattedRow, type Preset, type Segment } from './templates';
+export { IGNORE_INDEX, formatDataset, packExamples, prepareDataset, prepareDatasetResult, previewOf, tokenizeChat, tokenizeRow, tokenizeSegments } from './prepare';
 export { splitIndices, validationCount } from './split';
 export { makeBatch } from './batch';
 export { listHubParquetFiles, hubRows, type HubOptions, type HubParquetFile } from './hub';

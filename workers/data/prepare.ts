@@ -8,14 +8,15 @@ import { asResult, DatasetError, type Result } from './errors';
 import { collectRows } from './source';
 import { splitIndices } from './split';
 import { histogram, percentile } from './stats';
-import { checkColumns, formatRow, mappedColumns, type Segment } from './templates';
-import type { ColumnMapping, Example, PrepareOptions, PreparedDataset, PresetName, Preview, Row, TokenStats } from './types';
+import { checkColumns, formatRowFull, mappedColumns, type FormattedRow, type Segment } from './templates';
+import type { DataMapping, Example, PrepareOptions, PreparedDataset, PresetName, Preview, Row, TokenStats } from './types';
 import type { TextTokenizer } from '../tokenizer';
+import { commonPrefixLength } from '../tokenizer/chat-turns';
 
 export const IGNORE_INDEX = -100;
 
 export interface FormatOptions {
-  mapping?: ColumnMapping;
+  mapping?: DataMapping;
   preset?: PresetName;
   /** Needed for a `messages` mapping (its chat template); otherwise optional. */
   tokenizer?: TextTokenizer | null;
@@ -27,6 +28,8 @@ export interface FormattedDataset {
   columns: string[];
   /** Per row: its text as masked and learned segments. */
   segments: Segment[][];
+  /** Per row: whether a chat template rendered it, and whether its learned text ends with an end token. */
+  formatted: FormattedRow[];
 }
 
 /** Rows mapped and templated; a missing mapped column is an error naming the rows. */
@@ -39,8 +42,8 @@ export async function formatDataset(source: Iterable<Row> | AsyncIterable<Row>, 
     throw new DatasetError(file, null, null, `${file}: choose a preset or map the columns; the columns are: ${columns.join(', ')}`);
   }
   checkColumns(rows, mappedColumns(options.mapping, options.preset), file, columns);
-  const segments = rows.map((row, i) => formatRow(row, i, options.mapping, options.preset, options.tokenizer ?? null, file));
-  return { rows, columns, segments };
+  const formatted = rows.map((row, i) => formatRowFull(row, i, options.mapping, options.preset, options.tokenizer ?? null, file));
+  return { rows, columns, segments: formatted.map((f) => f.segments), formatted };
 }
 
 interface Tokenized {
@@ -66,6 +69,38 @@ export function tokenizeSegments(segments: readonly Segment[], tokenizer: TextTo
   return { ids, labels };
 }
 
+/**
+ * A chat-template rendering into ids and labels. The text is tokenized whole, as the model was
+ * trained on it (a SentencePiece tokenizer would otherwise start every piece with a word
+ * boundary), with no special tokens added: a BOS the template writes is its only BOS, and
+ * `<|im_end|>`-like markers are single special tokens. Each segment's labels start where the
+ * ids of the text before it stop being a prefix of the whole; EOS is appended (learned) only
+ * when the template closes the last reply with no end token of its own.
+ */
+export function tokenizeChat(row: FormattedRow, tokenizer: TextTokenizer): Tokenized {
+  const text = row.segments.map((s) => s.text).join('');
+  const ids = tokenizer.encode(text);
+  const labels = new Array<number>(ids.length).fill(IGNORE_INDEX);
+  let offset = 0;
+  let from = 0;
+  for (const s of row.segments) {
+    offset += s.text.length;
+    const to = offset === text.length ? ids.length : commonPrefixLength(tokenizer.encode(text.slice(0, offset)), ids);
+    if (s.learn) for (let k = from; k < to; k++) labels[k] = ids[k];
+    from = Math.max(from, to);
+  }
+  if (!row.closed && ids[ids.length - 1] !== tokenizer.eosTokenId) {
+    ids.push(tokenizer.eosTokenId);
+    labels.push(tokenizer.eosTokenId);
+  }
+  return { ids, labels };
+}
+
+/** A row's ids and labels, by the tokenization that fits how it was formatted. */
+export function tokenizeRow(row: FormattedRow, tokenizer: TextTokenizer): Tokenized {
+  return row.chat ? tokenizeChat(row, tokenizer) : tokenizeSegments(row.segments, tokenizer);
+}
+
 /** Greedy packing in order: examples are concatenated while the sum fits in maxLength. */
 export function packExamples(examples: readonly Example[], maxLength: number): Example[] {
   const packed: Example[] = [];
@@ -85,34 +120,32 @@ export function packExamples(examples: readonly Example[], maxLength: number): E
   return packed;
 }
 
-function previewOf(segments: readonly Segment[], tokenizer: TextTokenizer): Preview {
-  let masked = '';
-  let learned = '';
-  let marked = '';
-  for (const s of segments) {
-    if (s.learn) learned += s.text;
-    else masked += s.text;
-    marked += s.learn ? s.text : `⟦${s.text}⟧`;
+export function previewOf(row: FormattedRow, tokenizer: TextTokenizer): Preview {
+  const parts = row.segments.filter((s) => s.text !== '').map((s) => ({ text: s.text, learn: s.learn }));
+  // The EOS that tokenization appends is part of what is learned.
+  const last = parts[parts.length - 1];
+  const appendsEos = row.chat ? !row.closed && !last?.text.endsWith(tokenizer.eosToken) : !last?.text.endsWith(tokenizer.eosToken);
+  if (appendsEos) {
+    if (last?.learn) last.text += tokenizer.eosToken;
+    else parts.push({ text: tokenizer.eosToken, learn: true });
   }
-  const last = segments[segments.length - 1];
-  if (!last?.text.endsWith(tokenizer.eosToken)) {
-    learned += tokenizer.eosToken;
-    marked += tokenizer.eosToken;
-  }
-  return { masked, learned, marked };
+  const masked = parts.filter((p) => !p.learn).map((p) => p.text).join('');
+  const learned = parts.filter((p) => p.learn).map((p) => p.text).join('');
+  const marked = parts.map((p) => (p.learn ? p.text : `⟦${p.text}⟧`)).join('');
+  return { masked, learned, marked, parts };
 }
 
 export async function prepareDataset(source: Iterable<Row> | AsyncIterable<Row>, options: PrepareOptions): Promise<PreparedDataset> {
   const file = options.file ?? 'dataset';
   const { tokenizer, maxLength } = options;
   if (!(Number.isInteger(maxLength) && maxLength >= 2)) throw new DatasetError(file, null, null, `maximum length must be an integer ≥ 2, got ${maxLength}`);
-  const { rows, columns, segments } = await formatDataset(source, { ...options, file });
+  const { rows, columns, formatted } = await formatDataset(source, { ...options, file });
   const lengths: number[] = [];
   let truncated = 0;
   let emptyAfterTruncation = 0;
   let labelTokens = 0;
-  const examples: Example[] = segments.map((segs) => {
-    const { ids, labels } = tokenizeSegments(segs, tokenizer);
+  const examples: Example[] = formatted.map((row) => {
+    const { ids, labels } = tokenizeRow(row, tokenizer);
     lengths.push(ids.length);
     if (ids.length > maxLength) truncated++;
     const n = Math.min(ids.length, maxLength);
@@ -150,7 +183,7 @@ export async function prepareDataset(source: Iterable<Row> | AsyncIterable<Row>,
   return {
     train,
     validation,
-    stats: { rows: rows.length, columns, train: train.length, validation: validation.length, tokens, preview: previewOf(segments[previewRow], tokenizer), warnings },
+    stats: { rows: rows.length, columns, train: train.length, validation: validation.length, tokens, preview: previewOf(formatted[previewRow], tokenizer), warnings },
   };
 }
 

@@ -5,8 +5,9 @@
 import { getPath } from './columns';
 import { DatasetError } from './errors';
 import { rowLine } from './row-line';
-import type { ColumnMapping, PresetName, Row } from './types';
+import type { DataMapping, PresetName, Row } from './types';
 import type { ChatMessage, TextTokenizer } from '../tokenizer';
+import { renderConversation } from '../tokenizer/chat-turns';
 
 export interface Segment {
   text: string;
@@ -55,10 +56,10 @@ function instructionTemplate(prompt: string, response: string): Segment[] {
 }
 
 /** Every column a mapping or preset reads. */
-export function mappedColumns(mapping: ColumnMapping | undefined, preset: PresetName | undefined): string[] {
+export function mappedColumns(mapping: DataMapping | undefined, preset: PresetName | undefined): string[] {
   if (preset) return Object.values(PRESETS[preset].columns);
   if (!mapping) return [];
-  if (mapping.kind === 'prompt-response') return [mapping.prompt, mapping.response];
+  if (mapping.kind === 'prompt-response') return [mapping.prompt, mapping.response, ...(mapping.system ? [mapping.system] : [])];
   return [mapping.kind === 'text' ? mapping.text : mapping.messages];
 }
 
@@ -88,23 +89,45 @@ export function checkColumns(rows: readonly Row[], columns: string[], file: stri
   }
 }
 
+/** One row as text: its segments, and how they were made. */
+export interface FormattedRow {
+  segments: Segment[];
+  /** Rendered with a chat template: tokenized as one text, so tokens merge as the model saw them in its own training. */
+  chat: boolean;
+  /** The learned text already ends with an end token (the template's end-of-turn): no EOS is appended. */
+  closed: boolean;
+}
+
 /** The segments of one row. Columns must have been checked first (checkColumns). */
-export function formatRow(row: Row, index: number, mapping: ColumnMapping | undefined, preset: PresetName | undefined, tokenizer: TextTokenizer | null, file: string): Segment[] {
+export function formatRow(row: Row, index: number, mapping: DataMapping | undefined, preset: PresetName | undefined, tokenizer: TextTokenizer | null, file: string): Segment[] {
+  return formatRowFull(row, index, mapping, preset, tokenizer, file).segments;
+}
+
+/** A row's segments, and whether a chat template rendered them. */
+export function formatRowFull(row: Row, index: number, mapping: DataMapping | undefined, preset: PresetName | undefined, tokenizer: TextTokenizer | null, file: string): FormattedRow {
+  const plain = (segments: Segment[]): FormattedRow => ({ segments, chat: false, closed: false });
   if (preset) {
     const p = PRESETS[preset];
     const values: Record<string, string> = {};
     for (const [role, column] of Object.entries(p.columns)) values[role] = cellText(getPath(row, column)) ?? '';
-    return p.format(values);
+    return plain(p.format(values));
   }
   if (!mapping) throw new DatasetError(file, null, null, 'choose a preset or map the columns (prompt and response, a text column, or a messages column)');
+  if (mapping.kind === 'text') return plain([{ text: cellText(getPath(row, mapping.text)) ?? '', learn: true }]);
+  let messages: ChatMessage[];
   if (mapping.kind === 'prompt-response') {
-    return instructionTemplate(cellText(getPath(row, mapping.prompt)) ?? '', cellText(getPath(row, mapping.response)) ?? '');
+    const prompt = cellText(getPath(row, mapping.prompt)) ?? '';
+    const response = cellText(getPath(row, mapping.response)) ?? '';
+    // A model with a chat template learns in its own conversation format; others get the plain layout.
+    if (!tokenizer?.hasChatTemplate) return plain(instructionTemplate(prompt, response));
+    const system = mapping.system ? cellText(getPath(row, mapping.system))?.trim() : undefined;
+    messages = [...(system ? [{ role: 'system', content: system }] : []), { role: 'user', content: prompt.trim() }, { role: 'assistant', content: response.trim() }];
+  } else {
+    messages = toMessages(getPath(row, mapping.messages), row, index, mapping.messages, file);
+    if (!tokenizer) return plain([{ text: messages.map((m) => m.content).join('\n'), learn: true }]);
   }
-  if (mapping.kind === 'text') return [{ text: cellText(getPath(row, mapping.text)) ?? '', learn: true }];
-  const messages = toMessages(getPath(row, mapping.messages), row, index, mapping.messages, file);
-  if (!tokenizer) return [{ text: messages.map((m) => m.content).join('\n'), learn: true }];
   try {
-    return chatSegments(messages, tokenizer);
+    return chatRow(messages, tokenizer);
   } catch (err) {
     // The template's message names the template; the row says where it failed.
     if ((err as Error).name === 'ChatTemplateError') throw new DatasetError(file, rowLine(row), null, `${file}: row ${index + 1}: ${(err as Error).message}`);
@@ -130,23 +153,29 @@ function toMessages(value: unknown, row: Row, index: number, column: string, fil
 }
 
 /**
- * A conversation through the chat template, with only the assistant turns learned. Each
- * assistant turn's text is what rendering it adds after the conversation so far with the
- * generation prompt; a template that does not render that way has the whole text learned.
+ * A conversation through the chat template, with only the assistant turns learned: each reply
+ * and the end-of-turn token that closes it (workers/tokenizer/chat-turns.ts locates them).
  */
 export function chatSegments(messages: ChatMessage[], tokenizer: TextTokenizer): Segment[] {
-  const full = tokenizer.applyChatTemplate(messages);
+  return chatRow(messages, tokenizer).segments;
+}
+
+function chatRow(messages: ChatMessage[], tokenizer: TextTokenizer): FormattedRow {
+  const { text, spans } = renderConversation(messages, tokenizer);
   const segments: Segment[] = [];
+  const push = (part: string, learn: boolean) => {
+    if (!part) return;
+    const last = segments[segments.length - 1];
+    if (last && last.learn === learn) last.text += part;
+    else segments.push({ text: part, learn });
+  };
   let at = 0;
-  for (let i = 0; i < messages.length; i++) {
-    if (messages[i].role !== 'assistant') continue;
-    const before = tokenizer.applyChatTemplate(messages.slice(0, i), { addGenerationPrompt: true });
-    const through = tokenizer.applyChatTemplate(messages.slice(0, i + 1));
-    if (!through.startsWith(before) || !full.startsWith(through) || before.length < at) return [{ text: full, learn: true }];
-    if (before.length > at) segments.push({ text: full.slice(at, before.length), learn: false });
-    segments.push({ text: full.slice(before.length, through.length), learn: true });
-    at = through.length;
+  for (const span of spans) {
+    push(text.slice(at, span.start), false);
+    push(text.slice(span.start, span.learnedEnd), true);
+    at = span.learnedEnd;
   }
-  if (at < full.length) segments.push({ text: full.slice(at), learn: false });
-  return segments;
+  push(text.slice(at), false);
+  const last = spans[spans.length - 1];
+  return { segments, chat: true, closed: last !== undefined && last.endOfTurn !== null };
 }

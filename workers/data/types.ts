@@ -19,9 +19,16 @@ export type ByteSource = ReadableStream<Uint8Array> | Blob | Uint8Array | ArrayB
  * - `prompt-response`: prompt tokens are masked (label -100), the response is learned.
  * - `text`: the whole text is learned.
  * - `messages`: a `[{role, content}]` column rendered with the tokenizer's chat template;
- *   only assistant turns are learned.
+ *   only assistant turns are learned. With a chat template, `prompt-response` is rendered the
+ *   same way, as a user turn and an assistant turn.
  */
 export type { ColumnMapping };
+
+/**
+ * A mapping as the data pipeline takes it: the page's ColumnMapping, and for prompt/response an
+ * optional system column (the system turn of a chat-template rendering; unused otherwise).
+ */
+export type DataMapping = Exclude<ColumnMapping, { kind: 'prompt-response' }> | (Extract<ColumnMapping, { kind: 'prompt-response' }> & { system?: string });
 
 export type PresetName = 'ds1000' | 'counseling';
 
@@ -33,7 +40,7 @@ export interface Example {
 
 export interface PrepareOptions {
   /** Either a mapping or a preset (a preset brings its own mapping and template). */
-  mapping?: ColumnMapping;
+  mapping?: DataMapping;
   preset?: PresetName;
   tokenizer: TextTokenizer;
   /** Sequences longer than this (EOS included) are cut; counted in `stats.truncated`. */
@@ -73,10 +80,19 @@ export interface Histogram {
 
 /** One formatted example for the page: the masked part (no loss) and the learned part. */
 export interface Preview {
+  /** Every masked part, joined. */
   masked: string;
+  /** Every learned part, joined (a conversation has one per assistant turn). */
   learned: string;
-  /** The same, as one string with the masked part marked: `⟦masked⟧learned`. */
+  /** The whole text with each masked part marked: `⟦masked⟧learned⟦masked⟧learned`. */
   marked: string;
+  /** The text in order, part by part, as the page shows it. */
+  parts: PreviewPart[];
+}
+
+export interface PreviewPart {
+  text: string;
+  learn: boolean;
 }
 
 export interface DatasetStats {

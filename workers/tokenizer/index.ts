@@ -24,6 +24,8 @@ export interface TextTokenizer {
   readonly vocabSize: number;
   /** Whether the tokenizer brings a chat template (otherwise a plain default is used). */
   readonly hasChatTemplate: boolean;
+  /** Texts of the special tokens (`<|im_end|>`, `<|eot_id|>`, ...): each encodes as one id. */
+  readonly specialTokens: readonly string[];
   /** `messages` rendered as text with the chat template (bounded in time and size: ChatTemplateError past the limits). */
   applyChatTemplate(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
 }
@@ -44,6 +46,7 @@ class TransformersTokenizer implements TextTokenizer {
   readonly eosToken: string;
   readonly vocabSize: number;
   readonly hasChatTemplate: boolean;
+  readonly specialTokens: readonly string[];
   /** Compiled on first use. */
   private template: BoundedTemplate | undefined;
 
@@ -55,6 +58,7 @@ class TransformersTokenizer implements TextTokenizer {
     this.padTokenId = typeof inner.pad_token_id === 'number' ? inner.pad_token_id : eos;
     this.vocabSize = inner.get_vocab().size;
     this.hasChatTemplate = typeof inner.chat_template === 'string' || (inner.chat_template !== null && typeof inner.chat_template === 'object');
+    this.specialTokens = [...inner.all_special_tokens];
   }
 
   encode(text: string): number[] {
@@ -79,12 +83,12 @@ class TransformersTokenizer implements TextTokenizer {
       add_generation_prompt: options.addGenerationPrompt ?? false,
       tools: null,
       documents: null,
-      ...this.specialTokens(),
+      ...this.specialTokenTexts(),
     });
   }
 
   /** bos_token, eos_token, … as tokenizer_config.json names them (strings or added-token objects). */
-  private specialTokens(): Record<string, string> {
+  private specialTokenTexts(): Record<string, string> {
     const config = (this.inner.config ?? {}) as Record<string, unknown>;
     const out: Record<string, string> = {};
     for (const key of SPECIAL_TOKEN_KEYS) {

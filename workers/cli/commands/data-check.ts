@@ -1,11 +1,11 @@
-import { collectRows, DatasetError, detectColumns, formatDataset, prepareDataset, readRows, splitIndices, toErrorInfo, type ColumnMapping, type PresetName, type Row } from '../../data';
+import { collectRows, DatasetError, detectColumns, formatDataset, prepareDataset, readRows, splitIndices, toErrorInfo, type DataMapping, type PresetName, type Row } from '../../data';
 import { tokenizerFromFiles, type TextTokenizer } from '../../tokenizer';
 import { joinPath, type CliCommand, type CliIo, type CliResult } from '../io';
 
-const USAGE = 'usage: data-check <file> [--preset ds1000|counseling] [--map prompt=COL,response=COL|text=COL|messages=COL] [--tokenizer DIR] [--max-length N] [--seed S] [--validation F] [--packing]';
+const USAGE = 'usage: data-check <file> [--preset ds1000|counseling] [--map prompt=COL,response=COL[,system=COL]|text=COL|messages=COL] [--tokenizer DIR] [--max-length N] [--seed S] [--validation F] [--packing]';
 
 /** `--map prompt=A,response=B` | `text=C` | `messages=D`. */
-export function parseMapping(spec: string, file: string): ColumnMapping {
+export function parseMapping(spec: string, file: string): DataMapping {
   const pairs = new Map<string, string>();
   for (const part of spec.split(',')) {
     const eq = part.indexOf('=');
@@ -14,9 +14,11 @@ export function parseMapping(spec: string, file: string): ColumnMapping {
   }
   const roles = [...pairs.keys()].sort().join(',');
   if (roles === 'prompt,response') return { kind: 'prompt-response', prompt: pairs.get('prompt')!, response: pairs.get('response')! };
+  // The system column is the system turn when the tokenizer's chat template renders the rows.
+  if (roles === 'prompt,response,system') return { kind: 'prompt-response', prompt: pairs.get('prompt')!, response: pairs.get('response')!, system: pairs.get('system')! };
   if (roles === 'text') return { kind: 'text', text: pairs.get('text')! };
   if (roles === 'messages') return { kind: 'messages', messages: pairs.get('messages')! };
-  throw new DatasetError(file, null, null, `--map takes prompt=COL,response=COL or text=COL or messages=COL, got "${spec}"`);
+  throw new DatasetError(file, null, null, `--map takes prompt=COL,response=COL[,system=COL] or text=COL or messages=COL, got "${spec}"`);
 }
 
 async function loadTokenizer(dir: string, io: CliIo): Promise<TextTokenizer> {

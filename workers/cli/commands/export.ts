@@ -113,7 +113,8 @@ function promptFormat(args: CliArgs, files: BaseFiles, tokenizer: () => Promise<
   }
   if (!map) throw new CliInputError('the Modelfile needs the prompt format the run trained on: --template ds1000|counseling or --map (as given to train)');
   const mapping = parseMapping(map, '--map');
-  if (mapping.kind === 'prompt-response') return { kind: 'instruction' };
+  // Prompt/response rows were rendered with the chat template when the tokenizer has one (workers/data/templates.ts).
+  if (mapping.kind === 'prompt-response') return tokenizer().then((t): PromptFormat => (t.hasChatTemplate ? { kind: 'chat', tokenizer: t } : { kind: 'instruction' }));
   if (mapping.kind === 'text') return { kind: 'text' };
   return tokenizer().then((t) => ({ kind: 'chat' as const, tokenizer: t }));
 }
