@@ -156,7 +156,8 @@ export interface DatasetSummary {
     histogram: { edges: number[]; counts: number[] };
   } | null;
   /** One formatted example: the masked part (no loss) and the learned part. */
-  preview: { masked: string; learned: string } | null;
+  /** The first example as trained: its text in order, each part learned (loss) or masked. */
+  preview: { masked: string; learned: string; parts: { text: string; learn: boolean }[] } | null;
   warnings: string[];
 }
 

@@ -104,7 +104,7 @@ function DatasetView({ summary }: { summary: DatasetSummary }) {
         <figure className="preview" aria-label="Example preview">
           <figcaption>One example as the model sees it. <mark className="masked">Shaded text</mark> is the prompt: no loss is taken on it. The rest is learned.</figcaption>
           <pre>
-            {previewParts(summary.preview).map((part, i) =>
+            {summary.preview.parts.map((part, i) =>
               part.learn ? (
                 <span key={i} data-testid="preview-learned">{part.text}</span>
               ) : (
@@ -117,17 +117,6 @@ function DatasetView({ summary }: { summary: DatasetSummary }) {
       {summary.tokens && <TokenHistogram tokens={summary.tokens} />}
     </div>
   );
-}
-
-/**
- * The preview in order, part by part: a conversation alternates masked turns and learned
- * replies. A summary without `parts` shows its one masked part and its one learned part.
- */
-function previewParts(preview: { masked: string; learned: string; parts?: { text: string; learn: boolean }[] }): { text: string; learn: boolean }[] {
-  return preview.parts ?? [
-    { text: preview.masked, learn: false },
-    { text: preview.learned, learn: true },
-  ];
 }
 
 function Mapping({ summary }: { summary: DatasetSummary }) {

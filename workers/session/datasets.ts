@@ -84,7 +84,7 @@ export function datasetSummary(file: string, columns: string[], format: RowForma
     train: stats.train,
     validation: stats.validation,
     tokens: stats.tokens,
-    preview: stats.preview ? { masked: stats.preview.masked, learned: stats.preview.learned } : null,
+    preview: stats.preview ? { masked: stats.preview.masked, learned: stats.preview.learned, parts: stats.preview.parts } : null,
     warnings: stats.warnings,
   };
 }

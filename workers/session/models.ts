@@ -61,6 +61,20 @@ export interface RunModel {
   commit: string | null;
   /** What the user must be told about an imported adapter (another base model or commit named in it). */
   warnings: string[];
+  /** Where the tokens that end generation are declared: generation_config.json (when the model has one) and config.json. */
+  endTokenSources: { generationConfig: unknown; config: unknown };
+}
+
+/** A small optional JSON file of the model (generation_config.json): null when absent or unreadable, with why. */
+async function optionalJson(files: ModelFileSet, path: string, warnings: string[]): Promise<unknown> {
+  const text = await files.text(path).catch(() => null);
+  if (text === null) return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    warnings.push(`${files.label} ${path}: not valid JSON (${(err as Error).message}); generation stops on config.json's end token only`);
+    return null;
+  }
 }
 
 /**
@@ -98,7 +112,8 @@ export async function loadRunModel(gpu: Gpu, o: RunModelOptions): Promise<RunMod
       maxPositions: Math.max(Math.min(config.maxPositions, DEFAULT_MAX_POSITIONS), settings.seqLength + settings.sampleTokens),
     });
     await load.finish();
-    return { model, modules, parameters: load.arch.parameters, fromCache: load.fromCache, commit, warnings };
+    const generationConfig = await optionalJson(o.files, 'generation_config.json', warnings);
+    return { model, modules, parameters: load.arch.parameters, fromCache: load.fromCache, commit, warnings, endTokenSources: { generationConfig, config: load.config } };
   } catch (err) {
     model?.dispose();
     await load.abort();

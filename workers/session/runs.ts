@@ -60,6 +60,8 @@ export interface RunParts {
   onEvent?: (event: TrainEvent) => void;
   /** Optimizer moments paged through a GPU budget (the CLI's --optimizer-budget). */
   paging?: PagingOptions;
+  /** Tokens that end the sample generations (default: the tokenizer's end token). */
+  stopTokenIds?: number[];
 }
 
 export function assembleRun(p: RunParts): Trainer {
@@ -75,7 +77,7 @@ export function assembleRun(p: RunParts): Trainer {
       train: new ShuffledExamples({ examples: p.train, microBatchSize: batchSize, seed: p.settings.seed, shuffle: true, collate: (ex) => makeBatch(ex, padId) }),
       validation,
       samplePrompts: p.samplePrompts,
-      eosTokenIds: [p.tokenizer.eosTokenId],
+      eosTokenIds: p.stopTokenIds ?? [p.tokenizer.eosTokenId],
       decode: (ids) => p.tokenizer.decode(ids),
       checkpoints: p.checkpoints,
       onEvent: p.onEvent,

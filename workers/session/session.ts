@@ -24,6 +24,7 @@ import type { PreparedDataset, Row } from '../data/types';
 import type { Trainer, TrainEvent } from '../train/trainer';
 import { CheckpointStore } from '../train/checkpoint-store';
 import { parsePeftConfig } from '../model/lora-adapter';
+import { chatPromptIds, chatStopTokenIds } from '../tokenizer/chat-turns';
 import type { CausalLM } from '../model/causal-lm';
 import { TextStream } from '../tokenizer/text-stream';
 import type { TextTokenizer } from '../tokenizer';
@@ -66,6 +67,8 @@ interface LoadedLm {
   baseModel: string;
   commit: string | null;
   tokenizer: TextTokenizer;
+  /** Every token that ends generation: the chat template's end of turn, generation_config.json's list, the tokenizer's EOS. */
+  stopTokenIds: number[];
   settings: RunSettings;
   parameters: number;
   fromCache: boolean;
@@ -319,8 +322,9 @@ export class Session implements EngineApi {
       throw new EngineError('not-ready', 'The GPU is busy training: pause or stop the run to chat.', { section: 'chat' });
     }
     if (!this.current) throw new EngineError('not-ready', 'Load a model first (step 1), or train one.', { section: 'chat' });
-    const { model, tokenizer } = this.current.lm;
-    const prompt = tokenizer.encode(request.prompt);
+    const { model, tokenizer, stopTokenIds } = this.current.lm;
+    // A chat model is asked the way it was trained to answer: through its chat template.
+    const prompt = chatPromptIds(tokenizer, request.prompt);
     if (prompt.length === 0) throw new EngineError('not-ready', 'Type a prompt first.', { section: 'chat', field: 'prompt' });
     for (const stream of request.streams) {
       const text = new TextStream(tokenizer);
@@ -329,7 +333,7 @@ export class Session implements EngineApi {
         maxNewTokens: request.maxTokens,
         temperature: request.temperature,
         topP: request.topP,
-        eosTokenIds: [tokenizer.eosTokenId],
+        eosTokenIds: stopTokenIds,
         seed: Date.now() >>> 0,
         noLora: stream === 'base',
         onToken: (token) => {
@@ -460,7 +464,8 @@ export class Session implements EngineApi {
       throw err;
     }
     const keys = [key, modelKey(pinnedSource(source, baseModel, loaded.commit), s) + imported];
-    const lm: LoadedLm = { keys, model: loaded.model, modules: loaded.modules, baseModel, commit: loaded.commit, tokenizer, settings: s, parameters: loaded.parameters, fromCache: loaded.fromCache };
+    const stopTokenIds = chatStopTokenIds(tokenizer, loaded.endTokenSources);
+    const lm: LoadedLm = { keys, model: loaded.model, modules: loaded.modules, baseModel, commit: loaded.commit, tokenizer, stopTokenIds, settings: s, parameters: loaded.parameters, fromCache: loaded.fromCache };
     this.current = { lm, trainer: null, run: null, running: null };
     return lm;
   }
@@ -473,6 +478,7 @@ export class Session implements EngineApi {
       gpu: g,
       model: lm.model,
       tokenizer: lm.tokenizer,
+      stopTokenIds: lm.stopTokenIds,
       settings: run.settings,
       train: run.train,
       validation: run.validation,

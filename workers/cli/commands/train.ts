@@ -1,3 +1,4 @@
+import { chatStopTokenIds } from '../../tokenizer/chat-turns';
 import { Gpu } from '../../gpu/runtime';
 import { HubClient } from '../../load/hub';
 import { filesFor } from '../../load/model-source';
@@ -153,6 +154,7 @@ export const train: CliCommand = async (args, io) => {
       gpu,
       model,
       tokenizer,
+      stopTokenIds: chatStopTokenIds(tokenizer, loaded.endTokenSources),
       settings,
       train: examples.train,
       validation: examples.validation,
