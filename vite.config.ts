@@ -29,6 +29,17 @@ export default defineConfig({
         },
       },
       {
+        // Interoperability with the Python reference stack (../shared/pyref): skipped, saying so, where it is absent.
+        extends: true,
+        test: {
+          name: 'interop',
+          include: ['tests/interop/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 600_000,
+          hookTimeout: 600_000,
+        },
+      },
+      {
         extends: true,
         test: {
           name: 'browser',

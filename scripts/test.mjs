@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm test`: typecheck, lint, Node unit tests, WebGPU kernel tests in headless Chromium,
-// Playwright end-to-end tests. Installs Debian's Chromium first when it is missing and we
-// may (root on Debian); otherwise says how to point CHROMIUM_PATH at a Chrome.
+// Playwright end-to-end tests, and the interoperability suite against the Python reference
+// stack (skipped where ../shared/pyref is absent). Installs Debian's Chromium first when it is
+// missing and we may (root on Debian); otherwise says how to point CHROMIUM_PATH at a Chrome.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
@@ -27,6 +28,8 @@ const steps = [
   ['unit (Node)', 'npx', ['vitest', 'run', '--project', 'node']],
   ['kernels (WebGPU in Chromium)', 'npx', ['vitest', 'run', '--project', 'browser']],
   ['end-to-end (Playwright)', 'npx', ['playwright', 'test']],
+  // Skips, saying so, on a machine without ../shared/pyref.
+  ['interop (transformers, PEFT)', 'npx', ['vitest', 'run', '--project', 'interop']],
 ];
 
 const only = process.argv.slice(2);

@@ -79,7 +79,7 @@ describe.skipIf(!HAVE_PYREF)('exports against transformers and PEFT (../shared/p
         mkdirSync(join(dir, folder, sub), { recursive: true });
         for (const n of names) copyFileSync(`${fixture}/${n}`, join(dir, folder, sub, n));
       }
-      const args = ['tests/node/export-interop.py', join(dir, folder, 'base'), join(dir, folder, 'adapter'), join(dir, folder, 'merged'), join(dir, folder, 'peft'), dtype];
+      const args = ['tests/interop/export.py', join(dir, folder, 'base'), join(dir, folder, 'adapter'), join(dir, folder, 'merged'), join(dir, folder, 'peft'), dtype];
       const run = spawnSync(env.PYTHON ?? 'python3', args, { env, encoding: 'utf8', timeout: 600_000 });
       expect(run.status, run.stderr).toBe(0);
       const out = JSON.parse(run.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
