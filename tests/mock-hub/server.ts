@@ -40,7 +40,7 @@ export class MockHub {
   private readonly gated = new Map<string, string>();
   private cut: CutPlan | null = null;
   private failures: { status: number; remaining: number; file: string; retryAfter?: string } | null = null;
-  private corrupt: { file: string; remaining: number } | null = null;
+  private corrupt: { file: string; remaining: number; fromByte: number } | null = null;
   private server: Server | null = null;
   /** Every connection is dropped before an answer (no network). */
   offline = false;
@@ -101,9 +101,9 @@ export class MockHub {
     this.failures = { file, status, remaining: count, retryAfter };
   }
 
-  /** The next `count` serves of `file` flip one byte in transit (headers still name the true sha256). */
-  corruptNext(file: string, count = 1): void {
-    this.corrupt = { file, remaining: count };
+  /** The next `count` serves of `file` that start at `fromByte` or later flip one byte in transit (headers still name the true sha256). */
+  corruptNext(file: string, count = 1, fromByte = 1): void {
+    this.corrupt = { file, remaining: count, fromByte };
   }
 
   /** File bytes served since the log was cleared. */
@@ -235,7 +235,7 @@ export class MockHub {
       return;
     }
     let body = bytes.subarray(start, end + 1);
-    if (this.corrupt && this.corrupt.file === file && this.corrupt.remaining > 0 && body.byteLength > 0) {
+    if (this.corrupt && this.corrupt.file === file && this.corrupt.remaining > 0 && start >= this.corrupt.fromByte && body.byteLength > 0) {
       this.corrupt.remaining--;
       body = body.slice();
       body[body.byteLength >> 1] ^= 0x40;

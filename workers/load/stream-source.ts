@@ -151,7 +151,10 @@ export class DownloadSource extends Streamed {
       return sa - sb || ba - bb;
     });
     for (const name of this.stored) this.lastOfFile.set(o.weights.info(name).file.name, name);
-    for (const [file, hasher] of o.hashers ?? []) hasher.restore(o.writer?.fileProgress(file));
+    for (const [file, hasher] of o.hashers ?? []) {
+      hasher.restore(o.writer?.fileProgress(file));
+      hasher.arm();
+    }
   }
 
   /**

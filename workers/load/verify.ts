@@ -30,6 +30,12 @@ const reportsSha256 = (f: unknown): f is ReportsSha256 => typeof (f as ReportsSh
 
 export class FileHasher {
   private hash = new Sha256();
+  /**
+   * Reads feed the hash only once armed (when tensors start streaming): the speculative header
+   * read runs past the header into tensor bytes that are read again later, and the hash must
+   * cover the bytes that are used, not a first copy of them.
+   */
+  private armed = false;
 
   constructor(private readonly inner: RangeFile) {}
 
@@ -51,8 +57,13 @@ export class FileHasher {
     this.hash = new Sha256();
   }
 
+  arm(): void {
+    this.armed = true;
+  }
+
   /** Bytes [begin, begin + piece.length) of the file went by. */
   feed(begin: number, piece: Uint8Array): void {
+    if (!this.armed) return;
     const pos = this.hash.length;
     if (begin > pos || begin + piece.byteLength <= pos) return;
     this.hash.update(piece.subarray(pos - begin));
