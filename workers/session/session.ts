@@ -434,7 +434,10 @@ export class Session implements EngineApi {
     const g = this.requireGpu();
     if (this.current) this.dropModel();
     const tracker = new ProgressTracker((p) => this.emit({ type: 'progress', task: 'download', done: p.done, total: p.total, unit: 'bytes', detail: p.file }));
-    const client = new HubClient({ onBytes: (file, bytes) => tracker.add(file, bytes) });
+    const client = new HubClient({
+      onBytes: (file, bytes) => tracker.add(file, bytes),
+      onRetry: (file, attempt, reason) => this.emit({ type: 'log', level: 'info', message: `${file}: ${reason}; retry ${attempt}` }),
+    });
     const { files, baseModel, cacheId } = filesFor(source, client, this.options.origin);
     const loaded = await loadRunModel(g, {
       files,
@@ -448,6 +451,7 @@ export class Session implements EngineApi {
       storage: browserStorage(),
       progress: tracker,
       onRead: (name, done, total) => this.emit({ type: 'progress', task: 'quantize', done, total, unit: 'tensors', detail: name }),
+      onNotice: (message) => this.emit({ type: 'log', level: /refused|removed/.test(message) ? 'warn' : 'info', message }),
     });
     if (loaded.fromCache) this.emit({ type: 'log', level: 'info', message: `${files.label}: loaded from this browser's cache` });
     for (const message of loaded.warnings) this.emit({ type: 'log', level: 'warn', message });
