@@ -122,6 +122,24 @@ describe('downloads resume', () => {
 });
 
 describe('downloads are verified', () => {
+  it('a stored tensor of a download in progress that fails its CRC is dropped with its file and fetched again', async () => {
+    const name = `resume-${++dbCount}`;
+    const cache = await ModelCache.open(name);
+    await failAtFortyPercent(cache);
+    const db = await openDB(name, CACHE_SCHEMA_VERSION);
+    const victim = ((await db.getAllKeys('blobs')) as string[]).find((k) => k.includes('/packed/'))!;
+    const bytes = (await db.get('blobs', victim)) as Uint8Array;
+    bytes[0] ^= 0xff;
+    await db.put('blobs', bytes, victim);
+    const notices: string[] = [];
+    const got = await loadModel({ files: hubFileSet(client(), REPO), quant: DEFAULT_QUANT, cache, cacheId, onNotice: (m) => void notices.push(m) });
+    expect(notices.some((n) => /fails its checksum .*the stored part of model-0000\d-of-00003\.safetensors was dropped and is downloaded again/.test(n))).toBe(true);
+    expectReference(got);
+    await cache.read((await cache.list())[0].key, () => {});
+    db.close();
+    cache.close();
+  });
+
   it('a shard corrupted in transit fails its sha256, is refused (the user is told) and fetched again', async () => {
     const cache = await ModelCache.open(`resume-${++dbCount}`);
     const victim = shards[1];

@@ -168,6 +168,18 @@ export class DownloadSource extends Streamed {
     }
   }
 
+  /** A tensor a previous attempt stored fails its checks: its file's stored tensors are dropped, so the next attempt fetches them. */
+  private async storedCorrupt(name: string, err: unknown): Promise<never> {
+    if (err instanceof CacheError) {
+      const file = this.o.weights.info(name).file.name;
+      this.o.hashers?.get(file)?.reset();
+      await this.o.writer!.dropFile(file);
+      err.message += `; the stored part of ${file} was dropped and is downloaded again`;
+      this.o.onNotice?.(err.message);
+    }
+    throw err;
+  }
+
   /** Per file, the last tensor in stored order (its end is where the file is checked). */
   private readonly lastOfFile = new Map<string, string>();
 
@@ -319,12 +331,15 @@ export class DownloadSource extends Streamed {
     const info = this.o.weights.info(name);
     const index = this.resumed(name);
     if (index >= 0) {
-      for await (const part of this.o.cache!.readParts(this.o.writer!.stored, index, 'data')) {
-        this.held.hold(part.byteLength);
+      const parts = this.o.cache!.readParts(this.o.writer!.stored, index, 'data')[Symbol.asyncIterator]();
+      for (;;) {
+        const next = await parts.next().catch((err) => this.storedCorrupt(name, err));
+        if (next.done) break;
+        this.held.hold(next.value.byteLength);
         try {
-          yield part;
+          yield next.value;
         } finally {
-          this.held.drop(part.byteLength);
+          this.held.drop(next.value.byteLength);
         }
       }
       this.count('dense');
@@ -382,7 +397,7 @@ export class DownloadSource extends Streamed {
     const info = this.o.weights.info(name);
     const index = this.resumed(name);
     if (index >= 0) {
-      const t = await this.o.cache!.readTensor(this.o.writer!.stored, index, this.held);
+      const t = await this.o.cache!.readTensor(this.o.writer!.stored, index, this.held).catch((err) => this.storedCorrupt(name, err));
       this.count(p.kind === 'nf4' ? 'quantized' : 'dense');
       this.delivered(name, tensorBytes(t));
       return t;
