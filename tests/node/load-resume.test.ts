@@ -7,7 +7,7 @@
  * model over one database both end with the complete copy.
  */
 import 'fake-indexeddb/auto';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openDB } from 'idb';
 import { MockHub } from '../mock-hub/server';
 import { tinyModelFiles, tinyModelTensors, tinyPhiConfig } from '../mock-hub/tiny-model';
@@ -30,6 +30,8 @@ const modelBytes = shardBytes.reduce((a, b) => a + b, 0);
 const largestTensor = Math.max(...tensors.map((t) => t.data.byteLength));
 let dbCount = 0;
 let reference: Map<string, LoadedTensor>;
+// Each test downloads a 6.85 MB model two or three times with the CPU quantizer: seconds on a shared machine.
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 const client = (retries = 5) => new HubClient({ endpoint: hub.endpoint, retryDelayMs: 1, retries });
 const cacheId = { repo: REPO, revision: 'main' };
@@ -229,6 +231,21 @@ describe('one writer at a time', () => {
     await b.read(m.key, () => {});
     a.close();
     b.close();
+  });
+});
+
+describe('storage persistence', () => {
+  it('is requested when a model is first written, and the answer is told; a resumed download does not ask again', async () => {
+    const cache = await ModelCache.open(`resume-${++dbCount}`);
+    let asked = 0;
+    const storage = { estimate: async () => ({ usage: 0, quota: 1e10 }), persisted: async () => false, persist: async () => (++asked, false) };
+    const notices: string[] = [];
+    hub.cutOnce(cutAt(0.4));
+    await expect(loadModel({ files: hubFileSet(client(0), REPO), quant: DEFAULT_QUANT, cache, cacheId, storage, onNotice: (m) => void notices.push(m) })).rejects.toThrow(/network error/);
+    await loadModel({ files: hubFileSet(client(), REPO), quant: DEFAULT_QUANT, cache, cacheId, storage, onNotice: (m) => void notices.push(m) });
+    expect(asked).toBe(1);
+    expect(notices.filter((n) => n.startsWith('Persistent storage'))).toEqual(['Persistent storage not granted: the browser may evict cached models and checkpoints when disk space runs low (it would be downloaded or trained again).']);
+    cache.close();
   });
 });
 

@@ -16,7 +16,7 @@ import { isUnreachable } from './hub';
 import type { LoadStats, LoadedTensor } from './quantize-on-load';
 import { openModel, type ModelFileSet } from './sources';
 import { ChecksumError, FileHasher, hashedFile } from './verify';
-import { ensureQuota, type StorageApi } from './storage';
+import { ensureQuota, persistenceNotice, type StorageApi } from './storage';
 import { storedTensorBytes } from './sizes';
 import { CachedSource, DownloadSource, type Quantizer, type StreamedSource } from './stream-source';
 import type { ProgressTracker } from './progress';
@@ -169,6 +169,10 @@ async function download(options: LoadModelOptions, identity: CacheIdentity | nul
       return cacheHit(options, cache, (await cache.manifest(key))!, identity, plainFiles, held, false);
     }
     if (writer.resumedTensors > 0) options.onNotice?.(`${files.label}: resuming the download: ${writer.resumedTensors} tensors are already in this browser`);
+    else {
+      const persisted = await persistenceNotice('cached models and checkpoints', options.storage ?? null);
+      if (persisted) options.onNotice?.(persisted);
+    }
   }
   let source: DownloadSource;
   try {
