@@ -58,7 +58,7 @@ const DEFAULTS: Record<ErrorCode, { section: Section; hint?: string }> = {
   'invalid-model': { section: 'model', hint: 'Choose another model in the Model section.' },
   'invalid-adapter': { section: 'export', hint: 'Import the adapter_config.json and adapter_model.safetensors PEFT wrote for this base model.' },
   hub: { section: 'model', hint: 'Check the model id in the Model section; gated and private repos cannot be loaded here.' },
-  network: { section: 'model', hint: 'Check the connection and try again; finished files are kept.' },
+  network: { section: 'model', hint: 'Check the connection and load the model again: the download resumes where it stopped.' },
   'storage-full': { section: 'model', hint: 'Delete cached models you no longer need (Model section), or free disk space, then try again.' },
   'out-of-memory': { section: 'train', hint: 'Lower the sequence length, the batch size or the LoRA rank in the Settings section; the memory gauge in the Model section predicts what fits.' },
   gpu: { section: 'train', hint: 'Reload the page; an interrupted run resumes from its last checkpoint.' },
@@ -122,6 +122,9 @@ export function errorInfo(err: unknown, section?: Section): ErrorInfo {
       return make('invalid-adapter');
     case 'HubError':
       return make(f.status === null ? 'network' : 'hub', { file: str(f.file) });
+    case 'ChecksumError':
+      // Refused twice in a row: the bytes arriving are not the hub's; the next load fetches that file again.
+      return make('network', { file: str(f.file) });
     case 'QuotaError':
     case 'QuotaExceededError':
       return make('storage-full');

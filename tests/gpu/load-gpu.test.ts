@@ -236,9 +236,9 @@ describe('quantize on load (GPU)', () => {
       const config = parseModelConfig(getPreset('demo').config, 'demo config');
       const cache = await ModelCache.open(`load-gpu-failing-cache-${Date.now()}`);
       // The cache takes the dense tensors, then refuses the first NF4 state (a full disk, say).
-      const beginWrite = cache.beginWrite.bind(cache);
-      cache.beginWrite = (...args: Parameters<ModelCache['beginWrite']>) => {
-        const writer = beginWrite(...args);
+      const openWrite = cache.openWrite.bind(cache);
+      cache.openWrite = async (...args: Parameters<ModelCache['openWrite']>) => {
+        const writer = (await openWrite(...args))!;
         const tensor = writer.tensor.bind(writer);
         writer.tensor = (meta) => {
           if (meta.kind === 'nf4') throw new Error('quota exceeded');

@@ -16,6 +16,8 @@ export interface LoggedRequest {
   path: string;
   range: string | null;
   status: number;
+  /** Body bytes sent (file bytes from the CDN path; as far as they got before a cut). */
+  bytes: number;
 }
 
 export interface CutPlan {
@@ -37,7 +39,8 @@ export class MockHub {
   private readonly repos = new Map<string, MockRepo>();
   private readonly gated = new Map<string, string>();
   private cut: CutPlan | null = null;
-  private failures: { status: number; remaining: number; file: string } | null = null;
+  private failures: { status: number; remaining: number; file: string; retryAfter?: string } | null = null;
+  private corrupt: { file: string; remaining: number; fromByte: number } | null = null;
   private server: Server | null = null;
   /** Every connection is dropped before an answer (no network). */
   offline = false;
@@ -94,8 +97,18 @@ export class MockHub {
   }
 
   /** The next `count` requests for `file` answer `status`. */
-  failNext(file: string, status: number, count = 1): void {
-    this.failures = { file, status, remaining: count };
+  failNext(file: string, status: number, count = 1, retryAfter?: string): void {
+    this.failures = { file, status, remaining: count, retryAfter };
+  }
+
+  /** The next `count` serves of `file` that start at `fromByte` or later flip one byte in transit (headers still name the true sha256). */
+  corruptNext(file: string, count = 1, fromByte = 1): void {
+    this.corrupt = { file, remaining: count, fromByte };
+  }
+
+  /** File bytes served since the log was cleared. */
+  bytesServed(file?: string): number {
+    return this.requests.filter((r) => !file || r.path.endsWith(`/${file}`)).reduce((n, r) => n + r.bytes, 0);
   }
 
   clearLog(): void {
@@ -115,8 +128,10 @@ export class MockHub {
     await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
   }
 
-  private log(req: IncomingMessage, status: number): void {
-    this.requests.push({ method: req.method ?? 'GET', path: decodeURIComponent((req.url ?? '').split('?')[0]), range: req.headers.range ?? null, status });
+  private log(req: IncomingMessage, status: number, bytes = 0): LoggedRequest {
+    const entry = { method: req.method ?? 'GET', path: decodeURIComponent((req.url ?? '').split('?')[0]), range: req.headers.range ?? null, status, bytes };
+    this.requests.push(entry);
+    return entry;
   }
 
   private cors(res: ServerResponse): void {
@@ -151,6 +166,7 @@ export class MockHub {
     if (resolve && token && req.headers.authorization !== `Bearer ${token}`) return this.end(req, res, 401, 'gated');
     if (this.failures && this.failures.file === file && this.failures.remaining > 0) {
       this.failures.remaining--;
+      if (this.failures.retryAfter !== undefined) res.setHeader('Retry-After', this.failures.retryAfter);
       return this.end(req, res, this.failures.status, 'injected failure');
     }
     const tree = this.tree(repo, revision);
@@ -160,11 +176,15 @@ export class MockHub {
       res.setHeader('X-Error-Code', tree ? 'EntryNotFound' : 'RevisionNotFound');
       return this.end(req, res, 404, 'Entry not found');
     }
-    const etag = `"${createHash('sha256').update(bytes).digest('hex').slice(0, 32)}"`;
-    res.setHeader('ETag', etag);
+    // LFS files (the weights) are known by their sha256 (the LFS oid): the resolve answer names
+    // it in X-Linked-Etag and the bytes carry it as their ETag. Small git files get a git-like one.
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const lfs = file.endsWith('.safetensors');
+    res.setHeader('ETag', lfs ? `"${sha256}"` : `"${sha256.slice(0, 40)}"`);
     if (resolve) {
       // The hub's resolve endpoint redirects large files to its CDN (content at that commit).
       res.setHeader('X-Linked-Size', String(bytes.byteLength));
+      if (lfs) res.setHeader('X-Linked-Etag', `"${sha256}"`);
       res.setHeader('Location', `/cdn/${repo}/${tree!.sha}/${file.split('/').map(encodeURIComponent).join('/')}`);
       return this.end(req, res, 302);
     }
@@ -204,15 +224,23 @@ export class MockHub {
     res.statusCode = status;
     res.setHeader('Content-Length', String(end - start + 1));
     res.setHeader('Content-Type', 'application/octet-stream');
-    this.log(req, status);
+    const entry = this.log(req, status);
     const cut = this.cut;
     if (cut && cut.file === file && start <= cut.atByte && cut.atByte < end) {
       this.cut = null;
       // Send the bytes up to the cut, let them reach the client, then drop the connection.
+      entry.bytes = cut.atByte - start;
       res.flushHeaders();
       res.write(bytes.subarray(start, cut.atByte), () => setTimeout(() => res.socket?.destroy(), 20));
       return;
     }
-    res.end(bytes.subarray(start, end + 1));
+    let body = bytes.subarray(start, end + 1);
+    if (this.corrupt && this.corrupt.file === file && this.corrupt.remaining > 0 && start >= this.corrupt.fromByte && body.byteLength > 0) {
+      this.corrupt.remaining--;
+      body = body.slice();
+      body[body.byteLength >> 1] ^= 0x40;
+    }
+    entry.bytes = body.byteLength;
+    res.end(body);
   }
 }

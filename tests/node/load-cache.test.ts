@@ -98,7 +98,7 @@ describe('IndexedDB model cache', () => {
     cache.close();
   });
 
-  it('an error mid-load leaves nothing in the cache', async () => {
+  it('an error mid-load commits nothing but keeps the finished tensors to resume from; deleting the model removes them', async () => {
     const cache = await freshCache();
     const local = localFileSet([...files].map(([n, d]) => new File([d as BlobPart], n)));
     let delivered = 0;
@@ -106,9 +106,18 @@ describe('IndexedDB model cache', () => {
     await expect(failing).rejects.toThrow(/disk unplugged/);
     expect(delivered).toBeGreaterThan(3); // some tensors were written before the failure
     expect(await cache.list()).toEqual([]);
+    const [partial] = await cache.partials();
+    expect(partial.tensors).toBe(delivered);
     const db = await openDB(`cache-test-${dbCount}`, CACHE_SCHEMA_VERSION);
+    expect(await db.count('blobs')).toBeGreaterThan(0);
+    // A reopened cache (a reload) does not sweep a download in progress.
+    const reopened = await ModelCache.open(`cache-test-${dbCount}`);
+    expect(await db.count('blobs')).toBeGreaterThan(0);
+    await reopened.delete(partial.key);
     expect(await db.count('blobs')).toBe(0);
+    expect(await reopened.partials()).toEqual([]);
     db.close();
+    reopened.close();
     cache.close();
   });
 

@@ -113,3 +113,40 @@ describe('checkpoint store (IndexedDB)', () => {
     store.close();
   });
 });
+
+describe('a full disk during a checkpoint', () => {
+  it('keeps the previous checkpoint, removes the partial one and says "storage is full" with sizes and what can be deleted', async () => {
+    const dbName = `ckpt-test-${dbCounter++}`;
+    const storage = { estimate: async () => ({ usage: 49_900_000, quota: 50_000_000 }) };
+    const store = await CheckpointStore.open({ dbName, chunkBytes: 64, storage });
+    await store.save('other-run', snapshot(1));
+    await store.save('run', snapshot(2));
+    const db = await openDB(dbName, 1);
+    const chunksBefore = await db.count('chunks');
+    // The browser refuses the third chunk of the next checkpoint.
+    const idb = (store as unknown as { db: { put: (...a: unknown[]) => Promise<unknown> } }).db;
+    const put = idb.put.bind(idb);
+    let chunkPuts = 0;
+    idb.put = async (storeName: unknown, ...rest: unknown[]) => {
+      if (storeName === 'chunks' && ++chunkPuts === 3) throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+      return put(storeName, ...rest);
+    };
+    const err = await store.save('run', snapshot(5)).catch((e) => e);
+    idb.put = put;
+    expect(err.name).toBe('QuotaError'); // shown as "storage-full" by workers/errors.ts
+    expect(err.message).toMatch(/^storage is full: the checkpoint of step 5 needs [\d.]+ MB and the browser refused it after 0\.0 MB; this site uses 49\.9 MB of 50\.0 MB; the checkpoint of step 2 is kept; the partial one was removed; to make room, delete cached models in the Model section or earlier runs' checkpoints: run other-run \([\d.]+ MB\)\.$/);
+    expect(await db.count('chunks')).toBe(chunksBefore);
+    expect((await store.loadLatest('run'))!.snapshot.step).toBe(2);
+    // Another error is not dressed as a full disk, and still leaves no partial chunks.
+    chunkPuts = 0;
+    idb.put = async (storeName: unknown, ...rest: unknown[]) => {
+      if (storeName === 'chunks' && ++chunkPuts === 2) throw new Error('disk on fire');
+      return put(storeName, ...rest);
+    };
+    await expect(store.save('run', snapshot(6))).rejects.toThrow('disk on fire');
+    idb.put = put;
+    expect(await db.count('chunks')).toBe(chunksBefore);
+    db.close();
+    store.close();
+  });
+});

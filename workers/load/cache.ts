@@ -9,6 +9,8 @@
  */
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import { crc32 } from '../util/crc32';
+import type { Sha256State } from '../util/sha256';
+import { acquireLock, SWEEP_LOCK, withLock, writeLockName, type Release } from './locks';
 import type { HeldBytes } from './held';
 import type { DType } from '../formats/safetensors';
 import type { Nf4Dtype } from '../nf4/reference';
@@ -17,10 +19,11 @@ import type { HfConfig, QuantSettings } from './presets';
 
 export const CACHE_DB_NAME = 'qlora-studio-models';
 /**
- * Bump when the stored layout changes; older databases are dropped on upgrade (their models
- * are downloaded again). 2: keyed by commit, with revision aliases.
+ * Bump when the stored layout changes; databases older than schema 2 are dropped on upgrade
+ * (their models are downloaded again). 2: keyed by commit, with revision aliases. 3: adds
+ * `partials`, the downloads in progress (kept across failed attempts and page loads).
  */
-export const CACHE_SCHEMA_VERSION = 2;
+export const CACHE_SCHEMA_VERSION = 3;
 /** IndexedDB values above a few tens of MB are slow or refused: arrays are split into parts. */
 export const CACHE_PART_BYTES = 16 * 1024 * 1024;
 
@@ -40,6 +43,8 @@ export interface CachedTensor {
   shape: number[];
   /** NF4 double-quantization offset. */
   offset?: number;
+  /** The source file it was read from (a download in progress drops a file's tensors when its sha256 is wrong). */
+  file?: string;
   arrays: CachedArray[];
 }
 
@@ -80,10 +85,36 @@ export interface RevisionAlias {
   savedAt: number;
 }
 
+/** How far a source file has been read: the SHA-256 of its first `hash.length` bytes. */
+export interface FileProgress {
+  size: number;
+  hash: Sha256State;
+  /** Its sha256 was checked against the hub's. */
+  verified: boolean;
+}
+
+/**
+ * A download in progress: written before its first blob (so no sweep takes its blobs) and
+ * after each finished tensor; the next attempt, in this page or after a reload, resumes from it.
+ */
+export interface PartialWrite extends CacheIdentity {
+  key: string;
+  writeId: string;
+  quant: QuantSettings;
+  tensors: CachedTensor[];
+  files: Record<string, FileProgress>;
+  bytes: number;
+  updatedAt: number;
+}
+
+/** What reading a stored tensor needs: a committed manifest or a write in progress. */
+export type StoredTensors = Pick<CacheManifest, 'key' | 'writeId' | 'tensors'>;
+
 interface CacheDb extends DBSchema {
   manifests: { key: string; value: CacheManifest };
   blobs: { key: string; value: Uint8Array };
   aliases: { key: string; value: RevisionAlias };
+  partials: { key: string; value: PartialWrite };
 }
 
 export class CacheError extends Error {
@@ -119,6 +150,8 @@ export function arraysOf(t: LoadedTensor): [string, Uint8Array][] {
 
 const blobKey = (writeId: string, tensor: number, field: string, part: number) => `${writeId}/${tensor}/${field}/${part}`;
 const writeRange = (writeId: string) => IDBKeyRange.bound(`${writeId}/`, `${writeId}/\uffff`);
+const tensorRange = (writeId: string, index: number) => IDBKeyRange.bound(`${writeId}/${index}/`, `${writeId}/${index}/\uffff`);
+const newWriteId = () => `w${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
 
 export class ModelCache {
   private readonly activeWrites = new Set<string>();
@@ -129,11 +162,14 @@ export class ModelCache {
   static async open(name = CACHE_DB_NAME): Promise<ModelCache> {
     const db = await openDB<CacheDb>(name, CACHE_SCHEMA_VERSION, {
       upgrade(database, oldVersion) {
-        // Older layouts are not migrated: the models are re-downloaded.
-        for (const store of [...database.objectStoreNames]) if (oldVersion < CACHE_SCHEMA_VERSION) database.deleteObjectStore(store);
-        database.createObjectStore('manifests', { keyPath: 'key' });
-        database.createObjectStore('blobs');
-        database.createObjectStore('aliases', { keyPath: 'key' });
+        // Layouts before schema 2 are not migrated: the models are re-downloaded.
+        if (oldVersion < 2) {
+          for (const store of [...database.objectStoreNames]) database.deleteObjectStore(store);
+          database.createObjectStore('manifests', { keyPath: 'key' });
+          database.createObjectStore('blobs');
+          database.createObjectStore('aliases', { keyPath: 'key' });
+        }
+        if (oldVersion < 3) database.createObjectStore('partials', { keyPath: 'key' });
       },
     });
     const cache = new ModelCache(db);
@@ -164,36 +200,95 @@ export class ModelCache {
     await this.db.put('aliases', { key: aliasKey(repo, revision), repo, revision, commit, savedAt: Date.now() });
   }
 
+  /** Deletes a cached copy, and the download in progress under the same key (its resume point). */
   async delete(key: string): Promise<void> {
-    const m = await this.db.get('manifests', key);
-    if (!m) return;
-    const tx = this.db.transaction(['manifests', 'blobs'], 'readwrite');
-    await Promise.all([tx.objectStore('manifests').delete(key), tx.objectStore('blobs').delete(writeRange(m.writeId)), tx.done]);
+    await withLock(writeLockName(key), async () => {
+      const tx = this.db.transaction(['manifests', 'partials', 'blobs'], 'readwrite');
+      const [m, p] = await Promise.all([tx.objectStore('manifests').get(key), tx.objectStore('partials').get(key)]);
+      for (const w of [m?.writeId, p?.writeId]) if (w) await tx.objectStore('blobs').delete(writeRange(w));
+      await tx.objectStore('manifests').delete(key);
+      await tx.objectStore('partials').delete(key);
+      await tx.done;
+    });
   }
 
-  /** Deletes blobs no manifest refers to (left by a write that never committed). */
+  /** Downloads in progress that a later load of the same model resumes. */
+  async partials(): Promise<{ key: string; repo: string; revision: string; commit: string | null; tensors: number; bytes: number; updatedAt: number }[]> {
+    const all = await this.db.getAll('partials');
+    return all.map((p) => ({ key: p.key, repo: p.repo, revision: p.revision, commit: p.commit, tensors: p.tensors.length, bytes: p.bytes, updatedAt: p.updatedAt }));
+  }
+
+  /**
+   * Deletes blobs that neither a manifest nor a download in progress names (left by a write
+   * that never recorded itself). One transaction reads the names and deletes, so a write that
+   * records itself meanwhile (in another tab) is seen: its record precedes its first blob.
+   */
   async sweepOrphans(): Promise<number> {
-    const live = new Set((await this.db.getAll('manifests')).map((m) => m.writeId));
-    for (const w of this.activeWrites) live.add(w);
-    const keys = await this.db.getAllKeys('blobs');
-    const orphans = new Set<string>();
-    for (const k of keys) {
-      const writeId = k.slice(0, k.indexOf('/'));
-      if (!live.has(writeId)) orphans.add(writeId);
-    }
-    for (const w of orphans) await this.db.delete('blobs', writeRange(w));
-    return orphans.size;
+    return withLock(SWEEP_LOCK, async () => {
+      const tx = this.db.transaction(['manifests', 'partials', 'blobs'], 'readwrite');
+      const live = new Set((await tx.objectStore('manifests').getAll()).map((m) => m.writeId));
+      for (const p of await tx.objectStore('partials').getAll()) live.add(p.writeId);
+      for (const w of this.activeWrites) live.add(w);
+      const keys = await tx.objectStore('blobs').getAllKeys();
+      const orphans = new Set<string>();
+      for (const k of keys) {
+        const writeId = k.slice(0, k.indexOf('/'));
+        if (!live.has(writeId)) orphans.add(writeId);
+      }
+      for (const w of orphans) await tx.objectStore('blobs').delete(writeRange(w));
+      await tx.done;
+      return orphans.size;
+    });
   }
 
-  /** Starts writing a model; nothing is visible until `commit`. `held` counts the part copies it makes. */
+  /**
+   * Starts writing a model that no other tab or attempt knows about (tests); nothing is visible
+   * until `commit`, and nothing survives a closed tab. `held` counts the part copies it makes.
+   */
   beginWrite(key: string, meta: Omit<CacheIdentity, 'commit'> & { commit?: string | null; quant: QuantSettings }, held?: HeldBytes): CacheWriter {
-    const writeId = `w${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
+    const writeId = newWriteId();
     this.activeWrites.add(writeId);
-    return new CacheWriter(this.db, key, writeId, { ...meta, commit: meta.commit ?? null }, held ?? null, () => this.activeWrites.delete(writeId));
+    return new CacheWriter(this.db, key, writeId, { ...meta, commit: meta.commit ?? null }, held ?? null, () => this.activeWrites.delete(writeId), null);
+  }
+
+  /**
+   * Starts or resumes the download of `key`, holding its write lock (one writer per model
+   * across tabs) until the writer commits, suspends or aborts. Resolves to null when the copy
+   * was committed while this waited for the lock (another tab finished it): read that instead.
+   */
+  async openWrite(key: string, meta: CacheIdentity & { quant: QuantSettings }, held?: HeldBytes): Promise<CacheWriter | null> {
+    const release: Release = await acquireLock(writeLockName(key));
+    try {
+      if (await this.manifest(key)) {
+        release();
+        return null;
+      }
+      let partial = await this.db.get('partials', key);
+      if (partial && (partial.commit !== meta.commit || JSON.stringify(partial.quant) !== JSON.stringify(meta.quant))) {
+        await this.db.delete('blobs', writeRange(partial.writeId));
+        partial = undefined;
+      }
+      if (partial) {
+        // Parts of the tensor that was being written when the last attempt stopped.
+        await this.db.delete('blobs', tensorRange(partial.writeId, partial.tensors.length));
+      } else {
+        partial = { key, writeId: newWriteId(), ...meta, tensors: [], files: {}, bytes: 0, updatedAt: Date.now() };
+        await this.db.put('partials', partial);
+      }
+      const writeId = partial.writeId;
+      this.activeWrites.add(writeId);
+      return new CacheWriter(this.db, key, writeId, meta, held ?? null, () => {
+        this.activeWrites.delete(writeId);
+        release();
+      }, partial);
+    } catch (err) {
+      release();
+      throw err;
+    }
   }
 
   /** One array of a cached tensor, part by part as stored; its length and checksum are checked as it goes. */
-  async *readParts(m: CacheManifest, index: number, field: string): AsyncIterable<Uint8Array> {
+  async *readParts(m: StoredTensors, index: number, field: string): AsyncIterable<Uint8Array> {
     const entry = m.tensors[index];
     const a = entry?.arrays.find((x) => x.field === field);
     if (!a) throw new CacheError(`${m.key}: tensor ${entry ? `"${entry.name}"` : `#${index}`} has no ${field} array`);
@@ -215,7 +310,7 @@ export class ModelCache {
   }
 
   /** One cached tensor with every array whole (an NF4 state, a small dense tensor), checked; `held` counts its arrays. */
-  async readTensor(m: CacheManifest, index: number, held?: HeldBytes): Promise<LoadedTensor> {
+  async readTensor(m: StoredTensors, index: number, held?: HeldBytes): Promise<LoadedTensor> {
     const entry = m.tensors[index];
     const arrays = new Map<string, Uint8Array>();
     let holding = 0;
@@ -291,11 +386,18 @@ export function tensorMeta(t: LoadedTensor): TensorMeta {
 }
 
 export class CacheWriter {
-  private readonly tensors: CachedTensor[] = [];
+  private tensors: CachedTensor[] = [];
   private readonly names = new Set<string>();
+  private readonly files = new Map<string, FileProgress>();
   private bytes = 0;
   private finished = false;
   private open: string | null = null;
+  /** Record writes run one after another; the first failure is reported by the next operation. */
+  private saving: Promise<void> = Promise.resolve();
+  private saveError: unknown = null;
+  /** Tensors a previous attempt stored (what this write resumed from). */
+  readonly resumedTensors: number;
+  readonly resumedBytes: number;
 
   constructor(
     private readonly db: IDBPDatabase<CacheDb>,
@@ -304,11 +406,83 @@ export class CacheWriter {
     private readonly meta: CacheIdentity & { quant: QuantSettings },
     private readonly held: HeldBytes | null,
     private readonly onDone: () => void,
-  ) {}
+    /** The download's record (null: a write nobody resumes). */
+    private readonly partial: PartialWrite | null,
+  ) {
+    if (partial) {
+      this.tensors = partial.tensors.map((t) => ({ ...t }));
+      for (const t of this.tensors) this.names.add(t.name);
+      for (const [file, p] of Object.entries(partial.files)) this.files.set(file, p);
+      this.bytes = partial.bytes;
+    }
+    this.resumedTensors = this.tensors.length;
+    this.resumedBytes = this.bytes;
+  }
 
   /** Whether a tensor of this name is stored already (a second read of it is not stored again). */
   has(name: string): boolean {
     return this.names.has(name);
+  }
+
+  /** The stored tensors, to read one back (a resumed download hands out what it already has). */
+  get stored(): StoredTensors {
+    return { key: this.key, writeId: this.writeId, tensors: this.tensors };
+  }
+
+  indexOf(name: string): number {
+    return this.tensors.findIndex((t) => t.name === name);
+  }
+
+  /** How far `file` has been read and hashed, as last recorded. */
+  fileProgress(file: string): FileProgress | undefined {
+    return this.files.get(file);
+  }
+
+  /** Records how far `file` has been read (saved with the next record write). */
+  setFileProgress(file: string, progress: FileProgress): void {
+    this.files.set(file, progress);
+    this.save();
+  }
+
+  /**
+   * Drops every tensor from the first one read from `file` on (their blobs too) and forgets
+   * how far `file` was hashed: they are fetched again. Tensors are stored in file order, so
+   * what follows that file is dropped with it rather than leaving holes in the indices.
+   */
+  async dropFile(file: string): Promise<number> {
+    const first = this.tensors.findIndex((t) => t.file === file);
+    this.files.delete(file);
+    if (first < 0) {
+      this.save();
+      await this.flush();
+      return 0;
+    }
+    const dropped = this.tensors.splice(first);
+    for (const t of dropped) {
+      this.names.delete(t.name);
+      for (const a of t.arrays) this.bytes -= a.length;
+    }
+    for (let i = first; i <= first + dropped.length; i++) await this.db.delete('blobs', tensorRange(this.writeId, i));
+    this.save();
+    await this.flush();
+    return dropped.length;
+  }
+
+  /** Queues a write of the download's record as it stands now. */
+  private save(): void {
+    if (!this.partial) return;
+    const record: PartialWrite = { ...this.partial, tensors: [...this.tensors], files: Object.fromEntries(this.files), bytes: this.bytes, updatedAt: Date.now() };
+    this.saving = this.saving.then(async () => {
+      if (this.saveError === null) await this.db.put('partials', record);
+    }).catch((err) => {
+      this.saveError ??= err;
+    });
+  }
+
+  /** Waits for the record writes; throws the first that failed. */
+  async flush(): Promise<void> {
+    await this.saving;
+    if (this.saveError !== null) throw this.saveError;
   }
 
   /** Starts the next tensor's entry. */
@@ -326,6 +500,7 @@ export class CacheWriter {
       const record: CachedArray = { field, length: 0, crc32: 0, parts: 0 };
       return {
         push: async (data) => {
+          if (this.saveError !== null) throw this.saveError;
           for (let start = 0; start < data.byteLength; start += CACHE_PART_BYTES) {
             const view = data.subarray(start, Math.min(data.byteLength, start + CACHE_PART_BYTES));
             // IndexedDB clones what it stores; a view into a larger buffer would clone all of it.
@@ -361,6 +536,7 @@ export class CacheWriter {
         this.tensors.push(entry);
         this.names.add(meta.name);
         this.open = null;
+        this.save();
       },
     };
   }
@@ -379,20 +555,22 @@ export class CacheWriter {
   async commit(config: HfConfig): Promise<CacheManifest> {
     if (this.finished) throw new CacheError(`${this.key}: write already finished`);
     if (this.open !== null) throw new CacheError(`${this.key}: tensor "${this.open}" is still being written`);
+    await this.flush();
     const manifest: CacheManifest = {
       key: this.key,
       schema: CACHE_SCHEMA_VERSION,
       writeId: this.writeId,
       ...this.meta,
       config,
-      tensors: this.tensors,
+      tensors: this.tensors.map(({ file: _file, ...t }) => t),
       bytes: this.bytes,
       savedAt: Date.now(),
     };
-    const tx = this.db.transaction(['manifests', 'blobs', 'aliases'], 'readwrite');
+    const tx = this.db.transaction(['manifests', 'blobs', 'aliases', 'partials'], 'readwrite');
     const previous = await tx.objectStore('manifests').get(this.key);
     if (previous && previous.writeId !== this.writeId) await tx.objectStore('blobs').delete(writeRange(previous.writeId));
     await tx.objectStore('manifests').put(manifest);
+    if (this.partial) await tx.objectStore('partials').delete(this.key);
     const { repo, revision, commit } = this.meta;
     if (commit !== null) await tx.objectStore('aliases').put({ key: aliasKey(repo, revision), repo, revision, commit, savedAt: manifest.savedAt });
     await tx.done;
@@ -401,12 +579,34 @@ export class CacheWriter {
     return manifest;
   }
 
-  /** Removes everything this write stored. */
+  /**
+   * Stops this attempt but keeps what finished: the tensors stored so far and how far each
+   * file was hashed stay recorded for the next attempt (in this page or after a reload); only
+   * the parts of the tensor in flight go. A write nobody resumes (`beginWrite`) is removed.
+   */
+  async suspend(): Promise<void> {
+    if (this.finished) return;
+    if (!this.partial) return this.abort();
+    this.finished = true;
+    try {
+      await this.db.delete('blobs', tensorRange(this.writeId, this.tensors.length));
+      await this.flush();
+    } finally {
+      this.onDone();
+    }
+  }
+
+  /** Removes everything this write stored, and its record. */
   async abort(): Promise<void> {
     if (this.finished) return;
     this.finished = true;
-    await this.db.delete('blobs', writeRange(this.writeId));
-    this.onDone();
+    try {
+      await this.saving;
+      await this.db.delete('blobs', writeRange(this.writeId));
+      if (this.partial) await this.db.delete('partials', this.key);
+    } finally {
+      this.onDone();
+    }
   }
 
   get storedBytes(): number {

@@ -22,6 +22,25 @@ export interface HubOptions {
   onBytes?: (file: string, bytes: number) => void;
   /** Called before a retry, with why. */
   onRetry?: (file: string, attempt: number, reason: string) => void;
+  /** The longest wait a `Retry-After` header may ask for (default 60 s); longer asks wait this long. */
+  maxRetryAfterMs?: number;
+}
+
+/**
+ * Milliseconds a `Retry-After` value asks to wait: delay-seconds or an HTTP date (RFC 9110
+ * 10.2.3), at most `maxMs`; null when absent or unreadable (the backoff applies).
+ */
+export function retryAfterMs(value: string | null, maxMs: number, now = Date.now()): number | null {
+  if (value === null) return null;
+  const text = value.trim();
+  let ms: number;
+  if (/^\d+$/.test(text)) ms = Number(text) * 1000;
+  else {
+    const at = Date.parse(text);
+    if (!Number.isFinite(at)) return null;
+    ms = at - now;
+  }
+  return Math.min(Math.max(0, ms), maxMs);
 }
 
 export class HubError extends Error {
@@ -145,7 +164,8 @@ export class HubClient {
       if (res.status === 404 && allowMissing) return null;
       if (RETRYABLE_STATUS.has(res.status) && attempt < retries) {
         await res.body?.cancel();
-        await this.backoff(file, attempt, `HTTP ${res.status}`, signal);
+        const asked = retryAfterMs(res.headers.get('Retry-After'), this.options.maxRetryAfterMs ?? 60_000);
+        await this.backoff(file, attempt, asked === null ? `HTTP ${res.status}` : `HTTP ${res.status}, the hub asks to retry after ${Math.round(asked / 1000)} s`, signal, asked);
         continue;
       }
       await res.body?.cancel();
@@ -153,9 +173,10 @@ export class HubClient {
     }
   }
 
-  async backoff(file: string, attempt: number, reason: string, signal?: AbortSignal): Promise<void> {
+  /** Waits before retry `attempt + 1`: the doubling backoff, or longer when the server asked for it. */
+  async backoff(file: string, attempt: number, reason: string, signal?: AbortSignal, atLeastMs: number | null = null): Promise<void> {
     this.options.onRetry?.(file, attempt + 1, reason);
-    const ms = this.retryDelayMs * 2 ** attempt;
+    const ms = Math.max(this.retryDelayMs * 2 ** attempt, atLeastMs ?? 0);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(resolve, ms);
       signal?.addEventListener('abort', () => {
@@ -199,6 +220,11 @@ function totalFromContentRange(header: string | null): number | null {
   return m ? Number(m[1]) : null;
 }
 
+function sha256Of(etag: string | null): string | null {
+  const m = etag?.trim().match(/^(?:W\/)?"?([0-9a-f]{64})"?$/i);
+  return m ? m[1].toLowerCase() : null;
+}
+
 function startFromContentRange(header: string | null): number | null {
   const m = header?.match(/^bytes (\d+)-\d+\//);
   return m ? Number(m[1]) : null;
@@ -208,6 +234,7 @@ function startFromContentRange(header: string | null): number | null {
 export class HttpFile implements RangeFile {
   private knownSize: number | null = null;
   private etag: string | null = null;
+  private linkedSha256: string | null = null;
 
   constructor(
     readonly name: string,
@@ -281,8 +308,19 @@ export class HttpFile implements RangeFile {
     }
   }
 
+  /**
+   * The file's sha256 as the hub reports it: for LFS files the oid, in `X-Linked-Etag` on the
+   * resolve answer and as the `ETag` of the bytes; null when no header carries 64 hex digits
+   * (a small git file's ETag is its git blob hash, not a sha256).
+   */
+  sha256(): string | null {
+    return this.linkedSha256;
+  }
+
   /** Records the file size and ETag; a different ETag mid-download means the file changed. */
   private observe(res: Response): void {
+    const sha = sha256Of(res.headers.get('X-Linked-Etag')) ?? sha256Of(res.headers.get('ETag'));
+    if (sha) this.linkedSha256 = sha;
     const total = totalFromContentRange(res.headers.get('Content-Range'));
     if (total !== null) this.knownSize = total;
     const etag = res.headers.get('ETag');

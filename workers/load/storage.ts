@@ -69,3 +69,21 @@ export async function ensureQuota(bytes: number, what: string, api: StorageApi |
   if (api && bytes * HEADROOM > status.available) throw new QuotaError(Math.ceil(bytes * HEADROOM), status.available, what);
   return status;
 }
+
+/**
+ * Asks for persistent storage when something worth keeping is first written (a cached model,
+ * a run), and says what the answer means; null when there is nothing to say (no storage API,
+ * or persistence already in place). The browser decides (Chrome grants it to engaged or
+ * installed sites without a prompt, Firefox asks the user).
+ */
+export async function persistenceNotice(what: string, api: StorageApi | null = browserStorage()): Promise<string | null> {
+  if (!api?.persist) return null;
+  try {
+    if (await api.persisted?.()) return null;
+    return (await api.persist())
+      ? `Persistent storage granted: the browser will not evict ${what} when disk space runs low.`
+      : `Persistent storage not granted: the browser may evict ${what} when disk space runs low (it would be downloaded or trained again).`;
+  } catch {
+    return null;
+  }
+}

@@ -17,7 +17,7 @@ import { releaseNf4, type Nf4GpuWeight, type Nf4Shaders } from '../nf4/gpu';
 import { blockCount, numel, type Nf4Dtype, type Nf4Quantized } from '../nf4/reference';
 import { NESTED_BLOCKSIZE } from '../nf4/tables';
 import type { ArchShape } from './arch';
-import { arraysOf, type CacheManifest, type CacheWriter, type ModelCache } from './cache';
+import { arraysOf, tensorMeta, CacheError, type CacheManifest, type CacheWriter, type ModelCache } from './cache';
 import { gpuNf4FromChunks, readBackNf4 } from './gpu-target';
 import type { HeldBytes } from './held';
 import type { QuantSettings } from './presets';
@@ -26,6 +26,7 @@ import {
   type LoadStats, type LoadedTensor, type Nf4Tensor, type TensorPlan,
 } from './quantize-on-load';
 import type { ModelWeights } from './weights';
+import type { FileHasher } from './verify';
 
 /** A source read tensor by tensor in its own order, with the CPU form for callers without a GPU. */
 export interface StreamedSource extends WeightSource {
@@ -110,8 +111,14 @@ export interface DownloadSourceOptions {
   label: string;
   /** Who quantizes linear weights when the engine offers a GPU (`readNf4Gpu`). */
   quantizer: Quantizer;
-  /** The cache copy being written (null: nothing is cached). */
+  /** The cache copy being written (null: nothing is cached); tensors it holds already (a resumed download) are read back from it. */
   writer: CacheWriter | null;
+  /** The cache the writer writes to (reads back what a previous attempt stored). */
+  cache?: ModelCache | null;
+  /** Per source file, its running sha256 (hub files): checked when its last tensor is done. */
+  hashers?: Map<string, FileHasher> | null;
+  /** What the user should hear about: a file refused for its sha256, a file verified. */
+  onNotice?: (message: string) => void;
   held: HeldBytes;
   chunkBytes?: number;
   signal?: AbortSignal;
@@ -143,6 +150,79 @@ export class DownloadSource extends Streamed {
       const [sb, bb] = at(b);
       return sa - sb || ba - bb;
     });
+    for (const name of this.stored) this.lastOfFile.set(o.weights.info(name).file.name, name);
+    for (const [file, hasher] of o.hashers ?? []) {
+      hasher.restore(o.writer?.fileProgress(file));
+      hasher.arm();
+    }
+  }
+
+  /**
+   * Checks every hashed file not checked yet (its last tensor was stored by an earlier attempt
+   * that stopped before checking it): called before the copy is committed.
+   */
+  async verifyRemaining(): Promise<void> {
+    for (const [file, name] of this.lastOfFile) {
+      if (!this.o.hashers?.has(file) || this.o.writer?.fileProgress(file)?.verified) continue;
+      await this.afterTensor(name);
+    }
+  }
+
+  /** A tensor a previous attempt stored fails its checks: its file's stored tensors are dropped, so the next attempt fetches them. */
+  private async storedCorrupt(name: string, err: unknown): Promise<never> {
+    if (err instanceof CacheError) {
+      const file = this.o.weights.info(name).file.name;
+      this.o.hashers?.get(file)?.reset();
+      await this.o.writer!.dropFile(file);
+      err.message += `; the stored part of ${file} was dropped and is downloaded again`;
+      this.o.onNotice?.(err.message);
+    }
+    throw err;
+  }
+
+  /** Per file, the last tensor in stored order (its end is where the file is checked). */
+  private readonly lastOfFile = new Map<string, string>();
+
+  /** Whether a previous attempt stored this tensor: it is read back from the cache, not downloaded. */
+  private resumed(name: string): number {
+    const w = this.o.writer;
+    if (!w || !this.o.cache || !w.has(name) || this.plan.get(name)?.kind === 'prequantized') return -1;
+    return w.indexOf(name);
+  }
+
+  /** Before a tensor is downloaded: hash any bytes of its file before it that were never read (so it feeds the hash as it streams). */
+  private async beforeDownload(name: string): Promise<void> {
+    const info = this.o.weights.info(name);
+    await this.o.hashers?.get(info.file.name)?.catchUp(info.begin, this.o.signal);
+  }
+
+  /**
+   * After a tensor: records how far its file was hashed; after the file's last tensor, hashes
+   * its rest and checks it against the hub's sha256. A mismatch drops the file's stored
+   * tensors (they are fetched again by the next attempt) and throws ChecksumError.
+   */
+  private async afterTensor(name: string): Promise<void> {
+    const file = this.o.weights.info(name).file.name;
+    const hasher = this.o.hashers?.get(file);
+    if (!hasher) return;
+    const writer = this.o.writer;
+    if (this.lastOfFile.get(file) !== name) {
+      writer?.setFileProgress(file, await hasher.progress());
+      return;
+    }
+    try {
+      const { actual, expected } = await hasher.verify(this.o.signal);
+      this.o.onNotice?.(expected === null ? `${file}: the hub reported no sha256; not verified (sha256 ${actual})` : `${file}: sha256 verified`);
+      writer?.setFileProgress(file, await hasher.progress(expected !== null));
+    } catch (err) {
+      if ((err as Error).name !== 'ChecksumError') throw err;
+      hasher.reset();
+      const dropped = (await writer?.dropFile(file)) ?? 0;
+      const message = `${(err as Error).message}: it was refused${dropped ? `, its ${dropped} stored tensors dropped from the cache,` : ''} and is downloaded again`;
+      this.o.onNotice?.(message);
+      (err as Error).message = message;
+      throw err;
+    }
   }
 
   /** Plans every tensor (a Linear4bit layer's shape comes from its tiny quant state). */
@@ -191,8 +271,10 @@ export class DownloadSource extends Streamed {
   /** The GPU quantizer's result for a linear weight; its state streams back into the cache window by window. */
   async readNf4Gpu(name: string, gpu: Gpu, shaders: Nf4Shaders, label: string): Promise<Nf4GpuWeight | null> {
     const p = this.plan.get(name);
-    if (this.o.quantizer !== 'gpu' || p?.kind !== 'nf4') return null;
+    // A tensor a previous attempt stored comes back from the cache through readNf4.
+    if (this.o.quantizer !== 'gpu' || p?.kind !== 'nf4' || this.resumed(name) >= 0) return null;
     this.begin(name);
+    await this.beforeDownload(name);
     const info = this.o.weights.info(name);
     // Each chunk is held from its arrival until the next one is asked for (it is on the GPU by then).
     let inFlight = 0;
@@ -215,13 +297,19 @@ export class DownloadSource extends Streamed {
     if (writer) {
       // A failed cache write must not strand the weight: nobody else holds it yet.
       try {
-        const entry = writer.tensor({ name, kind: 'nf4', dtype: p.dtype, shape: info.shape, ...(weight.doubleQuant ? { offset: weight.offset } : {}) });
+        const entry = writer.tensor({ name, kind: 'nf4', dtype: p.dtype, shape: info.shape, file: info.file.name, ...(weight.doubleQuant ? { offset: weight.offset } : {}) });
         await readBackNf4(gpu, weight, entry, this.chunkBytes, this.held);
         entry.end();
       } catch (err) {
         releaseNf4(gpu, weight);
         throw err;
       }
+    }
+    try {
+      await this.afterTensor(name);
+    } catch (err) {
+      releaseNf4(gpu, weight);
+      throw err;
     }
     this.count('quantized');
     this.delivered(name, 0);
@@ -241,8 +329,26 @@ export class DownloadSource extends Streamed {
     }
     this.begin(name);
     const info = this.o.weights.info(name);
+    const index = this.resumed(name);
+    if (index >= 0) {
+      const parts = this.o.cache!.readParts(this.o.writer!.stored, index, 'data')[Symbol.asyncIterator]();
+      for (;;) {
+        const next = await parts.next().catch((err) => this.storedCorrupt(name, err));
+        if (next.done) break;
+        this.held.hold(next.value.byteLength);
+        try {
+          yield next.value;
+        } finally {
+          this.held.drop(next.value.byteLength);
+        }
+      }
+      this.count('dense');
+      this.delivered(name, 0);
+      return;
+    }
+    await this.beforeDownload(name);
     const writer = this.caching(name);
-    const entry = writer?.tensor({ name, kind: 'dense', dtype: info.dtype, shape: info.shape }) ?? null;
+    const entry = writer?.tensor({ name, kind: 'dense', dtype: info.dtype, shape: info.shape, file: info.file.name }) ?? null;
     const data = entry?.array('data') ?? null;
     for await (const chunk of this.o.weights.stream(name, this.chunkBytes, 1, this.o.signal)) {
       this.seen(chunk);
@@ -256,6 +362,7 @@ export class DownloadSource extends Streamed {
     }
     data?.end();
     entry?.end();
+    await this.afterTensor(name);
     this.count('dense');
     this.delivered(name, 0);
   }
@@ -266,6 +373,7 @@ export class DownloadSource extends Streamed {
     if (p.kind !== 'nf4') return storedBytes(await this.readTensor(name));
     // A linear weight wanted unquantized (exact mode): as stored, with its NF4 state cached.
     this.begin(name);
+    await this.beforeDownload(name);
     const bytes = await this.o.weights.read(name, this.o.signal);
     this.seen(bytes);
     this.held.hold(bytes.byteLength);
@@ -274,8 +382,9 @@ export class DownloadSource extends Streamed {
       const info = this.o.weights.info(name);
       const q = cpuNf4Writer(name, p.dtype, info.shape, this.o.quant.doubleQuant);
       q.push(chunkToF32(bytes, info.dtype, info.file.name, name));
-      await writer.put(await q.finish());
+      await this.store(writer, await q.finish(), info.file.name);
     }
+    await this.afterTensor(name);
     this.count('quantized');
     this.delivered(name, bytes.byteLength);
     return bytes;
@@ -286,6 +395,14 @@ export class DownloadSource extends Streamed {
     if (!p) throw new Error(`${this.label}: no tensor "${name}"`);
     this.begin(name);
     const info = this.o.weights.info(name);
+    const index = this.resumed(name);
+    if (index >= 0) {
+      const t = await this.o.cache!.readTensor(this.o.writer!.stored, index, this.held).catch((err) => this.storedCorrupt(name, err));
+      this.count(p.kind === 'nf4' ? 'quantized' : 'dense');
+      this.delivered(name, tensorBytes(t));
+      return t;
+    }
+    await this.beforeDownload(name);
     let t: LoadedTensor;
     if (p.kind === 'prequantized') {
       const { tensor, bytes } = await readPrequantized(this.o.weights, p.prefix, this.o.signal);
@@ -309,13 +426,22 @@ export class DownloadSource extends Streamed {
       this.count('dense');
     }
     try {
-      await this.caching(name)?.put(t);
+      const writer = this.caching(name);
+      if (writer) await this.store(writer, t, info.file.name);
+      await this.afterTensor(name);
     } catch (err) {
       this.held.drop(tensorBytes(t));
       throw err;
     }
     this.delivered(name, tensorBytes(t));
     return t;
+  }
+
+  /** Stores a whole tensor, noting the file it came from. */
+  private async store(writer: CacheWriter, t: LoadedTensor, file: string): Promise<void> {
+    const entry = writer.tensor({ ...tensorMeta(t), file });
+    for (const [field, data] of arraysOf(t)) await entry.write(field, data);
+    entry.end();
   }
 
   /** CPU NF4, chunk by chunk: holds the growing state, one chunk and its f32 widening. */
@@ -389,10 +515,23 @@ export class CachedSource extends Streamed {
 
   async readTensor(name: string): Promise<LoadedTensor> {
     this.begin(name);
-    const t = await this.cache.readTensor(this.manifest, this.entry(name).i, this.held);
+    const t = await this.cache.readTensor(this.manifest, this.entry(name).i, this.held).catch((err) => this.corrupt(err));
     this.delivered(name, tensorBytes(t));
     return t;
   }
+
+  /** A stored copy that fails its checks is removed, so the next load downloads it again. */
+  private async corrupt(err: unknown): Promise<never> {
+    if (err instanceof CacheError) {
+      await this.cache.delete(this.manifest.key);
+      err.message += '; the cached copy was removed and is downloaded again';
+      this.onCorrupt?.(err.message);
+    }
+    throw err;
+  }
+
+  /** Told when a stored copy failed its checks and was removed. */
+  onCorrupt?: (message: string) => void;
 
   async *readRawChunks(name: string): AsyncIterable<Uint8Array> {
     const { i, entry } = this.entry(name);
@@ -401,7 +540,11 @@ export class CachedSource extends Streamed {
       return;
     }
     this.begin(name);
-    for await (const part of this.cache.readParts(this.manifest, i, 'data')) {
+    const parts = this.cache.readParts(this.manifest, i, 'data')[Symbol.asyncIterator]();
+    for (;;) {
+      const next = await parts.next().catch((err) => this.corrupt(err));
+      if (next.done) break;
+      const part = next.value;
       this.held.hold(part.byteLength);
       try {
         yield part;

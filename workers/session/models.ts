@@ -6,7 +6,7 @@
 import { isEmulated } from '../gpu/device';
 import type { Gpu } from '../gpu/runtime';
 import { HubClient } from '../load/hub';
-import { openLoad } from '../load/load-model';
+import { openLoad, refetchable } from '../load/load-model';
 import type { ModelCache } from '../load/cache';
 import type { ProgressTracker } from '../load/progress';
 import { presetNamed, type HfConfig, type QuantSettings } from '../load/presets';
@@ -49,6 +49,8 @@ export interface RunModelOptions {
   storage?: StorageApi | null;
   progress?: ProgressTracker;
   onRead?: (name: string, index: number, count: number) => void;
+  /** What the user should hear about the download: resumed, a file refused for its sha256, a corrupt cached copy removed. */
+  onNotice?: (message: string) => void;
 }
 
 export interface RunModel {
@@ -83,6 +85,16 @@ async function optionalJson(files: ModelFileSet, path: string, warnings: string[
  * one tensor of model data at a time. The settings are checked against the model's layers.
  */
 export async function loadRunModel(gpu: Gpu, o: RunModelOptions): Promise<RunModel> {
+  try {
+    return await loadRunModelOnce(gpu, o);
+  } catch (err) {
+    // A file refused for its sha256 (its tensors were dropped) or a corrupt cached copy (removed): fetch it again, once.
+    if (!refetchable(err) || !o.cache) throw err;
+    return loadRunModelOnce(gpu, o);
+  }
+}
+
+async function loadRunModelOnce(gpu: Gpu, o: RunModelOptions): Promise<RunModel> {
   // The hub says which commit the revision is at; that commit's cached copy needs no download.
   const load = await openLoad({
     files: o.files,
@@ -93,6 +105,7 @@ export async function loadRunModel(gpu: Gpu, o: RunModelOptions): Promise<RunMod
     progress: o.progress,
     quantizer: o.quantizer,
     onRead: o.onRead,
+    onNotice: o.onNotice,
   });
   let model: CausalLM | null = null;
   try {

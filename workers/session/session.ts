@@ -15,7 +15,7 @@ import { HubClient } from '../load/hub';
 import { filesFor, pinnedSource } from '../load/model-source';
 import { DEFAULT_CHUNK_BYTES } from '../load/quantize-on-load';
 import { ProgressTracker } from '../load/progress';
-import { browserStorage } from '../load/storage';
+import { browserStorage, persistenceNotice } from '../load/storage';
 import { collectRows, readRows } from '../data/source';
 import { toErrorInfo } from '../data/errors';
 import { detectColumns } from '../data/columns';
@@ -390,7 +390,7 @@ export class Session implements EngineApi {
   }
 
   private checkpoints(): Promise<CheckpointStore> {
-    this.checkpointStore ??= CheckpointStore.open(this.options.checkpointsDb ? { dbName: this.options.checkpointsDb } : undefined);
+    this.checkpointStore ??= CheckpointStore.open({ ...(this.options.checkpointsDb ? { dbName: this.options.checkpointsDb } : {}), storage: browserStorage() });
     return this.checkpointStore;
   }
 
@@ -438,7 +438,10 @@ export class Session implements EngineApi {
     const g = this.requireGpu();
     if (this.current) this.dropModel();
     const tracker = new ProgressTracker((p) => this.emit({ type: 'progress', task: 'download', done: p.done, total: p.total, unit: 'bytes', detail: p.file }));
-    const client = new HubClient({ onBytes: (file, bytes) => tracker.add(file, bytes) });
+    const client = new HubClient({
+      onBytes: (file, bytes) => tracker.add(file, bytes),
+      onRetry: (file, attempt, reason) => this.emit({ type: 'log', level: 'info', message: `${file}: ${reason}; retry ${attempt}` }),
+    });
     const { files, baseModel, cacheId } = filesFor(source, client, this.options.origin);
     const loaded = await loadRunModel(g, {
       files,
@@ -452,6 +455,7 @@ export class Session implements EngineApi {
       storage: browserStorage(),
       progress: tracker,
       onRead: (name, done, total) => this.emit({ type: 'progress', task: 'quantize', done, total, unit: 'tensors', detail: name }),
+      onNotice: (message) => this.emit({ type: 'log', level: /refused|removed/.test(message) ? 'warn' : 'info', message }),
     });
     if (loaded.fromCache) this.emit({ type: 'log', level: 'info', message: `${files.label}: loaded from this browser's cache` });
     for (const message of loaded.warnings) this.emit({ type: 'log', level: 'warn', message });
@@ -500,6 +504,10 @@ export class Session implements EngineApi {
       for (const h of loaded.snapshot.history) byStep.set(h.step + 1, { loss: h.loss, lr: h.lr, grad_norm: h.gradNorm, epoch: (h.step + 1) / trainer.windowsPerEpoch });
       for (const ev of loaded.snapshot.evals) byStep.set(ev.step, { ...byStep.get(ev.step), val_loss: ev.loss });
       for (const [step, values] of [...byStep].sort((a, b) => a[0] - b[0])) this.emit({ type: 'metrics', step, values });
+    }
+    if (!resume) {
+      const persisted = await persistenceNotice('this run and its checkpoints');
+      if (persisted) this.emit({ type: 'log', level: persisted.includes('not granted') ? 'warn' : 'info', message: persisted });
     }
     await this.runs.put(run);
     this.current?.trainer?.dispose();

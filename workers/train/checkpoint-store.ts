@@ -10,6 +10,28 @@ import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { CheckpointReason, CheckpointSink, TrainerSnapshot } from './trainer';
 import { crc32 } from '../util/crc32';
 
+/** The browser refused a write for lack of room (IndexedDB reports `QuotaExceededError`). */
+export function isQuotaExceeded(err: unknown): boolean {
+  const e = err as { name?: string; code?: number; inner?: unknown };
+  return e?.name === 'QuotaExceededError' || e?.code === 22;
+}
+
+/** A checkpoint that did not fit: what it needed, what the site uses, and what can be deleted. */
+export class StorageFullError extends Error {
+  constructor(
+    message: string,
+    readonly needed: number,
+    readonly usage: number | null,
+    readonly quota: number | null,
+  ) {
+    super(message);
+    // The engine's error mapping (workers/errors.ts) shows this as "storage-full".
+    this.name = 'QuotaError';
+  }
+}
+
+const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+
 const DB_VERSION = 1;
 export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
 
@@ -65,6 +87,8 @@ export interface LoadedCheckpoint {
 
 export interface CheckpointStoreOptions {
   dbName?: string;
+  /** For the sizes a "storage is full" message gives (navigator.storage in the browser). */
+  storage?: { estimate(): Promise<{ usage?: number; quota?: number }> } | null;
   /** Checkpoints kept per run (≥ 2, so a damaged newest one has a fallback). */
   keep?: number;
   chunkBytes?: number;
@@ -75,6 +99,7 @@ export class CheckpointStore {
     private readonly db: IDBPDatabase<CheckpointDb>,
     private readonly keep: number,
     private readonly chunkBytes: number,
+    private readonly storage: CheckpointStoreOptions['storage'],
   ) {}
 
   static async open(o: CheckpointStoreOptions = {}): Promise<CheckpointStore> {
@@ -87,7 +112,7 @@ export class CheckpointStore {
     });
     const chunk = o.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     if (chunk % 4 !== 0 || chunk <= 0) throw new RangeError(`chunkBytes must be a positive multiple of 4, got ${chunk}`);
-    return new CheckpointStore(db, Math.max(2, o.keep ?? 2), chunk);
+    return new CheckpointStore(db, Math.max(2, o.keep ?? 2), chunk, o.storage ?? null);
   }
 
   close(): void {
@@ -112,7 +137,58 @@ export class CheckpointStore {
     }
     const totalBytes = offset;
     const chunkCount = Math.ceil(totalBytes / this.chunkBytes);
-    // 1. tensor bytes, one transaction per chunk (bounded memory per transaction).
+    const progress = { written: 0 };
+    let dropped: string[];
+    let info: CheckpointInfo;
+    try {
+      await this.writeChunks(id, tensors, totalBytes, chunkCount, progress);
+      // 2. the record.
+      const metaText = JSON.stringify(meta);
+      const record: CheckpointRecord = { id, runId, step: snap.step, reason, createdAt, meta: metaText, metaCrc: crc32(new TextEncoder().encode(metaText)), tensors: entries, totalBytes, chunkBytes: this.chunkBytes, chunkCount };
+      await this.db.put('checkpoints', record, id);
+      dropped = await this.point(runId, id);
+      info = infoOf(record);
+    } catch (err) {
+      // The partial checkpoint goes; the previous one stays in charge (the pointer never moved).
+      const cleaned = await this.deleteCheckpoint(id, chunkCount).then(() => true, () => false);
+      if (!isQuotaExceeded(err)) throw err;
+      throw await this.storageFull(runId, snap.step, totalBytes, progress.written, cleaned);
+    }
+    // The new checkpoint counts now; the ones it pushes out go.
+    for (const old of dropped) await this.deleteCheckpoint(old);
+    return info;
+  }
+
+  /** The "storage is full" error: sizes, the checkpoint kept, and what can be deleted. */
+  private async storageFull(runId: string, step: number, needed: number, written: number, cleaned: boolean): Promise<StorageFullError> {
+    let usage: number | null = null;
+    let quota: number | null = null;
+    try {
+      const e = await this.storage?.estimate();
+      usage = e?.usage ?? null;
+      quota = e?.quota ?? null;
+    } catch {
+      // No estimate: the message goes without it.
+    }
+    const kept = (await this.list(runId))[0];
+    const others: string[] = [];
+    for (const other of await this.runs()) {
+      if (other === runId) continue;
+      const bytes = (await this.list(other)).reduce((n, c) => n + c.totalBytes, 0);
+      others.push(`run ${other} (${mb(bytes)})`);
+    }
+    const parts = [
+      `storage is full: the checkpoint of step ${step} needs ${mb(needed)} and the browser refused it after ${mb(written)}`,
+      usage !== null && quota !== null ? `this site uses ${mb(usage)} of ${mb(quota)}` : null,
+      kept ? `the checkpoint of step ${kept.step} is kept` : 'no earlier checkpoint of this run exists',
+      cleaned ? 'the partial one was removed' : 'the partial one could not be removed yet (it is swept on the next start)',
+      `to make room, delete cached models in the Model section${others.length ? ` or earlier runs' checkpoints: ${others.join(', ')}` : ''}`,
+    ].filter(Boolean);
+    return new StorageFullError(`${parts.join('; ')}.`, needed, usage, quota);
+  }
+
+  /** Writes the tensor bytes, one transaction per chunk (bounded memory per transaction), counting what got in. */
+  private async writeChunks(id: string, tensors: { name: string; data: Float32Array }[], totalBytes: number, chunkCount: number, progress: { written: number }): Promise<void> {
     let ti = 0;
     let inTensor = 0;
     for (let c = 0; c < chunkCount; c++) {
@@ -131,20 +207,19 @@ export class CheckpointStore {
         }
       }
       await this.db.put('chunks', chunk.buffer, [id, c]);
+      progress.written += size;
     }
-    // 2. the record.
-    const metaText = JSON.stringify(meta);
-    const record: CheckpointRecord = { id, runId, step: snap.step, reason, createdAt, meta: metaText, metaCrc: crc32(new TextEncoder().encode(metaText)), tensors: entries, totalBytes, chunkBytes: this.chunkBytes, chunkCount };
-    await this.db.put('checkpoints', record, id);
-    // 3. the pointer: only now does the new checkpoint count.
+  }
+
+  /** 3. the pointer: only now does the new checkpoint count. */
+  private async point(runId: string, id: string): Promise<string[]> {
     const tx = this.db.transaction('runs', 'readwrite');
     const pointer = (await tx.store.get(runId)) ?? { runId, ids: [] };
     const ids = [id, ...pointer.ids.filter((x) => x !== id)];
     const dropped = ids.slice(this.keep);
     await tx.store.put({ runId, ids: ids.slice(0, this.keep) }, runId);
     await tx.done;
-    for (const old of dropped) await this.deleteCheckpoint(old);
-    return infoOf(record);
+    return dropped;
   }
 
   async list(runId: string): Promise<CheckpointInfo[]> {
@@ -212,10 +287,12 @@ export class CheckpointStore {
     }
   }
 
-  private async deleteCheckpoint(id: string): Promise<void> {
+  /** Deletes a checkpoint's chunks and record; `chunkCount` when it has no record yet (a write that failed). */
+  private async deleteCheckpoint(id: string, chunkCount?: number): Promise<void> {
     const record = await this.db.get('checkpoints', id);
+    const count = record?.chunkCount ?? chunkCount ?? 0;
     const tx = this.db.transaction(['chunks', 'checkpoints'], 'readwrite');
-    if (record) for (let c = 0; c < record.chunkCount; c++) await tx.objectStore('chunks').delete([id, c]);
+    for (let c = 0; c < count; c++) await tx.objectStore('chunks').delete([id, c]);
     await tx.objectStore('checkpoints').delete(id);
     await tx.done;
   }
