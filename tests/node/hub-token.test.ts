@@ -13,6 +13,8 @@ import { hubFileSet } from '../../workers/load/sources';
 import { loadModel } from '../../workers/load/load-model';
 import { DEFAULT_QUANT } from '../../workers/load/presets';
 import { errorInfo } from '../../workers/errors';
+import { Tokenizers } from '../../workers/session/tokenizers';
+import { readFileSync } from 'node:fs';
 
 const REPO = 'test-org/gated-llama';
 const TOKEN = 'hf_gatedTestToken123';
@@ -24,6 +26,7 @@ beforeAll(async () => {
   await hub.start();
   await hub.startCdn();
   hub.upload(REPO, tinyModelFiles(config, tensors, 2));
+  hub.upload(REPO, ['tokenizer.json', 'tokenizer_config.json'].map((f) => [f, readFileSync(`public/demo/tokenizer/${f}`)] as [string, Uint8Array]));
   hub.gate(REPO, TOKEN);
 });
 afterAll(() => hub.stop());
@@ -62,7 +65,7 @@ describe('a gated model on the mock hub', () => {
   it('loads with the token; the CDN on another origin never sees the Authorization header', async () => {
     const loaded = await load(TOKEN);
     expect(loaded.arch.hidden).toBe(config.hidden_size);
-    expect(loaded.stats.quantized).toBeGreaterThan(0);
+    expect(loaded.stats!.quantized).toBeGreaterThan(0);
     const atHub = hub.requests.filter((r) => r.server === 'hub' && !r.path.startsWith('/api/'));
     const atCdn = hub.requests.filter((r) => r.server === 'cdn');
     // The shards came from the CDN by redirected Range requests.
@@ -73,6 +76,14 @@ describe('a gated model on the mock hub', () => {
     expect(atHub.some((r) => r.path.startsWith('/cdn/') && r.path.endsWith('config.json'))).toBe(true);
     expect(atHub.every((r) => r.authorized)).toBe(true);
     expect(atHub.filter((r) => r.status === 401)).toEqual([]);
+  });
+
+  it("the gated model's tokenizer loads through the hub client with the token", async () => {
+    const tokenizer = await new Tokenizers('http://unused.invalid', () => client(TOKEN)).of({ kind: 'hub', id: REPO });
+    expect(tokenizer.decode(tokenizer.encode('hello world'))).toContain('hello world');
+    const paths = hub.requests.filter((r) => r.path.includes('tokenizer'));
+    expect(paths.length).toBeGreaterThanOrEqual(2);
+    expect(paths.every((r) => r.authorized && r.server === 'hub')).toBe(true);
   });
 
   it('a direct request for another host does not get the token either', async () => {

@@ -167,6 +167,11 @@ export class HubClient {
     });
   }
 
+  /** Whether requests carry an access token (the token itself never leaves this object but to the hub). */
+  get hasToken(): boolean {
+    return Boolean(this.token);
+  }
+
   get maxRetries(): number {
     return this.retries;
   }
