@@ -14,6 +14,7 @@ import { loadModel } from '../../workers/load/load-model';
 import { DEFAULT_QUANT } from '../../workers/load/presets';
 import { errorInfo } from '../../workers/errors';
 import { Tokenizers } from '../../workers/session/tokenizers';
+import { tokenizerFromFiles, tokenizerFromHubFiles } from '../../workers/tokenizer';
 import { readFileSync } from 'node:fs';
 
 const REPO = 'test-org/gated-llama';
@@ -84,6 +85,16 @@ describe('a gated model on the mock hub', () => {
     const paths = hub.requests.filter((r) => r.path.includes('tokenizer'));
     expect(paths.length).toBeGreaterThanOrEqual(2);
     expect(paths.every((r) => r.authorized && r.server === 'hub')).toBe(true);
+  });
+
+  it('a hub tokenizer read by the client gets the class tokenizer_config.json names; an unknown or inherited name gets the base class', () => {
+    const json = readFileSync('public/demo/tokenizer/tokenizer.json', 'utf8');
+    const config = JSON.parse(readFileSync('public/demo/tokenizer/tokenizer_config.json', 'utf8')) as Record<string, unknown>;
+    const text = 'def f(x):\n    return x  # héllo';
+    const reference = tokenizerFromFiles(json, JSON.stringify(config)).encode(text);
+    for (const name of [config.tokenizer_class, 'NoSuchTokenizer', 'constructor', '__proto__', 'env']) {
+      expect(tokenizerFromHubFiles(json, JSON.stringify({ ...config, tokenizer_class: name })).encode(text)).toEqual(reference);
+    }
   });
 
   it('a direct request for another host does not get the token either', async () => {

@@ -7,7 +7,7 @@
 import type { HubClient } from '../load/hub';
 import { presetNamed, type Preset } from '../load/presets';
 import type { ModelSource } from '../protocol';
-import { tokenizerFromFiles, tokenizerFromHub, tokenizerFromUrl, type TextTokenizer } from '../tokenizer';
+import { tokenizerFromFiles, tokenizerFromHub, tokenizerFromHubFiles, tokenizerFromUrl, type TextTokenizer } from '../tokenizer';
 import { EngineError } from '../errors';
 
 /** A preset's tokenizer; `origin` is where the studio is served (the demo's files live under it). */
@@ -18,13 +18,14 @@ export function presetTokenizer(preset: Preset, origin: string, hub?: HubClient)
 
 /**
  * A hub repo's tokenizer: through `hub` when it carries an access token (tokenizer.json and
- * tokenizer_config.json read by the hub client), otherwise through transformers' AutoTokenizer.
+ * tokenizer_config.json read by the hub client), otherwise through transformers' AutoTokenizer
+ * (which sends no token from a page); the same tokenizer class either way.
  */
 export async function hubTokenizer(repo: string, revision: string | undefined, hub?: HubClient): Promise<TextTokenizer> {
   if (!hub?.hasToken) return tokenizerFromHub(repo, { revision });
   const json = await hub.text(repo, revision ?? 'main', 'tokenizer.json');
   if (json === null) throw new EngineError('invalid-model', `${repo} has no tokenizer.json on the hub.`, { file: 'tokenizer.json' });
-  return tokenizerFromFiles(json, await hub.text(repo, revision ?? 'main', 'tokenizer_config.json'));
+  return tokenizerFromHubFiles(json, await hub.text(repo, revision ?? 'main', 'tokenizer_config.json'));
 }
 
 export class Tokenizers {
