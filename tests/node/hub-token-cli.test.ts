@@ -77,4 +77,10 @@ describe('cli train on a gated hub model', () => {
     expect(String(r.last.error)).toMatch(/the access token was refused/);
     expect(r.stdout + r.stderr).not.toContain(wrong);
   }, 300_000);
+
+  it('--token without a value is invalid input (exit 2)', async () => {
+    const r = await cli([...ARGS, '--token'], {});
+    expect(r.status, r.stderr).toBe(2);
+    expect(String(r.last.error)).toMatch(/--token needs the access token/);
+  }, 300_000);
 });
