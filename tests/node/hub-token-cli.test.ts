@@ -53,7 +53,7 @@ describe('cli train on a gated hub model', () => {
     expect(r.status, r.stderr).toBe(1);
     expect(r.last).toMatchObject({ ok: false, code: 'hub-access', file: 'config.json' });
     expect(String(r.last.error)).toMatch(/HTTP 401: the repo is gated or private: log in on the hub, accept the license on http:\/\/127\.0\.0\.1:\d+\/test-org\/gated-demo/);
-    expect(String(r.last.hint)).toContain('Access token');
+    expect(String(r.last.hint)).toMatch(/^Set HF_TOKEN to an access token/);
     expect(hub.requests.filter((q) => q.server === 'cdn')).toEqual([]);
   }, 300_000);
 
