@@ -53,6 +53,9 @@ async function main() {
     return 1;
   }
   const args = absolutize(parseArgs(rest));
+  // The hub token and root reach the page's commands as data, never printed (workers/cli/hub-access.ts).
+  const env = Object.fromEntries(['HF_TOKEN', 'HF_ENDPOINT'].filter((k) => process.env[k]).map((k) => [k, process.env[k]]));
+  if (Object.keys(env).length) args.env = env;
   if (command === 'bench' && typeof args.flags.results !== 'string') args.flags.results = resolve(root, 'bench/results');
   // IndexedDB belongs to the page's origin, port included: a persistent profile needs the same
   // port every run, or its checkpoints and cached models are invisible the next time.

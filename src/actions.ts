@@ -2,6 +2,7 @@
 import { engine, engineReady, onEngineCrash, Comlink } from './engine-client';
 import { useStudio, type ModelChoice } from './store';
 import { explain } from './explain';
+import { forgetRememberedToken, rememberToken, rememberedToken } from './hub-token';
 import { validateRunSettings } from '../workers/run/settings';
 import type { ColumnMapping, ModelSource, Section, RunSettings } from '../workers/protocol';
 
@@ -41,6 +42,12 @@ async function start(): Promise<void> {
   }
   setInit(init.status, init.adapter, init.problem);
   if (init.status !== 'ready') return;
+  // A token remembered in this browser reaches the engine before anything is read from the hub.
+  const remembered = rememberedToken();
+  if (remembered) {
+    set({ hubToken: remembered, rememberToken: true });
+    await sendToken(remembered);
+  }
   try {
     const presets = await engine().presets();
     set({ presets });
@@ -58,6 +65,39 @@ export async function chooseModel(choice: ModelChoice): Promise<void> {
   get().setError('model', null);
   if (preset) set({ settings: { ...preset.defaults } });
   await replan();
+}
+
+async function sendToken(token: string): Promise<void> {
+  try {
+    await engine().setHubToken(token.trim() || null);
+  } catch (err) {
+    fail('model', err);
+  }
+}
+
+let tokenReplanTimer: ReturnType<typeof setTimeout> | undefined;
+/** A new token: the engine uses it from the next hub request; a hub model's gauge is asked again once typing stops. */
+export async function setHubToken(token: string): Promise<void> {
+  set({ hubToken: token });
+  if (get().rememberToken) rememberToken(token.trim());
+  get().setError('model', null);
+  await sendToken(token);
+  clearTimeout(tokenReplanTimer);
+  if (get().model.kind === 'hub') tokenReplanTimer = setTimeout(() => void replan(), 500);
+}
+
+/** Remember the token in this browser (localStorage), or stop remembering it (removed from there). */
+export function setRememberToken(remember: boolean): void {
+  set({ rememberToken: remember });
+  if (remember) rememberToken(get().hubToken.trim());
+  else forgetRememberedToken();
+}
+
+/** Forget the token: out of the field, the engine and this browser's storage. */
+export async function forgetHubToken(): Promise<void> {
+  set({ hubToken: '', rememberToken: false });
+  forgetRememberedToken();
+  await sendToken('');
 }
 
 let planSeq = 0;

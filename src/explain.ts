@@ -13,6 +13,7 @@ const LEADS: Partial<Record<ErrorInfo['code'], string>> = {
   'device-lost': 'The GPU stopped responding',
   network: 'A download failed',
   hub: 'The hub did not give the file',
+  'hub-access': 'The hub refused access',
   diverged: 'Training diverged',
   'invalid-model': 'This model cannot be used',
   'invalid-adapter': 'This adapter cannot be used',

@@ -52,6 +52,9 @@ export interface StudioState {
   progress: Record<string, TaskProgress>;
   cached: CachedModel[];
   storage: StorageInfo | null;
+  /** The hub access token for gated or private models: in memory; in localStorage only if `rememberToken`. */
+  hubToken: string;
+  rememberToken: boolean;
 
   datasetFile: string | null;
   dataset: DatasetSummary | null;
@@ -89,6 +92,8 @@ export const useStudio = create<StudioState>((set) => ({
   progress: {},
   cached: [],
   storage: null,
+  hubToken: '',
+  rememberToken: false,
   datasetFile: null,
   dataset: null,
   dataError: null,

@@ -16,6 +16,7 @@ const api: EngineApi = {
   init: (listener) => session.init(listener),
   memory: () => session.memory(),
   presets: () => session.presets(),
+  setHubToken: (token) => session.setHubToken(token),
   plan: (model, settings) => session.plan(model, settings),
   loadModel: (model, settings) => session.loadModel(model, settings),
   cachedModels: () => session.cachedModels(),

@@ -16,8 +16,10 @@ export type ErrorCode =
   | 'invalid-model'
   /** A PEFT adapter that does not fit the model: `file`, `tensor`. */
   | 'invalid-adapter'
-  /** The hub answered, but not with the file (missing, gated, private): `file`. */
+  /** The hub answered, but not with the file (missing, moved): `file`. */
   | 'hub'
+  /** The hub refused access (401/403: a gated or private repo, no token or a refused one): `file`. */
+  | 'hub-access'
   /** No answer from the network: `file`. */
   | 'network'
   /** The browser's storage quota is spent. */
@@ -57,7 +59,11 @@ const DEFAULTS: Record<ErrorCode, { section: Section; hint?: string }> = {
   'invalid-data': { section: 'data', hint: 'Fix the file at that place and choose it again, or map other columns in the Data section.' },
   'invalid-model': { section: 'model', hint: 'Choose another model in the Model section.' },
   'invalid-adapter': { section: 'export', hint: 'Import the adapter_config.json and adapter_model.safetensors PEFT wrote for this base model.' },
-  hub: { section: 'model', hint: 'Check the model id in the Model section; gated and private repos cannot be loaded here.' },
+  hub: { section: 'model', hint: 'Check the model id in the Model section.' },
+  'hub-access': {
+    section: 'model',
+    hint: 'Paste an access token with read access (huggingface.co/settings/tokens) into the Access token field of the Model section; for a gated model, log in on the hub and accept its license on the model page first.',
+  },
   network: { section: 'model', hint: 'Check the connection and load the model again: the download resumes where it stopped.' },
   'storage-full': { section: 'model', hint: 'Delete cached models you no longer need (Model section), or free disk space, then try again.' },
   'out-of-memory': { section: 'train', hint: 'Lower the sequence length, the batch size or the LoRA rank in the Settings section; the memory gauge in the Model section predicts what fits.' },
@@ -93,6 +99,7 @@ interface Located {
   column?: unknown;
   tensor?: unknown;
   status?: unknown;
+  page?: unknown;
   outOfMemory?: unknown;
 }
 
@@ -121,6 +128,11 @@ export function errorInfo(err: unknown, section?: Section): ErrorInfo {
     case 'AdapterError':
       return make('invalid-adapter');
     case 'HubError':
+      if (f.status === 401 || f.status === 403) {
+        const page = str(f.page);
+        const license = page ? `for a gated model, log in on the hub and accept its license at ${page} first.` : 'for a gated model, log in on the hub and accept its license on the model page first.';
+        return make('hub-access', { file: str(f.file), hint: `Paste an access token with read access (huggingface.co/settings/tokens) into the Access token field of the Model section; ${license}` });
+      }
       return make(f.status === null ? 'network' : 'hub', { file: str(f.file) });
     case 'ChecksumError':
       // Refused twice in a row: the bytes arriving are not the hub's; the next load fetches that file again.

@@ -202,6 +202,11 @@ export interface EngineApi {
   init(listener: (event: EngineEvent) => void): Promise<EngineInit>;
   memory(): Promise<PoolStats | null>;
   presets(): Promise<PresetSummary[]>;
+  /**
+   * The hub access token for gated or private repos (null forgets it). Held in the engine's
+   * memory only, sent to the hub's own hosts only, never logged, never in an error or event.
+   */
+  setHubToken(token: string | null): Promise<void>;
   /** Predict peak GPU memory before anything downloads. */
   plan(model: ModelSource, settings: RunSettings): Promise<MemoryPlan>;
   /** Load the base model with fresh LoRA adapters for `settings` (Chat can use it before any training). */

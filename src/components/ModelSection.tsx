@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import { useStudio } from '../store';
-import { chooseModel, deleteCached, loadModel } from '../actions';
+import { chooseModel, deleteCached, forgetHubToken, loadModel, setHubToken, setRememberToken } from '../actions';
 import { formatBytes } from '../format';
 import { Section } from './Section';
 import { droppedFiles } from '../dropped-files';
@@ -74,6 +74,7 @@ export function ModelSection() {
           />
         </label>
       </div>
+      <AccessToken />
       {preset && <p className="preset-description">{preset.description} <small>({preset.model}, {preset.architecture})</small></p>}
       {model.kind === 'hub' && <p>Hub model <code>{model.id}</code></p>}
       {model.kind === 'local' && <p>Local model: {model.files.length} files</p>}
@@ -90,6 +91,37 @@ export function ModelSection() {
       {MODEL_TASKS.map((t) => progress[t] && <ProgressBar key={t} p={progress[t]} />)}
       <CachedModels />
     </Section>
+  );
+}
+
+/** The hub access token for gated or private models (Llama 3.2 and the like). */
+function AccessToken() {
+  const token = useStudio((s) => s.hubToken);
+  const remember = useStudio((s) => s.rememberToken);
+  return (
+    <div className="row access-token">
+      <label>
+        Access token{' '}
+        <input
+          type="password"
+          value={token}
+          onChange={(e) => void setHubToken(e.target.value)}
+          placeholder="hf_… (for gated or private models)"
+          aria-label="Access token"
+          autoComplete="off"
+          spellCheck={false}
+        />
+      </label>
+      <label>
+        <input type="checkbox" checked={remember} onChange={(e) => setRememberToken(e.target.checked)} aria-label="Remember the access token in this browser" />{' '}
+        Remember in this browser
+      </label>
+      <button type="button" onClick={() => void forgetHubToken()} disabled={!token && !remember}>Forget token</button>
+      <small className="muted">
+        Gated models (Llama 3.2…) need a token with read access from huggingface.co/settings/tokens, and their license accepted on the model page.
+        It is sent only to huggingface.co and kept only in this tab unless you tick Remember.
+      </small>
+    </div>
   );
 }
 

@@ -6,6 +6,12 @@
  * Content-Range), ETag and CORS headers. `/api/models/<repo>/revision/<revision>` answers the
  * hub's JSON (`id`, `sha`, `siblings`). It can cut one response mid-file, fail requests with a
  * status, require a token, or drop every connection (offline); it logs every request.
+ *
+ * `startCdn()` adds a second server on another port standing for the hub's CDN (another
+ * origin): from then on large files (`.safetensors`) redirect there, as the hub sends LFS
+ * files to `cdn-lfs.huggingface.co`, and other files keep the same-host redirect. On the hub's
+ * own server every path of a gated repo needs the token; the CDN serves its (signed) URLs
+ * without one. The log says which server answered and whether an Authorization header came.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
@@ -18,6 +24,10 @@ export interface LoggedRequest {
   status: number;
   /** Body bytes sent (file bytes from the CDN path; as far as they got before a cut). */
   bytes: number;
+  /** Which server answered: the hub itself or the CDN started by `startCdn()`. */
+  server: 'hub' | 'cdn';
+  /** Whether the request carried an Authorization header (its value is never logged). */
+  authorized: boolean;
 }
 
 export interface CutPlan {
@@ -42,6 +52,9 @@ export class MockHub {
   private failures: { status: number; remaining: number; file: string; retryAfter?: string } | null = null;
   private corrupt: { file: string; remaining: number; fromByte: number } | null = null;
   private server: Server | null = null;
+  private cdnServer: Server | null = null;
+  /** The CDN's origin once `startCdn()` ran (another port: another origin). */
+  cdnOrigin = '';
   /** Every connection is dropped before an answer (no network). */
   offline = false;
   endpoint = '';
@@ -123,13 +136,25 @@ export class MockHub {
     return this.endpoint;
   }
 
+  /** A second server for large files (see the file comment); returns its origin. */
+  async startCdn(): Promise<string> {
+    this.cdnServer = createServer((req, res) => this.handle(req, res, 'cdn'));
+    await new Promise<void>((resolve) => this.cdnServer!.listen(0, '127.0.0.1', resolve));
+    const { port } = this.cdnServer.address() as AddressInfo;
+    this.cdnOrigin = `http://127.0.0.1:${port}`;
+    return this.cdnOrigin;
+  }
+
   async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+    for (const server of [this.server, this.cdnServer]) {
+      server?.closeAllConnections();
+      await new Promise<void>((resolve) => server?.close(() => resolve()) ?? resolve());
+    }
   }
 
   private log(req: IncomingMessage, status: number, bytes = 0): LoggedRequest {
-    const entry = { method: req.method ?? 'GET', path: decodeURIComponent((req.url ?? '').split('?')[0]), range: req.headers.range ?? null, status, bytes };
+    const server = (req.socket.localPort ?? 0) === (this.cdnServer?.address() as AddressInfo | null)?.port ? 'cdn' : 'hub';
+    const entry = { method: req.method ?? 'GET', path: decodeURIComponent((req.url ?? '').split('?')[0]), range: req.headers.range ?? null, status, bytes, server, authorized: req.headers.authorization !== undefined } as LoggedRequest;
     this.requests.push(entry);
     return entry;
   }
@@ -146,7 +171,7 @@ export class MockHub {
     res.end(body);
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  private handle(req: IncomingMessage, res: ServerResponse, server: 'hub' | 'cdn' = 'hub'): void {
     if (this.offline) {
       this.log(req, 0);
       req.socket.destroy();
@@ -155,15 +180,16 @@ export class MockHub {
     this.cors(res);
     if (req.method === 'OPTIONS') return this.end(req, res, 204);
     const path = decodeURIComponent((req.url ?? '').split('?')[0]);
-    const api = path.match(/^\/api\/models\/([^/]+\/[^/]+)\/revision\/(.+)$/);
+    const api = server === 'hub' ? path.match(/^\/api\/models\/([^/]+\/[^/]+)\/revision\/(.+)$/) : null;
+    // A gated repo's metadata is public on the hub; its files are not.
     if (api) return this.revisionInfo(req, res, api[1], api[2]);
-    const resolve = path.match(/^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/);
+    const resolve = server === 'hub' ? path.match(/^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/) : null;
     const cdn = path.match(/^\/cdn\/([^/]+\/[^/]+)\/([^/]+)\/(.+)$/);
     const m = resolve ?? cdn;
     if (!m) return this.end(req, res, 404, 'Not found');
     const [, repo, revision, file] = m;
     const token = this.gated.get(repo);
-    if (resolve && token && req.headers.authorization !== `Bearer ${token}`) return this.end(req, res, 401, 'gated');
+    if (server === 'hub' && token && req.headers.authorization !== `Bearer ${token}`) return this.end(req, res, 401, 'gated');
     if (this.failures && this.failures.file === file && this.failures.remaining > 0) {
       this.failures.remaining--;
       if (this.failures.retryAfter !== undefined) res.setHeader('Retry-After', this.failures.retryAfter);
@@ -185,7 +211,8 @@ export class MockHub {
       // The hub's resolve endpoint redirects large files to its CDN (content at that commit).
       res.setHeader('X-Linked-Size', String(bytes.byteLength));
       if (lfs) res.setHeader('X-Linked-Etag', `"${sha256}"`);
-      res.setHeader('Location', `/cdn/${repo}/${tree!.sha}/${file.split('/').map(encodeURIComponent).join('/')}`);
+      const cdnPath = `/cdn/${repo}/${tree!.sha}/${file.split('/').map(encodeURIComponent).join('/')}`;
+      res.setHeader('Location', this.cdnOrigin && file.endsWith('.safetensors') ? `${this.cdnOrigin}${cdnPath}` : cdnPath);
       return this.end(req, res, 302);
     }
     this.serveBytes(req, res, file, bytes);

@@ -34,6 +34,8 @@ window.__runCli = async (name, args) => {
     if (!invalid && e.stack) io.log(e.stack);
     // The error's code and the fields that locate it, as the page receives them.
     const { message: _message, section: _section, ...located } = info;
+    // On the command line the token comes from the environment or a flag, not the page's field.
+    if (info.code === 'hub-access') located.hint = 'Set HF_TOKEN to an access token with read access (or pass --token); for a gated model, log in on the hub and accept its license on the model page first.';
     return { exitCode: invalid ? 2 : 1, result: { ok: false, error: e.message, ...(err instanceof CliInputError ? {} : located) } };
   }
 };

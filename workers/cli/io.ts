@@ -32,7 +32,8 @@ export interface CliResult {
   exitCode: 0 | 1 | 2;
 }
 
-export type CliArgs = { positional: string[]; flags: Record<string, string | true> };
+/** `env`: the environment variables the runner hands over (HF_TOKEN, HF_ENDPOINT only). */
+export type CliArgs = { positional: string[]; flags: Record<string, string | true>; env?: { HF_TOKEN?: string; HF_ENDPOINT?: string } };
 export type CliCommand = (args: CliArgs, io: CliIo) => Promise<CliResult>;
 
 /** Reads files through the dev server the runner started (see scripts/local-files-plugin.ts). */

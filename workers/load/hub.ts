@@ -2,16 +2,18 @@
  * Hugging Face hub client: `resolve` URLs for a repo and revision, Range requests that follow
  * the hub's redirect to its CDN, retries with exponential backoff, and resume of an
  * interrupted body from the last byte received (the same ETag is required, so a file that
- * changed mid-download is never stitched together). The access token stays in this object.
+ * changed mid-download is never stitched together). The access token stays in this object and
+ * goes only to the hub's own hosts, never across a redirect to another one (`hub-auth.ts`).
  */
 import { rechunk, type RangeFile } from './byte-source';
+import { fetchWithHubToken } from './hub-auth';
 
 export const HF_ENDPOINT = 'https://huggingface.co';
 
 export interface HubOptions {
   /** Hub root, e.g. `https://huggingface.co` (tests point it at a local mock). */
   endpoint?: string;
-  /** Access token for gated or private repos. */
+  /** Access token for gated or private repos (sent to the hub's own hosts only: `hub-auth.ts`). */
   token?: string;
   /** Attempts per request after the first (network errors, 429, 5xx, cut bodies). */
   retries?: number;
@@ -49,6 +51,8 @@ export class HubError extends Error {
     readonly status: number | null,
     readonly file: string,
     readonly url: string,
+    /** The repo's page on the hub, where a gated model's license is accepted (401/403 only). */
+    readonly page?: string,
   ) {
     super(message);
     this.name = 'HubError';
@@ -90,7 +94,7 @@ export class HubClient {
     this.token = options.token;
     this.retries = options.retries ?? 5;
     this.retryDelayMs = options.retryDelayMs ?? 500;
-    this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+    this.fetchImpl = fetchWithHubToken(options.fetch ?? ((input, init) => fetch(input, init)), this.endpoint, options.token);
   }
 
   resolveUrl(repo: string, revision: string, path: string): string {
@@ -148,13 +152,11 @@ export class HubClient {
    * when `allowMissing`, otherwise throws a HubError that says what went wrong.
    */
   async request(file: string, url: string, headers: Record<string, string>, signal?: AbortSignal, allowMissing = false, retries = this.retries): Promise<Response | null> {
-    const allHeaders: Record<string, string> = { ...headers };
-    if (this.token) allHeaders.Authorization = `Bearer ${this.token}`;
     for (let attempt = 0; ; attempt++) {
       signal?.throwIfAborted();
       let res: Response;
       try {
-        res = await this.fetchImpl(url, { headers: allHeaders, signal, redirect: 'follow' });
+        res = await this.fetchImpl(url, { headers, signal, redirect: 'follow' });
       } catch (err) {
         if (isAbort(err) || attempt >= retries) throw networkError(err, file, url, attempt);
         await this.backoff(file, attempt, `network error: ${(err as Error).message}`, signal);
@@ -169,7 +171,7 @@ export class HubClient {
         continue;
       }
       await res.body?.cancel();
-      throw statusError(res.status, file, url, Boolean(this.token));
+      throw statusError(res.status, file, url, Boolean(this.token), this.endpoint);
     }
   }
 
@@ -184,6 +186,11 @@ export class HubClient {
         reject(signal.reason);
       }, { once: true });
     });
+  }
+
+  /** Whether requests carry an access token (the token itself never leaves this object but to the hub). */
+  get hasToken(): boolean {
+    return Boolean(this.token);
   }
 
   get maxRetries(): number {
@@ -204,14 +211,30 @@ function networkError(err: unknown, file: string, url: string, attempt: number):
   return new HubError(`${file}: network error after ${attempt + 1} attempts (${(err as Error).message}); check the connection and try again`, null, file, url);
 }
 
-function statusError(status: number, file: string, url: string, hadToken: boolean): HubError {
+function statusError(status: number, file: string, url: string, hadToken: boolean, endpoint: string): HubError {
   if (status === 401 || status === 403) {
-    const why = hadToken ? 'the access token was refused (does it have read access to this repo?)' : 'the repo is gated or private';
-    return new HubError(`${file}: HTTP ${status}: ${why}`, status, file, url);
+    const repo = repoOf(url, endpoint);
+    const page = repo ? modelPage(endpoint, repo) : endpoint;
+    const why = hadToken
+      ? `the access token was refused: accept the license on ${page} while logged in with the account that made the token, and check that the token has read access`
+      : `the repo is gated or private: log in on the hub, accept the license on ${page}, and paste an access token (read access) into the Access token field of the Model section`;
+    return new HubError(`${file}: HTTP ${status}: ${why}`, status, file, url, page);
   }
   if (status === 404) return new HubError(`${file}: not found on the hub (HTTP 404) at ${url}`, status, file, url);
   if (status === 416) return new HubError(`${file}: requested bytes lie beyond the end of the file (HTTP 416)`, status, file, url);
   return new HubError(`${file}: HTTP ${status} from ${url}`, status, file, url);
+}
+
+/** `owner/name` from a resolve or revision URL of this endpoint. */
+function repoOf(url: string, endpoint: string): string | null {
+  const rest = url.startsWith(`${endpoint}/`) ? url.slice(endpoint.length + 1) : null;
+  const m = rest?.match(/^(?:api\/models\/)?([\w.-]+(?:\/[\w.-]+)?)\/(?:resolve|revision)\//);
+  return m ? m[1] : null;
+}
+
+/** Where a person opens the repo (and accepts a gated model's license). */
+export function modelPage(endpoint: string, repo: string): string {
+  return `${endpoint.replace(/\/+$/, '')}/${repo}`;
 }
 
 /** Total size from `Content-Range: bytes a-b/total`. */

@@ -134,15 +134,15 @@ async function loadRunModelOnce(gpu: Gpu, o: RunModelOptions): Promise<RunModel>
   }
 }
 
-/** config.json of a model, before any weights are read (a preset carries its own). */
-export async function configOf(source: ModelSource): Promise<HfConfig> {
+/** config.json of a model, before any weights are read (a preset carries its own); `hub` reads a hub repo's. */
+export async function configOf(source: ModelSource, hub: HubClient = new HubClient()): Promise<HfConfig> {
   if (source.kind === 'preset') {
     const preset = presetNamed(source.name);
     if (!preset) throw new EngineError('invalid-model', `unknown preset "${source.name}"`);
     return preset.config;
   }
   if (source.kind === 'hub') {
-    const text = await new HubClient().text(source.id, source.revision ?? 'main', 'config.json');
+    const text = await hub.text(source.id, source.revision ?? 'main', 'config.json');
     if (text === null) throw new EngineError('hub', `${source.id} has no config.json on the hub: is the id right?`, { file: 'config.json' });
     return parseJson(text, `${source.id} config.json`);
   }

@@ -11,7 +11,8 @@ import { PRESETS, DEFAULT_QUANT, type Preset } from '../load/presets';
 import { archFromConfig } from '../load/arch';
 import { planMemory } from '../load/planner';
 import { ModelCache } from '../load/cache';
-import { HubClient } from '../load/hub';
+import { HF_ENDPOINT, HubClient, type HubOptions } from '../load/hub';
+import { fetchWithHubToken } from '../load/hub-auth';
 import { filesFor, pinnedSource } from '../load/model-source';
 import { DEFAULT_CHUNK_BYTES } from '../load/quantize-on-load';
 import { ProgressTracker } from '../load/progress';
@@ -112,9 +113,11 @@ export class Session implements EngineApi {
   /** A PEFT adapter the person imported: the next model load starts from it instead of fresh weights. */
   private importedAdapter: LoadedAdapter | null = null;
   private importedName: string | null = null;
+  /** The hub access token (memory only: never logged, never in an event or error). */
+  private hubToken: string | undefined;
 
   constructor(private readonly options: SessionOptions) {
-    this.tokenizers = new Tokenizers(options.origin);
+    this.tokenizers = new Tokenizers(options.origin, () => this.hubClient());
     this.runs = new RunStore(options.runsDb);
   }
 
@@ -146,10 +149,23 @@ export class Session implements EngineApi {
     return Object.values(PRESETS).map(presetSummary);
   }
 
+  async setHubToken(token: string | null): Promise<void> {
+    if (token !== null && typeof token !== 'string') throw new EngineError('invalid-model', 'The access token must be text.', { section: 'model' });
+    const trimmed = token?.trim() ?? '';
+    // Refused without echoing it: a token is one line of printable ASCII (hf_…).
+    if (trimmed && !/^[\x21-\x7e]+$/.test(trimmed)) throw new EngineError('invalid-model', 'The access token holds spaces or characters a token never has: paste it again from huggingface.co/settings/tokens.', { section: 'model', hint: 'Paste the token again into the Access token field of the Model section.' });
+    this.hubToken = trimmed || undefined;
+  }
+
+  /** A hub client that sends the access token, if one is set, to the hub's own hosts only. */
+  private hubClient(options: Omit<HubOptions, 'token'> = {}): HubClient {
+    return new HubClient({ ...options, token: this.hubToken });
+  }
+
   async plan(source: ModelSource, settings: RunSettings): Promise<MemoryPlan> {
     checkRunSettings(settings);
     const g = this.requireGpu();
-    const config = await configOf(source);
+    const config = await configOf(source, this.hubClient());
     const plan = await planMemory({
       config,
       seq: settings.seqLength,
@@ -408,7 +424,7 @@ export class Session implements EngineApi {
     let rows: Row[];
     if (request.source.kind === 'hub') {
       file = request.source.id;
-      rows = await collectRows(hubRows(file));
+      rows = await collectRows(hubRows(file, { fetch: fetchWithHubToken((input, init) => fetch(input, init), HF_ENDPOINT, this.hubToken) }));
     } else {
       const blob = request.source.file;
       file = blob.name;
@@ -438,7 +454,7 @@ export class Session implements EngineApi {
     const g = this.requireGpu();
     if (this.current) this.dropModel();
     const tracker = new ProgressTracker((p) => this.emit({ type: 'progress', task: 'download', done: p.done, total: p.total, unit: 'bytes', detail: p.file }));
-    const client = new HubClient({
+    const client = this.hubClient({
       onBytes: (file, bytes) => tracker.add(file, bytes),
       onRetry: (file, attempt, reason) => this.emit({ type: 'log', level: 'info', message: `${file}: ${reason}; retry ${attempt}` }),
     });

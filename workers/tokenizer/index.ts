@@ -3,7 +3,9 @@
  * pad ids, and the chat template. Backed by @huggingface/transformers, so any Hugging Face
  * tokenizer.json (byte-level BPE, SentencePiece, ...) behaves as it does in Python.
  */
+import * as Transformers from '@huggingface/transformers';
 import { AutoTokenizer, PreTrainedTokenizer, env } from '@huggingface/transformers';
+import { ownEntry } from '../util/own';
 import { BoundedTemplate } from './chat-template';
 
 export interface ChatMessage {
@@ -109,6 +111,20 @@ export function tokenizerFromJson(tokenizerJson: unknown, tokenizerConfig: unkno
 /** A tokenizer from the bytes/text of its two files (as read from a folder, a drop or a URL). */
 export function tokenizerFromFiles(tokenizerJsonText: string, tokenizerConfigText: string | null): TextTokenizer {
   return tokenizerFromJson(JSON.parse(tokenizerJsonText), tokenizerConfigText ? JSON.parse(tokenizerConfigText) : {});
+}
+
+/**
+ * A hub repo's tokenizer from its two files already read (by a hub client that carries the
+ * access token): the class `tokenizer_class` names (without "Fast"), as AutoTokenizer picks it,
+ * or the base class for a name transformers.js does not know.
+ */
+export function tokenizerFromHubFiles(tokenizerJsonText: string, tokenizerConfigText: string | null): TextTokenizer {
+  const json: unknown = JSON.parse(tokenizerJsonText);
+  const config = (tokenizerConfigText ? JSON.parse(tokenizerConfigText) : {}) as { tokenizer_class?: unknown };
+  const name = typeof config.tokenizer_class === 'string' ? config.tokenizer_class.replace(/Fast$/, '') : '';
+  const named = ownEntry(Transformers as unknown as Record<string, unknown>, name);
+  const cls = typeof named === 'function' && (named === PreTrainedTokenizer || named.prototype instanceof PreTrainedTokenizer) ? (named as typeof PreTrainedTokenizer) : PreTrainedTokenizer;
+  return new TransformersTokenizer(new cls(json, config));
 }
 
 /** A tokenizer served over HTTP from a folder URL (e.g. the studio's `/demo/tokenizer/`). */

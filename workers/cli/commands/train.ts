@@ -1,8 +1,8 @@
 import { chatStopTokenIds } from '../../tokenizer/chat-turns';
 import { Gpu } from '../../gpu/runtime';
-import { HubClient } from '../../load/hub';
+import type { HubClient } from '../../load/hub';
 import { filesFor } from '../../load/model-source';
-import { readConfig, type ModelFileSet } from '../../load/sources';
+import { hubFileSet, readConfig, type ModelFileSet } from '../../load/sources';
 import { DEFAULT_QUANT, presetNamed, type Preset } from '../../load/presets';
 import { crc32 } from '../../util/crc32';
 import { allLinearNames } from '../../model/architecture';
@@ -19,11 +19,12 @@ import { loadRunModel, quantizerFor } from '../../session/models';
 import { assembleRun, runExamples, samplePrompts } from '../../session/runs';
 import { presetTokenizer } from '../../session/tokenizers';
 import { cliFileSet } from '../model-files';
+import { cliHubClient, isHubRepoId } from '../hub-access';
 import { parseMapping } from './data-check';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
 
 const USAGE =
-  'usage: train --model <hf-folder|demo> --data <file> [--steps N] [--epochs E] [--seed S] [--out DIR] [--resume] [--profile DIR] ' +
+  'usage: train --model <hf-folder|preset|owner/name on the hub> --data <file> [--token T (or HF_TOKEN) for gated models] [--revision R] [--steps N] [--epochs E] [--seed S] [--out DIR] [--resume] [--profile DIR] ' +
   '[--lr X] [--schedule cosine|linear|constant|constant_with_warmup] [--warmup-ratio F] [--warmup-steps N] [--batch B] [--accum A] [--max-length T] ' +
   '[--template ds1000|counseling | --map prompt=COL,response=COL] [--tokenizer DIR] [--r R] [--alpha A] [--dropout P] [--targets a,b] ' +
   '[--validation F] [--weight-decay X] [--max-grad-norm X] [--eval-every N] [--sample-every N] [--sample-tokens N] [--checkpoint-every N] [--stop-after N] [--optimizer-budget BYTES]';
@@ -83,18 +84,24 @@ function settingsFrom(args: CliArgs, preset: Preset | null, modules: string[]): 
   }
 }
 
-/** Where the model's files are: a built-in preset served by the studio, or a folder read through the CLI. */
-function modelFiles(spec: string, io: CliIo): { files: ModelFileSet; baseModel: string; preset: Preset | null } {
+/**
+ * Where the model's files are: a built-in preset (the demo served by the studio, the others
+ * downloaded from the hub), a hub repo `owner/name` (streamed from the hub; gated ones need
+ * --token or HF_TOKEN), or a folder read through the CLI.
+ */
+function modelFiles(spec: string, io: CliIo, hub: HubClient, revision: string | undefined): { files: ModelFileSet; baseModel: string; preset: Preset | null } {
   const preset = presetNamed(spec) ?? null;
-  if (!preset) return { files: cliFileSet(io, spec), baseModel: spec, preset: null };
-  if (preset.model.kind !== 'url') throw new CliInputError(`preset "${spec}" is downloaded from the hub (${preset.model.repo}); download it and pass its folder with --model`);
-  const { files, baseModel } = filesFor({ kind: 'preset', name: spec }, new HubClient(), location.origin);
-  return { files, baseModel, preset };
+  if (preset) {
+    const { files, baseModel } = filesFor({ kind: 'preset', name: spec, revision }, hub, location.origin);
+    return { files, baseModel, preset };
+  }
+  if (isHubRepoId(spec)) return { files: hubFileSet(hub, spec, revision ?? 'main'), baseModel: spec, preset: null };
+  return { files: cliFileSet(io, spec), baseModel: spec, preset: null };
 }
 
-async function loadTokenizer(args: CliArgs, files: ModelFileSet, preset: Preset | null, io: CliIo): Promise<TextTokenizer> {
+async function loadTokenizer(args: CliArgs, files: ModelFileSet, preset: Preset | null, io: CliIo, hub: HubClient): Promise<TextTokenizer> {
   const dir = typeof args.flags.tokenizer === 'string' ? args.flags.tokenizer : null;
-  if (!dir && preset) return presetTokenizer(preset, location.origin);
+  if (!dir && preset) return presetTokenizer(preset, location.origin, hub);
   const read = async (name: string) => {
     if (!dir) return files.text(name);
     const path = joinPath(dir, name);
@@ -115,7 +122,9 @@ async function loadTokenizer(args: CliArgs, files: ModelFileSet, preset: Preset 
 export const train: CliCommand = async (args, io) => {
   const f = args.flags;
   if (typeof f.model !== 'string' || typeof f.data !== 'string') throw new CliInputError(USAGE);
-  const { files, baseModel, preset } = modelFiles(f.model, io);
+  if (f.revision === true) throw new CliInputError('--revision needs a branch, tag or commit');
+  const hub = cliHubClient(args, { onRetry: (file, attempt, why) => io.log(`${file}: retry ${attempt} (${why})`) });
+  const { files, baseModel, preset } = modelFiles(f.model, io, hub, typeof f.revision === 'string' ? f.revision : undefined);
   const { config: rawConfig } = await readConfig(files);
   const config = parseModelConfig(JSON.stringify(rawConfig), joinPath(files.label, 'config.json'));
   const settings = settingsFrom(args, preset, allLinearNames(config));
@@ -126,7 +135,7 @@ export const train: CliCommand = async (args, io) => {
   const dataName = f.data.split(/[\\/]/).pop() ?? f.data;
   const mapping = typeof f.map === 'string' ? parseMapping(f.map, dataName) : null;
   if (!template && !mapping) throw new CliInputError('say how rows become text: --template ds1000|counseling or --map prompt=COL,response=COL');
-  const tokenizer = await loadTokenizer(args, files, preset, io);
+  const tokenizer = await loadTokenizer(args, files, preset, io, hub);
   const dataBytes = await io.readFile(f.data);
   const format = { template: mapping ? null : (template ?? null), mapping };
   const data = await prepareForRun(readRows(new Blob([dataBytes as BlobPart]), dataName), format, tokenizer, settings, dataName);
