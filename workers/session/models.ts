@@ -61,6 +61,8 @@ export interface RunModel {
   commit: string | null;
   /** What the user must be told about an imported adapter (another base model or commit named in it). */
   warnings: string[];
+  /** The base's config.json as read (exports carry it). */
+  config: HfConfig;
 }
 
 /**
@@ -98,7 +100,7 @@ export async function loadRunModel(gpu: Gpu, o: RunModelOptions): Promise<RunMod
       maxPositions: Math.max(Math.min(config.maxPositions, DEFAULT_MAX_POSITIONS), settings.seqLength + settings.sampleTokens),
     });
     await load.finish();
-    return { model, modules, parameters: load.arch.parameters, fromCache: load.fromCache, commit, warnings };
+    return { model, modules, parameters: load.arch.parameters, fromCache: load.fromCache, commit, warnings, config: load.config };
   } catch (err) {
     model?.dispose();
     await load.abort();

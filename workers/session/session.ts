@@ -7,7 +7,7 @@
  */
 import { Gpu } from '../gpu/runtime';
 import { WebGpuUnavailableError } from '../gpu/device';
-import { PRESETS, DEFAULT_QUANT, type Preset } from '../load/presets';
+import { PRESETS, DEFAULT_QUANT, presetNamed, type Preset } from '../load/presets';
 import { archFromConfig } from '../load/arch';
 import { planMemory } from '../load/planner';
 import { ModelCache } from '../load/cache';
@@ -31,14 +31,17 @@ import { SafetensorsFile } from '../formats/safetensors';
 import { checkRunSettings, checkSomeSettings, type RunSettings } from '../run/settings';
 import { EngineError, errorInfo } from '../errors';
 import type {
-  CachedModel, DatasetRequest, DatasetResult, EngineApi, EngineEvent, EngineInit, GenerateRequest, ImportedAdapter, MemoryPlan, ModelCardFacts,
+  CachedModel, DatasetRequest, DatasetResult, EngineApi, EngineEvent, EngineInit, ExportFormat, ExportPlan, ExportSink, GenerateRequest, ImportedAdapter, MemoryPlan, ModelCardFacts,
   ModelInfo, ModelSource, PresetSummary, ResumableRun, StorageInfo, TrainState,
 } from '../protocol';
 import { chooseTemplate, datasetSummary, guessMapping, prepareForRun, preparedWith, type RowFormat } from './datasets';
 import { loadRunModel, quantizerFor, configOf, quantOf, type ImportedAdapter as LoadedAdapter } from './models';
 import { assembleRun, runExamples, samplePrompts } from './runs';
 import { RunStore, type RunRecord } from './run-store';
-import { adapterZip, modelCard } from './export';
+import { adapterGgufRefusals, adapterInput, cardFacts, exportBase, ggufExport, mergedExport, peftExport, promptOf, zipFiles, type ExportFile } from './export';
+import type { BaseModelName } from '../export/model-card';
+import type { HfConfig } from '../load/presets';
+import { crc32 } from '../util/crc32';
 import { Tokenizers } from './tokenizers';
 
 /** The studio's starting settings for a preset, and what the page shows about it. */
@@ -62,9 +65,14 @@ interface LoadedLm {
   keys: string[];
   model: CausalLM;
   modules: string[];
-  /** What the PEFT config names as the base model. */
+  /** The loader's name for the base (a hub id, the demo's path, a folder): run labels and keys. */
   baseModel: string;
+  /** What an exported adapter names as its base (workers/export/model-card.ts `baseModelName`). */
+  exportBase: BaseModelName;
   commit: string | null;
+  /** Where the base came from and its config.json: exports read them again. */
+  source: ModelSource;
+  config: HfConfig;
   tokenizer: TextTokenizer;
   settings: RunSettings;
   parameters: number;
@@ -75,6 +83,8 @@ interface LoadedLm {
 interface Prepared {
   data: PreparedDataset;
   file: string;
+  /** crc32 of the dataset's bytes (a file) or of its rows (a hub dataset), for the model card. */
+  fingerprint: string;
   format: RowFormat;
   request: DatasetRequest;
 }
@@ -101,7 +111,7 @@ export class Session implements EngineApi {
   private checkpointStore: Promise<CheckpointStore> | null = null;
   private cacheDb: Promise<ModelCache> | null = null;
   /** The rows of the dataset loaded last, kept so a new mapping or split needs no re-read. */
-  private lastDataset: { file: string; rows: Row[]; columns: string[] } | null = null;
+  private lastDataset: { file: string; rows: Row[]; columns: string[]; fingerprint: string } | null = null;
   private prepared: Prepared | null = null;
   /** The run's state as the trainer last reported it. */
   private trainerState: TrainState = 'idle';
@@ -211,7 +221,7 @@ export class Session implements EngineApi {
     const name = request.source?.kind === 'file' ? request.source.file.name : request.source?.kind === 'hub' ? request.source.id : (this.lastDataset?.file ?? 'dataset');
     try {
       checkSomeSettings({ seqLength: request.seqLength, validationFraction: request.validationFraction, seed: request.seed });
-      const { file, rows, columns } = await this.readDataset(request);
+      const { file, rows, columns, fingerprint } = await this.readDataset(request);
       const template = request.mapping ? null : chooseTemplate(columns, request.template ?? null);
       const mapping = request.mapping ?? (template ? null : guessMapping(columns));
       if (!template && !mapping) {
@@ -220,7 +230,7 @@ export class Session implements EngineApi {
       const format = { template, mapping };
       const tokenizer = await this.tokenizers.of(request.model);
       const data = await prepareForRun(rows, format, tokenizer, request, file);
-      this.prepared = { data, file, format, request: { ...request, source: null } };
+      this.prepared = { data, file, fingerprint, format, request: { ...request, source: null } };
       return { ok: true, summary: datasetSummary(file, columns, format, data) };
     } catch (err) {
       return { ok: false, error: toErrorInfo(name, err) };
@@ -342,11 +352,44 @@ export class Session implements EngineApi {
     }
   }
 
+  /** The PEFT folder (adapter, config naming its base and commit, card) as one zip. */
   async exportAdapter(card: ModelCardFacts): Promise<Uint8Array> {
-    if (!this.current) throw new EngineError('not-ready', 'There is no adapter yet: train one first.', { section: 'export' });
-    if (this.isActive() && this.trainerState === 'running') throw new EngineError('not-ready', 'Pause or stop training before downloading the adapter.', { section: 'export' });
-    const { model, baseModel, settings, commit } = this.current.lm;
-    return adapterZip(await model.exportAdapter(baseModel, commit), modelCard(baseModel, settings, card));
+    return zipFiles(await this.exportFiles('peft', card));
+  }
+
+  async exportPlan(format: ExportFormat, card: ModelCardFacts): Promise<ExportPlan> {
+    const lm = this.exportableLm();
+    const input = await this.exportInput(card);
+    const refusals = format === 'gguf' ? adapterGgufRefusals(input) : [];
+    const files = refusals.length ? [] : await this.exportFiles(format, card, input);
+    return {
+      format,
+      files: files.map((f) => ({ name: f.name, bytes: f.bytes })),
+      totalBytes: files.reduce((n, f) => n + f.bytes, 0),
+      refusals,
+      baseModel: lm.exportBase.name,
+      revision: lm.commit,
+      ...(format === 'merged' ? { mergedInto: 'original' as const } : {}),
+    };
+  }
+
+  async exportWrite(format: ExportFormat, card: ModelCardFacts, sink: ExportSink): Promise<void> {
+    const files = await this.exportFiles(format, card);
+    const total = files.reduce((n, f) => n + f.bytes, 0);
+    let done = 0;
+    this.emit({ type: 'progress', task: 'export', done, total, unit: 'bytes', detail: files[0]?.name });
+    for (const f of files) {
+      await sink({ type: 'file', name: f.name, bytes: f.bytes });
+      let written = 0;
+      for await (const chunk of f.chunks()) {
+        written += chunk.byteLength;
+        done += chunk.byteLength;
+        // A copy the receiver owns: chunks may be views of buffers the export reuses.
+        await sink({ type: 'chunk', data: chunk.slice() });
+        this.emit({ type: 'progress', task: 'export', done, total, unit: 'bytes', detail: f.name });
+      }
+      if (written !== f.bytes) throw new EngineError('internal', `${f.name}: ${written} bytes written, ${f.bytes} announced`, { section: 'export', file: f.name });
+    }
   }
 
   async importAdapter(files: File[]): Promise<ImportedAdapter> {
@@ -363,6 +406,60 @@ export class Session implements EngineApi {
   }
 
   // -------------------------------------------------------------------------------------
+
+  private exportableLm(): LoadedLm {
+    if (!this.current) throw new EngineError('not-ready', 'There is no adapter yet: train one first.', { section: 'export' });
+    if (this.isActive() && this.trainerState === 'running') throw new EngineError('not-ready', 'Pause or stop training before exporting the adapter.', { section: 'export' });
+    return this.current.lm;
+  }
+
+  /** The adapter as it stands, read back from the GPU, with the base it names and the card's facts. */
+  private async exportInput(card: ModelCardFacts) {
+    const lm = this.exportableLm();
+    const peft = await lm.model.exportAdapter(lm.exportBase.name, lm.commit);
+    const run = this.current?.run;
+    const prepared = this.prepared && this.prepared.file === card.dataset ? this.prepared : null;
+    const data = prepared ? { fingerprint: prepared.fingerprint, template: prepared.format.template ?? (prepared.format.mapping ? `columns: ${JSON.stringify(prepared.format.mapping)}` : undefined), train: run?.train.length, validation: run?.validation.length } : undefined;
+    return adapterInput(peft, lm.config, lm.exportBase, lm.commit, cardFacts(run?.settings ?? lm.settings, card, data));
+  }
+
+  private async exportFiles(format: ExportFormat, card: ModelCardFacts, given?: Awaited<ReturnType<Session['exportInput']>>): Promise<ExportFile[]> {
+    const lm = this.exportableLm();
+    const input = given ?? (await this.exportInput(card));
+    switch (format) {
+      case 'peft':
+        return peftExport(input);
+      case 'gguf': {
+        const refusals = adapterGgufRefusals(input);
+        if (refusals.length) throw new EngineError('invalid-adapter', `llama.cpp cannot load this adapter: ${refusals.join('; ')}`, { section: 'export' });
+        const run = this.current?.run;
+        const prompt = promptOf(lm.tokenizer, this.prepared?.format ?? null, lm.source.kind === 'preset' ? (presetNamed(lm.source.name)?.template ?? null) : null, run?.dataset);
+        return ggufExport(input, { prompt });
+      }
+      case 'merged': {
+        const client = new HubClient();
+        const { files } = filesFor(pinnedSource(lm.source, lm.baseModel, lm.commit), client, this.options.origin);
+        if (lm.source.kind === 'local') {
+          // Dropped files: the same File objects, read again.
+          return mergedExport({ input, files: filesFor(lm.source, client, this.options.origin).files, tokenizerFile: null });
+        }
+        return mergedExport({ input, files, tokenizerFile: this.tokenizerFileReader(lm.source) });
+      }
+      default:
+        throw new EngineError('not-ready', `unknown export format ${JSON.stringify(format)}`, { section: 'export' });
+    }
+  }
+
+  /** The demo's tokenizer lives in its own folder beside the model's. */
+  private tokenizerFileReader(source: ModelSource): ((name: string) => Promise<Uint8Array | null>) | null {
+    const preset = source.kind === 'preset' ? presetNamed(source.name) : undefined;
+    if (preset?.tokenizer.kind !== 'url') return null;
+    const base = new URL(preset.tokenizer.baseUrl, this.options.origin).href;
+    return async (name) => {
+      const res = await fetch(base + name);
+      return res.ok && !(res.headers.get('content-type') ?? '').includes('text/html') ? new Uint8Array(await res.arrayBuffer()) : null;
+    };
+  }
 
   private requireGpu(): Gpu {
     if (!this.gpu) throw new EngineError('device-lost', 'The GPU is not available: reload the page (a lost device comes back after a reload).');
@@ -395,24 +492,27 @@ export class Session implements EngineApi {
     return this.cacheDb;
   }
 
-  private async readDataset(request: DatasetRequest): Promise<{ file: string; rows: Row[]; columns: string[] }> {
+  private async readDataset(request: DatasetRequest): Promise<{ file: string; rows: Row[]; columns: string[]; fingerprint: string }> {
     if (request.source === null) {
       if (!this.lastDataset) throw new EngineError('not-ready', 'No dataset is loaded yet: drop a file first.', { section: 'data' });
       return this.lastDataset;
     }
     let file: string;
     let rows: Row[];
+    let fingerprint: string;
     if (request.source.kind === 'hub') {
       file = request.source.id;
       rows = await collectRows(hubRows(file));
+      fingerprint = `crc32-rows:${hex32(crc32(new TextEncoder().encode(JSON.stringify(rows))))}`;
     } else {
       const blob = request.source.file;
       file = blob.name;
       if (blob.size === 0) throw new EngineError('invalid-data', `${file} is empty: it holds no rows.`, { file });
       rows = await collectRows(readRows(blob, file));
+      fingerprint = `crc32:${hex32(await blobCrc32(blob))}`;
     }
     if (rows.length === 0) throw new EngineError('invalid-data', `${file} holds no rows.`, { file });
-    this.lastDataset = { file, rows, columns: detectColumns(rows) };
+    this.lastDataset = { file, rows, columns: detectColumns(rows), fingerprint };
     return this.lastDataset;
   }
 
@@ -436,13 +536,14 @@ export class Session implements EngineApi {
     const tracker = new ProgressTracker((p) => this.emit({ type: 'progress', task: 'download', done: p.done, total: p.total, unit: 'bytes', detail: p.file }));
     const client = new HubClient({ onBytes: (file, bytes) => tracker.add(file, bytes) });
     const { files, baseModel, cacheId } = filesFor(source, client, this.options.origin);
+    const named = exportBase(source, source.kind === 'local' ? await configOf(source) : null, baseModel);
     const loaded = await loadRunModel(g, {
       files,
       quant: quantOf(source, DEFAULT_QUANT),
       settings: s,
       quantizer: quantizerFor(g),
       adapter: this.importedAdapter,
-      baseModel,
+      baseModel: named.name,
       cacheId,
       cache: cacheId ? await this.modelCache() : null,
       storage: browserStorage(),
@@ -460,7 +561,10 @@ export class Session implements EngineApi {
       throw err;
     }
     const keys = [key, modelKey(pinnedSource(source, baseModel, loaded.commit), s) + imported];
-    const lm: LoadedLm = { keys, model: loaded.model, modules: loaded.modules, baseModel, commit: loaded.commit, tokenizer, settings: s, parameters: loaded.parameters, fromCache: loaded.fromCache };
+    const lm: LoadedLm = {
+      keys, model: loaded.model, modules: loaded.modules, baseModel, exportBase: named, commit: loaded.commit, source, config: loaded.config,
+      tokenizer, settings: s, parameters: loaded.parameters, fromCache: loaded.fromCache,
+    };
     this.current = { lm, trainer: null, run: null, running: null };
     return lm;
   }
@@ -539,4 +643,14 @@ export class Session implements EngineApi {
       }
     };
   }
+}
+
+const hex32 = (n: number) => n.toString(16).padStart(8, '0');
+
+/** crc32 of a file's bytes, read a slice at a time. */
+async function blobCrc32(blob: Blob): Promise<number> {
+  let crc = 0;
+  const step = 8 << 20;
+  for (let at = 0; at < blob.size; at += step) crc = crc32(new Uint8Array(await blob.slice(at, at + step).arrayBuffer()), crc);
+  return crc;
 }
