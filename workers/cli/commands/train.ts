@@ -17,7 +17,9 @@ import { TEMPLATE_NAMES, prepareForRun } from '../../session/datasets';
 import { loadRunModel, quantizerFor } from '../../session/models';
 import { assembleRun, runExamples, samplePrompts } from '../../session/runs';
 import { presetTokenizer } from '../../session/tokenizers';
-import { cliFileSet } from '../model-files';
+import { cliFileSet, folderCommit } from '../model-files';
+import { baseModelName } from '../../export/model-card';
+import { exportBase } from '../../session/export';
 import { parseMapping } from './data-check';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
 
@@ -83,12 +85,12 @@ function settingsFrom(args: CliArgs, preset: Preset | null, modules: string[]): 
 }
 
 /** Where the model's files are: a built-in preset served by the studio, or a folder read through the CLI. */
-function modelFiles(spec: string, io: CliIo): { files: ModelFileSet; baseModel: string; preset: Preset | null } {
+function modelFiles(spec: string, io: CliIo): { files: ModelFileSet; preset: Preset | null } {
   const preset = presetNamed(spec) ?? null;
-  if (!preset) return { files: cliFileSet(io, spec), baseModel: spec, preset: null };
+  if (!preset) return { files: cliFileSet(io, spec), preset: null };
   if (preset.model.kind !== 'url') throw new CliInputError(`preset "${spec}" is downloaded from the hub (${preset.model.repo}); download it and pass its folder with --model`);
-  const { files, baseModel } = filesFor({ kind: 'preset', name: spec }, new HubClient(), location.origin);
-  return { files, baseModel, preset };
+  const { files } = filesFor({ kind: 'preset', name: spec }, new HubClient(), location.origin);
+  return { files, preset };
 }
 
 async function loadTokenizer(args: CliArgs, files: ModelFileSet, preset: Preset | null, io: CliIo): Promise<TextTokenizer> {
@@ -114,8 +116,12 @@ async function loadTokenizer(args: CliArgs, files: ModelFileSet, preset: Preset 
 export const train: CliCommand = async (args, io) => {
   const f = args.flags;
   if (typeof f.model !== 'string' || typeof f.data !== 'string') throw new CliInputError(USAGE);
-  const { files, baseModel, preset } = modelFiles(f.model, io);
+  const { files, preset } = modelFiles(f.model, io);
   const { config: rawConfig } = await readConfig(files);
+  // The adapter names its base as the page's would: a preset by its hub id or name, a folder by
+  // its config's hub id or its own name; and the commit where the folder records one.
+  const base = preset ? exportBase({ kind: 'preset', name: preset.name }, rawConfig, f.model) : baseModelName({ kind: 'folder', folderName: f.model, config: rawConfig });
+  const folderRevision = preset ? null : await folderCommit(io, f.model);
   const config = parseModelConfig(JSON.stringify(rawConfig), joinPath(files.label, 'config.json'));
   const settings = settingsFrom(args, preset, allLinearNames(config));
 
@@ -146,7 +152,7 @@ export const train: CliCommand = async (args, io) => {
   let trainer: Trainer | null = null;
   try {
     io.log(`model ${files.label}: ${config.arch}, ${config.layers} layers, hidden ${config.hidden}; NF4 base, LoRA r ${settings.rank} on ${settings.targetModules.join(', ')}; run ${runId}`);
-    const loaded = await loadRunModel(gpu, { files, quant: preset?.quant ?? DEFAULT_QUANT, settings, quantizer: quantizerFor(gpu) });
+    const loaded = await loadRunModel(gpu, { files, quant: preset?.quant ?? DEFAULT_QUANT, settings, quantizer: quantizerFor(gpu), baseModel: base.name });
     model = loaded.model;
     let stopAfter = stopAfterFlag;
     const t: Trainer = assembleRun({
@@ -189,7 +195,7 @@ export const train: CliCommand = async (args, io) => {
     const finalLoss = result.history.length ? result.history[result.history.length - 1].loss : null;
     let adapter: string | null = null;
     if (typeof f.out === 'string') {
-      const exported = await model.exportAdapter(baseModel, loaded.commit);
+      const exported = await model.exportAdapter(base.name, loaded.commit ?? folderRevision);
       await io.writeFile(joinPath(f.out, 'adapter_model.safetensors'), exported.adapterModel);
       await io.writeFile(joinPath(f.out, 'adapter_config.json'), exported.adapterConfig);
       adapter = f.out;
