@@ -437,12 +437,9 @@ export class Session implements EngineApi {
         return ggufExport(input, { prompt });
       }
       case 'merged': {
-        const client = new HubClient();
-        const { files } = filesFor(pinnedSource(lm.source, lm.baseModel, lm.commit), client, this.options.origin);
-        if (lm.source.kind === 'local') {
-          // Dropped files: the same File objects, read again.
-          return mergedExport({ input, files: filesFor(lm.source, client, this.options.origin).files, tokenizerFile: null });
-        }
+        // The base's files again: a hub model pinned to the commit the run trained on, dropped files as they are.
+        const source = lm.source.kind === 'local' ? lm.source : pinnedSource(lm.source, lm.baseModel, lm.commit);
+        const { files } = filesFor(source, new HubClient(), this.options.origin);
         return mergedExport({ input, files, tokenizerFile: this.tokenizerFileReader(lm.source) });
       }
       default:
