@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { adapterGgufRefusals, adapterInput, cardFacts, exportBase, ggufExport, mergedExport, peftExport, promptOf, type ExportFile } from '../../workers/session/export';
+import { adapterGgufRefusals, adapterInput, baseWeightsOf, cachedBaseWeights, cardFacts, exportBase, ggufExport, mergedExport, peftExport, promptOf, type ExportFile } from '../../workers/session/export';
 import { peftAdapterConfig, peftAdapterModel, type LoraTensorData } from '../../workers/export/peft';
 import { exportPeftAdapter, type LoraModule } from '../../workers/model/lora-adapter';
 import { localFileSet } from '../../workers/load/sources';
@@ -17,6 +17,10 @@ import { folderCommit } from '../../workers/cli/model-files';
 import type { Gpu } from '../../workers/gpu/runtime';
 import type { CliIo } from '../../workers/cli/io';
 import type { TextTokenizer } from '../../workers/tokenizer';
+import type { CacheManifest, ModelCache } from '../../workers/load/cache';
+import type { LoadedTensor } from '../../workers/load/quantize-on-load';
+import { dequantizeNF4, quantizeNF4 } from '../../workers/nf4/reference';
+import { f16ArrayToF32, f32ArrayToF16 } from '../../workers/formats/float16';
 
 const DEMO = 'public/demo/model';
 const COMMIT = '0123456789abcdef0123456789abcdef01234567';
@@ -137,7 +141,7 @@ describe('session export files', () => {
 
   it('merged: into the demo\'s own 16-bit weights, streamed; sizes before writing; W + scale·B·A', async () => {
     const files = localFileSet([new File([readFileSync(`${DEMO}/config.json`)], 'config.json'), new File([readFileSync(`${DEMO}/model.safetensors`)], 'model.safetensors')], 'demo');
-    const out = await mergedExport({ input: input(), files, tokenizerFile: async (name) => (name === 'tokenizer.json' ? new TextEncoder().encode('{}') : null) });
+    const out = await mergedExport({ input: input(), weights: await baseWeightsOf(files), into: 'original', files, tokenizerFile: async (name) => (name === 'tokenizer.json' ? new TextEncoder().encode('{}') : null) });
     expect(out.map((f) => f.name)).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'README.md']);
     const bytes = new Map<string, Uint8Array>();
     for (const f of out) {
@@ -157,6 +161,40 @@ describe('session export files', () => {
     expect(Math.abs(merged.f32(name)[3 * h + 5] - want)).toBeLessThan(Math.abs(want) * 2 ** -10 + 1e-7);
     // A tensor without an adapter is copied as it is.
     expect(merged.f32('model.layers.0.self_attn.k_proj.weight')).toEqual(base.f32('model.layers.0.self_attn.k_proj.weight'));
+  });
+});
+
+describe('merging offline: the cached NF4 base, dequantized', () => {
+  it('reads dense tensors as stored and NF4 weights dequantized to their dtype, one tensor held at a time; the card says so', async () => {
+    const h = config.hidden_size as number;
+    const dense = new Float32Array(h).map((_, i) => 1 + i / h);
+    const linear = new Float32Array(h * h).map((_, i) => Math.sin(i) * 0.05);
+    const q = quantizeNF4(linear, [h, h], { doubleQuant: true });
+    const tensors: LoadedTensor[] = [
+      { kind: 'dense', name: 'model.final_layernorm.weight', dtype: 'F16', shape: [h], data: new Uint8Array(f32ArrayToF16(dense).buffer) },
+      { kind: 'nf4', name: 'model.layers.0.self_attn.q_proj.weight', dtype: 'float16', quant: q },
+    ];
+    const manifest = {
+      repo: 'microsoft/phi-1_5', revision: 'main', commit: COMMIT,
+      tensors: tensors.map((t) => (t.kind === 'dense' ? { name: t.name, kind: 'dense', dtype: t.dtype, shape: t.shape, arrays: [] } : { name: t.name, kind: 'nf4', dtype: t.dtype, shape: [h, h], arrays: [] })),
+    } as unknown as CacheManifest;
+    let reads = 0;
+    const cache = { readTensor: async (_m: CacheManifest, i: number) => (reads++, tensors[i]) } as unknown as ModelCache;
+    const weights = cachedBaseWeights(cache, manifest);
+    expect(weights.tensors).toEqual([{ name: 'model.final_layernorm.weight', dtype: 'F16', shape: [h] }, { name: 'model.layers.0.self_attn.q_proj.weight', dtype: 'F16', shape: [h, h] }]);
+    const rows = await weights.read('model.layers.0.self_attn.q_proj.weight', 2 * h, 4 * h);
+    const more = await weights.read('model.layers.0.self_attn.q_proj.weight', 4 * h, 5 * h);
+    expect(reads).toBe(1);
+    const want = f16ArrayToF32(f32ArrayToF16(dequantizeNF4(q)));
+    expect(f16ArrayToF32(new Uint16Array(rows.slice().buffer))).toEqual(want.slice(2 * h, 4 * h));
+    expect(f16ArrayToF32(new Uint16Array(more.slice().buffer))).toEqual(want.slice(4 * h, 5 * h));
+
+    const i = input(exportBase({ kind: 'hub', id: 'microsoft/phi-1_5' }, null, 'microsoft/phi-1_5'), COMMIT);
+    const layer0 = { ...i, tensors: new SafetensorsFile(peftAdapterModel(demoAdapter().slice(0, 2))) };
+    const out = await mergedExport({ input: layer0, weights, into: 'dequantized-nf4', files: null, tokenizerFile: null });
+    expect(out.map((f) => f.name)).toEqual(['config.json', 'model.safetensors', 'README.md']);
+    for (const f of out) expect((await collect(f)).length).toBe(f.bytes);
+    expect(await text(out[2])).toContain('the delta was added to the NF4 base dequantized');
   });
 });
 

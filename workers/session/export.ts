@@ -3,13 +3,16 @@
  * base-name rule of workers/export/model-card.ts), the card's facts from the run settings, and
  * each format's files (workers/export/bundle.ts, merged.ts) with their sizes known before a byte
  * is written. The merged model is merged into the base's original 16-bit weights, read again
- * from where the model came from (hub, served folder, dropped files) a block of rows at a time.
+ * from where the model came from (hub, served folder, dropped files) a block of rows at a time;
+ * when they are out of reach (offline), into the NF4 base this browser cached, dequantized.
  */
 import { strToU8, zipSync } from 'fflate';
 import { presetNamed, type HfConfig } from '../load/presets';
 import { readRange } from '../load/byte-source';
 import { openModel, type ModelFileSet } from '../load/sources';
-import { SafetensorsFile } from '../formats/safetensors';
+import { DTYPE_BYTES, SafetensorsFile, type DType } from '../formats/safetensors';
+import { storedBytes } from '../load/quantize-on-load';
+import type { CacheManifest, ModelCache } from '../load/cache';
 import { ggufExport, peftExport, type ExportFile, type ExportInput } from '../export/bundle';
 import { ggufRefusals } from '../export/gguf-lora';
 import { baseModelName, modelCard, type BaseModelName } from '../export/model-card';
@@ -132,10 +135,39 @@ async function readSmallFile(files: ModelFileSet, name: string, extra: ((name: s
   return extra ? extra(name) : null;
 }
 
+const NF4_LAYER_DTYPE: Record<string, DType> = { float16: 'F16', bfloat16: 'BF16', float32: 'F32' };
+
+/**
+ * The base as this browser's cache holds it, when the original weights are out of reach: dense
+ * tensors as stored, NF4 weights dequantized to their layer's dtype (the NF4 rounding stays in
+ * them). One tensor is held at a time, read whole from the cache on its first block.
+ */
+export function cachedBaseWeights(cache: ModelCache, m: CacheManifest): BaseWeights {
+  let last: { index: number; bytes: Uint8Array } | null = null;
+  const indexOf = new Map(m.tensors.map((t, i) => [t.name, i]));
+  const dtypeOf = (t: CacheManifest['tensors'][number]): DType => (t.kind === 'nf4' ? NF4_LAYER_DTYPE[t.dtype] : (t.dtype as DType));
+  return {
+    tensors: m.tensors.map((t) => ({ name: t.name, dtype: dtypeOf(t), shape: [...t.shape] })),
+    read: async (name, start, end) => {
+      const index = indexOf.get(name);
+      if (index === undefined) throw new Error(`${m.repo}: the cached copy has no tensor "${name}"`);
+      if (last?.index !== index) {
+        last = null;
+        last = { index, bytes: storedBytes(await cache.readTensor(m, index)) };
+      }
+      const size = DTYPE_BYTES[dtypeOf(m.tensors[index])];
+      return last.bytes.slice(start * size, end * size);
+    },
+  };
+}
+
 export interface MergedExportOptions {
   input: ExportInput;
-  /** The base's files, pinned to the commit the run trained on. */
-  files: ModelFileSet;
+  /** The base's tensors: its original files (pinned to the run's commit) or the cached NF4 copy. */
+  weights: BaseWeights;
+  into: 'original' | 'dequantized-nf4';
+  /** The base's files, for the tokenizer and generation config (when they can be read). */
+  files: ModelFileSet | null;
   /** Where tokenizer files live when not beside the weights (the demo's tokenizer folder). */
   tokenizerFile?: ((name: string) => Promise<Uint8Array | null>) | null;
 }
@@ -152,16 +184,15 @@ export async function mergedExport(o: MergedExportOptions): Promise<ExportFile[]
     architecture: Array.isArray(input.baseConfig.architectures) ? String(input.baseConfig.architectures[0]) : undefined,
     lora: { r: Number(config.r), alpha: Number(config.lora_alpha ?? 8), dropout: Number(config.lora_dropout ?? 0), targetModules: typeof targets === 'string' ? targets : Array.isArray(targets) ? targets.map(String) : [], useRslora: config.use_rslora === true },
     ...input.card,
-    merged: { into: 'original', dtype: dtype === 'F16' ? 'float16' : 'bfloat16' },
+    merged: { into: o.into, dtype: dtype === 'F16' ? 'float16' : 'bfloat16' },
   });
   const passThrough: { name: string; data: Uint8Array }[] = [];
   for (const name of PASS_THROUGH) {
-    const data = await readSmallFile(o.files, name, o.tokenizerFile ?? null);
+    const data = o.files ? await readSmallFile(o.files, name, o.tokenizerFile ?? null) : ((await o.tokenizerFile?.(name)) ?? null);
     if (data) passThrough.push({ name, data });
   }
   passThrough.push({ name: 'README.md', data: strToU8(card) });
-  const weights = await baseWeightsOf(o.files);
-  return mergedFiles(weights, input.tensors, input.baseConfig, { alpha: Number(config.lora_alpha ?? 8), r: Number(config.r), useRslora: config.use_rslora === true, dtype }, passThrough).files;
+  return mergedFiles(o.weights, input.tensors, input.baseConfig, { alpha: Number(config.lora_alpha ?? 8), r: Number(config.r), useRslora: config.use_rslora === true, dtype }, passThrough).files;
 }
 
 /** The PEFT folder as one zip (small: the adapter and its card). */

@@ -38,7 +38,10 @@ import { chooseTemplate, datasetSummary, guessMapping, prepareForRun, preparedWi
 import { loadRunModel, quantizerFor, configOf, quantOf, type ImportedAdapter as LoadedAdapter } from './models';
 import { assembleRun, runExamples, samplePrompts } from './runs';
 import { RunStore, type RunRecord } from './run-store';
-import { adapterGgufRefusals, adapterInput, cardFacts, exportBase, ggufExport, mergedExport, peftExport, promptOf, zipFiles, type ExportFile } from './export';
+import { adapterGgufRefusals, adapterInput, baseWeightsOf, cachedBaseWeights, cardFacts, exportBase, ggufExport, mergedExport, peftExport, promptOf, zipFiles, type ExportFile } from './export';
+import type { ExportInput } from '../export/bundle';
+import type { BaseWeights } from '../export/merged';
+import { cacheKey } from '../load/cache';
 import type { BaseModelName } from '../export/model-card';
 import type { HfConfig } from '../load/presets';
 import { crc32 } from '../util/crc32';
@@ -361,7 +364,10 @@ export class Session implements EngineApi {
     const lm = this.exportableLm();
     const input = await this.exportInput(card);
     const refusals = format === 'gguf' ? adapterGgufRefusals(input) : [];
-    const files = refusals.length ? [] : await this.exportFiles(format, card, input);
+    let into: 'original' | 'dequantized-nf4' | undefined;
+    let files: ExportFile[] = [];
+    if (format === 'merged') ({ files, into } = await this.mergedFor(lm, input));
+    else if (!refusals.length) files = await this.exportFiles(format, card, input);
     return {
       format,
       files: files.map((f) => ({ name: f.name, bytes: f.bytes })),
@@ -369,7 +375,7 @@ export class Session implements EngineApi {
       refusals,
       baseModel: lm.exportBase.name,
       revision: lm.commit,
-      ...(format === 'merged' ? { mergedInto: 'original' as const } : {}),
+      ...(into ? { mergedInto: into } : {}),
     };
   }
 
@@ -436,15 +442,32 @@ export class Session implements EngineApi {
         const prompt = promptOf(lm.tokenizer, this.prepared?.format ?? null, lm.source.kind === 'preset' ? (presetNamed(lm.source.name)?.template ?? null) : null, run?.dataset);
         return ggufExport(input, { prompt });
       }
-      case 'merged': {
-        // The base's files again: a hub model pinned to the commit the run trained on, dropped files as they are.
-        const source = lm.source.kind === 'local' ? lm.source : pinnedSource(lm.source, lm.baseModel, lm.commit);
-        const { files } = filesFor(source, new HubClient(), this.options.origin);
-        return mergedExport({ input, files, tokenizerFile: this.tokenizerFileReader(lm.source) });
-      }
+      case 'merged':
+        return (await this.mergedFor(lm, input)).files;
       default:
         throw new EngineError('not-ready', `unknown export format ${JSON.stringify(format)}`, { section: 'export' });
     }
+  }
+
+  /**
+   * The merged folder: into the base's original weights read again (a hub model pinned to the
+   * run's commit, dropped files as they are); when those cannot be read (offline), into the NF4
+   * copy this browser cached, dequantized.
+   */
+  private async mergedFor(lm: LoadedLm, input: ExportInput): Promise<{ files: ExportFile[]; into: 'original' | 'dequantized-nf4' }> {
+    const source = lm.source.kind === 'local' ? lm.source : pinnedSource(lm.source, lm.baseModel, lm.commit);
+    const { files, cacheId } = filesFor(source, new HubClient(), this.options.origin);
+    const tokenizerFile = this.tokenizerFileReader(lm.source);
+    let original: BaseWeights;
+    try {
+      original = await baseWeightsOf(files);
+    } catch (err) {
+      const manifest = cacheId ? await (await this.modelCache()).manifest(cacheKey(cacheId.repo, lm.commit ?? cacheId.revision, quantOf(lm.source, DEFAULT_QUANT))) : undefined;
+      if (!manifest) throw new EngineError('not-ready', `The base's original weights cannot be read (${(err as Error).message}) and this browser holds no copy of it: merge when online.`, { section: 'export' });
+      this.emit({ type: 'log', level: 'warn', message: `The original weights cannot be read (${(err as Error).message}): merging into the cached NF4 base, dequantized.` });
+      return { files: await mergedExport({ input, weights: cachedBaseWeights(await this.modelCache(), manifest), into: 'dequantized-nf4', files: null, tokenizerFile }), into: 'dequantized-nf4' };
+    }
+    return { files: await mergedExport({ input, weights: original, into: 'original', files, tokenizerFile }), into: 'original' };
   }
 
   /** The demo's tokenizer lives in its own folder beside the model's. */
