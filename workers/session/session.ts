@@ -7,10 +7,10 @@
  */
 import { Gpu } from '../gpu/runtime';
 import { WebGpuUnavailableError } from '../gpu/device';
-import { PRESETS, DEFAULT_QUANT, presetNamed, type Preset } from '../load/presets';
+import { PRESETS, DEFAULT_QUANT, presetNamed, type HfConfig, type Preset } from '../load/presets';
 import { archFromConfig } from '../load/arch';
 import { planMemory } from '../load/planner';
-import { ModelCache } from '../load/cache';
+import { ModelCache, cacheKey } from '../load/cache';
 import { HubClient } from '../load/hub';
 import { filesFor, pinnedSource } from '../load/model-source';
 import { DEFAULT_CHUNK_BYTES } from '../load/quantize-on-load';
@@ -41,9 +41,7 @@ import { RunStore, type RunRecord } from './run-store';
 import { adapterGgufRefusals, adapterInput, baseWeightsOf, cachedBaseWeights, cardFacts, exportBase, ggufExport, mergedExport, peftExport, promptOf, zipFiles, type ExportFile } from './export';
 import type { ExportInput } from '../export/bundle';
 import type { BaseWeights } from '../export/merged';
-import { cacheKey } from '../load/cache';
 import type { BaseModelName } from '../export/model-card';
-import type { HfConfig } from '../load/presets';
 import { crc32 } from '../util/crc32';
 import { Tokenizers } from './tokenizers';
 
