@@ -37,7 +37,21 @@ describe('a page run and a CLI run of the same settings', () => {
     await session.finished();
     const states = events.flatMap((e) => (e.type === 'train-state' ? [e.state] : []));
     expect(states[states.length - 1], JSON.stringify(events.filter((e) => e.type === 'error'))).toBe('done');
-    const page = unzipSync(await session.exportAdapter({ finalTrainLoss: null, finalValidationLoss: null, steps: STEPS, dataset: file.name }));
+    const facts = { finalTrainLoss: null, finalValidationLoss: null, steps: STEPS, dataset: file.name };
+    const page = unzipSync(await session.exportAdapter(facts));
+
+    // The page's other exports: sizes before writing equal the bytes streamed, for every format.
+    for (const format of ['peft', 'gguf', 'merged'] as const) {
+      const plan = await session.exportPlan(format, facts);
+      expect(plan).toMatchObject({ format, refusals: [], baseModel: 'demo', revision: null });
+      if (format === 'merged') expect(plan.mergedInto).toBe('original');
+      const got: { name: string; bytes: number }[] = [];
+      await session.exportWrite(format, facts, async (c) => {
+        if (c.type === 'file') got.push({ name: c.name, bytes: 0 });
+        else got[got.length - 1].bytes += c.data.length;
+      });
+      expect(got, format).toEqual(plan.files);
+    }
 
     const written = new Map<string, Uint8Array | string>();
     const lines: Record<string, unknown>[] = [];
