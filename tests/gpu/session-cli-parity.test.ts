@@ -1,7 +1,8 @@
 /**
  * One run, two front doors: the session API as the page's worker calls it (load a dataset
  * file, train with the preset's settings, export the zip) and `cli train` with the same
- * settings, data and seed give byte-identical adapters (the built-in demo model, a few steps).
+ * settings, data and seed give byte-identical adapters (the built-in demo model, a few steps);
+ * the session's PEFT, GGUF and merged exports stream exactly the files and sizes their plans announced.
  */
 import { describe, expect, it } from 'vitest';
 import { unzipSync } from 'fflate';
