@@ -195,7 +195,8 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   const settings = { r: 8, alpha: 16, dropout: 0.05, targets: ['dense', 'fc1', 'fc2', 'k_proj', 'q_proj', 'v_proj'] };
   expect(config).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: settings.r, lora_alpha: settings.alpha, lora_dropout: settings.dropout, bias: 'none' });
   expect([...config.target_modules].sort()).toEqual(settings.targets);
-  expect(typeof config.base_model_name_or_path).toBe('string');
+  // The demo is no hub repo: the adapter names it by its preset name (the card says the base is local).
+  expect(config.base_model_name_or_path).toBe('demo');
   const model = JSON.parse(readFileSync('public/demo/model/config.json', 'utf8'));
   const tensors = safetensorsHeader(files['adapter_model.safetensors']);
   const h = model.hidden_size;
@@ -213,8 +214,25 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   expect(Object.fromEntries(Object.entries(tensors).map(([k, v]) => [k, v.shape]))).toEqual(expected);
   for (const t of Object.values(tensors)) expect(t.dtype).toBe('F32');
   const card = strFromU8(files['README.md']);
+  expect(card).toMatch(/^---\n/);
+  expect(card).toContain('library_name: peft');
   expect(card).toContain('final training loss');
-  expect(card).toContain(`| optimizer steps | ${TOTAL} |`);
+  expect(card).toContain(`- optimizer steps: ${TOTAL}`);
+
+  // GGUF: the files and their sizes before writing, then the same files in a streamed zip.
+  await page.getByRole('radio', { name: /GGUF LoRA adapter/ }).check();
+  const plan = page.getByTestId('export-plan');
+  await expect(plan).toContainText('adapter.gguf');
+  await expect(plan).toContainText('Modelfile');
+  const ggufDownload = page.waitForEvent('download');
+  await page.getByRole('button', { name: 'Download as zip' }).click();
+  const ggufZip = `${ART}/qlora-gguf.zip`;
+  await (await ggufDownload).saveAs(ggufZip);
+  const gguf = unzipSync(new Uint8Array(readFileSync(ggufZip)));
+  expect(Object.keys(gguf).sort()).toEqual(['Modelfile', 'README.md', 'adapter.gguf']);
+  expect(strFromU8(gguf['adapter.gguf'].subarray(0, 4))).toBe('GGUF');
+  expect(strFromU8(gguf['Modelfile'])).toContain('ADAPTER ./adapter.gguf');
+  mark('gguf adapter downloaded');
 
   // Chat: the base model and the adapter answer side by side, streamed.
   await page.getByLabel('Prompt', { exact: true }).fill('import numpy as np');

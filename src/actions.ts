@@ -4,7 +4,8 @@ import { useStudio, type ModelChoice } from './store';
 import { explain } from './explain';
 import { forgetRememberedToken, rememberToken, rememberedToken } from './hub-token';
 import { validateRunSettings } from '../workers/run/settings';
-import type { ColumnMapping, ModelSource, Section, RunSettings } from '../workers/protocol';
+import type { ColumnMapping, ExportFormat, ModelCardFacts, ModelSource, Section, RunSettings } from '../workers/protocol';
+import { canWriteFolders, folderTarget, zipTarget, ZIP_LIMIT_BYTES, type ExportTarget } from './export-writer';
 
 const get = () => useStudio.getState();
 const set = (patch: Partial<ReturnType<typeof get>>) => useStudio.setState(patch);
@@ -287,13 +288,65 @@ export async function generate(prompt: string, temperature: number, topP: number
   }
 }
 
-export async function downloadAdapter(): Promise<void> {
-  get().setError('export', null);
+/** What the model card says about the run: the last losses the page saw, the steps, the data file. */
+function cardFacts(): ModelCardFacts {
   const { metrics, train, datasetFile } = get();
   const lastLoss = [...metrics].reverse().find((m) => m.loss !== undefined)?.loss ?? null;
   const lastVal = [...metrics].reverse().find((m) => m.valLoss !== undefined)?.valLoss ?? null;
+  return { finalTrainLoss: lastLoss, finalValidationLoss: lastVal, steps: train.step, dataset: datasetFile ?? 'unknown' };
+}
+
+const setExporting = (patch: Partial<ReturnType<typeof get>['exporting']>) => set({ exporting: { ...get().exporting, ...patch } });
+
+/** Chooses an export format and asks the engine what it will write (files, sizes, llama.cpp's refusals). */
+export async function planExport(format: ExportFormat = get().exporting.format): Promise<void> {
+  get().setError('export', null);
+  setExporting({ format, plan: null, planning: true, written: null });
   try {
-    const zip = await engine().exportAdapter({ finalTrainLoss: lastLoss, finalValidationLoss: lastVal, steps: train.step, dataset: datasetFile ?? 'unknown' });
+    const plan = await engine().exportPlan(format, cardFacts());
+    if (get().exporting.format === format) setExporting({ plan });
+  } catch (err) {
+    fail('export', err);
+  } finally {
+    setExporting({ planning: false });
+  }
+}
+
+/** Writes the planned export: into a folder where the browser can, else as one streamed zip. */
+export async function writeExport(into: 'folder' | 'zip'): Promise<void> {
+  get().setError('export', null);
+  const { format, plan } = get().exporting;
+  if (!plan || plan.refusals.length) return;
+  let target: ExportTarget | null;
+  try {
+    if (into === 'folder' && canWriteFolders()) {
+      target = await folderTarget();
+      if (!target) return;
+    } else {
+      if (plan.totalBytes > ZIP_LIMIT_BYTES) throw new Error(`This export is ${plan.totalBytes} bytes: more than a zip can hold. Write it to a folder instead (Chrome or Edge).`);
+      target = zipTarget(`qlora-${format}.zip`);
+    }
+  } catch (err) {
+    fail('export', err);
+    return;
+  }
+  setExporting({ writing: true, written: null });
+  try {
+    await engine().exportWrite(format, cardFacts(), Comlink.proxy((chunk) => target.write(chunk)));
+    await target.finish();
+    setExporting({ written: target.kind === 'folder' ? `${plan.files.length} files written to the folder` : `qlora-${format}.zip downloaded` });
+  } catch (err) {
+    await target.abort().catch(() => {});
+    fail('export', err);
+  } finally {
+    setExporting({ writing: false });
+  }
+}
+
+export async function downloadAdapter(): Promise<void> {
+  get().setError('export', null);
+  try {
+    const zip = await engine().exportAdapter(cardFacts());
     const url = URL.createObjectURL(new Blob([zip as Uint8Array<ArrayBuffer>], { type: 'application/zip' }));
     const a = document.createElement('a');
     a.href = url;

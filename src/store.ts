@@ -4,7 +4,7 @@ import { explain } from './explain';
 import type { AdapterDescription } from '../workers/gpu/device';
 import type { PoolStats } from '../workers/gpu/pool';
 import type {
-  CachedModel, DataError, DatasetSummary, EngineEvent, EngineStatus, ImportedAdapter, MemoryPlan, ModelInfo,
+  CachedModel, DataError, DatasetSummary, EngineEvent, EngineStatus, ExportFormat, ExportPlan, ImportedAdapter, MemoryPlan, ModelInfo,
   PresetSummary, ResumableRun, Section, StorageInfo, RunSettings, TrainState,
 } from '../workers/protocol';
 
@@ -36,6 +36,16 @@ export interface Sample { step: number; prompt: string; text: string }
 export interface SectionProblem { message: string; hint?: string }
 
 export type ModelChoice = { kind: 'preset'; name: string } | { kind: 'hub'; id: string } | { kind: 'local'; files: File[] };
+
+/** The Export section: the chosen format, what it will write, and the write in progress. */
+export interface ExportState {
+  format: ExportFormat;
+  plan: ExportPlan | null;
+  planning: boolean;
+  writing: boolean;
+  /** Where the last export went, in words ("3 files in the folder …", "qlora-adapter-gguf.zip"). */
+  written: string | null;
+}
 
 export interface StudioState {
   status: EngineStatus;
@@ -70,6 +80,7 @@ export interface StudioState {
 
   chat: { base: string; adapter: string; running: boolean };
   imported: ImportedAdapter | null;
+  exporting: ExportState;
 
   setInit(status: EngineStatus, adapter: AdapterDescription | null, problem?: string): void;
   onEvent(event: EngineEvent): void;
@@ -105,6 +116,7 @@ export const useStudio = create<StudioState>((set) => ({
   resumable: null,
   chat: { base: '', adapter: '', running: false },
   imported: null,
+  exporting: { format: 'peft', plan: null, planning: false, writing: false, written: null },
 
   setInit: (status, adapter, problem) => set({ status, adapter, problem: problem ?? null }),
   setError: (section, problem) =>

@@ -1,7 +1,7 @@
 /**
  * The engine worker: owns the GPU device and serves the page's requests (workers/protocol.ts)
  * through comlink. DOM-free. Everything it does is the session's (workers/session/); this file
- * only connects it: errors cross as ErrorInfo (workers/errors.ts), the exported zip is transferred.
+ * only connects it: errors cross as ErrorInfo (workers/errors.ts), the exported zip and export chunks are transferred.
  */
 import * as Comlink from 'comlink';
 import { installErrorTransfer } from './errors';
@@ -35,6 +35,9 @@ const api: EngineApi = {
     const zip = await session.exportAdapter(card);
     return Comlink.transfer(zip, [zip.buffer]);
   },
+  exportPlan: (format, card) => session.exportPlan(format, card),
+  // Each chunk is the session's own copy: transferred to the page, not cloned.
+  exportWrite: (format, card, sink) => session.exportWrite(format, card, (c) => (c.type === 'chunk' ? sink(Comlink.transfer(c, [c.data.buffer])) : sink(c))),
   importAdapter: (files) => session.importAdapter(files),
 };
 

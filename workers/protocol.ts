@@ -189,6 +189,30 @@ export interface ModelCardFacts {
   dataset: string;
 }
 
+/** The export formats: PEFT folder, llama.cpp GGUF adapter (+ Ollama Modelfile), merged 16-bit model. */
+export type ExportFormat = 'peft' | 'gguf' | 'merged';
+
+/** What an export will write, known before anything is: every file with its size. */
+export interface ExportPlan {
+  format: ExportFormat;
+  files: { name: string; bytes: number }[];
+  totalBytes: number;
+  /** Why llama.cpp cannot take this adapter (GGUF only); non-empty means nothing can be written. */
+  refusals: string[];
+  /** The base model as the adapter names it, and the commit. */
+  baseModel: string;
+  revision: string | null;
+  /** Merged only: which weights the delta goes into. */
+  mergedInto?: 'original' | 'dequantized-nf4';
+}
+
+/**
+ * Receives an export's bytes, in order: a file starts, its chunks follow (each owned by the
+ * receiver), then the next file. Awaited, so a slow disk holds the engine back.
+ */
+export type ExportChunk = { type: 'file'; name: string; bytes: number } | { type: 'chunk'; data: Uint8Array };
+export type ExportSink = (chunk: ExportChunk) => Promise<void>;
+
 export interface ImportedAdapter {
   baseModel: string;
   rank: number;
@@ -230,5 +254,9 @@ export interface EngineApi {
   generate(request: GenerateRequest): Promise<void>;
   /** One zip: adapter_model.safetensors, adapter_config.json (PEFT), README.md. */
   exportAdapter(card: ModelCardFacts): Promise<Uint8Array>;
+  /** An export's files and sizes (and, for GGUF, llama.cpp's refusals) before writing. */
+  exportPlan(format: ExportFormat, card: ModelCardFacts): Promise<ExportPlan>;
+  /** Writes an export into `sink` file by file, chunk by chunk; `progress` events with task 'export'. */
+  exportWrite(format: ExportFormat, card: ModelCardFacts, sink: ExportSink): Promise<void>;
   importAdapter(files: File[]): Promise<ImportedAdapter>;
 }

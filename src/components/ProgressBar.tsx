@@ -7,6 +7,7 @@ const TASK_NAMES: Record<string, string> = {
   tokenize: 'Tokenize',
   checkpoint: 'Checkpoint',
   cache: 'Save to cache',
+  export: 'Export',
 };
 
 /** A long task: how far, how fast, how long still. */

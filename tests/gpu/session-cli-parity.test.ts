@@ -1,7 +1,8 @@
 /**
  * One run, two front doors: the session API as the page's worker calls it (load a dataset
  * file, train with the preset's settings, export the zip) and `cli train` with the same
- * settings, data and seed give byte-identical adapters (the built-in demo model, a few steps).
+ * settings, data and seed give byte-identical adapters (the built-in demo model, a few steps);
+ * the session's PEFT, GGUF and merged exports stream exactly the files and sizes their plans announced.
  */
 import { describe, expect, it } from 'vitest';
 import { unzipSync } from 'fflate';
@@ -37,7 +38,21 @@ describe('a page run and a CLI run of the same settings', () => {
     await session.finished();
     const states = events.flatMap((e) => (e.type === 'train-state' ? [e.state] : []));
     expect(states[states.length - 1], JSON.stringify(events.filter((e) => e.type === 'error'))).toBe('done');
-    const page = unzipSync(await session.exportAdapter({ finalTrainLoss: null, finalValidationLoss: null, steps: STEPS, dataset: file.name }));
+    const facts = { finalTrainLoss: null, finalValidationLoss: null, steps: STEPS, dataset: file.name };
+    const page = unzipSync(await session.exportAdapter(facts));
+
+    // The page's other exports: sizes before writing equal the bytes streamed, for every format.
+    for (const format of ['peft', 'gguf', 'merged'] as const) {
+      const plan = await session.exportPlan(format, facts);
+      expect(plan).toMatchObject({ format, refusals: [], baseModel: 'demo', revision: null });
+      if (format === 'merged') expect(plan.mergedInto).toBe('original');
+      const got: { name: string; bytes: number }[] = [];
+      await session.exportWrite(format, facts, async (c) => {
+        if (c.type === 'file') got.push({ name: c.name, bytes: 0 });
+        else got[got.length - 1].bytes += c.data.length;
+      });
+      expect(got, format).toEqual(plan.files);
+    }
 
     const written = new Map<string, Uint8Array | string>();
     const lines: Record<string, unknown>[] = [];

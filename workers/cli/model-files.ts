@@ -46,3 +46,19 @@ export function cliFileSet(io: CliIo, dir: string): ModelFileSet {
     shardsWithoutIndex: () => ['model.safetensors'],
   };
 }
+
+const COMMIT = /^[0-9a-f]{40}$/;
+
+/**
+ * The hub commit a model folder holds, when it says so: a hub cache snapshot
+ * (`…/snapshots/<commit>/`), or a `huggingface-cli download --local-dir` folder, whose
+ * `.cache/huggingface/download/config.json.metadata` starts with the commit. Else null.
+ */
+export async function folderCommit(io: CliIo, dir: string): Promise<string | null> {
+  const snapshot = /(?:^|[\\/])snapshots[\\/]([0-9a-f]{40})(?:[\\/]|$)/.exec(dir.replace(/[\\/]+$/, ''));
+  if (snapshot) return snapshot[1];
+  const metadata = joinPath(dir, '.cache/huggingface/download/config.json.metadata');
+  if (!(await io.exists(metadata))) return null;
+  const first = (await io.readText(metadata)).split(/\r?\n/)[0]?.trim() ?? '';
+  return COMMIT.test(first) ? first : null;
+}

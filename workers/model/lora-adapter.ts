@@ -9,6 +9,7 @@ import { loraKeys, type ArchitectureNames, type LinearSpec } from './architectur
 import { compileTargetPattern, isTargetModule } from './target-modules';
 import type { LoraSettings, LoraTensor } from './types';
 import { seededRandom } from '../util/random';
+import { peftAdapterConfig } from '../export/peft';
 
 export interface LoraModule {
   spec: LinearSpec;
@@ -147,31 +148,6 @@ export async function exportPeftAdapter(gpu: Gpu, modules: LoraModule[], setting
     for (const t of [m.a, m.b]) tensors.push({ name: t.key, dtype: 'F32' as const, shape: t.shape, data: await gpu.readF32(t.weight, t.shape[0] * t.shape[1]) });
   }
   const targetNames = settings.targetRegex ? settings.targetModules[0] : [...new Set(modules.map((m) => m.spec.name))].sort();
-  const config = {
-    alpha_pattern: {},
-    auto_mapping: null,
-    base_model_name_or_path: baseModel,
-    bias: 'none',
-    fan_in_fan_out: false,
-    inference_mode: true,
-    init_lora_weights: true,
-    layer_replication: null,
-    layers_pattern: null,
-    layers_to_transform: null,
-    loftq_config: {},
-    lora_alpha: settings.alpha,
-    lora_dropout: settings.dropout,
-    megatron_config: null,
-    megatron_core: 'megatron.core',
-    modules_to_save: null,
-    peft_type: 'LORA',
-    r: settings.r,
-    rank_pattern: {},
-    revision,
-    target_modules: targetNames,
-    task_type: 'CAUSAL_LM',
-    use_dora: false,
-    use_rslora: settings.useRslora ?? false,
-  };
-  return { adapterModel: writeSafetensors(tensors, { format: 'pt' }), adapterConfig: JSON.stringify(config, null, 2) + '\n' };
+  // The config's fields live in one place, shared with the export of checkpoints and imported adapters.
+  return { adapterModel: writeSafetensors(tensors, { format: 'pt' }), adapterConfig: peftAdapterConfig(settings, targetNames, baseModel, revision) };
 }

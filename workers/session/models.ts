@@ -63,6 +63,8 @@ export interface RunModel {
   commit: string | null;
   /** What the user must be told about an imported adapter (another base model or commit named in it). */
   warnings: string[];
+  /** The base's config.json as read (exports carry it). */
+  config: HfConfig;
   /** Where the tokens that end generation are declared: generation_config.json (when the model has one) and config.json. */
   endTokenSources: { generationConfig: unknown; config: unknown };
 }
@@ -126,7 +128,7 @@ async function loadRunModelOnce(gpu: Gpu, o: RunModelOptions): Promise<RunModel>
     });
     await load.finish();
     const generationConfig = await optionalJson(o.files, 'generation_config.json', warnings);
-    return { model, modules, parameters: load.arch.parameters, fromCache: load.fromCache, commit, warnings, endTokenSources: { generationConfig, config: load.config } };
+    return { model, modules, parameters: load.arch.parameters, fromCache: load.fromCache, commit, warnings, config: load.config, endTokenSources: { generationConfig, config: load.config } };
   } catch (err) {
     model?.dispose();
     await load.abort();

@@ -7,10 +7,10 @@
  */
 import { Gpu } from '../gpu/runtime';
 import { WebGpuUnavailableError } from '../gpu/device';
-import { PRESETS, DEFAULT_QUANT, type Preset } from '../load/presets';
+import { PRESETS, DEFAULT_QUANT, presetNamed, type HfConfig, type Preset } from '../load/presets';
 import { archFromConfig } from '../load/arch';
 import { planMemory } from '../load/planner';
-import { ModelCache } from '../load/cache';
+import { ModelCache, cacheKey } from '../load/cache';
 import { HF_ENDPOINT, HubClient, type HubOptions } from '../load/hub';
 import { fetchWithHubToken } from '../load/hub-auth';
 import { filesFor, pinnedSource } from '../load/model-source';
@@ -33,14 +33,18 @@ import { SafetensorsFile } from '../formats/safetensors';
 import { checkRunSettings, checkSomeSettings, type RunSettings } from '../run/settings';
 import { EngineError, errorInfo } from '../errors';
 import type {
-  CachedModel, DatasetRequest, DatasetResult, EngineApi, EngineEvent, EngineInit, GenerateRequest, ImportedAdapter, MemoryPlan, ModelCardFacts,
+  CachedModel, DatasetRequest, DatasetResult, EngineApi, EngineEvent, EngineInit, ExportFormat, ExportPlan, ExportSink, GenerateRequest, ImportedAdapter, MemoryPlan, ModelCardFacts,
   ModelInfo, ModelSource, PresetSummary, ResumableRun, StorageInfo, TrainState,
 } from '../protocol';
 import { chooseTemplate, datasetSummary, guessMapping, prepareForRun, preparedWith, type RowFormat } from './datasets';
 import { loadRunModel, quantizerFor, configOf, quantOf, type ImportedAdapter as LoadedAdapter } from './models';
 import { assembleRun, runExamples, samplePrompts } from './runs';
 import { RunStore, type RunRecord } from './run-store';
-import { adapterZip, modelCard } from './export';
+import { adapterGgufRefusals, adapterInput, baseWeightsOf, cachedBaseWeights, cardFacts, exportBase, ggufExport, mergedExport, peftExport, promptOf, zipFiles, type ExportFile } from './export';
+import type { ExportInput } from '../export/bundle';
+import type { BaseWeights } from '../export/merged';
+import type { BaseModelName } from '../export/model-card';
+import { crc32 } from '../util/crc32';
 import { Tokenizers } from './tokenizers';
 
 /** The studio's starting settings for a preset, and what the page shows about it. */
@@ -64,9 +68,14 @@ interface LoadedLm {
   keys: string[];
   model: CausalLM;
   modules: string[];
-  /** What the PEFT config names as the base model. */
+  /** The loader's name for the base (a hub id, the demo's path, a folder): run labels and keys. */
   baseModel: string;
+  /** What an exported adapter names as its base (workers/export/model-card.ts `baseModelName`). */
+  exportBase: BaseModelName;
   commit: string | null;
+  /** Where the base came from and its config.json: exports read them again. */
+  source: ModelSource;
+  config: HfConfig;
   tokenizer: TextTokenizer;
   /** Every token that ends generation: the chat template's end of turn, generation_config.json's list, the tokenizer's EOS. */
   stopTokenIds: number[];
@@ -79,6 +88,8 @@ interface LoadedLm {
 interface Prepared {
   data: PreparedDataset;
   file: string;
+  /** crc32 of the dataset's bytes (a file) or of its rows (a hub dataset), for the model card. */
+  fingerprint: string;
   format: RowFormat;
   request: DatasetRequest;
 }
@@ -105,7 +116,7 @@ export class Session implements EngineApi {
   private checkpointStore: Promise<CheckpointStore> | null = null;
   private cacheDb: Promise<ModelCache> | null = null;
   /** The rows of the dataset loaded last, kept so a new mapping or split needs no re-read. */
-  private lastDataset: { file: string; rows: Row[]; columns: string[] } | null = null;
+  private lastDataset: { file: string; rows: Row[]; columns: string[]; fingerprint: string } | null = null;
   private prepared: Prepared | null = null;
   /** The run's state as the trainer last reported it. */
   private trainerState: TrainState = 'idle';
@@ -230,7 +241,7 @@ export class Session implements EngineApi {
     const name = request.source?.kind === 'file' ? request.source.file.name : request.source?.kind === 'hub' ? request.source.id : (this.lastDataset?.file ?? 'dataset');
     try {
       checkSomeSettings({ seqLength: request.seqLength, validationFraction: request.validationFraction, seed: request.seed });
-      const { file, rows, columns } = await this.readDataset(request);
+      const { file, rows, columns, fingerprint } = await this.readDataset(request);
       const template = request.mapping ? null : chooseTemplate(columns, request.template ?? null);
       const mapping = request.mapping ?? (template ? null : guessMapping(columns));
       if (!template && !mapping) {
@@ -239,7 +250,7 @@ export class Session implements EngineApi {
       const format = { template, mapping };
       const tokenizer = await this.tokenizers.of(request.model);
       const data = await prepareForRun(rows, format, tokenizer, request, file);
-      this.prepared = { data, file, format, request: { ...request, source: null } };
+      this.prepared = { data, file, fingerprint, format, request: { ...request, source: null } };
       return { ok: true, summary: datasetSummary(file, columns, format, data) };
     } catch (err) {
       return { ok: false, error: toErrorInfo(name, err) };
@@ -362,11 +373,47 @@ export class Session implements EngineApi {
     }
   }
 
+  /** The PEFT folder (adapter, config naming its base and commit, card) as one zip. */
   async exportAdapter(card: ModelCardFacts): Promise<Uint8Array> {
-    if (!this.current) throw new EngineError('not-ready', 'There is no adapter yet: train one first.', { section: 'export' });
-    if (this.isActive() && this.trainerState === 'running') throw new EngineError('not-ready', 'Pause or stop training before downloading the adapter.', { section: 'export' });
-    const { model, baseModel, settings, commit } = this.current.lm;
-    return adapterZip(await model.exportAdapter(baseModel, commit), modelCard(baseModel, settings, card));
+    return zipFiles(await this.exportFiles('peft', card));
+  }
+
+  async exportPlan(format: ExportFormat, card: ModelCardFacts): Promise<ExportPlan> {
+    const lm = this.exportableLm();
+    const input = await this.exportInput(card);
+    const refusals = format === 'gguf' ? adapterGgufRefusals(input) : [];
+    let into: 'original' | 'dequantized-nf4' | undefined;
+    let files: ExportFile[] = [];
+    if (format === 'merged') ({ files, into } = await this.mergedFor(lm, input));
+    else if (!refusals.length) files = await this.exportFiles(format, card, input);
+    return {
+      format,
+      files: files.map((f) => ({ name: f.name, bytes: f.bytes })),
+      totalBytes: files.reduce((n, f) => n + f.bytes, 0),
+      refusals,
+      baseModel: lm.exportBase.name,
+      revision: lm.commit,
+      ...(into ? { mergedInto: into } : {}),
+    };
+  }
+
+  async exportWrite(format: ExportFormat, card: ModelCardFacts, sink: ExportSink): Promise<void> {
+    const files = await this.exportFiles(format, card);
+    const total = files.reduce((n, f) => n + f.bytes, 0);
+    let done = 0;
+    this.emit({ type: 'progress', task: 'export', done, total, unit: 'bytes', detail: files[0]?.name });
+    for (const f of files) {
+      await sink({ type: 'file', name: f.name, bytes: f.bytes });
+      let written = 0;
+      for await (const chunk of f.chunks()) {
+        written += chunk.byteLength;
+        done += chunk.byteLength;
+        // A copy the receiver owns: chunks may be views of buffers the export reuses.
+        await sink({ type: 'chunk', data: chunk.slice() });
+        this.emit({ type: 'progress', task: 'export', done, total, unit: 'bytes', detail: f.name });
+      }
+      if (written !== f.bytes) throw new EngineError('internal', `${f.name}: ${written} bytes written, ${f.bytes} announced`, { section: 'export', file: f.name });
+    }
   }
 
   async importAdapter(files: File[]): Promise<ImportedAdapter> {
@@ -383,6 +430,74 @@ export class Session implements EngineApi {
   }
 
   // -------------------------------------------------------------------------------------
+
+  private exportableLm(): LoadedLm {
+    if (!this.current) throw new EngineError('not-ready', 'There is no adapter yet: train one first.', { section: 'export' });
+    if (this.isActive() && this.trainerState === 'running') throw new EngineError('not-ready', 'Pause or stop training before exporting the adapter.', { section: 'export' });
+    return this.current.lm;
+  }
+
+  /** The adapter as it stands, read back from the GPU, with the base it names and the card's facts. */
+  private async exportInput(card: ModelCardFacts) {
+    const lm = this.exportableLm();
+    const peft = await lm.model.exportAdapter(lm.exportBase.name, lm.commit);
+    const run = this.current?.run;
+    const prepared = this.prepared && this.prepared.file === card.dataset ? this.prepared : null;
+    const data = prepared ? { fingerprint: prepared.fingerprint, template: prepared.format.template ?? (prepared.format.mapping ? `columns: ${JSON.stringify(prepared.format.mapping)}` : undefined), train: run?.train.length, validation: run?.validation.length } : undefined;
+    return adapterInput(peft, lm.config, lm.exportBase, lm.commit, cardFacts(run?.settings ?? lm.settings, card, data));
+  }
+
+  private async exportFiles(format: ExportFormat, card: ModelCardFacts, given?: Awaited<ReturnType<Session['exportInput']>>): Promise<ExportFile[]> {
+    const lm = this.exportableLm();
+    const input = given ?? (await this.exportInput(card));
+    switch (format) {
+      case 'peft':
+        return peftExport(input);
+      case 'gguf': {
+        const refusals = adapterGgufRefusals(input);
+        if (refusals.length) throw new EngineError('invalid-adapter', `llama.cpp cannot load this adapter: ${refusals.join('; ')}`, { section: 'export' });
+        const run = this.current?.run;
+        const prompt = promptOf(lm.tokenizer, this.prepared?.format ?? null, lm.source.kind === 'preset' ? (presetNamed(lm.source.name)?.template ?? null) : null, run?.dataset);
+        return ggufExport(input, { prompt });
+      }
+      case 'merged':
+        return (await this.mergedFor(lm, input)).files;
+      default:
+        throw new EngineError('not-ready', `unknown export format ${JSON.stringify(format)}`, { section: 'export' });
+    }
+  }
+
+  /**
+   * The merged folder: into the base's original weights read again (a hub model pinned to the
+   * run's commit, dropped files as they are); when those cannot be read (offline), into the NF4
+   * copy this browser cached, dequantized.
+   */
+  private async mergedFor(lm: LoadedLm, input: ExportInput): Promise<{ files: ExportFile[]; into: 'original' | 'dequantized-nf4' }> {
+    const source = lm.source.kind === 'local' ? lm.source : pinnedSource(lm.source, lm.baseModel, lm.commit);
+    const { files, cacheId } = filesFor(source, this.hubClient(), this.options.origin);
+    const tokenizerFile = this.tokenizerFileReader(lm.source);
+    let original: BaseWeights;
+    try {
+      original = await baseWeightsOf(files);
+    } catch (err) {
+      const manifest = cacheId ? await (await this.modelCache()).manifest(cacheKey(cacheId.repo, lm.commit ?? cacheId.revision, quantOf(lm.source, DEFAULT_QUANT))) : undefined;
+      if (!manifest) throw new EngineError('not-ready', `The base's original weights cannot be read (${(err as Error).message}) and this browser holds no copy of it: merge when online.`, { section: 'export' });
+      this.emit({ type: 'log', level: 'warn', message: `The original weights cannot be read (${(err as Error).message}): merging into the cached NF4 base, dequantized.` });
+      return { files: await mergedExport({ input, weights: cachedBaseWeights(await this.modelCache(), manifest), into: 'dequantized-nf4', files: null, tokenizerFile }), into: 'dequantized-nf4' };
+    }
+    return { files: await mergedExport({ input, weights: original, into: 'original', files, tokenizerFile }), into: 'original' };
+  }
+
+  /** The demo's tokenizer lives in its own folder beside the model's. */
+  private tokenizerFileReader(source: ModelSource): ((name: string) => Promise<Uint8Array | null>) | null {
+    const preset = source.kind === 'preset' ? presetNamed(source.name) : undefined;
+    if (preset?.tokenizer.kind !== 'url') return null;
+    const base = new URL(preset.tokenizer.baseUrl, this.options.origin).href;
+    return async (name) => {
+      const res = await fetch(base + name);
+      return res.ok && !(res.headers.get('content-type') ?? '').includes('text/html') ? new Uint8Array(await res.arrayBuffer()) : null;
+    };
+  }
 
   private requireGpu(): Gpu {
     if (!this.gpu) throw new EngineError('device-lost', 'The GPU is not available: reload the page (a lost device comes back after a reload).');
@@ -415,24 +530,27 @@ export class Session implements EngineApi {
     return this.cacheDb;
   }
 
-  private async readDataset(request: DatasetRequest): Promise<{ file: string; rows: Row[]; columns: string[] }> {
+  private async readDataset(request: DatasetRequest): Promise<{ file: string; rows: Row[]; columns: string[]; fingerprint: string }> {
     if (request.source === null) {
       if (!this.lastDataset) throw new EngineError('not-ready', 'No dataset is loaded yet: drop a file first.', { section: 'data' });
       return this.lastDataset;
     }
     let file: string;
     let rows: Row[];
+    let fingerprint: string;
     if (request.source.kind === 'hub') {
       file = request.source.id;
       rows = await collectRows(hubRows(file, { fetch: fetchWithHubToken((input, init) => fetch(input, init), HF_ENDPOINT, this.hubToken) }));
+      fingerprint = `crc32-rows:${hex32(crc32(new TextEncoder().encode(JSON.stringify(rows))))}`;
     } else {
       const blob = request.source.file;
       file = blob.name;
       if (blob.size === 0) throw new EngineError('invalid-data', `${file} is empty: it holds no rows.`, { file });
       rows = await collectRows(readRows(blob, file));
+      fingerprint = `crc32:${hex32(await blobCrc32(blob))}`;
     }
     if (rows.length === 0) throw new EngineError('invalid-data', `${file} holds no rows.`, { file });
-    this.lastDataset = { file, rows, columns: detectColumns(rows) };
+    this.lastDataset = { file, rows, columns: detectColumns(rows), fingerprint };
     return this.lastDataset;
   }
 
@@ -459,13 +577,14 @@ export class Session implements EngineApi {
       onRetry: (file, attempt, reason) => this.emit({ type: 'log', level: 'info', message: `${file}: ${reason}; retry ${attempt}` }),
     });
     const { files, baseModel, cacheId } = filesFor(source, client, this.options.origin);
+    const named = exportBase(source, source.kind === 'local' ? await configOf(source) : null, baseModel);
     const loaded = await loadRunModel(g, {
       files,
       quant: quantOf(source, DEFAULT_QUANT),
       settings: s,
       quantizer: quantizerFor(g),
       adapter: this.importedAdapter,
-      baseModel,
+      baseModel: named.name,
       cacheId,
       cache: cacheId ? await this.modelCache() : null,
       storage: browserStorage(),
@@ -485,7 +604,10 @@ export class Session implements EngineApi {
     }
     const keys = [key, modelKey(pinnedSource(source, baseModel, loaded.commit), s) + imported];
     const stopTokenIds = chatStopTokenIds(tokenizer, loaded.endTokenSources);
-    const lm: LoadedLm = { keys, model: loaded.model, modules: loaded.modules, baseModel, commit: loaded.commit, tokenizer, stopTokenIds, settings: s, parameters: loaded.parameters, fromCache: loaded.fromCache };
+    const lm: LoadedLm = {
+      keys, model: loaded.model, modules: loaded.modules, baseModel, exportBase: named, commit: loaded.commit, source, config: loaded.config,
+      tokenizer, stopTokenIds, settings: s, parameters: loaded.parameters, fromCache: loaded.fromCache,
+    };
     this.current = { lm, trainer: null, run: null, running: null };
     return lm;
   }
@@ -569,4 +691,14 @@ export class Session implements EngineApi {
       }
     };
   }
+}
+
+const hex32 = (n: number) => n.toString(16).padStart(8, '0');
+
+/** crc32 of a file's bytes, read a slice at a time. */
+async function blobCrc32(blob: Blob): Promise<number> {
+  let crc = 0;
+  const step = 8 << 20;
+  for (let at = 0; at < blob.size; at += step) crc = crc32(new Uint8Array(await blob.slice(at, at + step).arrayBuffer()), crc);
+  return crc;
 }

@@ -12,6 +12,7 @@ import type { PromptFormat } from '../../export/modelfile';
 import { peftAdapterConfig, targetModuleNames, tensorsInMemory, type LoraTensorData } from '../../export/peft';
 import { mergedFiles, type BaseWeights, type MergedDType } from '../../export/merged';
 import { parseMapping } from './data-check';
+import { folderCommit } from '../model-files';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
 
 const USAGE =
@@ -250,7 +251,7 @@ export const exportCommand: CliCommand = async (args, io) => {
   const files = baseFiles(model, io);
   const baseConfig = await readJson(() => files.read('config.json'), joinPath(files.label, 'config.json'));
   const base: BaseModelName = files.preset ? baseModelName({ kind: 'bundled', name: files.preset.name }) : baseModelName({ kind: 'folder', folderName: model, config: baseConfig });
-  const revision = stringFlag(args, 'revision') ?? (files.preset?.model.kind === 'url' ? (files.preset.model.revision ?? null) : null);
+  const revision = stringFlag(args, 'revision') ?? (files.preset ? (files.preset.model.kind === 'url' ? (files.preset.model.revision ?? null) : null) : await folderCommit(io, model));
 
   let input: ExportInput;
   if (adapterDir) {

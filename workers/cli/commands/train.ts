@@ -18,8 +18,10 @@ import { TEMPLATE_NAMES, prepareForRun } from '../../session/datasets';
 import { loadRunModel, quantizerFor } from '../../session/models';
 import { assembleRun, runExamples, samplePrompts } from '../../session/runs';
 import { presetTokenizer } from '../../session/tokenizers';
-import { cliFileSet } from '../model-files';
+import { cliFileSet, folderCommit } from '../model-files';
 import { cliHubClient, isHubRepoId } from '../hub-access';
+import { baseModelName } from '../../export/model-card';
+import { exportBase } from '../../session/export';
 import { parseMapping } from './data-check';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
 
@@ -89,14 +91,14 @@ function settingsFrom(args: CliArgs, preset: Preset | null, modules: string[]): 
  * downloaded from the hub), a hub repo `owner/name` (streamed from the hub; gated ones need
  * --token or HF_TOKEN), or a folder read through the CLI.
  */
-function modelFiles(spec: string, io: CliIo, hub: HubClient, revision: string | undefined): { files: ModelFileSet; baseModel: string; preset: Preset | null } {
+function modelFiles(spec: string, io: CliIo, hub: HubClient, revision: string | undefined): { files: ModelFileSet; hubRepo: string | null; preset: Preset | null } {
   const preset = presetNamed(spec) ?? null;
   if (preset) {
-    const { files, baseModel } = filesFor({ kind: 'preset', name: spec, revision }, hub, location.origin);
-    return { files, baseModel, preset };
+    const { files } = filesFor({ kind: 'preset', name: spec, revision }, hub, location.origin);
+    return { files, hubRepo: null, preset };
   }
-  if (isHubRepoId(spec)) return { files: hubFileSet(hub, spec, revision ?? 'main'), baseModel: spec, preset: null };
-  return { files: cliFileSet(io, spec), baseModel: spec, preset: null };
+  if (isHubRepoId(spec)) return { files: hubFileSet(hub, spec, revision ?? 'main'), hubRepo: spec, preset: null };
+  return { files: cliFileSet(io, spec), hubRepo: null, preset: null };
 }
 
 async function loadTokenizer(args: CliArgs, files: ModelFileSet, preset: Preset | null, io: CliIo, hub: HubClient): Promise<TextTokenizer> {
@@ -124,8 +126,17 @@ export const train: CliCommand = async (args, io) => {
   if (typeof f.model !== 'string' || typeof f.data !== 'string') throw new CliInputError(USAGE);
   if (f.revision === true) throw new CliInputError('--revision needs a branch, tag or commit');
   const hub = cliHubClient(args, { onRetry: (file, attempt, why) => io.log(`${file}: retry ${attempt} (${why})`) });
-  const { files, baseModel, preset } = modelFiles(f.model, io, hub, typeof f.revision === 'string' ? f.revision : undefined);
+  const { files, hubRepo, preset } = modelFiles(f.model, io, hub, typeof f.revision === 'string' ? f.revision : undefined);
   const { config: rawConfig } = await readConfig(files);
+  // The adapter names its base as the page's would: a preset by its hub id or name, a folder by
+  // its config's hub id or its own name, a hub repo by its id; and the commit where the folder
+  // records one (a hub model's is the one it was loaded at).
+  const base = preset
+    ? exportBase({ kind: 'preset', name: preset.name }, rawConfig, f.model)
+    : hubRepo
+      ? baseModelName({ kind: 'hub', id: hubRepo })
+      : baseModelName({ kind: 'folder', folderName: f.model, config: rawConfig });
+  const folderRevision = preset || hubRepo ? null : await folderCommit(io, f.model);
   const config = parseModelConfig(JSON.stringify(rawConfig), joinPath(files.label, 'config.json'));
   const settings = settingsFrom(args, preset, allLinearNames(config));
 
@@ -156,7 +167,7 @@ export const train: CliCommand = async (args, io) => {
   let trainer: Trainer | null = null;
   try {
     io.log(`model ${files.label}: ${config.arch}, ${config.layers} layers, hidden ${config.hidden}; NF4 base, LoRA r ${settings.rank} on ${settings.targetModules.join(', ')}; run ${runId}`);
-    const loaded = await loadRunModel(gpu, { files, quant: preset?.quant ?? DEFAULT_QUANT, settings, quantizer: quantizerFor(gpu) });
+    const loaded = await loadRunModel(gpu, { files, quant: preset?.quant ?? DEFAULT_QUANT, settings, quantizer: quantizerFor(gpu), baseModel: base.name });
     model = loaded.model;
     let stopAfter = stopAfterFlag;
     const t: Trainer = assembleRun({
@@ -200,7 +211,7 @@ export const train: CliCommand = async (args, io) => {
     const finalLoss = result.history.length ? result.history[result.history.length - 1].loss : null;
     let adapter: string | null = null;
     if (typeof f.out === 'string') {
-      const exported = await model.exportAdapter(baseModel, loaded.commit);
+      const exported = await model.exportAdapter(base.name, loaded.commit ?? folderRevision);
       await io.writeFile(joinPath(f.out, 'adapter_model.safetensors'), exported.adapterModel);
       await io.writeFile(joinPath(f.out, 'adapter_config.json'), exported.adapterConfig);
       adapter = f.out;
