@@ -150,3 +150,62 @@ describe('a full disk during a checkpoint', () => {
     store.close();
   });
 });
+
+describe('free room checked before a checkpoint', () => {
+  /** A storage API with a small quota whose usage the test sets. */
+  function smallStorage(quota: number) {
+    const s = { usage: 0, calls: 0, estimate: async () => (s.calls++, { usage: s.usage, quota }) };
+    return s;
+  }
+  const ckptBytes = (21 * 3 + 15 * 3) * 4;
+
+  it('writes when there is room for two checkpoints', async () => {
+    const storage = smallStorage(10_000);
+    const store = await CheckpointStore.open({ dbName: `ckpt-test-${dbCounter++}`, chunkBytes: 64, storage });
+    storage.usage = 10_000 - 2 * ckptBytes; // exactly room for two
+    await store.save('run', snapshot(3));
+    expect(storage.calls).toBe(1);
+    expect((await store.loadLatest('run'))!.snapshot).toEqual(snapshot(3));
+    store.close();
+  });
+
+  it('refuses before writing when less than twice the checkpoint is free, keeping the previous one', async () => {
+    const dbName = `ckpt-test-${dbCounter++}`;
+    const storage = smallStorage(10_000);
+    const store = await CheckpointStore.open({ dbName, chunkBytes: 64, storage });
+    await store.save('other-run', snapshot(1));
+    await store.save('run', snapshot(2));
+    const db = await openDB(dbName, 1);
+    const chunksBefore = await db.count('chunks');
+    const recordsBefore = await db.count('checkpoints');
+    const idb = (store as unknown as { db: { put: (...a: unknown[]) => Promise<unknown> } }).db;
+    const put = idb.put.bind(idb);
+    let puts = 0;
+    idb.put = async (...a: unknown[]) => (puts++, put(...a));
+    storage.usage = 10_000 - 2 * ckptBytes + 1; // one byte short of room for two
+    const err = await store.save('run', snapshot(5)).catch((e) => e);
+    idb.put = put;
+    expect(err.name).toBe('QuotaError'); // the same "storage-full" code as a refused write
+    expect(err.needed).toBe(ckptBytes);
+    expect(err.usage).toBe(storage.usage);
+    expect(err.quota).toBe(10_000);
+    expect(err.message).toMatch(/^storage is full: the checkpoint of step 5 needs [\d.]+ MB and room for two \([\d.]+ MB\) while the previous one is kept, but only [\d.]+ MB is free, so it was not written; this site uses [\d.]+ MB of 0\.0 MB; the checkpoint of step 2 is kept; to make room, delete cached models in the Model section or earlier runs' checkpoints: run other-run \([\d.]+ MB\)\.$/);
+    expect(err.message).not.toMatch(/partial/);
+    expect(puts).toBe(0);
+    expect(await db.count('chunks')).toBe(chunksBefore);
+    expect(await db.count('checkpoints')).toBe(recordsBefore);
+    expect((await store.list('run')).map((c) => c.step)).toEqual([2]);
+    expect((await store.loadLatest('run'))!.snapshot).toEqual(snapshot(2));
+    db.close();
+    store.close();
+  });
+
+  it('writes as before when the estimate throws or leaves out a field', async () => {
+    for (const estimate of [async () => Promise.reject(new Error('no estimate')), async () => ({ usage: 9_999 })]) {
+      const store = await CheckpointStore.open({ dbName: `ckpt-test-${dbCounter++}`, chunkBytes: 64, storage: { estimate } });
+      await store.save('run', snapshot(4));
+      expect((await store.loadLatest('run'))!.snapshot.step).toBe(4);
+      store.close();
+    }
+  });
+});

@@ -87,7 +87,7 @@ export interface LoadedCheckpoint {
 
 export interface CheckpointStoreOptions {
   dbName?: string;
-  /** For the sizes a "storage is full" message gives (navigator.storage in the browser). */
+  /** Free room checked before each checkpoint, and the sizes a "storage is full" message gives (navigator.storage in the browser). */
   storage?: { estimate(): Promise<{ usage?: number; quota?: number }> } | null;
   /** Checkpoints kept per run (≥ 2, so a damaged newest one has a fallback). */
   keep?: number;
@@ -137,6 +137,12 @@ export class CheckpointStore {
     }
     const totalBytes = offset;
     const chunkCount = Math.ceil(totalBytes / this.chunkBytes);
+    // The new checkpoint is written before the previous one goes, so two must fit at once:
+    // refuse before the first byte rather than fail half-way through.
+    const space = await this.estimate();
+    if (space && space.quota - space.usage < 2 * totalBytes) {
+      throw await this.storageFull(runId, snap.step, totalBytes, { free: Math.max(0, space.quota - space.usage) }, space);
+    }
     const progress = { written: 0 };
     let dropped: string[];
     let info: CheckpointInfo;
@@ -152,24 +158,35 @@ export class CheckpointStore {
       // The partial checkpoint goes; the previous one stays in charge (the pointer never moved).
       const cleaned = await this.deleteCheckpoint(id, chunkCount).then(() => true, () => false);
       if (!isQuotaExceeded(err)) throw err;
-      throw await this.storageFull(runId, snap.step, totalBytes, progress.written, cleaned);
+      throw await this.storageFull(runId, snap.step, totalBytes, { written: progress.written, cleaned }, await this.estimate());
     }
     // The new checkpoint counts now; the ones it pushes out go.
     for (const old of dropped) await this.deleteCheckpoint(old);
     return info;
   }
 
-  /** The "storage is full" error: sizes, the checkpoint kept, and what can be deleted. */
-  private async storageFull(runId: string, step: number, needed: number, written: number, cleaned: boolean): Promise<StorageFullError> {
-    let usage: number | null = null;
-    let quota: number | null = null;
+  /** Usage and quota from the storage API; null when there is none, it throws, or it leaves a field out. */
+  private async estimate(): Promise<{ usage: number; quota: number } | null> {
     try {
       const e = await this.storage?.estimate();
-      usage = e?.usage ?? null;
-      quota = e?.quota ?? null;
+      const { usage, quota } = e ?? {};
+      return Number.isFinite(usage) && Number.isFinite(quota) ? { usage: usage!, quota: quota! } : null;
     } catch {
-      // No estimate: the message goes without it.
+      return null;
     }
+  }
+
+  /**
+   * The "storage is full" error: sizes, the checkpoint kept, and what can be deleted. `outcome` says
+   * whether the write was refused before it started (too little free room) or by the browser part-way.
+   */
+  private async storageFull(
+    runId: string,
+    step: number,
+    needed: number,
+    outcome: { free: number } | { written: number; cleaned: boolean },
+    space: { usage: number; quota: number } | null,
+  ): Promise<StorageFullError> {
     const kept = (await this.list(runId))[0];
     const others: string[] = [];
     for (const other of await this.runs()) {
@@ -178,13 +195,15 @@ export class CheckpointStore {
       others.push(`run ${other} (${mb(bytes)})`);
     }
     const parts = [
-      `storage is full: the checkpoint of step ${step} needs ${mb(needed)} and the browser refused it after ${mb(written)}`,
-      usage !== null && quota !== null ? `this site uses ${mb(usage)} of ${mb(quota)}` : null,
+      'free' in outcome
+        ? `storage is full: the checkpoint of step ${step} needs ${mb(needed)} and room for two (${mb(2 * needed)}) while the previous one is kept, but only ${mb(outcome.free)} is free, so it was not written`
+        : `storage is full: the checkpoint of step ${step} needs ${mb(needed)} and the browser refused it after ${mb(outcome.written)}`,
+      space ? `this site uses ${mb(space.usage)} of ${mb(space.quota)}` : null,
       kept ? `the checkpoint of step ${kept.step} is kept` : 'no earlier checkpoint of this run exists',
-      cleaned ? 'the partial one was removed' : 'the partial one could not be removed yet (it is swept on the next start)',
+      'free' in outcome ? null : outcome.cleaned ? 'the partial one was removed' : 'the partial one could not be removed yet (it is swept on the next start)',
       `to make room, delete cached models in the Model section${others.length ? ` or earlier runs' checkpoints: ${others.join(', ')}` : ''}`,
     ].filter(Boolean);
-    return new StorageFullError(`${parts.join('; ')}.`, needed, usage, quota);
+    return new StorageFullError(`${parts.join('; ')}.`, needed, space?.usage ?? null, space?.quota ?? null);
   }
 
   /** Writes the tensor bytes, one transaction per chunk (bounded memory per transaction), counting what got in. */
