@@ -118,12 +118,13 @@ export async function replan(): Promise<void> {
   }
 }
 
-export async function loadModel(): Promise<void> {
+/** `anyway`: load even when the memory planner predicts it does not fit (the "Load anyway" button). */
+export async function loadModel(anyway = false): Promise<void> {
   const settings = get().settings;
   if (!settings) return;
   get().setError('model', null);
   try {
-    const modelInfo = await engine().loadModel(modelSource(), settings);
+    const modelInfo = await engine().loadModel(modelSource(), settings, anyway ? { anyway: true } : undefined);
     set({ modelInfo });
     await refreshStorage();
   } catch (err) {
@@ -223,13 +224,14 @@ function templateFor(model: ModelChoice): string | null {
   return get().presets.find((p) => p.name === model.name)?.template ?? null;
 }
 
-export async function startTraining(): Promise<void> {
+/** `anyway`: train even when the memory planner predicts the model does not fit (the "Train anyway" button). */
+export async function startTraining(anyway = false): Promise<void> {
   const { settings, model } = get();
   if (!settings) return;
   get().setError('train', null);
   set({ metrics: [], samples: [], resumable: null });
   try {
-    await engine().train(modelSource(model), settings);
+    await engine().train(modelSource(model), settings, anyway ? { anyway: true } : undefined);
     await refreshStorage();
   } catch (err) {
     fail('train', err);

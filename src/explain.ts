@@ -17,6 +17,7 @@ const LEADS: Partial<Record<ErrorInfo['code'], string>> = {
   diverged: 'Training diverged',
   'invalid-model': 'This model cannot be used',
   'invalid-adapter': 'This adapter cannot be used',
+  'does-not-fit': 'Not loaded: the memory planner predicts it does not fit',
 };
 
 function where(info: ErrorInfo): string {
@@ -38,5 +39,5 @@ export function explain(err: unknown): SectionProblem {
   const located = where(info);
   // The message usually names the file already; a location it does not mention is added.
   const extra = located && !info.message.includes(info.file ?? '\u0000') ? ` (${located})` : '';
-  return { message: `${lead ? `${lead}: ` : ''}${info.message}${extra}`, hint: info.hint };
+  return { message: `${lead ? `${lead}: ` : ''}${info.message}${extra}`, hint: info.hint, ...(info.code === 'does-not-fit' ? { anyway: true } : {}) };
 }

@@ -33,7 +33,12 @@ export interface MetricPoint {
 
 export interface Sample { step: number; prompt: string; text: string }
 
-export interface SectionProblem { message: string; hint?: string }
+export interface SectionProblem {
+  message: string;
+  hint?: string;
+  /** Set when the page offers to try regardless: a load the memory planner predicts does not fit. */
+  anyway?: boolean;
+}
 
 export type ModelChoice = { kind: 'preset'; name: string } | { kind: 'hub'; id: string } | { kind: 'local'; files: File[] };
 

@@ -30,6 +30,8 @@ export type ErrorCode =
   | 'no-webgpu'
   /** Training produced a non-finite loss or gradient norm. */
   | 'diverged'
+  /** The memory planner predicts the model with these settings does not fit this GPU, at any shorter setting either. */
+  | 'does-not-fit'
   /** A request that needs an earlier step (a loaded dataset, a model, an idle GPU). */
   | 'not-ready'
   | 'internal';
@@ -71,6 +73,7 @@ const DEFAULTS: Record<ErrorCode, { section: Section; hint?: string }> = {
   'device-lost': { section: 'train', hint: 'Reload the page and resume from the last checkpoint.' },
   'no-webgpu': { section: 'model', hint: 'Open the studio in a browser with WebGPU (Chrome or Edge 113 or later).' },
   diverged: { section: 'train', hint: 'Lower the learning rate in the Settings section and train again.' },
+  'does-not-fit': { section: 'model', hint: 'Lower the sequence length, the batch size or the LoRA rank in the Settings section, or choose a smaller preset in the Model section; "Load anyway" tries it regardless.' },
   'not-ready': { section: 'train' },
   internal: { section: 'train' },
 };

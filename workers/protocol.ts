@@ -221,6 +221,12 @@ export interface ImportedAdapter {
   tensors: number;
 }
 
+/** How a model load treats the memory planner's verdict. */
+export interface LoadOptions {
+  /** Load even when the plan for these settings is "does-not-fit" on this GPU (refused with code 'does-not-fit' otherwise). */
+  anyway?: boolean;
+}
+
 export interface EngineApi {
   /** Acquire the GPU and report the adapter. Events arrive through `listener`. */
   init(listener: (event: EngineEvent) => void): Promise<EngineInit>;
@@ -234,14 +240,14 @@ export interface EngineApi {
   /** Predict peak GPU memory before anything downloads. */
   plan(model: ModelSource, settings: RunSettings): Promise<MemoryPlan>;
   /** Load the base model with fresh LoRA adapters for `settings` (Chat can use it before any training). */
-  loadModel(model: ModelSource, settings: RunSettings): Promise<ModelInfo>;
+  loadModel(model: ModelSource, settings: RunSettings, options?: LoadOptions): Promise<ModelInfo>;
   cachedModels(): Promise<CachedModel[]>;
   deleteCachedModel(key: string): Promise<void>;
   storage(): Promise<StorageInfo>;
   /** Parse, map, tokenize and split; bad input comes back as a value, never a throw. */
   loadDataset(request: DatasetRequest): Promise<DatasetResult>;
   /** Start a fresh run (loads the model if needed); returns when it has started. */
-  train(model: ModelSource, settings: RunSettings): Promise<void>;
+  train(model: ModelSource, settings: RunSettings, options?: LoadOptions): Promise<void>;
   pause(): Promise<void>;
   resume(): Promise<void>;
   stop(): Promise<void>;

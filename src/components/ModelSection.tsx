@@ -16,6 +16,8 @@ export function ModelSection() {
   const modelInfo = useStudio((s) => s.modelInfo);
   const progress = useStudio((s) => s.progress);
   const busy = useStudio((s) => s.train.state === 'loading');
+  // The engine refused the load as too big for this GPU: offered to try regardless.
+  const loadAnyway = useStudio((s) => !!s.errors.model?.anyway);
   const [hubId, setHubId] = useState('');
   const [over, setOver] = useState(false);
   const preset = model.kind === 'preset' ? presets.find((p) => p.name === model.name) : undefined;
@@ -81,6 +83,7 @@ export function ModelSection() {
       <MemoryGauge />
       <div className="row">
         <button type="button" onClick={() => void loadModel()} disabled={busy}>Load model</button>
+        {loadAnyway && <button type="button" onClick={() => void loadModel(true)} disabled={busy} data-testid="load-anyway">Load anyway</button>}
         {modelInfo && (
           <span data-testid="model-loaded">
             Loaded {modelInfo.id}: {modelInfo.architecture}, {modelInfo.layers} layers, {(modelInfo.parameters / 1e6).toFixed(2)} M parameters

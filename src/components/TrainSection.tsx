@@ -32,6 +32,9 @@ export function TrainSection() {
   const active = ['loading', 'running', 'pausing', 'stopping'].includes(train.state);
   const tooBig = useStudio((s) => s.plan?.verdict === 'does-not-fit');
   const canTrain = hasData && valid && !tooBig && !active && train.state !== 'paused';
+  // The gauge (or the engine, refusing the load) says it does not fit: offered to try regardless.
+  const refused = useStudio((s) => !!s.errors.train?.anyway);
+  const canTrainAnyway = (tooBig || refused) && hasData && valid && !active && train.state !== 'paused';
   const why = !hasData
     ? 'Load a dataset first (step 2).'
     : !valid
@@ -44,6 +47,7 @@ export function TrainSection() {
     <Section id="train" lead="Train, watch the loss fall and the samples change. Pausing or closing the tab keeps a checkpoint in this browser.">
       <div className="row controls">
         <button type="button" className="primary" onClick={() => void startTraining()} disabled={!canTrain}>Train</button>
+        {canTrainAnyway && <button type="button" onClick={() => void startTraining(true)} data-testid="train-anyway">Train anyway</button>}
         <button type="button" onClick={() => void control('pause')} disabled={train.state !== 'running'}>Pause</button>
         <button
           type="button"

@@ -34,7 +34,7 @@ import { checkRunSettings, checkSomeSettings, type RunSettings } from '../run/se
 import { EngineError, errorInfo } from '../errors';
 import type {
   CachedModel, DatasetRequest, DatasetResult, EngineApi, EngineEvent, EngineInit, ExportFormat, ExportPlan, ExportSink, GenerateRequest, ImportedAdapter, MemoryPlan, ModelCardFacts,
-  ModelInfo, ModelSource, PresetSummary, ResumableRun, StorageInfo, TrainState,
+  LoadOptions, ModelInfo, ModelSource, PresetSummary, ResumableRun, StorageInfo, TrainState,
 } from '../protocol';
 import { chooseTemplate, datasetSummary, guessMapping, prepareForRun, preparedWith, type RowFormat } from './datasets';
 import { loadRunModel, quantizerFor, configOf, quantOf, type ImportedAdapter as LoadedAdapter } from './models';
@@ -106,6 +106,19 @@ export interface SessionOptions {
   /** IndexedDB names, so tests can keep their own. */
   runsDb?: string;
   checkpointsDb?: string;
+  /** GPU memory the planner plans against (bytes); the planner's default (8 GiB) when absent. */
+  gpuMemoryBytes?: number;
+}
+
+/** Refuses load options the engine does not understand. */
+function checkLoadOptions(options: LoadOptions | undefined): boolean {
+  if (options === undefined) return false;
+  const bad = (why: string) => new EngineError('invalid-setting', `Load options: ${why}.`, { section: 'model', field: 'anyway' });
+  if (!options || typeof options !== 'object') throw bad('expected an object');
+  const unknown = Object.keys(options).filter((k) => k !== 'anyway');
+  if (unknown.length) throw bad(`unknown field ${unknown.join(', ')}`);
+  if (options.anyway !== undefined && typeof options.anyway !== 'boolean') throw bad('"anyway" must be true or false');
+  return options.anyway === true;
 }
 
 export class Session implements EngineApi {
@@ -188,6 +201,7 @@ export class Session implements EngineApi {
       limits: { maxBufferSize: g.limits.maxBufferSize, maxStorageBufferBindingSize: g.limits.maxStorageBufferBindingSize },
       // A first visit's load as loadRunModel runs it: streamed into the GPU quantizer and read back
       // for the cache, or quantized on the CPU and uploaded as stored states.
+      ...(this.options.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: this.options.gpuMemoryBytes } : {}),
       load: quantizerFor(g) === 'gpu' ? { kind: 'stream', chunkBytes: DEFAULT_CHUNK_BYTES, readbackBytes: DEFAULT_CHUNK_BYTES } : { kind: 'stored' },
     });
     return {
@@ -205,10 +219,11 @@ export class Session implements EngineApi {
     };
   }
 
-  async loadModel(source: ModelSource, settings: RunSettings): Promise<ModelInfo> {
+  async loadModel(source: ModelSource, settings: RunSettings, options?: LoadOptions): Promise<ModelInfo> {
     checkRunSettings(settings);
+    const anyway = checkLoadOptions(options);
     if (this.isActive()) throw new EngineError('not-ready', 'A run is in progress: the model in use cannot change now.', { section: 'model' });
-    const lm = await this.causalLm(source, settings);
+    const lm = await this.causalLm(source, settings, anyway);
     const c = lm.model.config;
     const perBlock = lm.model.names.layers[0]?.linears ?? [];
     return {
@@ -257,8 +272,9 @@ export class Session implements EngineApi {
     }
   }
 
-  async train(source: ModelSource, settings: RunSettings): Promise<void> {
+  async train(source: ModelSource, settings: RunSettings, options?: LoadOptions): Promise<void> {
     checkRunSettings(settings);
+    const anyway = checkLoadOptions(options);
     if (this.isActive()) throw new EngineError('not-ready', 'A run is already in progress: stop it first.');
     if (source.kind === 'local') this.emit({ type: 'log', level: 'warn', message: 'A run on dropped model files cannot be resumed after a reload.' });
     this.emit({ type: 'train-state', state: 'loading', step: 0, totalSteps: 0 });
@@ -268,7 +284,7 @@ export class Session implements EngineApi {
       if (examples.dropped) this.emit({ type: 'log', level: 'info', message: `${examples.dropped} training examples without learned tokens are left out` });
       // A new run starts from fresh adapters (or the imported ones), not from the last run's.
       if (this.current?.run) this.dropModel();
-      const lm = await this.causalLm(source, settings);
+      const lm = await this.causalLm(source, settings, anyway);
       const run: RunRecord = {
         runId: `run-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`,
         model: pinnedSource(source, lm.baseModel, lm.commit),
@@ -330,7 +346,8 @@ export class Session implements EngineApi {
     checkRunSettings(run.settings);
     this.emit({ type: 'train-state', state: 'loading', step: run.step, totalSteps: run.totalSteps });
     try {
-      const lm = await this.causalLm(run.model, run.settings);
+      // The run was started with these settings (or loaded anyway): resuming does not ask again.
+      const lm = await this.causalLm(run.model, run.settings, true);
       await this.startRun(run, lm, true);
     } catch (err) {
       this.emit({ type: 'train-state', state: 'failed', step: run.step, totalSteps: run.totalSteps, message: (err as Error).message });
@@ -565,11 +582,12 @@ export class Session implements EngineApi {
   }
 
   /** Loads (or reuses) the base model with LoRA adapters for these settings. */
-  private async causalLm(source: ModelSource, s: RunSettings): Promise<LoadedLm> {
+  private async causalLm(source: ModelSource, s: RunSettings, anyway: boolean): Promise<LoadedLm> {
     const imported = this.importedName ? `|import:${this.importedName}` : '';
     const key = modelKey(source, s) + imported;
     if (this.current && this.current.lm.keys.includes(key)) return this.current.lm;
     const g = this.requireGpu();
+    if (!anyway) await this.refuseUnfit(source, s);
     if (this.current) this.dropModel();
     const tracker = new ProgressTracker((p) => this.emit({ type: 'progress', task: 'download', done: p.done, total: p.total, unit: 'bytes', detail: p.file }));
     const client = this.hubClient({
@@ -610,6 +628,16 @@ export class Session implements EngineApi {
     };
     this.current = { lm, trainer: null, run: null, running: null };
     return lm;
+  }
+
+  /**
+   * Refuses, before any weight downloads, a model whose plan for these settings does not fit
+   * this GPU even at a shorter setting ("fits-shorter" loads: the page offers the shorter one).
+   */
+  private async refuseUnfit(source: ModelSource, s: RunSettings): Promise<void> {
+    const plan = await this.plan(source, s);
+    if (plan.verdict !== 'does-not-fit') return;
+    throw new EngineError('does-not-fit', `This model does not fit this GPU with sequence ${s.seqLength}, batch ${s.batchSize} and rank ${s.rank}: ${plan.reason}.`, { section: 'model' });
   }
 
   /** Builds the trainer for a run on the loaded model, restores its checkpoint if any, and runs it in the background. */
