@@ -3,8 +3,10 @@
  * own load (files → stream source → cache under #none → the exact engine), so its logits, loss,
  * LoRA gradients and greedy tokens are transformers' own (hf-golden tiny-phi, within 1e-5),
  * where the NF4 base visibly differs; the memory plan of a plain load matches the pool's
- * measured peak; `cli train --no-quantize` trains the demo, and a run stopped and resumed (without
- * repeating the flag) continues on the unquantized base to the same losses and adapter bytes.
+ * measured peak; the page's session plans, loads and trains with `quantize: false`, records it
+ * with the run and resumes on it after a reload; `cli train --no-quantize` trains the demo, and a
+ * run stopped and resumed (without repeating the flag) continues on the unquantized base to the
+ * same losses and adapter bytes.
  */
 import { describe, expect, it } from 'vitest';
 import { SafetensorsFile } from '../../workers/formats/safetensors';
@@ -25,6 +27,9 @@ import { runSettings } from '../../workers/run/settings';
 import { train as cliTrain } from '../../workers/cli/commands/train';
 import type { CliIo } from '../../workers/cli/io';
 import type { Batch } from '../../workers/model/types';
+import { Session } from '../../workers/session/session';
+import type { EngineEvent, LoadOptions, ModelSource } from '../../workers/protocol';
+import { unzipSync } from 'fflate';
 import { rng, testGpu } from './helpers';
 
 const GOLDEN = '/tests/fixtures/hf-golden/tiny-phi/';
@@ -189,4 +194,57 @@ describe('cli train --no-quantize', () => {
     expect(d.result).toMatchObject({ ok: true, status: 'stopped', quantization: 'nf4' });
     await expect(cliTrain({ positional: [], flags: { ...FLAGS, seed: '12', resume: true, 'no-quantize': true } }, cliIo().io)).rejects.toThrow(/trained on the NF4 base \(QLoRA\); resume it without --no-quantize/);
   }, 900_000);
+});
+
+describe('the page’s session with quantize: false', () => {
+  it('plans an f32 base, loads it, records it with the run, and resumes on it after a reload', async () => {
+    const demo: ModelSource = { kind: 'preset', name: 'demo' };
+    const stamp = Date.now();
+    const dbs = { origin: location.origin, runsDb: `plain-runs-${stamp}`, checkpointsDb: `plain-checkpoints-${stamp}` };
+    const session = new Session(dbs);
+    const events: EngineEvent[] = [];
+    expect((await session.init((e) => events.push(e))).status).toBe('ready');
+    const preset = (await session.presets()).find((p) => p.name === 'demo')!;
+    const settings = { ...preset.defaults, maxSteps: 3, validationFraction: 0.05, evalEvery: 0, sampleEvery: 0 };
+
+    const nf4 = await session.plan(demo, settings);
+    const plain = await session.plan(demo, settings, { quantize: false });
+    expect(plain.peakBytes).toBeGreaterThan(nf4.peakBytes);
+    expect(plain.byCategory.weights).toBeGreaterThan(3 * nf4.byCategory.weights);
+    expect(plain.storageBytes).toBe(plain.downloadBytes);
+    await expect(session.loadModel(demo, settings, { quantize: 'no' } as unknown as LoadOptions)).rejects.toMatchObject({ info: { code: 'invalid-setting', field: 'quantize' } });
+    expect(await session.loadModel(demo, settings, { quantize: false })).toMatchObject({ quantization: 'none' });
+    expect(await session.loadModel(demo, settings)).toMatchObject({ quantization: 'nf4' });
+
+    const res = await fetch('/demo/data/ds1000-demo.jsonl');
+    const file = new File([new Uint8Array(await res.arrayBuffer()) as BlobPart], 'ds1000-demo.jsonl');
+    const dataset = await session.loadDataset({ source: { kind: 'file', file }, template: preset.template, mapping: null, seqLength: settings.seqLength, validationFraction: settings.validationFraction, seed: settings.seed, model: demo });
+    expect(dataset.ok).toBe(true);
+    // Stopped after its first step, as a closed tab would leave it.
+    let stopping: Promise<void> | null = null;
+    const stopAfterFirst = (e: EngineEvent) => {
+      events.push(e);
+      if (e.type === 'metrics' && e.step === 1 && !stopping) stopping = session.stop();
+    };
+    await session.init(stopAfterFirst);
+    await session.train(demo, settings, { quantize: false });
+    await session.finished();
+    await stopping;
+
+    const reloaded = new Session(dbs);
+    const after: EngineEvent[] = [];
+    expect((await reloaded.init((e) => after.push(e))).status).toBe('ready');
+    const saved = await reloaded.resumable();
+    expect(saved, JSON.stringify(events.filter((e) => e.type === 'train-state' || e.type === 'error'))).toMatchObject({ totalSteps: 3 });
+    expect(saved!.step).toBeLessThan(3);
+    await reloaded.resumeRun(saved!.runId);
+    await reloaded.finished();
+    const states = after.flatMap((e) => (e.type === 'train-state' ? [e.state] : []));
+    expect(states[states.length - 1], JSON.stringify(after.filter((e) => e.type === 'error'))).toBe('done');
+    // The resumed run's adapter names its base as unquantized: it was loaded that way again.
+    const zip = unzipSync(await reloaded.exportAdapter({ finalTrainLoss: null, finalValidationLoss: null, steps: 3, dataset: file.name }));
+    const card = new TextDecoder().decode(zip['README.md']);
+    expect(card).toMatch(/not quantized: the checkpoint's values in float32 \(plain LoRA\)/);
+    expect(card).not.toMatch(/- "qlora"/);
+  }, 600_000);
 });
