@@ -173,6 +173,8 @@ export interface ResumableRun {
   savedAt: number;
   model: string;
   dataset: string;
+  /** The base it trains on: 'nf4' (QLoRA) or 'none' (unquantized, f32): it resumes on the same. */
+  quantization: 'nf4' | 'none';
 }
 
 export interface GenerateRequest {

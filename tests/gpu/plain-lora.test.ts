@@ -235,7 +235,7 @@ describe('the page’s session with quantize: false', () => {
     const after: EngineEvent[] = [];
     expect((await reloaded.init((e) => after.push(e))).status).toBe('ready');
     const saved = await reloaded.resumable();
-    expect(saved, JSON.stringify(events.filter((e) => e.type === 'train-state' || e.type === 'error'))).toMatchObject({ totalSteps: 3 });
+    expect(saved, JSON.stringify(events.filter((e) => e.type === 'train-state' || e.type === 'error'))).toMatchObject({ totalSteps: 3, quantization: 'none' });
     expect(saved!.step).toBeLessThan(3);
     await reloaded.resumeRun(saved!.runId);
     await reloaded.finished();

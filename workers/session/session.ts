@@ -249,7 +249,13 @@ export class Session implements EngineApi {
   async cachedModels(): Promise<CachedModel[]> {
     const cache = await this.modelCache();
     // A copy names the commit it was made from: after an update of the repo the old one stays listed until deleted.
-    return (await cache.list()).map((m) => ({ key: m.key, id: `${m.repo}@${m.revision}${m.commit && m.commit !== m.revision ? ` (commit ${m.commit.slice(0, 7)})` : ''}`, bytes: m.bytes, savedAt: m.savedAt }));
+    // An unquantized copy (plain LoRA) is listed as such beside the NF4 one of the same commit.
+    return (await cache.list()).map((m) => ({
+      key: m.key,
+      id: `${m.repo}@${m.revision}${m.commit && m.commit !== m.revision ? ` (commit ${m.commit.slice(0, 7)})` : ''}${m.quant.type === 'none' ? ', unquantized' : ''}`,
+      bytes: m.bytes,
+      savedAt: m.savedAt,
+    }));
   }
 
   async deleteCachedModel(key: string): Promise<void> {
@@ -347,7 +353,8 @@ export class Session implements EngineApi {
     const saved = await (await this.checkpoints()).list(active.runId);
     if (!saved.length) return null;
     const latest = saved[0];
-    return { runId: active.runId, step: latest.step, totalSteps: active.totalSteps, savedAt: latest.createdAt, model: active.modelLabel, dataset: active.dataset };
+    // A run stored before the base could stay unquantized trained on NF4.
+    return { runId: active.runId, step: latest.step, totalSteps: active.totalSteps, savedAt: latest.createdAt, model: active.modelLabel, dataset: active.dataset, quantization: active.quant?.type ?? 'nf4' };
   }
 
   async resumeRun(runId: string): Promise<void> {
