@@ -29,7 +29,7 @@ import type { ExportFile } from '../../workers/export/bundle';
 import type { TextTokenizer } from '../../workers/tokenizer';
 import { remainingOrder } from '../../workers/export/run-bundle/order';
 import { streamedSafetensors, viewBytes } from '../../workers/export/run-bundle/stream-safetensors';
-import { bundleOfRun, type RunBundleRecord } from '../../workers/export/run-bundle/run-record';
+import { bundleOfRun } from '../../workers/export/run-bundle/run-record';
 import { nf4Quantization, STUDIO_VERSION, type RunFacts } from '../../workers/export/run-bundle/run-facts';
 import { readRunBundle } from '../../workers/export/run-bundle/reader';
 
@@ -186,7 +186,7 @@ describe('a falcon-7b-shaped run bundle', { timeout: 300_000 }, () => {
     // falcon-7b's widest LoRA tensor: lora_B of dense_h_to_4h, 18176 × 16 f32.
     expect(largest).toBe(18176 * 16 * 4);
 
-    const record: RunBundleRecord = { runId: 'falcon', facts: facts(raw, settings), train, validation, savedAt: 0 };
+    const record = { facts: facts(raw, settings), train, validation };
     const held = new HeldBytes();
     const files = await bundleOfRun(record, checkpoint, held, new Date(0));
     const got = new Map<string, Uint8Array>();
