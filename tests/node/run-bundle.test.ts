@@ -30,7 +30,8 @@ import type { TextTokenizer } from '../../workers/tokenizer';
 import { remainingOrder } from '../../workers/export/run-bundle/order';
 import { streamedSafetensors, viewBytes } from '../../workers/export/run-bundle/stream-safetensors';
 import { bundleOfRun } from '../../workers/export/run-bundle/run-record';
-import { nf4Quantization, STUDIO_VERSION, type RunFacts } from '../../workers/export/run-bundle/run-facts';
+import { STUDIO_VERSION, type RunFacts } from '../../workers/export/run-bundle/run-facts';
+import { runQuantization } from '../../workers/export/run-bundle/quantization';
 import { readRunBundle } from '../../workers/export/run-bundle/reader';
 
 const NO_SHADERS = new Proxy({}, { get: () => '' }) as ModelShaders & OptimizerShaders;
@@ -137,7 +138,7 @@ function facts(config: Record<string, unknown>, settings: RunSettings): RunFacts
   return {
     studioVersion: STUDIO_VERSION,
     base: { id: 'tiiuae/falcon-7b', revision: 'main', commit: null, config },
-    quantization: nf4Quantization(DEFAULT_QUANT),
+    quantization: runQuantization(DEFAULT_QUANT),
     settings,
     data: { template: 'counseling', template_sha256: null, tokenizer_sha256: null, pad_token_id: 11, dataset_sha256: null },
   };

@@ -13,7 +13,8 @@ import type { RunSettings } from '../run/settings';
 import { EngineError } from '../errors';
 import type { ExportFile } from '../export/bundle';
 import { bundleOfRun, type RunBundleStore } from '../export/run-bundle/run-record';
-import { nf4Quantization, runTemplateName, STUDIO_VERSION, type RunFacts } from '../export/run-bundle/run-facts';
+import { runTemplateName, STUDIO_VERSION, type RunFacts } from '../export/run-bundle/run-facts';
+import { quantFromRunJson, runQuantization } from '../export/run-bundle/quantization';
 import { readRunBundle, RunBundleError, type BundleFiles, type ReadRunBundle } from '../export/run-bundle/reader';
 import type { RowFormat } from './datasets';
 import type { RunRecord } from './run-store';
@@ -25,7 +26,7 @@ export function pageRunFacts(o: { baseName: string; source: ModelSource; commit:
   return {
     studioVersion: STUDIO_VERSION,
     base: { id: o.baseName, revision, commit: o.commit, config: o.config },
-    quantization: nf4Quantization(o.quant),
+    quantization: runQuantization(o.quant),
     settings: o.settings,
     data: { template: o.format ? runTemplateName(o.format, o.tokenizer) : 'unknown', template_sha256: null, tokenizer_sha256: null, pad_token_id: o.tokenizer.padTokenId, dataset_sha256: null },
   };
@@ -90,9 +91,16 @@ export async function readPickedBundle(files: File[]): Promise<{ bundle: ReadRun
 /** The run record a bundle continues as (its examples, settings and position). */
 export function recordOfBundle(bundle: ReadRunBundle, label: string, runId: string): RunRecord {
   const { run } = bundle;
+  let quant: QuantSettings;
+  try {
+    quant = quantFromRunJson(run.quantization, `${label}/run.json`);
+  } catch (err) {
+    throw new EngineError('invalid-adapter', (err as Error).message, { section: 'export', file: `${label}/run.json`, field: 'quantization' });
+  }
   return {
     runId,
     model: bundleSource(run, label),
+    quant,
     modelLabel: run.base.id,
     dataset: `${label} (run bundle)`,
     settings: run.settings,

@@ -3,7 +3,7 @@ import { Gpu } from '../../gpu/runtime';
 import type { HubClient } from '../../load/hub';
 import { filesFor } from '../../load/model-source';
 import { hubFileSet, readConfig, type ModelFileSet } from '../../load/sources';
-import { DEFAULT_QUANT, presetNamed, type Preset, type QuantSettings } from '../../load/presets';
+import { DEFAULT_QUANT, NO_QUANT, presetNamed, type Preset, type QuantSettings } from '../../load/presets';
 import { crc32 } from '../../util/crc32';
 import { allLinearNames } from '../../model/architecture';
 import { parseModelConfig } from '../../model/config';
@@ -28,14 +28,16 @@ import { exportBase } from '../../session/export';
 import { parseMapping } from './data-check';
 import { Sha256 } from '../../util/sha256';
 import { RunBundleStore } from '../../export/run-bundle/run-record';
-import { nf4Quantization, runTemplateName, STUDIO_VERSION, type RunFacts } from '../../export/run-bundle/run-facts';
+import { runTemplateName, STUDIO_VERSION, type RunFacts } from '../../export/run-bundle/run-facts';
+import { quantFromRunJson, runQuantization } from '../../export/run-bundle/quantization';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
 
 const USAGE =
   'usage: train --model <hf-folder|preset|owner/name on the hub> --data <file> | --from-run <run bundle folder> [--model M] [--token T (or HF_TOKEN) for gated models] [--revision R] [--steps N] [--epochs E] [--seed S] [--out DIR] [--resume] [--profile DIR] ' +
   '[--lr X] [--schedule cosine|linear|constant|constant_with_warmup] [--warmup-ratio F] [--warmup-steps N] [--batch B] [--accum A] [--max-length T] ' +
   '[--template ds1000|counseling | --map prompt=COL,response=COL] [--tokenizer DIR] [--r R] [--alpha A] [--dropout P] [--targets a,b] ' +
-  '[--validation F] [--weight-decay X] [--max-grad-norm X] [--eval-every N] [--sample-every N] [--sample-tokens N] [--checkpoint-every N] [--stop-after N] [--optimizer-budget BYTES]';
+  '[--validation F] [--weight-decay X] [--max-grad-norm X] [--eval-every N] [--sample-every N] [--sample-tokens N] [--checkpoint-every N] [--stop-after N] [--optimizer-budget BYTES] ' +
+  '[--no-quantize (plain LoRA: the base unquantized, f32 on the GPU, 4 bytes per parameter)]';
 
 /** Flags that set a run setting (workers/run/settings.ts checks their values). */
 const SETTING_FLAGS: Record<string, Exclude<keyof RunSettings, 'schedule' | 'targetModules'>> = {
@@ -59,6 +61,31 @@ const SETTING_FLAGS: Record<string, Exclude<keyof RunSettings, 'schedule' | 'tar
   'checkpoint-every': 'checkpointEvery',
   validation: 'validationFraction',
 };
+
+/** Flags that take no value. */
+const SWITCHES = new Set(['resume', 'no-quantize']);
+
+/** Every flag `train` understands: anything else (a misspelt flag) is refused before any work. */
+const FLAGS = new Set([
+  ...Object.keys(SETTING_FLAGS), ...SWITCHES,
+  'model', 'data', 'token', 'revision', 'out', 'profile', 'schedule', 'template', 'map', 'tokenizer', 'targets', 'stop-after', 'optimizer-budget', 'from-run',
+]);
+
+/** Refuses unknown flags, a value after a switch and stray arguments, naming them. */
+export function checkTrainArgs(args: CliArgs): void {
+  const unknown = Object.keys(args.flags).filter((k) => !FLAGS.has(k));
+  if (unknown.length) throw new CliInputError(`unknown flag${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
+  for (const k of SWITCHES) {
+    const v = args.flags[k];
+    if (v !== undefined && v !== true) throw new CliInputError(`--${k} takes no value, got ${JSON.stringify(v)}`);
+  }
+  if (args.positional.length) throw new CliInputError(`unexpected argument "${args.positional[0]}"\n${USAGE}`);
+}
+
+/** How the base is stored: NF4 (the preset's settings, else the default), or not quantized with --no-quantize. */
+export function quantFromFlags(args: CliArgs, preset: Preset | null): QuantSettings {
+  return args.flags['no-quantize'] === true ? NO_QUANT : (preset?.quant ?? DEFAULT_QUANT);
+}
 
 /** A command-line run reports evaluations, samples and checkpoints only when asked. */
 const CLI_QUIET = { evalEvery: 0, sampleEvery: 0, checkpointEvery: 0 } as const;
@@ -161,12 +188,16 @@ function bundleSettings(settings: RunSettings, modules: string[], dir: string): 
   }
 }
 
-/** How the run's base was quantized, as the loader takes it. */
-function quantOfRun(run: ReadRunBundle['run'], dir: string): QuantSettings {
-  const q = run.quantization;
-  if (q.type !== 'nf4') throw new CliInputError(`${dir}/run.json (quantization.type): this studio loads NF4 bases only, the run used "${q.type}"`);
-  if (q.blocksize !== 64 || q.nested_blocksize !== 256) throw new CliInputError(`${dir}/run.json (quantization): blocksize ${q.blocksize} / nested ${q.nested_blocksize}; the studio quantizes with 64 / 256`);
-  return { type: 'nf4', blocksize: 64, doubleQuant: q.double_quant, nestedBlocksize: 256 };
+/** How the run's base was stored, as the loader takes it; --no-quantize must agree with it. */
+function quantOfRun(run: ReadRunBundle['run'], dir: string, noQuantize: boolean): QuantSettings {
+  let q: QuantSettings;
+  try {
+    q = quantFromRunJson(run.quantization, `${dir}/run.json`);
+  } catch (err) {
+    throw new CliInputError((err as Error).message);
+  }
+  if (noQuantize && q.type !== 'none') throw new CliInputError(`--no-quantize: ${dir}/run.json (quantization.type) says the run trained on the NF4 base; continue it without --no-quantize`);
+  return q;
 }
 
 /**
@@ -177,6 +208,7 @@ function quantOfRun(run: ReadRunBundle['run'], dir: string): QuantSettings {
  * `{"ok":true,"steps","final_loss","adapter"}`.
  */
 export const train: CliCommand = async (args, io) => {
+  checkTrainArgs(args);
   const f = args.flags;
   if (f['from-run'] === true) throw new CliInputError('--from-run needs a run bundle folder (what export-run wrote)');
   const fromRun = typeof f['from-run'] === 'string' ? f['from-run'] : null;
@@ -210,7 +242,7 @@ export const train: CliCommand = async (args, io) => {
 
   let examples: { train: Example[]; validation: Example[] };
   let dataFacts: RunFacts['data'];
-  let runKey: string;
+  let runKey: Record<string, unknown>;
   if (bundle) {
     const d = bundle.run.data;
     if (tokenizer.padTokenId !== d.pad_token_id) throw new CliInputError(`${fromRun}/run.json (data.pad_token_id): the run padded with ${d.pad_token_id}, this tokenizer pads with ${tokenizer.padTokenId}`);
@@ -218,7 +250,7 @@ export const train: CliCommand = async (args, io) => {
     examples = { train: bundle.train, validation: bundle.validation };
     dataFacts = { template: d.template, template_sha256: d.template_sha256, tokenizer_sha256: d.tokenizer_sha256, pad_token_id: d.pad_token_id, dataset_sha256: d.dataset_sha256 };
     io.log(`run bundle ${fromRun}: step ${bundle.run.step} of ${bundle.run.schedule.total_steps}, ${bundle.train.length} training and ${bundle.validation.length} validation examples`);
-    runKey = JSON.stringify({ model: files.label, run: bundle.run.exported_at, step: bundle.run.step, settings, bundle: fromRun });
+    runKey = { model: files.label, run: bundle.run.exported_at, step: bundle.run.step, settings, bundle: fromRun };
   } else {
     const dataPath = f.data as string;
     // Data: template from the flag, else the preset's; or an explicit mapping.
@@ -236,22 +268,27 @@ export const train: CliCommand = async (args, io) => {
     if (dropped) io.log(`data: ${dropped} training examples without learned tokens are left out`);
     io.log(`data: ${data.train.length} training and ${data.validation.length} validation examples, ${data.stats.tokens.labelTokens} learned tokens`);
     dataFacts = { template: runTemplateName(format, tokenizer), template_sha256: null, tokenizer_sha256: tokenizerSha, pad_token_id: tokenizer.padTokenId, dataset_sha256: sha(dataBytes) };
-    runKey = JSON.stringify({ model: files.label, data: dataName, bytes: dataBytes.byteLength, crc: crc32(dataBytes), settings, template, mapping, paging: pagingOf(args) });
+    runKey = { model: files.label, data: dataName, bytes: dataBytes.byteLength, crc: crc32(dataBytes), settings, template, mapping, paging: pagingOf(args) };
   }
   const paging = pagingOf(args);
   const stopAfterFlag = num(args, 'stop-after') ?? 0;
   if (!Number.isInteger(stopAfterFlag) || stopAfterFlag < 0) throw new CliInputError('--stop-after needs a whole number of steps');
-  const quant = bundle ? quantOfRun(bundle.run, fromRun!) : (preset?.quant ?? DEFAULT_QUANT);
-
-  // Same model, data, seed and settings → the same run id, so --resume finds its checkpoints.
-  const runId = `${bundle ? 'from-run' : 'train'}-${crc32(new TextEncoder().encode(runKey)).toString(16)}`;
+  // Same model, data, seed, settings and base storage → the same run id, so --resume finds its
+  // checkpoints (an NF4 run's id is what it was before the base could stay unquantized).
+  const runIdOf = (q: QuantSettings) =>
+    `${bundle ? 'from-run' : 'train'}-${crc32(new TextEncoder().encode(JSON.stringify({ ...runKey, ...(q.type === 'none' ? { base: 'none' } : {}) }))).toString(16)}`;
+  // A bundle continues on the base storage it was trained on.
+  let quant = bundle ? quantOfRun(bundle.run, fromRun!, f['no-quantize'] === true) : quantFromFlags(args, preset);
   const gpu = await Gpu.create();
   const store = await CheckpointStore.open();
   const bundles = new RunBundleStore();
   let model: CausalLM | null = null;
   let trainer: Trainer | null = null;
   try {
-    io.log(`model ${files.label}: ${config.arch}, ${config.layers} layers, hidden ${config.hidden}; NF4 base, LoRA r ${settings.rank} on ${settings.targetModules.join(', ')}; run ${runId}`);
+    if (f.resume) quant = await resumedQuant(store, quant, runIdOf, preset, io);
+    const runId = runIdOf(quant);
+    const baseNote = quant.type === 'none' ? 'unquantized base (plain LoRA, f32 on the GPU)' : 'NF4 base';
+    io.log(`model ${files.label}: ${config.arch}, ${config.layers} layers, hidden ${config.hidden}; ${baseNote}, LoRA r ${settings.rank} on ${settings.targetModules.join(', ')}; run ${runId}`);
     const loaded = await loadRunModel(gpu, { files, quant, settings, quantizer: quantizerFor(gpu), baseModel: base.name });
     model = loaded.model;
     let stopAfter = stopAfterFlag;
@@ -282,7 +319,7 @@ export const train: CliCommand = async (args, io) => {
     const facts: RunFacts = {
       studioVersion: STUDIO_VERSION,
       base: { id: base.name, revision: typeof f.revision === 'string' ? f.revision : (bundle?.run.base.revision ?? (preset || hubRepo ? 'main' : null)), commit: loaded.commit ?? folderRevision ?? bundle?.run.base.commit ?? null, config: rawConfig },
-      quantization: bundle ? bundle.run.quantization : nf4Quantization(quant),
+      quantization: runQuantization(quant),
       settings,
       data: dataFacts,
     };
@@ -317,7 +354,7 @@ export const train: CliCommand = async (args, io) => {
       io.log(`adapter written to ${f.out}`);
     }
     const evalLoss = result.evals.length ? result.evals[result.evals.length - 1].loss : null;
-    return { exitCode: 0, result: { ok: true, status: result.status, steps: result.step, final_loss: finalLoss, eval_loss: evalLoss, adapter } };
+    return { exitCode: 0, result: { ok: true, status: result.status, steps: result.step, final_loss: finalLoss, eval_loss: evalLoss, adapter, quantization: quant.type } };
   } finally {
     trainer?.dispose();
     model?.dispose();
@@ -326,3 +363,16 @@ export const train: CliCommand = async (args, io) => {
     gpu.destroy();
   }
 };
+
+/**
+ * The base storage a resumed run continues on: the one its checkpoints were made with. Without
+ * --no-quantize, a run whose only checkpoints are of an unquantized base reloads it unquantized;
+ * with --no-quantize, a run trained on the NF4 base is refused (its adapter fits that base).
+ */
+async function resumedQuant(store: CheckpointStore, asked: QuantSettings, runIdOf: (q: QuantSettings) => string, preset: Preset | null, io: CliIo): Promise<QuantSettings> {
+  const other = asked.type === 'none' ? (preset?.quant ?? DEFAULT_QUANT) : NO_QUANT;
+  if ((await store.list(runIdOf(asked))).length || !(await store.list(runIdOf(other))).length) return asked;
+  if (asked.type === 'none') throw new CliInputError('--resume --no-quantize: this run was trained on the NF4 base (QLoRA); resume it without --no-quantize');
+  io.log('resuming on the unquantized base this run was trained on (it was started with --no-quantize)');
+  return other;
+}
