@@ -1,6 +1,7 @@
 /**
  * What a studio run needs besides its checkpoints, kept in IndexedDB so that a reload can
- * resume it: the model it pinned, its settings, its examples and its state.
+ * resume it: the model it pinned, its settings, the stored dataset it reads (by content key,
+ * workers/data/example-store.ts: the examples are not copied) and its state.
  */
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { Example } from '../data/types';
@@ -15,8 +16,14 @@ export interface RunRecord {
   dataset: string;
   settings: RunSettings;
   totalSteps: number;
-  train: Example[];
-  validation: Example[];
+  /**
+   * The stored dataset the run reads, by content key; its split comes from the settings'
+   * validation fraction and seed. The counts check that a re-opened dataset gives the same split.
+   */
+  examples?: { key: string; train: number; validation: number };
+  /** Runs recorded before datasets were stored by key held their examples here (still resumable). */
+  train?: Example[];
+  validation?: Example[];
   samplePrompts: number[][];
   state: 'active' | 'finished';
   step: number;
@@ -52,6 +59,12 @@ export class RunStore {
   async latestActive(): Promise<RunRecord | null> {
     const all = await (await this.open()).getAll('runs');
     return all.filter((r) => r.state === 'active').sort((a, b) => b.savedAt - a.savedAt)[0] ?? null;
+  }
+
+  /** The stored datasets unfinished runs read (kept when old datasets are pruned). */
+  async activeDatasetKeys(): Promise<string[]> {
+    const all = await (await this.open()).getAll('runs');
+    return all.flatMap((r) => (r.state === 'active' && r.examples ? [r.examples.key] : []));
   }
 
   /** A new run replaces any unfinished one. */

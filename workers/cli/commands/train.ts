@@ -178,7 +178,7 @@ export const train: CliCommand = async (args, io) => {
       settings,
       train: examples.train,
       validation: examples.validation,
-      samplePrompts: samplePrompts(examples.validation.length ? examples.validation : examples.train),
+      samplePrompts: await samplePrompts(examples.validation.count ? examples.validation : examples.train),
       checkpoints: store.sink(runId),
       paging,
       onEvent: (e) => {
