@@ -4,7 +4,7 @@ import { useStudio, type ModelChoice } from './store';
 import { explain } from './explain';
 import { forgetRememberedToken, rememberToken, rememberedToken } from './hub-token';
 import { validateRunSettings } from '../workers/run/settings';
-import type { ColumnMapping, ExportFormat, ModelCardFacts, ModelSource, Section, RunSettings } from '../workers/protocol';
+import type { ColumnMapping, EngineEvent, ExportFormat, ModelCardFacts, ModelSource, Section, RunSettings } from '../workers/protocol';
 import { canWriteFolders, folderTarget, zipTarget, ZIP_LIMIT_BYTES, type ExportTarget } from './export-writer';
 
 const get = () => useStudio.getState();
@@ -36,7 +36,13 @@ async function start(): Promise<void> {
   let init;
   try {
     await engineReady();
-    init = await engine().init(Comlink.proxy(onEvent));
+    init = await engine().init(
+      Comlink.proxy((event: EngineEvent) => {
+        onEvent(event);
+        // Another tab opened or closed a run: the resume banner follows.
+        if (event.type === 'runs-changed') void checkResumable();
+      }),
+    );
   } catch (err) {
     setInit('no-webgpu', null, `The engine could not start: ${(err as Error).message}`);
     return;

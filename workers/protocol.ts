@@ -32,7 +32,9 @@ export type EngineEvent =
   | { type: 'train-state'; state: TrainState; step: number; totalSteps: number; message?: string }
   | { type: 'sample'; step: number; prompt: string; text: string }
   /** Streaming chat output: the reply so far (it replaces the previous one); `done` closes the stream. */
-  | { type: 'chat-token'; stream: ChatStream; reply: string; done: boolean };
+  | { type: 'chat-token'; stream: ChatStream; reply: string; done: boolean }
+  /** Another tab opened or closed a run: what `resumable()` answers may have changed. */
+  | { type: 'runs-changed' };
 
 export type ChatStream = 'base' | 'adapter';
 
@@ -171,6 +173,8 @@ export interface ResumableRun {
   savedAt: number;
   model: string;
   dataset: string;
+  /** The run is open (training or paused) in another tab of this browser: continue it there. */
+  openElsewhere: boolean;
 }
 
 export interface GenerateRequest {

@@ -67,11 +67,17 @@ export class RunStore {
     return all.flatMap((r) => (r.state === 'active' && r.examples ? [r.examples.key] : []));
   }
 
-  /** A new run replaces any unfinished one. */
-  async finishActive(): Promise<void> {
+  /** A new run replaces any unfinished one, except those open in another tab (`open`: their ids). */
+  async finishActive(open: ReadonlySet<string> = new Set()): Promise<void> {
     const db = await this.open();
     for (const old of await db.getAll('runs')) {
-      if (old.state === 'active') await db.put('runs', { ...old, state: 'finished' });
+      if (old.state === 'active' && !open.has(old.runId)) await db.put('runs', { ...old, state: 'finished' });
     }
+  }
+
+  /** The newest interrupted runs first. */
+  async active(): Promise<RunRecord[]> {
+    const all = await (await this.open()).getAll('runs');
+    return all.filter((r) => r.state === 'active').sort((a, b) => b.savedAt - a.savedAt);
   }
 }

@@ -44,6 +44,8 @@ import { blobDigest, chooseTemplate, guessMapping, headOf, prepend, storedSummar
 import { loadRunModel, quantizerFor, configOf, quantOf, type ImportedAdapter as LoadedAdapter } from './models';
 import { assembleRun, samplePrompts, storedRunExamples, storedSplit, type RunExamples } from './runs';
 import { RunStore, type RunRecord } from './run-store';
+import { holdRun, openRuns, runsChannel } from './run-lock';
+import type { Release } from '../load/locks';
 import { adapterGgufRefusals, adapterInput, baseWeightsOf, cachedBaseWeights, cardFacts, exportBase, ggufExport, mergedExport, peftExport, promptOf, zipFiles, type ExportFile } from './export';
 import type { ExportInput } from '../export/bundle';
 import type { BaseWeights } from '../export/merged';
@@ -146,6 +148,9 @@ export class Session implements EngineApi {
   private importedName: string | null = null;
   /** The hub access token (memory only: never logged, never in an event or error). */
   private hubToken: string | undefined;
+  /** The run open in this tab, whose lock keeps other tabs from training it too. */
+  private runLock: { runId: string; release: Release } | null = null;
+  private readonly channel = runsChannel(() => this.emit({ type: 'runs-changed' }));
 
   constructor(private readonly options: SessionOptions) {
     this.tokenizers = new Tokenizers(options.origin, () => this.hubClient());
@@ -317,7 +322,8 @@ export class Session implements EngineApi {
         step: 0,
         savedAt: Date.now(),
       };
-      await this.runs.finishActive();
+      // Runs open in other tabs are theirs to finish.
+      await this.runs.finishActive(await openRuns());
       await this.startRun(run, lm, false);
     } catch (err) {
       this.emit({ type: 'train-state', state: 'failed', step: 0, totalSteps: 0, message: (err as Error).message });
@@ -349,12 +355,18 @@ export class Session implements EngineApi {
 
   async resumable(): Promise<ResumableRun | null> {
     if (this.isActive()) return null;
-    const active = await this.runs.latestActive();
-    if (!active) return null;
-    const saved = await (await this.checkpoints()).list(active.runId);
-    if (!saved.length) return null;
-    const latest = saved[0];
-    return { runId: active.runId, step: latest.step, totalSteps: active.totalSteps, savedAt: latest.createdAt, model: active.modelLabel, dataset: active.dataset };
+    const open = await openRuns();
+    const elsewhere = (r: RunRecord) => open.has(r.runId) && this.runLock?.runId !== r.runId;
+    // A run this tab can take first; else the one another tab has open, so the page says where it is.
+    const runs = await this.runs.active();
+    const store = await this.checkpoints();
+    for (const active of [...runs.filter((r) => !elsewhere(r)), ...runs.filter(elsewhere)]) {
+      const saved = await store.list(active.runId);
+      if (!saved.length) continue;
+      const latest = saved[0];
+      return { runId: active.runId, step: latest.step, totalSteps: active.totalSteps, savedAt: latest.createdAt, model: active.modelLabel, dataset: active.dataset, openElsewhere: elsewhere(active) };
+    }
+    return null;
   }
 
   async resumeRun(runId: string): Promise<void> {
@@ -362,21 +374,42 @@ export class Session implements EngineApi {
     const run = await this.runs.get(runId);
     if (!run) throw new EngineError('not-ready', 'That run is no longer stored in this browser.');
     checkRunSettings(run.settings);
+    await this.openRun(runId);
     this.emit({ type: 'train-state', state: 'loading', step: run.step, totalSteps: run.totalSteps });
     try {
       // The run was started with these settings (or loaded anyway): resuming does not ask again.
       const lm = await this.causalLm(run.model, run.settings, true);
       await this.startRun(run, lm, true);
     } catch (err) {
+      this.closeRun(runId);
       this.emit({ type: 'train-state', state: 'failed', step: run.step, totalSteps: run.totalSteps, message: (err as Error).message });
       throw err;
     }
   }
 
   async discardRun(runId: string): Promise<void> {
+    if ((await openRuns()).has(runId) && this.runLock?.runId !== runId) throw openElsewhereError();
     const run = await this.runs.get(runId);
     if (run) await this.runs.put({ ...run, state: 'finished' });
     await (await this.checkpoints()).deleteRun(runId);
+  }
+
+  /** Takes the run's lock for this tab (refused when another tab has the run open) and tells the other tabs. */
+  private async openRun(runId: string): Promise<void> {
+    if (this.runLock?.runId === runId) return;
+    this.closeRun(this.runLock?.runId ?? null);
+    const release = await holdRun(runId);
+    if (!release) throw openElsewhereError();
+    this.runLock = { runId, release };
+    this.channel?.post({ runId, open: true });
+  }
+
+  /** Lets the run go: another tab may resume it now. */
+  private closeRun(runId: string | null): void {
+    if (!this.runLock || this.runLock.runId !== runId) return;
+    this.runLock.release();
+    this.runLock = null;
+    this.channel?.post({ runId, open: false });
   }
 
   async generate(request: GenerateRequest): Promise<void> {
@@ -734,6 +767,16 @@ export class Session implements EngineApi {
 
   /** Builds the trainer for a run on the loaded model, restores its checkpoint if any, and runs it in the background. */
   private async startRun(run: RunRecord, lm: LoadedLm, resume: boolean): Promise<void> {
+    await this.openRun(run.runId);
+    try {
+      await this.startOpenRun(run, lm, resume);
+    } catch (err) {
+      this.closeRun(run.runId);
+      throw err;
+    }
+  }
+
+  private async startOpenRun(run: RunRecord, lm: LoadedLm, resume: boolean): Promise<void> {
     const g = this.requireGpu();
     const store = await this.checkpoints();
     const examples = await this.runExamplesOf(run);
@@ -776,9 +819,11 @@ export class Session implements EngineApi {
     const running = trainer.run().then(async (result) => {
       if (result.status === 'done') await this.runs.put({ ...run, state: 'finished', step: result.step, savedAt: Date.now() });
     });
-    current.running = running.catch((err) => {
-      this.emit({ type: 'error', where: 'train', error: errorInfo(err, 'train') });
-    });
+    current.running = running
+      .catch((err) => {
+        this.emit({ type: 'error', where: 'train', error: errorInfo(err, 'train') });
+      })
+      .finally(() => this.closeRun(run.runId));
   }
 
   /** Trainer events → page events (steps count from 1: "steps done"). */
@@ -815,6 +860,13 @@ export class Session implements EngineApi {
 }
 
 const hex32 = (n: number) => n.toString(16).padStart(8, '0');
+
+function openElsewhereError(): EngineError {
+  return new EngineError('not-ready', 'This run is open in another tab of this browser: continue it there, or close that tab and resume it here.', {
+    section: 'train',
+    hint: 'Switch to the tab that has this run open, or close it and choose Resume here.',
+  });
+}
 
 /** How many examples a run trains or evaluates on, whichever way its record holds them. */
 function runCount(run: RunRecord, part: 'train' | 'validation'): number | undefined {
