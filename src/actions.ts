@@ -30,6 +30,7 @@ export function boot(): Promise<void> {
 
 async function start(): Promise<void> {
   const { setInit, onEvent } = get();
+  resumeWhenOnline();
   onEngineCrash((message) =>
     set({ problem: `The engine stopped: ${message}. Reload the page; an interrupted run resumes from its last checkpoint.` }),
   );
@@ -129,13 +130,32 @@ export async function loadModel(anyway = false): Promise<void> {
   const settings = get().settings;
   if (!settings) return;
   get().setError('model', null);
+  set({ interruptedLoad: null, loadingFor: 'model' });
   try {
     const modelInfo = await engine().loadModel(modelSource(), settings, anyway ? { anyway: true } : undefined);
     set({ modelInfo });
     await refreshStorage();
   } catch (err) {
     fail('model', err);
+  } finally {
+    set({ loadingFor: null });
   }
+}
+
+/** Runs the interrupted load again: what it kept is read from the cache, the rest downloads. */
+export async function resumeLoad(): Promise<void> {
+  const interrupted = get().interruptedLoad;
+  if (!interrupted) return;
+  set({ interruptedLoad: null });
+  await (interrupted.action === 'train' ? startTraining() : loadModel());
+}
+
+/** The connection came back: an interrupted load resumes by itself. */
+function resumeWhenOnline(): void {
+  if (typeof window === 'undefined') return;
+  window.addEventListener('online', () => {
+    if (get().interruptedLoad && !get().loadingFor) void resumeLoad();
+  });
 }
 
 export async function refreshStorage(): Promise<void> {
@@ -235,12 +255,14 @@ export async function startTraining(anyway = false): Promise<void> {
   const { settings, model } = get();
   if (!settings) return;
   get().setError('train', null);
-  set({ metrics: [], samples: [], resumable: null });
+  set({ metrics: [], samples: [], resumable: null, interruptedLoad: null, loadingFor: 'train' });
   try {
     await engine().train(modelSource(model), settings, anyway ? { anyway: true } : undefined);
     await refreshStorage();
   } catch (err) {
     fail('train', err);
+  } finally {
+    set({ loadingFor: null });
   }
 }
 

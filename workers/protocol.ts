@@ -34,7 +34,12 @@ export type EngineEvent =
   /** Streaming chat output: the reply so far (it replaces the previous one); `done` closes the stream. */
   | { type: 'chat-token'; stream: ChatStream; reply: string; done: boolean }
   /** Another tab opened or closed a run: what `resumable()` answers may have changed. */
-  | { type: 'runs-changed' };
+  | { type: 'runs-changed' }
+  /**
+   * A model download stopped for want of a connection. What finished is kept (whole tensors, in
+   * the cache): loading again resumes from there. `done`/`total`: bytes of this attempt.
+   */
+  | { type: 'load-interrupted'; done: number; total: number; message: string };
 
 export type ChatStream = 'base' | 'adapter';
 

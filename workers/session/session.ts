@@ -721,7 +721,8 @@ export class Session implements EngineApi {
     });
     const { files, baseModel, cacheId } = filesFor(source, client, this.options.origin);
     const named = exportBase(source, source.kind === 'local' ? await configOf(source) : null, baseModel);
-    const loaded = await loadRunModel(g, {
+    const cache = cacheId ? await this.modelCache() : null;
+    const loaded = await this.interruptible(tracker, () => loadRunModel(g, {
       files,
       quant: quantOf(source, DEFAULT_QUANT),
       settings: s,
@@ -729,12 +730,12 @@ export class Session implements EngineApi {
       adapter: this.importedAdapter,
       baseModel: named.name,
       cacheId,
-      cache: cacheId ? await this.modelCache() : null,
+      cache,
       storage: browserStorage(),
       progress: tracker,
       onRead: (name, done, total) => this.emit({ type: 'progress', task: 'quantize', done, total, unit: 'tensors', detail: name }),
       onNotice: (message) => this.emit({ type: 'log', level: /refused|removed/.test(message) ? 'warn' : 'info', message }),
-    });
+    }));
     if (loaded.fromCache) this.emit({ type: 'log', level: 'info', message: `${files.label}: loaded from this browser's cache` });
     for (const message of loaded.warnings) this.emit({ type: 'log', level: 'warn', message });
     this.emit({ type: 'memory', stats: g.pool.stats() });
@@ -753,6 +754,20 @@ export class Session implements EngineApi {
     };
     this.current = { lm, trainer: null, run: null, running: null };
     return lm;
+  }
+
+  /** Runs a load; when it stops for want of a connection, says so with what was kept, so the page can offer to resume. */
+  private async interruptible<T>(tracker: ProgressTracker, load: () => Promise<T>): Promise<T> {
+    try {
+      return await load();
+    } catch (err) {
+      const info = errorInfo(err, 'model');
+      if (info.code === 'network') {
+        const { done, total } = tracker.snapshot();
+        this.emit({ type: 'load-interrupted', done, total, message: info.message });
+      }
+      throw err;
+    }
   }
 
   /**
