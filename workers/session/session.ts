@@ -685,8 +685,17 @@ export class Session implements EngineApi {
     return this.prepared;
   }
 
+  /**
+   * The examples of the run open in this session (null when none), read from storage by index:
+   * what an export of the run's data reads (`count`, `get`, `slice`, async iteration).
+   */
+  async currentRunExamples(): Promise<RunExamples | null> {
+    const run = this.current?.run;
+    return run ? this.runExamplesOf(run) : null;
+  }
+
   /** A run's examples: its stored dataset found by key (a record from before datasets were stored keeps them itself). */
-  private async runExamplesOf(run: RunRecord): Promise<RunExamples> {
+  async runExamplesOf(run: RunRecord): Promise<RunExamples> {
     if (!run.examples) {
       if (!run.train || !run.validation) throw new EngineError('not-ready', 'This run record holds no examples; start a new run.', { section: 'train' });
       return { train: exampleList(run.train), validation: exampleList(run.validation), dropped: 0 };
