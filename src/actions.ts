@@ -4,7 +4,7 @@ import { useStudio, type ModelChoice } from './store';
 import { explain } from './explain';
 import { forgetRememberedToken, rememberToken, rememberedToken } from './hub-token';
 import { validateRunSettings } from '../workers/run/settings';
-import type { ColumnMapping, ExportFormat, LoadOptions, ModelCardFacts, ModelSource, Section, RunSettings } from '../workers/protocol';
+import type { ColumnMapping, EngineEvent, ExportFormat, LoadOptions, ModelCardFacts, ModelSource, Section, RunSettings } from '../workers/protocol';
 import { canWriteFolders, folderTarget, zipTarget, ZIP_LIMIT_BYTES, type ExportTarget } from './export-writer';
 
 const get = () => useStudio.getState();
@@ -42,13 +42,20 @@ export function boot(): Promise<void> {
 
 async function start(): Promise<void> {
   const { setInit, onEvent } = get();
+  resumeWhenOnline();
   onEngineCrash((message) =>
     set({ problem: `The engine stopped: ${message}. Reload the page; an interrupted run resumes from its last checkpoint.` }),
   );
   let init;
   try {
     await engineReady();
-    init = await engine().init(Comlink.proxy(onEvent));
+    init = await engine().init(
+      Comlink.proxy((event: EngineEvent) => {
+        onEvent(event);
+        // Another tab opened or closed a run: the resume banner follows.
+        if (event.type === 'runs-changed') void checkResumable();
+      }),
+    );
   } catch (err) {
     setInit('no-webgpu', null, `The engine could not start: ${(err as Error).message}`);
     return;
@@ -135,13 +142,32 @@ export async function loadModel(anyway = false): Promise<void> {
   const settings = get().settings;
   if (!settings) return;
   get().setError('model', null);
+  set({ interruptedLoad: null, loadingFor: 'model' });
   try {
     const modelInfo = await engine().loadModel(modelSource(), settings, loadOptions(anyway));
     set({ modelInfo });
     await refreshStorage();
   } catch (err) {
     fail('model', err);
+  } finally {
+    set({ loadingFor: null });
   }
+}
+
+/** Runs the interrupted load again: what it kept is read from the cache, the rest downloads. */
+export async function resumeLoad(): Promise<void> {
+  const interrupted = get().interruptedLoad;
+  if (!interrupted) return;
+  set({ interruptedLoad: null });
+  await (interrupted.action === 'train' ? startTraining() : loadModel());
+}
+
+/** The connection came back: an interrupted load resumes by itself. */
+function resumeWhenOnline(): void {
+  if (typeof window === 'undefined') return;
+  window.addEventListener('online', () => {
+    if (get().interruptedLoad && !get().loadingFor) void resumeLoad();
+  });
 }
 
 export async function refreshStorage(): Promise<void> {
@@ -241,12 +267,14 @@ export async function startTraining(anyway = false): Promise<void> {
   const { settings, model } = get();
   if (!settings) return;
   get().setError('train', null);
-  set({ metrics: [], samples: [], resumable: null });
+  set({ metrics: [], samples: [], resumable: null, interruptedLoad: null, loadingFor: 'train' });
   try {
     await engine().train(modelSource(model), settings, loadOptions(anyway));
     await refreshStorage();
   } catch (err) {
     fail('train', err);
+  } finally {
+    set({ loadingFor: null });
   }
 }
 

@@ -32,7 +32,14 @@ export type EngineEvent =
   | { type: 'train-state'; state: TrainState; step: number; totalSteps: number; message?: string }
   | { type: 'sample'; step: number; prompt: string; text: string }
   /** Streaming chat output: the reply so far (it replaces the previous one); `done` closes the stream. */
-  | { type: 'chat-token'; stream: ChatStream; reply: string; done: boolean };
+  | { type: 'chat-token'; stream: ChatStream; reply: string; done: boolean }
+  /** Another tab opened or closed a run: what `resumable()` answers may have changed. */
+  | { type: 'runs-changed' }
+  /**
+   * A model download stopped for want of a connection. What finished is kept (whole tensors, in
+   * the cache): loading again resumes from there. `done`/`total`: bytes of this attempt.
+   */
+  | { type: 'load-interrupted'; done: number; total: number; message: string };
 
 export type ChatStream = 'base' | 'adapter';
 
@@ -175,6 +182,8 @@ export interface ResumableRun {
   dataset: string;
   /** The base it trains on: 'nf4' (QLoRA) or 'none' (unquantized, f32): it resumes on the same. */
   quantization: 'nf4' | 'none';
+  /** The run is open (training or paused) in another tab of this browser: continue it there. */
+  openElsewhere: boolean;
 }
 
 export interface GenerateRequest {

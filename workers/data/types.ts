@@ -118,3 +118,19 @@ export interface PreparedDataset {
   validation: Example[];
   stats: DatasetStats;
 }
+
+/**
+ * Examples read by index without holding them all: a prepared dataset in the browser's storage
+ * (workers/data/example-store.ts), a subset of one (a run's training split), or an array. The
+ * trainer, the validation batches, the sample prompts and exporters read a run's data through it.
+ */
+export interface ExampleList {
+  readonly count: number;
+  get(index: number): Promise<Example>;
+  /** Examples `start` (inclusive) to `end` (exclusive, default: the end), in order. */
+  slice(start: number, end?: number): Promise<Example[]>;
+  /** Examples at these indices, in the order given. */
+  getMany(indices: readonly number[]): Promise<Example[]>;
+  /** Every example in order, a slice at a time. */
+  [Symbol.asyncIterator](): AsyncIterator<Example>;
+}

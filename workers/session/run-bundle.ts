@@ -18,7 +18,7 @@ import { quantFromRunJson, runQuantization } from '../export/run-bundle/quantiza
 import { readRunBundle, RunBundleError, type BundleFiles, type ReadRunBundle } from '../export/run-bundle/reader';
 import type { RowFormat } from './datasets';
 import type { RunRecord } from './run-store';
-import { samplePrompts } from './runs';
+import { samplePrompts, type RunExamples } from './runs';
 
 /** What a page run's bundle will say about it, fixed when the run starts. */
 export function pageRunFacts(o: { baseName: string; source: ModelSource; commit: string | null; config: HfConfig; quant: QuantSettings; settings: RunSettings; format: RowFormat | null; tokenizer: TextTokenizer }): RunFacts {
@@ -32,13 +32,13 @@ export function pageRunFacts(o: { baseName: string; source: ModelSource; commit:
   };
 }
 
-/** The bundle of a page run at its newest checkpoint; its examples come from the run record. */
-export async function pageRunBundle(run: RunRecord, bundles: RunBundleStore, checkpoints: CheckpointStore): Promise<ExportFile[]> {
+/** The bundle of a page run at its newest checkpoint; its examples are the run's (its stored dataset). */
+export async function pageRunBundle(run: RunRecord, examples: RunExamples, bundles: RunBundleStore, checkpoints: CheckpointStore): Promise<ExportFile[]> {
   const stored = await bundles.get(run.runId);
   if (!stored) throw new EngineError('not-ready', 'This run was started before runs kept what a run bundle needs: start it again to export it as a run.', { section: 'export' });
   const checkpoint = await checkpoints.openLatest(run.runId);
   if (!checkpoint) throw new EngineError('not-ready', 'This run has no checkpoint yet: pause or stop it first.', { section: 'export' });
-  return bundleOfRun({ facts: stored.facts, train: run.train, validation: run.validation }, checkpoint);
+  return bundleOfRun({ facts: stored.facts, train: examples.train, validation: examples.validation }, checkpoint);
 }
 
 /**
@@ -89,7 +89,7 @@ export async function readPickedBundle(files: File[]): Promise<{ bundle: ReadRun
 }
 
 /** The run record a bundle continues as (its examples, settings and position). */
-export function recordOfBundle(bundle: ReadRunBundle, label: string, runId: string): RunRecord {
+export async function recordOfBundle(bundle: ReadRunBundle, label: string, runId: string): Promise<RunRecord> {
   const { run } = bundle;
   let quant: QuantSettings;
   try {
@@ -107,7 +107,7 @@ export function recordOfBundle(bundle: ReadRunBundle, label: string, runId: stri
     totalSteps: run.schedule.total_steps,
     train: bundle.train,
     validation: bundle.validation,
-    samplePrompts: samplePrompts(bundle.validation.length ? bundle.validation : bundle.train),
+    samplePrompts: await samplePrompts(bundle.validation.length ? bundle.validation : bundle.train),
     state: 'active',
     step: run.step,
     savedAt: Date.now(),

@@ -1,6 +1,7 @@
 /**
  * What a studio run needs besides its checkpoints, kept in IndexedDB so that a reload can
- * resume it: the model it pinned and how its base was stored, its settings, its examples and its state.
+ * resume it: the model it pinned and how its base was stored, its settings, the stored dataset it
+ * reads (by content key, workers/data/example-store.ts: the examples are not copied) and its state.
  */
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { Example } from '../data/types';
@@ -18,8 +19,14 @@ export interface RunRecord {
   dataset: string;
   settings: RunSettings;
   totalSteps: number;
-  train: Example[];
-  validation: Example[];
+  /**
+   * The stored dataset the run reads, by content key; its split comes from the settings'
+   * validation fraction and seed. The counts check that a re-opened dataset gives the same split.
+   */
+  examples?: { key: string; train: number; validation: number };
+  /** Runs recorded before datasets were stored by key held their examples here (still resumable). */
+  train?: Example[];
+  validation?: Example[];
   samplePrompts: number[][];
   state: 'active' | 'finished';
   step: number;
@@ -58,11 +65,23 @@ export class RunStore {
     return all.filter((r) => r.state === 'active').sort((a, b) => b.savedAt - a.savedAt)[0] ?? null;
   }
 
-  /** A new run replaces any unfinished one. */
-  async finishActive(): Promise<void> {
+  /** The stored datasets unfinished runs read (kept when old datasets are pruned). */
+  async activeDatasetKeys(): Promise<string[]> {
+    const all = await (await this.open()).getAll('runs');
+    return all.flatMap((r) => (r.state === 'active' && r.examples ? [r.examples.key] : []));
+  }
+
+  /** A new run replaces any unfinished one, except those open in another tab (`open`: their ids). */
+  async finishActive(open: ReadonlySet<string> = new Set()): Promise<void> {
     const db = await this.open();
     for (const old of await db.getAll('runs')) {
-      if (old.state === 'active') await db.put('runs', { ...old, state: 'finished' });
+      if (old.state === 'active' && !open.has(old.runId)) await db.put('runs', { ...old, state: 'finished' });
     }
+  }
+
+  /** The newest interrupted runs first. */
+  async active(): Promise<RunRecord[]> {
+    const all = await (await this.open()).getAll('runs');
+    return all.filter((r) => r.state === 'active').sort((a, b) => b.savedAt - a.savedAt);
   }
 }

@@ -263,8 +263,10 @@ export const train: CliCommand = async (args, io) => {
     const format = { template: mapping ? null : (template ?? null), mapping };
     const data = await prepareForRun(readRows(new Blob([dataBytes as BlobPart]), dataName), format, tokenizer, settings, dataName);
     for (const w of data.stats.warnings) io.log(`data: ${w}`);
-    examples = runExamples(data, dataName, settings.seqLength);
-    const dropped = data.train.length - examples.train.length;
+    // The CLI holds its examples in memory (and keeps them with the run for export-run).
+    const listed = runExamples(data, dataName, settings.seqLength);
+    examples = { train: await listed.train.slice(0), validation: await listed.validation.slice(0) };
+    const dropped = listed.dropped;
     if (dropped) io.log(`data: ${dropped} training examples without learned tokens are left out`);
     io.log(`data: ${data.train.length} training and ${data.validation.length} validation examples, ${data.stats.tokens.labelTokens} learned tokens`);
     dataFacts = { template: runTemplateName(format, tokenizer), template_sha256: null, tokenizer_sha256: tokenizerSha, pad_token_id: tokenizer.padTokenId, dataset_sha256: sha(dataBytes) };
@@ -300,7 +302,7 @@ export const train: CliCommand = async (args, io) => {
       settings,
       train: examples.train,
       validation: examples.validation,
-      samplePrompts: samplePrompts(examples.validation.length ? examples.validation : examples.train),
+      samplePrompts: await samplePrompts(examples.validation.length ? examples.validation : examples.train),
       checkpoints: store.sink(runId),
       paging,
       onEvent: (e) => {

@@ -3,7 +3,7 @@
  * index in the split (the index data/order.safetensors refers to). Where the examples are kept
  * (the run record, chunks by content hash, a bundle's data/ folder) stays behind this interface.
  */
-import type { Example } from '../../data/types';
+import type { Example, ExampleList } from '../../data/types';
 
 export interface BundleExamples {
   readonly count: number;
@@ -19,6 +19,19 @@ export function examplesInMemory(list: readonly Example[]): BundleExamples {
       const e = list[index];
       if (!e) throw new RangeError(`example ${index} is outside the split (${list.length} examples)`);
       return e;
+    },
+  };
+}
+
+/** A run's split as the writer reads it: an array (the CLI) or a list read from storage (the studio). */
+export function bundleExamplesOf(examples: readonly Example[] | ExampleList): BundleExamples {
+  if (Array.isArray(examples)) return examplesInMemory(examples);
+  const list = examples as ExampleList;
+  return {
+    count: list.count,
+    example: async (index) => {
+      if (!(index >= 0 && index < list.count)) throw new RangeError(`example ${index} is outside the split (${list.count} examples)`);
+      return list.get(index);
     },
   };
 }

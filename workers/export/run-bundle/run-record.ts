@@ -4,11 +4,11 @@
  * one place that joins a stored run and its newest checkpoint into the writer's input.
  */
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
-import type { Example } from '../../data/types';
+import type { Example, ExampleList } from '../../data/types';
 import type { HeldBytes } from '../../load/held';
 import type { OpenedCheckpoint } from '../../train/checkpoint-store';
 import type { ExportFile } from '../bundle';
-import { examplesInMemory } from './examples';
+import { bundleExamplesOf } from './examples';
 import { runJsonOf, type RunFacts } from './run-facts';
 import { runBundleFiles } from './writer';
 
@@ -60,7 +60,7 @@ export class RunBundleStore {
  * The bundle of a stored run at its newest checkpoint: run.json from the facts and the
  * checkpoint, tensors read from the checkpoint one at a time, the examples from the record.
  */
-export async function bundleOfRun(record: { facts: RunFacts; train: Example[]; validation: Example[] }, checkpoint: OpenedCheckpoint, held?: HeldBytes, exportedAt?: Date): Promise<ExportFile[]> {
+export async function bundleOfRun(record: { facts: RunFacts; train: readonly Example[] | ExampleList; validation: readonly Example[] | ExampleList }, checkpoint: OpenedCheckpoint, held?: HeldBytes, exportedAt?: Date): Promise<ExportFile[]> {
   const { meta } = checkpoint;
   const loraKeys = meta.lora.map((l) => l.key).join('\n');
   if (meta.optimizer.keys.join('\n') !== loraKeys) throw new Error(`checkpoint at step ${meta.step}: the optimizer's moments are not those of the LoRA tensors`);
@@ -68,8 +68,8 @@ export async function bundleOfRun(record: { facts: RunFacts; train: Example[]; v
     throw new Error(`checkpoint at step ${meta.step}: made with gradient accumulation ${meta.settings.gradAccum} and seed ${meta.settings.seed}, the run's settings say ${record.facts.settings.gradAccum} and ${record.facts.settings.seed}`);
   }
   if (held) checkpoint.onChunk = (delta) => (delta > 0 ? held.hold(delta) : held.drop(-delta));
-  const train = examplesInMemory(record.train);
-  const validation = examplesInMemory(record.validation);
+  const train = bundleExamplesOf(record.train);
+  const validation = bundleExamplesOf(record.validation);
   return runBundleFiles({
     run: runJsonOf(record.facts, meta, { train: train.count, validation: validation.count }, exportedAt),
     lora: meta.lora,
