@@ -9,7 +9,7 @@ import { collectRows } from './source';
 import { splitIndices } from './split';
 import { histogram, percentile } from './stats';
 import { checkColumns, formatRowFull, mappedColumns, type FormattedRow, type Segment } from './templates';
-import type { DataMapping, Example, PrepareOptions, PreparedDataset, PresetName, Preview, Row, TokenStats } from './types';
+import type { DataMapping, Example, ExampleText, PrepareOptions, PreparedDataset, PresetName, Preview, Row, TokenStats } from './types';
 import type { TextTokenizer } from '../tokenizer';
 import { commonPrefixLength } from '../tokenizer/chat-turns';
 
@@ -101,6 +101,14 @@ export function tokenizeRow(row: FormattedRow, tokenizer: TextTokenizer): Tokeni
   return row.chat ? tokenizeChat(row, tokenizer) : tokenizeSegments(row.segments, tokenizer);
 }
 
+/** A row as text: its conversation, or its masked start as the prompt and the rest as the completion. */
+export function exampleText(row: FormattedRow): ExampleText {
+  if (row.messages) return { messages: row.messages.map((m) => ({ role: m.role, content: m.content })) };
+  const firstLearned = row.segments.findIndex((s) => s.learn);
+  const cut = firstLearned < 0 ? row.segments.length : firstLearned;
+  return { prompt: row.segments.slice(0, cut).map((s) => s.text).join(''), completion: row.segments.slice(cut).map((s) => s.text).join('') };
+}
+
 /** Greedy packing in order: examples are concatenated while the sum fits in maxLength. */
 export function packExamples(examples: readonly Example[], maxLength: number): Example[] {
   const packed: Example[] = [];
@@ -149,7 +157,7 @@ export async function prepareDataset(source: Iterable<Row> | AsyncIterable<Row>,
     lengths.push(ids.length);
     if (ids.length > maxLength) truncated++;
     const n = Math.min(ids.length, maxLength);
-    const example = { inputIds: Int32Array.from(ids.slice(0, n)), labels: Int32Array.from(labels.slice(0, n)) };
+    const example: Example = { inputIds: Int32Array.from(ids.slice(0, n)), labels: Int32Array.from(labels.slice(0, n)), text: exampleText(row) };
     const learned = example.labels.reduce((c, l) => c + (l !== IGNORE_INDEX ? 1 : 0), 0);
     if (learned === 0) emptyAfterTruncation++;
     labelTokens += learned;

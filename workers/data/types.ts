@@ -36,7 +36,15 @@ export type PresetName = 'ds1000' | 'counseling';
 export interface Example {
   inputIds: Int32Array;
   labels: Int32Array;
+  /** The row it was made from, as text (a run bundle's data/*.jsonl); absent for packed examples. */
+  text?: ExampleText;
 }
+
+/**
+ * A row as text for other tools: the prompt as laid out (masked) and the completion (learned),
+ * or the conversation of chat data.
+ */
+export type ExampleText = { prompt: string; completion: string } | { messages: { role: string; content: string }[] };
 
 export interface PrepareOptions {
   /** Either a mapping or a preset (a preset brings its own mapping and template). */

@@ -64,6 +64,14 @@ export interface RunParts {
   stopTokenIds?: number[];
 }
 
+/**
+ * How a run's training examples become micro-batches (workers/train/batches.ts ShuffledExamples):
+ * the trainer's feed and a run bundle's data/order.safetensors both take these.
+ */
+export function runBatching(s: Pick<RunSettings, 'batchSize' | 'seed'>): { microBatchSize: number; seed: number; shuffle: boolean } {
+  return { microBatchSize: s.batchSize, seed: s.seed, shuffle: true };
+}
+
 export function assembleRun(p: RunParts): Trainer {
   const padId = p.tokenizer.padTokenId;
   const batchSize = p.settings.batchSize;
@@ -74,7 +82,7 @@ export function assembleRun(p: RunParts): Trainer {
       gpu: p.gpu,
       model: p.model,
       shaders: SHADERS,
-      train: new ShuffledExamples({ examples: p.train, microBatchSize: batchSize, seed: p.settings.seed, shuffle: true, collate: (ex) => makeBatch(ex, padId) }),
+      train: new ShuffledExamples({ examples: p.train, ...runBatching(p.settings), collate: (ex) => makeBatch(ex, padId) }),
       validation,
       samplePrompts: p.samplePrompts,
       eosTokenIds: p.stopTokenIds ?? [p.tokenizer.eosTokenId],

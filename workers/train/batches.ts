@@ -69,12 +69,31 @@ export class ShuffledExamples<E> implements BatchSource {
     return this.order;
   }
 
-  microBatch(epoch: number, index: number): Batch {
+  /** The example indices of micro-batch `index` of epoch `epoch` (what `microBatch` collates; a run bundle's order). */
+  microBatchIndices(epoch: number, index: number): number[] {
     const order = this.epochOrder(epoch);
     const start = index * this.o.microBatchSize;
     if (index < 0 || start >= order.length) throw new RangeError(`micro-batch ${index} is outside epoch ${epoch} (${this.microBatchesPerEpoch} micro-batches)`);
-    return this.o.collate(order.slice(start, start + this.o.microBatchSize).map((i) => this.o.examples[i]));
+    return order.slice(start, start + this.o.microBatchSize);
   }
+
+  microBatch(epoch: number, index: number): Batch {
+    return this.o.collate(this.microBatchIndices(epoch, index).map((i) => this.o.examples[i]));
+  }
+}
+
+/**
+ * The micro-batches of optimizer step `step`, as [epoch, index] pairs: windows of `gradAccum`
+ * micro-batches, an epoch's last window shorter when the epoch does not divide evenly.
+ */
+export function stepWindow(step: number, microBatchesPerEpoch: number, gradAccum: number): [number, number][] {
+  const windowsPerEpoch = Math.ceil(microBatchesPerEpoch / gradAccum);
+  const epoch = Math.floor(step / windowsPerEpoch);
+  const first = (step % windowsPerEpoch) * gradAccum;
+  const last = Math.min(microBatchesPerEpoch, first + gradAccum);
+  const out: [number, number][] = [];
+  for (let i = first; i < last; i++) out.push([epoch, i]);
+  return out;
 }
 
 /** Fisher–Yates with a mulberry32 stream keyed by (seed, epoch). */

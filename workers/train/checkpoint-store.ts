@@ -85,6 +85,22 @@ export interface LoadedCheckpoint {
   warnings: string[];
 }
 
+/**
+ * The newest checkpoint whose record and chunks are all there, opened without reading its
+ * tensors: each is read (and its checksum checked) when asked for, so a reader holds one tensor
+ * and one chunk at a time instead of the whole checkpoint.
+ */
+export interface OpenedCheckpoint {
+  info: CheckpointInfo;
+  warnings: string[];
+  /** The snapshot without its tensors: settings, step, cursor, histories, the LoRA table, the optimizer's step and keys. */
+  meta: SnapshotMeta;
+  /** `lora/<key>`, `exp_avg/<key>` or `exp_avg_sq/<key>`. */
+  tensor(name: string): Promise<Float32Array>;
+  /** Bytes of chunk data held while a tensor is read (for a caller's accounting): called with +n then −n. */
+  onChunk?: (delta: number) => void;
+}
+
 export interface CheckpointStoreOptions {
   dbName?: string;
   /** Free room checked before each checkpoint, and the sizes a "storage is full" message gives (navigator.storage in the browser). */
@@ -272,6 +288,61 @@ export class CheckpointStore {
     return null;
   }
 
+  /** The newest checkpoint of a run with every chunk present, its tensors read on demand; null when it has none. */
+  async openLatest(runId: string): Promise<OpenedCheckpoint | null> {
+    const pointer = await this.db.get('runs', runId);
+    const warnings: string[] = [];
+    for (const id of pointer?.ids ?? []) {
+      const record = await this.db.get('checkpoints', id);
+      if (!record) {
+        warnings.push(`checkpoint ${id} of run "${runId}" is missing its record; falling back to the previous checkpoint`);
+        continue;
+      }
+      if (crc32(new TextEncoder().encode(record.meta)) !== record.metaCrc) {
+        warnings.push(`checkpoint at step ${record.step} of run "${runId}" is damaged (settings/metadata checksum mismatch); falling back to the previous checkpoint`);
+        continue;
+      }
+      const present = await this.db.getAllKeys('chunks', IDBKeyRange.bound([record.id, 0], [record.id, record.chunkCount]));
+      if (present.length !== record.chunkCount) {
+        warnings.push(`checkpoint at step ${record.step} of run "${runId}" is damaged (${record.chunkCount - present.length} of ${record.chunkCount} chunks missing); falling back to the previous checkpoint`);
+        continue;
+      }
+      return this.opened(record, warnings);
+    }
+    if (warnings.length) throw new Error(`${warnings.join('; ')}; run "${runId}" has no usable checkpoint left`);
+    return null;
+  }
+
+  private opened(record: CheckpointRecord, warnings: string[]): OpenedCheckpoint {
+    const entries = new Map(record.tensors.map((t) => [t.name, t]));
+    const db = this.db;
+    const opened: OpenedCheckpoint = {
+      info: infoOf(record),
+      warnings,
+      meta: JSON.parse(record.meta) as SnapshotMeta,
+      async tensor(name) {
+        const t = entries.get(name);
+        if (!t) throw new Error(`checkpoint at step ${record.step}: no tensor "${name}"`);
+        const bytes = new Uint8Array(t.byteLength);
+        const first = Math.floor(t.byteOffset / record.chunkBytes);
+        const last = Math.floor((t.byteOffset + t.byteLength - 1) / record.chunkBytes);
+        for (let c = first; c <= last && t.byteLength > 0; c++) {
+          const chunk = await db.get('chunks', [record.id, c]);
+          if (!chunk) throw new Error(`checkpoint at step ${record.step}: chunk ${c + 1} of ${record.chunkCount} is missing (tensor "${name}")`);
+          opened.onChunk?.(chunk.byteLength);
+          const chunkStart = c * record.chunkBytes;
+          const from = Math.max(t.byteOffset, chunkStart);
+          const to = Math.min(t.byteOffset + t.byteLength, chunkStart + chunk.byteLength);
+          bytes.set(new Uint8Array(chunk, from - chunkStart, to - from), from - t.byteOffset);
+          opened.onChunk?.(-chunk.byteLength);
+        }
+        if (crc32(bytes) !== t.crc) throw new Error(`checkpoint at step ${record.step}: checksum mismatch in tensor "${name}"`);
+        return new Float32Array(bytes.buffer, 0, t.byteLength / 4);
+      },
+    };
+    return opened;
+  }
+
   async deleteRun(runId: string): Promise<void> {
     const pointer = await this.db.get('runs', runId);
     for (const id of pointer?.ids ?? []) await this.deleteCheckpoint(id);
@@ -317,7 +388,7 @@ export class CheckpointStore {
   }
 }
 
-type SnapshotMeta = Omit<TrainerSnapshot, 'lora' | 'optimizer'> & {
+export type SnapshotMeta = Omit<TrainerSnapshot, 'lora' | 'optimizer'> & {
   lora: { key: string; shape: [number, number] }[];
   optimizer: { step: number; keys: string[] };
 };

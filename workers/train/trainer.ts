@@ -11,7 +11,7 @@ import type { Batch, TrainableCausalLM } from '../model/types';
 import type { PagingOptions } from './paged-moments';
 import { AdamWOptimizer, type OptimizerState } from './optimizer';
 import type { OptimizerShaders } from '../kernels/shaders';
-import { labelTokens, type BatchSource } from './batches';
+import { labelTokens, stepWindow, type BatchSource } from './batches';
 import { scheduledLr, type ScheduleSettings } from './schedule';
 import { ADAMW_BETAS, RUN_DEFAULTS } from '../run/settings';
 import { EngineError } from '../errors';
@@ -192,13 +192,7 @@ export class Trainer {
 
   /** Micro-batches of optimizer step `step`, as [epoch, index] pairs. */
   window(step: number): [number, number][] {
-    const epoch = Math.floor(step / this.windowsPerEpoch);
-    const w = step % this.windowsPerEpoch;
-    const first = w * this.settings.gradAccum;
-    const last = Math.min(this.deps.train.microBatchesPerEpoch, first + this.settings.gradAccum);
-    const out: [number, number][] = [];
-    for (let i = first; i < last; i++) out.push([epoch, i]);
-    return out;
+    return stepWindow(step, this.deps.train.microBatchesPerEpoch, this.settings.gradAccum);
   }
 
   cursor(): { epoch: number; microBatch: number } {

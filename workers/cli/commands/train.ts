@@ -23,6 +23,9 @@ import { cliHubClient, isHubRepoId } from '../hub-access';
 import { baseModelName } from '../../export/model-card';
 import { exportBase } from '../../session/export';
 import { parseMapping } from './data-check';
+import { Sha256 } from '../../util/sha256';
+import { RunBundleStore } from '../../export/run-bundle/run-record';
+import { nf4Quantization, runTemplateName, STUDIO_VERSION, type RunFacts } from '../../export/run-bundle/run-facts';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
 
 const USAGE =
@@ -101,9 +104,10 @@ function modelFiles(spec: string, io: CliIo, hub: HubClient, revision: string | 
   return { files: cliFileSet(io, spec), hubRepo: null, preset: null };
 }
 
-async function loadTokenizer(args: CliArgs, files: ModelFileSet, preset: Preset | null, io: CliIo, hub: HubClient): Promise<TextTokenizer> {
+/** The tokenizer, and its tokenizer.json text where it was read here (a run bundle names its sha256). */
+async function loadTokenizer(args: CliArgs, files: ModelFileSet, preset: Preset | null, io: CliIo, hub: HubClient): Promise<{ tokenizer: TextTokenizer; json: string | null }> {
   const dir = typeof args.flags.tokenizer === 'string' ? args.flags.tokenizer : null;
-  if (!dir && preset) return presetTokenizer(preset, location.origin, hub);
+  if (!dir && preset) return { tokenizer: await presetTokenizer(preset, location.origin, hub), json: null };
   const read = async (name: string) => {
     if (!dir) return files.text(name);
     const path = joinPath(dir, name);
@@ -111,7 +115,7 @@ async function loadTokenizer(args: CliArgs, files: ModelFileSet, preset: Preset 
   };
   const json = await read('tokenizer.json');
   if (!json) throw new CliInputError(`no tokenizer.json in ${dir ?? files.label}; pass --tokenizer DIR`);
-  return tokenizerFromFiles(json, await read('tokenizer_config.json'));
+  return { tokenizer: tokenizerFromFiles(json, await read('tokenizer_config.json')), json };
 }
 
 /**
@@ -146,7 +150,7 @@ export const train: CliCommand = async (args, io) => {
   const dataName = f.data.split(/[\\/]/).pop() ?? f.data;
   const mapping = typeof f.map === 'string' ? parseMapping(f.map, dataName) : null;
   if (!template && !mapping) throw new CliInputError('say how rows become text: --template ds1000|counseling or --map prompt=COL,response=COL');
-  const tokenizer = await loadTokenizer(args, files, preset, io, hub);
+  const { tokenizer, json: tokenizerJson } = await loadTokenizer(args, files, preset, io, hub);
   const dataBytes = await io.readFile(f.data);
   const format = { template: mapping ? null : (template ?? null), mapping };
   const data = await prepareForRun(readRows(new Blob([dataBytes as BlobPart]), dataName), format, tokenizer, settings, dataName);
@@ -163,6 +167,7 @@ export const train: CliCommand = async (args, io) => {
   const runId = `train-${crc32(new TextEncoder().encode(JSON.stringify({ model: files.label, data: dataName, bytes: dataBytes.byteLength, crc: crc32(dataBytes), settings, template, mapping, paging }))).toString(16)}`;
   const gpu = await Gpu.create();
   const store = await CheckpointStore.open();
+  const bundles = new RunBundleStore();
   let model: CausalLM | null = null;
   let trainer: Trainer | null = null;
   try {
@@ -193,6 +198,22 @@ export const train: CliCommand = async (args, io) => {
       },
     });
     trainer = t;
+    // What `export-run` needs besides the checkpoint: the run's facts and its examples as trained.
+    const sha = (bytes: Uint8Array) => new Sha256().update(bytes).hex();
+    const facts: RunFacts = {
+      studioVersion: STUDIO_VERSION,
+      base: { id: base.name, revision: typeof f.revision === 'string' ? f.revision : preset || hubRepo ? 'main' : null, commit: loaded.commit ?? folderRevision, config: rawConfig },
+      quantization: nf4Quantization(preset?.quant ?? DEFAULT_QUANT),
+      settings,
+      data: {
+        template: runTemplateName(format, tokenizer),
+        template_sha256: null,
+        tokenizer_sha256: tokenizerJson === null ? null : sha(new TextEncoder().encode(tokenizerJson)),
+        pad_token_id: tokenizer.padTokenId,
+        dataset_sha256: sha(dataBytes),
+      },
+    };
+    if (!f.resume || !(await bundles.get(runId))) await bundles.put({ runId, facts, train: examples.train, validation: examples.validation, savedAt: Date.now() });
     if (f.resume) {
       const loaded = await store.loadLatest(runId);
       if (!loaded) throw new CliInputError(`no checkpoint of this run (same model, data, seed and settings) to resume; run without --resume first (and keep the same --profile)`);
@@ -223,6 +244,7 @@ export const train: CliCommand = async (args, io) => {
     trainer?.dispose();
     model?.dispose();
     store.close();
+    await bundles.close();
     gpu.destroy();
   }
 };
