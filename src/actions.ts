@@ -4,7 +4,7 @@ import { useStudio, type ModelChoice } from './store';
 import { explain } from './explain';
 import { forgetRememberedToken, rememberToken, rememberedToken } from './hub-token';
 import { validateRunSettings } from '../workers/run/settings';
-import type { ColumnMapping, ExportFormat, ModelCardFacts, ModelSource, Section, RunSettings } from '../workers/protocol';
+import type { ColumnMapping, ExportFormat, LoadOptions, ModelCardFacts, ModelSource, Section, RunSettings } from '../workers/protocol';
 import { canWriteFolders, folderTarget, zipTarget, ZIP_LIMIT_BYTES, type ExportTarget } from './export-writer';
 
 const get = () => useStudio.getState();
@@ -18,6 +18,18 @@ export function modelSource(choice: ModelChoice = get().model): ModelSource {
   if (choice.kind === 'preset') return { kind: 'preset', name: choice.name };
   if (choice.kind === 'hub') return { kind: 'hub', id: choice.id };
   return { kind: 'local', files: choice.files };
+}
+
+/** How the engine loads the base: the page's choice of storage, and whether to load regardless of the plan. */
+function loadOptions(anyway = false): LoadOptions {
+  return { anyway, quantize: get().quantizeBase };
+}
+
+/** Quantize the base to NF4 (QLoRA) or keep it unquantized (plain LoRA): the gauge is asked again, the next load uses it. */
+export async function setQuantizeBase(quantize: boolean): Promise<void> {
+  set({ quantizeBase: quantize, modelInfo: null });
+  get().setError('model', null);
+  await replan();
 }
 
 let booting: Promise<void> | null = null;
@@ -108,7 +120,7 @@ export async function replan(): Promise<void> {
   if (!settings || validateRunSettings(settings).length) return;
   const seq = ++planSeq;
   try {
-    const plan = await engine().plan(modelSource(model), settings);
+    const plan = await engine().plan(modelSource(model), settings, loadOptions());
     if (seq === planSeq) set({ plan });
   } catch (err) {
     if (seq === planSeq) {
@@ -124,7 +136,7 @@ export async function loadModel(anyway = false): Promise<void> {
   if (!settings) return;
   get().setError('model', null);
   try {
-    const modelInfo = await engine().loadModel(modelSource(), settings, anyway ? { anyway: true } : undefined);
+    const modelInfo = await engine().loadModel(modelSource(), settings, loadOptions(anyway));
     set({ modelInfo });
     await refreshStorage();
   } catch (err) {
@@ -231,7 +243,7 @@ export async function startTraining(anyway = false): Promise<void> {
   get().setError('train', null);
   set({ metrics: [], samples: [], resumable: null });
   try {
-    await engine().train(modelSource(model), settings, anyway ? { anyway: true } : undefined);
+    await engine().train(modelSource(model), settings, loadOptions(anyway));
     await refreshStorage();
   } catch (err) {
     fail('train', err);

@@ -70,6 +70,8 @@ export interface StudioState {
   /** The hub access token for gated or private models: in memory; in localStorage only if `rememberToken`. */
   hubToken: string;
   rememberToken: boolean;
+  /** Quantize the base to NF4 (QLoRA, the default); off: plain LoRA on the unquantized base (f32 on the GPU). */
+  quantizeBase: boolean;
 
   datasetFile: string | null;
   dataset: DatasetSummary | null;
@@ -110,6 +112,7 @@ export const useStudio = create<StudioState>((set) => ({
   storage: null,
   hubToken: '',
   rememberToken: false,
+  quantizeBase: true,
   datasetFile: null,
   dataset: null,
   dataError: null,

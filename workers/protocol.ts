@@ -96,6 +96,8 @@ export interface ModelInfo {
   layers: number;
   targetModules: string[];
   fromCache: boolean;
+  /** How the base is stored: 'nf4' (QLoRA) or 'none' (unquantized, f32 on the GPU). */
+  quantization: 'nf4' | 'none';
 }
 
 export interface CachedModel {
@@ -221,10 +223,16 @@ export interface ImportedAdapter {
   tensors: number;
 }
 
-/** How a model load treats the memory planner's verdict. */
+/** How a model load stores the base and treats the memory planner's verdict. */
 export interface LoadOptions {
   /** Load even when the plan for these settings is "does-not-fit" on this GPU (refused with code 'does-not-fit' otherwise). */
   anyway?: boolean;
+  /**
+   * Quantize the base's linear weights to NF4 with double quantization (QLoRA; the default). false:
+   * plain LoRA on the unquantized base, held in f32 on the GPU (4 bytes per parameter instead of
+   * about 0.56), bit-for-bit the checkpoint's values.
+   */
+  quantize?: boolean;
 }
 
 export interface EngineApi {
@@ -237,8 +245,8 @@ export interface EngineApi {
    * memory only, sent to the hub's own hosts only, never logged, never in an error or event.
    */
   setHubToken(token: string | null): Promise<void>;
-  /** Predict peak GPU memory before anything downloads. */
-  plan(model: ModelSource, settings: RunSettings): Promise<MemoryPlan>;
+  /** Predict peak GPU memory before anything downloads (`options.quantize` as the load will have it; `anyway` plays no part). */
+  plan(model: ModelSource, settings: RunSettings, options?: LoadOptions): Promise<MemoryPlan>;
   /** Load the base model with fresh LoRA adapters for `settings` (Chat can use it before any training). */
   loadModel(model: ModelSource, settings: RunSettings, options?: LoadOptions): Promise<ModelInfo>;
   cachedModels(): Promise<CachedModel[]>;

@@ -1,16 +1,19 @@
 /**
  * What a studio run needs besides its checkpoints, kept in IndexedDB so that a reload can
- * resume it: the model it pinned, its settings, its examples and its state.
+ * resume it: the model it pinned and how its base was stored, its settings, its examples and its state.
  */
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { Example } from '../data/types';
 import type { ModelSource } from '../protocol';
 import { runSettings, type RunSettings } from '../run/settings';
+import { DEFAULT_QUANT, checkQuant, type QuantSettings } from '../load/presets';
 
 export interface RunRecord {
   runId: string;
   /** Preset or hub model (dropped files cannot be re-read after a reload). */
   model: Extract<ModelSource, { kind: 'preset' | 'hub' }>;
+  /** How the base was stored while training (NF4, or `{ type: 'none' }`): a resumed run loads it the same way. */
+  quant: QuantSettings;
   modelLabel: string;
   dataset: string;
   settings: RunSettings;
@@ -40,8 +43,9 @@ export class RunStore {
   async get(runId: string): Promise<RunRecord | undefined> {
     const run = await (await this.open()).get('runs', runId);
     // A run stored before the settings gained weight decay, clipping and sample length ran with
-    // the defaults of those: fill them in so it resumes as it started.
-    return run && { ...run, settings: runSettings(run.settings) };
+    // the defaults of those: fill them in so it resumes as it started. One stored before the base
+    // could stay unquantized trained on NF4.
+    return run && { ...run, settings: runSettings(run.settings), quant: run.quant === undefined ? DEFAULT_QUANT : checkQuant(run.quant, `stored run ${runId}`) };
   }
 
   async put(run: RunRecord): Promise<void> {

@@ -7,7 +7,7 @@
  */
 import { Gpu } from '../gpu/runtime';
 import { WebGpuUnavailableError } from '../gpu/device';
-import { PRESETS, DEFAULT_QUANT, presetNamed, type HfConfig, type Preset } from '../load/presets';
+import { PRESETS, presetNamed, type HfConfig, type Preset, type QuantSettings } from '../load/presets';
 import { archFromConfig } from '../load/arch';
 import { planMemory } from '../load/planner';
 import { ModelCache, cacheKey } from '../load/cache';
@@ -82,6 +82,8 @@ interface LoadedLm {
   settings: RunSettings;
   parameters: number;
   fromCache: boolean;
+  /** How the base is stored: NF4 (QLoRA) or not quantized (plain LoRA, f32 on the GPU). */
+  quant: QuantSettings;
 }
 
 /** The dataset the next run trains on, as prepared for the page's last request. */
@@ -94,10 +96,10 @@ interface Prepared {
   request: DatasetRequest;
 }
 
-/** What a model with these adapters is keyed by: a different key loads it again. */
-function modelKey(source: ModelSource, s: RunSettings): string {
+/** What a model with these adapters and this base storage is keyed by: a different key loads it again. */
+function modelKey(source: ModelSource, s: RunSettings, quant: QuantSettings): string {
   const id = source.kind === 'preset' ? `preset:${source.name}@${source.revision ?? ''}` : source.kind === 'hub' ? `hub:${source.id}@${source.revision ?? ''}` : `local:${source.files.map((f) => f.name).join(',')}`;
-  return `${id}|r${s.rank}|a${s.alpha}|d${s.dropout}|${[...s.targetModules].sort().join(',')}|seed${s.seed}|len${s.seqLength + s.sampleTokens}`;
+  return `${id}|${quant.type}|r${s.rank}|a${s.alpha}|d${s.dropout}|${[...s.targetModules].sort().join(',')}|seed${s.seed}|len${s.seqLength + s.sampleTokens}`;
 }
 
 export interface SessionOptions {
@@ -110,15 +112,17 @@ export interface SessionOptions {
   gpuMemoryBytes?: number;
 }
 
-/** Refuses load options the engine does not understand. */
-function checkLoadOptions(options: LoadOptions | undefined): boolean {
-  if (options === undefined) return false;
-  const bad = (why: string) => new EngineError('invalid-setting', `Load options: ${why}.`, { section: 'model', field: 'anyway' });
-  if (!options || typeof options !== 'object') throw bad('expected an object');
-  const unknown = Object.keys(options).filter((k) => k !== 'anyway');
-  if (unknown.length) throw bad(`unknown field ${unknown.join(', ')}`);
-  if (options.anyway !== undefined && typeof options.anyway !== 'boolean') throw bad('"anyway" must be true or false');
-  return options.anyway === true;
+/** Refuses load options the engine does not understand; what a load is asked for: whether to load anyway, and the base's storage. */
+function checkLoadOptions(options: LoadOptions | undefined, source: ModelSource): { anyway: boolean; quant: QuantSettings } {
+  if (options === undefined) return { anyway: false, quant: quantOf(source) };
+  const bad = (why: string, field: string) => new EngineError('invalid-setting', `Load options: ${why}.`, { section: 'model', field });
+  if (!options || typeof options !== 'object') throw bad('expected an object', 'anyway');
+  const unknown = Object.keys(options).filter((k) => k !== 'anyway' && k !== 'quantize');
+  if (unknown.length) throw bad(`unknown field ${unknown.join(', ')}`, unknown[0]);
+  for (const field of ['anyway', 'quantize'] as const) {
+    if (options[field] !== undefined && typeof options[field] !== 'boolean') throw bad(`"${field}" must be true or false`, field);
+  }
+  return { anyway: options.anyway === true, quant: quantOf(source, options.quantize !== false) };
 }
 
 export class Session implements EngineApi {
@@ -186,8 +190,12 @@ export class Session implements EngineApi {
     return new HubClient({ ...options, token: this.hubToken });
   }
 
-  async plan(source: ModelSource, settings: RunSettings): Promise<MemoryPlan> {
+  async plan(source: ModelSource, settings: RunSettings, options?: LoadOptions): Promise<MemoryPlan> {
     checkRunSettings(settings);
+    return this.planFor(source, settings, checkLoadOptions(options, source).quant);
+  }
+
+  private async planFor(source: ModelSource, settings: RunSettings, quant: QuantSettings): Promise<MemoryPlan> {
     const g = this.requireGpu();
     const config = await configOf(source, this.hubClient());
     const plan = await planMemory({
@@ -197,6 +205,7 @@ export class Session implements EngineApi {
       rank: settings.rank,
       targets: settings.targetModules,
       checkpointing: true,
+      quant,
       dropout: settings.dropout > 0,
       limits: { maxBufferSize: g.limits.maxBufferSize, maxStorageBufferBindingSize: g.limits.maxStorageBufferBindingSize },
       // A first visit's load as loadRunModel runs it: streamed into the GPU quantizer and read back
@@ -221,9 +230,9 @@ export class Session implements EngineApi {
 
   async loadModel(source: ModelSource, settings: RunSettings, options?: LoadOptions): Promise<ModelInfo> {
     checkRunSettings(settings);
-    const anyway = checkLoadOptions(options);
+    const { anyway, quant } = checkLoadOptions(options, source);
     if (this.isActive()) throw new EngineError('not-ready', 'A run is in progress: the model in use cannot change now.', { section: 'model' });
-    const lm = await this.causalLm(source, settings, anyway);
+    const lm = await this.causalLm(source, settings, anyway, quant);
     const c = lm.model.config;
     const perBlock = lm.model.names.layers[0]?.linears ?? [];
     return {
@@ -233,6 +242,7 @@ export class Session implements EngineApi {
       layers: c.layers,
       targetModules: [...new Set(perBlock.map((l) => l.name))],
       fromCache: lm.fromCache,
+      quantization: lm.quant.type,
     };
   }
 
@@ -274,7 +284,7 @@ export class Session implements EngineApi {
 
   async train(source: ModelSource, settings: RunSettings, options?: LoadOptions): Promise<void> {
     checkRunSettings(settings);
-    const anyway = checkLoadOptions(options);
+    const { anyway, quant } = checkLoadOptions(options, source);
     if (this.isActive()) throw new EngineError('not-ready', 'A run is already in progress: stop it first.');
     if (source.kind === 'local') this.emit({ type: 'log', level: 'warn', message: 'A run on dropped model files cannot be resumed after a reload.' });
     this.emit({ type: 'train-state', state: 'loading', step: 0, totalSteps: 0 });
@@ -284,10 +294,11 @@ export class Session implements EngineApi {
       if (examples.dropped) this.emit({ type: 'log', level: 'info', message: `${examples.dropped} training examples without learned tokens are left out` });
       // A new run starts from fresh adapters (or the imported ones), not from the last run's.
       if (this.current?.run) this.dropModel();
-      const lm = await this.causalLm(source, settings, anyway);
+      const lm = await this.causalLm(source, settings, anyway, quant);
       const run: RunRecord = {
         runId: `run-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`,
         model: pinnedSource(source, lm.baseModel, lm.commit),
+        quant: lm.quant,
         modelLabel: lm.baseModel,
         dataset: data.file,
         settings,
@@ -347,7 +358,8 @@ export class Session implements EngineApi {
     this.emit({ type: 'train-state', state: 'loading', step: run.step, totalSteps: run.totalSteps });
     try {
       // The run was started with these settings (or loaded anyway): resuming does not ask again.
-      const lm = await this.causalLm(run.model, run.settings, true);
+      // It continues on the base stored as it trained on (NF4 or unquantized).
+      const lm = await this.causalLm(run.model, run.settings, true, run.quant);
       await this.startRun(run, lm, true);
     } catch (err) {
       this.emit({ type: 'train-state', state: 'failed', step: run.step, totalSteps: run.totalSteps, message: (err as Error).message });
@@ -461,7 +473,7 @@ export class Session implements EngineApi {
     const run = this.current?.run;
     const prepared = this.prepared && this.prepared.file === card.dataset ? this.prepared : null;
     const data = prepared ? { fingerprint: prepared.fingerprint, template: prepared.format.template ?? (prepared.format.mapping ? `columns: ${JSON.stringify(prepared.format.mapping)}` : undefined), train: run?.train.length, validation: run?.validation.length } : undefined;
-    return adapterInput(peft, lm.config, lm.exportBase, lm.commit, cardFacts(run?.settings ?? lm.settings, card, data));
+    return adapterInput(peft, lm.config, lm.exportBase, lm.commit, cardFacts(run?.settings ?? lm.settings, card, data, lm.quant.type));
   }
 
   private async exportFiles(format: ExportFormat, card: ModelCardFacts, given?: Awaited<ReturnType<Session['exportInput']>>): Promise<ExportFile[]> {
@@ -487,7 +499,7 @@ export class Session implements EngineApi {
   /**
    * The merged folder: into the base's original weights read again (a hub model pinned to the
    * run's commit, dropped files as they are); when those cannot be read (offline), into the NF4
-   * copy this browser cached, dequantized.
+   * copy this browser cached, dequantized (or the unquantized copy, as it is).
    */
   private async mergedFor(lm: LoadedLm, input: ExportInput): Promise<{ files: ExportFile[]; into: 'original' | 'dequantized-nf4' }> {
     const source = lm.source.kind === 'local' ? lm.source : pinnedSource(lm.source, lm.baseModel, lm.commit);
@@ -497,10 +509,12 @@ export class Session implements EngineApi {
     try {
       original = await baseWeightsOf(files);
     } catch (err) {
-      const manifest = cacheId ? await (await this.modelCache()).manifest(cacheKey(cacheId.repo, lm.commit ?? cacheId.revision, quantOf(lm.source, DEFAULT_QUANT))) : undefined;
+      const manifest = cacheId ? await (await this.modelCache()).manifest(cacheKey(cacheId.repo, lm.commit ?? cacheId.revision, lm.quant)) : undefined;
       if (!manifest) throw new EngineError('not-ready', `The base's original weights cannot be read (${(err as Error).message}) and this browser holds no copy of it: merge when online.`, { section: 'export' });
-      this.emit({ type: 'log', level: 'warn', message: `The original weights cannot be read (${(err as Error).message}): merging into the cached NF4 base, dequantized.` });
-      return { files: await mergedExport({ input, weights: cachedBaseWeights(await this.modelCache(), manifest), into: 'dequantized-nf4', files: null, tokenizerFile }), into: 'dequantized-nf4' };
+      // An unquantized base's cached copy holds the checkpoint's own tensors: the original weights.
+      const into = lm.quant.type === 'none' ? 'original' : 'dequantized-nf4';
+      this.emit({ type: 'log', level: 'warn', message: `The original weights cannot be read (${(err as Error).message}): merging into the cached ${into === 'original' ? 'copy of the unquantized base' : 'NF4 base, dequantized'}.` });
+      return { files: await mergedExport({ input, weights: cachedBaseWeights(await this.modelCache(), manifest), into, files: null, tokenizerFile }), into };
     }
     return { files: await mergedExport({ input, weights: original, into: 'original', files, tokenizerFile }), into: 'original' };
   }
@@ -582,12 +596,12 @@ export class Session implements EngineApi {
   }
 
   /** Loads (or reuses) the base model with LoRA adapters for these settings. */
-  private async causalLm(source: ModelSource, s: RunSettings, anyway: boolean): Promise<LoadedLm> {
+  private async causalLm(source: ModelSource, s: RunSettings, anyway: boolean, quant: QuantSettings): Promise<LoadedLm> {
     const imported = this.importedName ? `|import:${this.importedName}` : '';
-    const key = modelKey(source, s) + imported;
+    const key = modelKey(source, s, quant) + imported;
     if (this.current && this.current.lm.keys.includes(key)) return this.current.lm;
     const g = this.requireGpu();
-    if (!anyway) await this.refuseUnfit(source, s);
+    if (!anyway) await this.refuseUnfit(source, s, quant);
     if (this.current) this.dropModel();
     const tracker = new ProgressTracker((p) => this.emit({ type: 'progress', task: 'download', done: p.done, total: p.total, unit: 'bytes', detail: p.file }));
     const client = this.hubClient({
@@ -598,7 +612,7 @@ export class Session implements EngineApi {
     const named = exportBase(source, source.kind === 'local' ? await configOf(source) : null, baseModel);
     const loaded = await loadRunModel(g, {
       files,
-      quant: quantOf(source, DEFAULT_QUANT),
+      quant,
       settings: s,
       quantizer: quantizerFor(g),
       adapter: this.importedAdapter,
@@ -620,11 +634,11 @@ export class Session implements EngineApi {
       loaded.model.dispose();
       throw err;
     }
-    const keys = [key, modelKey(pinnedSource(source, baseModel, loaded.commit), s) + imported];
+    const keys = [key, modelKey(pinnedSource(source, baseModel, loaded.commit), s, quant) + imported];
     const stopTokenIds = chatStopTokenIds(tokenizer, loaded.endTokenSources);
     const lm: LoadedLm = {
       keys, model: loaded.model, modules: loaded.modules, baseModel, exportBase: named, commit: loaded.commit, source, config: loaded.config,
-      tokenizer, stopTokenIds, settings: s, parameters: loaded.parameters, fromCache: loaded.fromCache,
+      tokenizer, stopTokenIds, settings: s, parameters: loaded.parameters, fromCache: loaded.fromCache, quant: loaded.quant,
     };
     this.current = { lm, trainer: null, run: null, running: null };
     return lm;
@@ -634,8 +648,8 @@ export class Session implements EngineApi {
    * Refuses, before any weight downloads, a model whose plan for these settings does not fit
    * this GPU even at a shorter setting ("fits-shorter" loads: the page offers the shorter one).
    */
-  private async refuseUnfit(source: ModelSource, s: RunSettings): Promise<void> {
-    const plan = await this.plan(source, s);
+  private async refuseUnfit(source: ModelSource, s: RunSettings, quant: QuantSettings): Promise<void> {
+    const plan = await this.planFor(source, s, quant);
     if (plan.verdict !== 'does-not-fit') return;
     throw new EngineError('does-not-fit', `This model does not fit this GPU with sequence ${s.seqLength}, batch ${s.batchSize} and rank ${s.rank}: ${plan.reason}.`, { section: 'model' });
   }

@@ -3,7 +3,7 @@ import { Gpu } from '../../gpu/runtime';
 import type { HubClient } from '../../load/hub';
 import { filesFor } from '../../load/model-source';
 import { hubFileSet, readConfig, type ModelFileSet } from '../../load/sources';
-import { DEFAULT_QUANT, presetNamed, type Preset } from '../../load/presets';
+import { DEFAULT_QUANT, NO_QUANT, presetNamed, type Preset, type QuantSettings } from '../../load/presets';
 import { crc32 } from '../../util/crc32';
 import { allLinearNames } from '../../model/architecture';
 import { parseModelConfig } from '../../model/config';
@@ -32,7 +32,8 @@ const USAGE =
   'usage: train --model <hf-folder|preset|owner/name on the hub> --data <file> [--token T (or HF_TOKEN) for gated models] [--revision R] [--steps N] [--epochs E] [--seed S] [--out DIR] [--resume] [--profile DIR] ' +
   '[--lr X] [--schedule cosine|linear|constant|constant_with_warmup] [--warmup-ratio F] [--warmup-steps N] [--batch B] [--accum A] [--max-length T] ' +
   '[--template ds1000|counseling | --map prompt=COL,response=COL] [--tokenizer DIR] [--r R] [--alpha A] [--dropout P] [--targets a,b] ' +
-  '[--validation F] [--weight-decay X] [--max-grad-norm X] [--eval-every N] [--sample-every N] [--sample-tokens N] [--checkpoint-every N] [--stop-after N] [--optimizer-budget BYTES]';
+  '[--validation F] [--weight-decay X] [--max-grad-norm X] [--eval-every N] [--sample-every N] [--sample-tokens N] [--checkpoint-every N] [--stop-after N] [--optimizer-budget BYTES] ' +
+  '[--no-quantize (plain LoRA: the base unquantized, f32 on the GPU, 4 bytes per parameter)]';
 
 /** Flags that set a run setting (workers/run/settings.ts checks their values). */
 const SETTING_FLAGS: Record<string, Exclude<keyof RunSettings, 'schedule' | 'targetModules'>> = {
@@ -56,6 +57,31 @@ const SETTING_FLAGS: Record<string, Exclude<keyof RunSettings, 'schedule' | 'tar
   'checkpoint-every': 'checkpointEvery',
   validation: 'validationFraction',
 };
+
+/** Flags that take no value. */
+const SWITCHES = new Set(['resume', 'no-quantize']);
+
+/** Every flag `train` understands: anything else (a misspelt flag) is refused before any work. */
+const FLAGS = new Set([
+  ...Object.keys(SETTING_FLAGS), ...SWITCHES,
+  'model', 'data', 'token', 'revision', 'out', 'profile', 'schedule', 'template', 'map', 'tokenizer', 'targets', 'stop-after', 'optimizer-budget',
+]);
+
+/** Refuses unknown flags, a value after a switch and stray arguments, naming them. */
+export function checkTrainArgs(args: CliArgs): void {
+  const unknown = Object.keys(args.flags).filter((k) => !FLAGS.has(k));
+  if (unknown.length) throw new CliInputError(`unknown flag${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
+  for (const k of SWITCHES) {
+    const v = args.flags[k];
+    if (v !== undefined && v !== true) throw new CliInputError(`--${k} takes no value, got ${JSON.stringify(v)}`);
+  }
+  if (args.positional.length) throw new CliInputError(`unexpected argument "${args.positional[0]}"\n${USAGE}`);
+}
+
+/** How the base is stored: NF4 (the preset's settings, else the default), or not quantized with --no-quantize. */
+export function quantFromFlags(args: CliArgs, preset: Preset | null): QuantSettings {
+  return args.flags['no-quantize'] === true ? NO_QUANT : (preset?.quant ?? DEFAULT_QUANT);
+}
 
 /** A command-line run reports evaluations, samples and checkpoints only when asked. */
 const CLI_QUIET = { evalEvery: 0, sampleEvery: 0, checkpointEvery: 0 } as const;
@@ -126,6 +152,7 @@ async function loadTokenizer(args: CliArgs, files: ModelFileSet, preset: Preset 
  * `{"ok":true,"steps","final_loss","adapter"}`.
  */
 export const train: CliCommand = async (args, io) => {
+  checkTrainArgs(args);
   const f = args.flags;
   if (typeof f.model !== 'string' || typeof f.data !== 'string') throw new CliInputError(USAGE);
   if (f.revision === true) throw new CliInputError('--revision needs a branch, tag or commit');
@@ -163,16 +190,22 @@ export const train: CliCommand = async (args, io) => {
   const stopAfterFlag = num(args, 'stop-after') ?? 0;
   if (!Number.isInteger(stopAfterFlag) || stopAfterFlag < 0) throw new CliInputError('--stop-after needs a whole number of steps');
 
-  // Same model, data, seed and settings → the same run id, so --resume finds its checkpoints.
-  const runId = `train-${crc32(new TextEncoder().encode(JSON.stringify({ model: files.label, data: dataName, bytes: dataBytes.byteLength, crc: crc32(dataBytes), settings, template, mapping, paging }))).toString(16)}`;
+  // Same model, data, seed, settings and base storage → the same run id, so --resume finds its
+  // checkpoints (an NF4 run's id is what it was before the base could stay unquantized).
+  const runIdOf = (q: QuantSettings) =>
+    `train-${crc32(new TextEncoder().encode(JSON.stringify({ model: files.label, data: dataName, bytes: dataBytes.byteLength, crc: crc32(dataBytes), settings, template, mapping, paging, ...(q.type === 'none' ? { base: 'none' } : {}) }))).toString(16)}`;
+  let quant = quantFromFlags(args, preset);
   const gpu = await Gpu.create();
   const store = await CheckpointStore.open();
   const bundles = new RunBundleStore();
   let model: CausalLM | null = null;
   let trainer: Trainer | null = null;
   try {
-    io.log(`model ${files.label}: ${config.arch}, ${config.layers} layers, hidden ${config.hidden}; NF4 base, LoRA r ${settings.rank} on ${settings.targetModules.join(', ')}; run ${runId}`);
-    const loaded = await loadRunModel(gpu, { files, quant: preset?.quant ?? DEFAULT_QUANT, settings, quantizer: quantizerFor(gpu), baseModel: base.name });
+    if (f.resume) quant = await resumedQuant(store, quant, runIdOf, preset, io);
+    const runId = runIdOf(quant);
+    const baseNote = quant.type === 'none' ? 'unquantized base (plain LoRA, f32 on the GPU)' : 'NF4 base';
+    io.log(`model ${files.label}: ${config.arch}, ${config.layers} layers, hidden ${config.hidden}; ${baseNote}, LoRA r ${settings.rank} on ${settings.targetModules.join(', ')}; run ${runId}`);
+    const loaded = await loadRunModel(gpu, { files, quant, settings, quantizer: quantizerFor(gpu), baseModel: base.name });
     model = loaded.model;
     let stopAfter = stopAfterFlag;
     const t: Trainer = assembleRun({
@@ -239,7 +272,7 @@ export const train: CliCommand = async (args, io) => {
       io.log(`adapter written to ${f.out}`);
     }
     const evalLoss = result.evals.length ? result.evals[result.evals.length - 1].loss : null;
-    return { exitCode: 0, result: { ok: true, status: result.status, steps: result.step, final_loss: finalLoss, eval_loss: evalLoss, adapter } };
+    return { exitCode: 0, result: { ok: true, status: result.status, steps: result.step, final_loss: finalLoss, eval_loss: evalLoss, adapter, quantization: quant.type } };
   } finally {
     trainer?.dispose();
     model?.dispose();
@@ -248,3 +281,16 @@ export const train: CliCommand = async (args, io) => {
     gpu.destroy();
   }
 };
+
+/**
+ * The base storage a resumed run continues on: the one its checkpoints were made with. Without
+ * --no-quantize, a run whose only checkpoints are of an unquantized base reloads it unquantized;
+ * with --no-quantize, a run trained on the NF4 base is refused (its adapter fits that base).
+ */
+async function resumedQuant(store: CheckpointStore, asked: QuantSettings, runIdOf: (q: QuantSettings) => string, preset: Preset | null, io: CliIo): Promise<QuantSettings> {
+  const other = asked.type === 'none' ? (preset?.quant ?? DEFAULT_QUANT) : NO_QUANT;
+  if ((await store.list(runIdOf(asked))).length || !(await store.list(runIdOf(other))).length) return asked;
+  if (asked.type === 'none') throw new CliInputError('--resume --no-quantize: this run was trained on the NF4 base (QLoRA); resume it without --no-quantize');
+  io.log('resuming on the unquantized base this run was trained on (it was started with --no-quantize)');
+  return other;
+}
