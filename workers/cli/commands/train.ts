@@ -236,7 +236,7 @@ export const train: CliCommand = async (args, io) => {
     const facts: RunFacts = {
       studioVersion: STUDIO_VERSION,
       base: { id: base.name, revision: typeof f.revision === 'string' ? f.revision : preset || hubRepo ? 'main' : null, commit: loaded.commit ?? folderRevision, config: rawConfig },
-      quantization: nf4Quantization(preset?.quant ?? DEFAULT_QUANT),
+      quantization: quant.type === 'none' ? { type: 'none' } : nf4Quantization(quant),
       settings,
       data: {
         template: runTemplateName(format, tokenizer),
