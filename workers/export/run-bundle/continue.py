@@ -208,7 +208,7 @@ def load_model(run, bundle, args, accelerator):
     for _, p in model.named_parameters():
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()  # LoRA weights and AdamW stay float32 as in the studio
-    if not quantize:
+    if not quantize and not fsdp:  # FSDP places the shards itself
         model.to(accelerator.device)
     return model, quantize
 
