@@ -81,7 +81,7 @@ const AXOLOTL_PROMPTER_KEYS = words('system_prompt system_format field_system fi
 /** accelerate's config file keys (accelerate 0.30.1 commands/config/config_args.py BaseConfig, ClusterConfig). */
 const ACCELERATE_KEYS = words('compute_environment debug distributed_type downcast_bf16 gpu_ids machine_rank main_training_function mixed_precision num_machines num_processes rdzv_backend same_network use_cpu fsdp_config');
 /** fsdp_config keys: accelerate 0.30.1 commands/launch.py, the FSDP arguments the config file fills. */
-const ACCELERATE_FSDP_KEYS = words('fsdp_offload_params fsdp_min_num_params fsdp_sharding_strategy fsdp_auto_wrap_policy fsdp_transformer_layer_cls_to_wrap fsdp_backward_prefetch fsdp_state_dict_type fsdp_forward_prefetch fsdp_use_orig_params fsdp_cpu_ram_efficient_loading fsdp_sync_module_states fsdp_activation_checkpointing');
+const ACCELERATE_FSDP_KEYS = words('fsdp_offload_params fsdp_min_num_params fsdp_sharding_strategy fsdp_auto_wrap_policy fsdp_transformer_layer_cls_to_wrap fsdp_backward_prefetch fsdp_state_dict_type fsdp_forward_prefetch fsdp_use_orig_params fsdp_cpu_ram_efficient_loading fsdp_sync_module_states');
 
 function run(over: { quant: 'nf4' | 'none'; template: string; modelType: string; evalEvery: number }): RunJson {
   const settings = runSettings({ targetModules: ['q_proj', 'v_proj'], evalEvery: over.evalEvery, checkpointEvery: 5, maxSteps: 20 });
