@@ -31,7 +31,7 @@ def lines(path):
         r = json.loads(line)
         if "loss" in r and "grad_norm" in r:
             steps[r["step"]] = r
-        elif "eval_loss" in r:
+        elif "eval_loss" in r and "step" in r:
             evals[r["step"]] = r["eval_loss"]
     return steps, evals
 

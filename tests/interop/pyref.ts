@@ -37,7 +37,8 @@ export function lastJson<T>(r: PyResult): T {
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port nobody listens on now. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.listen(0, '127.0.0.1', () => {
