@@ -4,7 +4,7 @@
  * accelerate 0.30.1):
  * - an hf-train fixture made into a step-0 bundle: continue.py's 6 steps give the fixture's step
  *   losses, lrs, pre-clip gradient norms, eval loss, final LoRA weights and AdamW moments within
- *   1e-4 relative (the fixture's suggested check);
+ *   1e-4 relative (the fixture's suggested check); tiny-phi again on transformers 4.44.0;
  * - two processes (gloo, ranks started by hand) equal one within 1e-5, on a bundle with short
  *   micro-batches, unequal shares and an odd validation split;
  * - a run stopped with --max-steps and continued from its own output folder equals the run
@@ -78,6 +78,21 @@ describe.skipIf(!HAVE_PYREF)('continue.py against torch/transformers/PEFT (../sh
       expect([out.step, out.schedule.position, out.optimizer.step, out.log.train.length]).toEqual([6, 6, 6, 6]);
     });
   }
+
+  it('tiny-phi on transformers 4.44.0: the same trajectory', () => {
+    process.env.PYREF_TRANSFORMERS = '4.44.0';
+    const env444 = pyrefEnv();
+    delete process.env.PYREF_TRANSFORMERS;
+    const fixture = resolve('tests/fixtures/hf-train/tiny-phi');
+    const bundle = join(dir, 'tiny-phi-444');
+    python(env444, [MAKE_BUNDLE, fixture, bundle, CONTINUE_PY]);
+    const run = python(env444, ['-c', 'import transformers; print(transformers.__version__)']);
+    expect(run.stdout.trim()).toBe('4.44.0');
+    writeFileSync(join(dir, 'tiny-phi-444.jsonl'), python(env444, ['continue.py', '--out', join(bundle, 'continued')], bundle).stdout);
+    const d = lastJson<FixtureDeviations>(python(env444, [COMPARE, 'hf-train', fixture, join(bundle, 'continued'), join(dir, 'tiny-phi-444.jsonl')]));
+    console.log(`tiny-phi (transformers 4.44.0) vs hf-train expected: ${JSON.stringify(d)}`);
+    for (const k of ['loss', 'lr', 'grad_norm', 'eval_loss', 'weights', 'exp_avg', 'exp_avg_sq'] as const) expect(d[k], k).toBeLessThan(1e-4);
+  });
 
   it('two processes (gloo) equal one, on short micro-batches and unequal shares', async () => {
     const bundle = join(dir, 'awkward');

@@ -172,10 +172,11 @@ def load_model(run, bundle, args, accelerator):
     if quantize and not torch.cuda.is_available():
         log("continue.py: this is a 4-bit (nf4) run but there is no CUDA device: bitsandbytes' 4-bit needs one; loading the base unquantized (as --no-quantize)")
         quantize = False
-    kw = {"torch_dtype": dtype}
+    version = _version(transformers.__version__)
+    kw = {"dtype" if version >= (4, 56) else "torch_dtype": dtype}  # `torch_dtype` was renamed in 4.56
     if not local:
         kw["revision"] = run["base"].get("commit") or run["base"].get("revision") or "main"
-    if _version(transformers.__version__) >= (4, 36):
+    if version >= (4, 36):
         kw["attn_implementation"] = args.attn_implementation
     fsdp = accelerator.distributed_type.name == "FSDP"
     if quantize:
@@ -192,7 +193,8 @@ def load_model(run, bundle, args, accelerator):
         kw["quantization_config"] = BitsAndBytesConfig(**bnb)
         if not fsdp:
             kw["device_map"] = {"": accelerator.local_process_index}
-    kw["low_cpu_mem_usage"] = True
+    if version < (5, 0):
+        kw["low_cpu_mem_usage"] = True  # always on from transformers 5
     log(f"continue.py: base {base} ({'4-bit NF4, compute ' + args.dtype if quantize else args.dtype}) on {accelerator.device}")
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(base, **kw)
