@@ -227,8 +227,10 @@ def make_optimizer(run, params):
                              eps=o["eps"], weight_decay=o["weight_decay"])
 
 
-def full_optimizer_state(run, bundle, params):
-    """The optimizer/ moments as torch's state per trainable parameter (in `params` order)."""
+def full_optimizer_state(run, bundle, params, shapes=None):
+    """The optimizer/ moments as torch's state per trainable parameter (in `params` order).
+
+    `shapes` {PEFT key: shape} stands in for the parameters' own where those are shards (FSDP)."""
     step = run["optimizer"]["step"]
     if step == 0:
         return None
@@ -244,8 +246,9 @@ def full_optimizer_state(run, bundle, params):
         for m in ("exp_avg", "exp_avg_sq"):
             if f"{k}.{m}" not in t:
                 fail(f"{path}: no tensor {k}.{m} for the trainable parameter {name}")
-            if tuple(t[f"{k}.{m}"].shape) != tuple(p.shape):
-                fail(f"{path}: {k}.{m} has shape {list(t[f'{k}.{m}'].shape)}, the parameter {list(p.shape)}")
+            shape = tuple(shapes[k]) if shapes is not None else tuple(p.shape)
+            if tuple(t[f"{k}.{m}"].shape) != shape:
+                fail(f"{path}: {k}.{m} has shape {list(t[f'{k}.{m}'].shape)}, the parameter {list(shape)}")
         state.append({"step": torch.tensor(float(step)), "exp_avg": t[f"{k}.exp_avg"].float(), "exp_avg_sq": t[f"{k}.exp_avg_sq"].float()})
     extra = {k.rsplit(".", 1)[0] for k in t} - {peft_key(n) for n, _ in params}
     if extra:
@@ -456,11 +459,11 @@ def main(argv=None):
 
     model, quantized = load_model(run, bundle, args, accelerator)
     fsdp = accelerator.distributed_type.name == "FSDP"
-    state = None
     if fsdp:
         model = accelerator.prepare(model)
         params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        state = full_optimizer_state(run, bundle, [(n.replace("_fsdp_wrapped_module.", ""), p) for n, p in params])
+        adapter_shapes = {k: v.shape for k, v in load_tensors(os.path.join(bundle, "adapter", "adapter_model.safetensors"))[0].items()}
+        state = full_optimizer_state(run, bundle, [(n.replace("_fsdp_wrapped_module.", ""), p) for n, p in params], adapter_shapes)
         optimizer = make_optimizer(run, params)
         _fsdp_load_optim_state(model, optimizer, params, state)
     else:
@@ -482,7 +485,8 @@ def main(argv=None):
     log_eval = list(run["log"].get("eval", []))
     eval_every = run["intervals"]["eval_every"]
     ckpt_every = run["intervals"]["checkpoint_every"]
-    mb_per_epoch = max(1, math.ceil(run["data"]["train_examples"] / batch_size))
+    # Optimizer steps per epoch, as the studio counts them (run.json epoch = step / this).
+    steps_per_epoch = max(1, math.ceil(math.ceil(run["data"]["train_examples"] / batch_size) / grad_accum))
 
     def evaluate():
         if validation is None or len(validation) == 0:
@@ -512,7 +516,9 @@ def main(argv=None):
             r = json.loads(json.dumps(run))
             r["exported_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
             r["step"] = step
-            r["epoch"] = (step * grad_accum) // mb_per_epoch
+            if not quantized:  # the steps from here were taken on the unquantized base
+                r["quantization"] = {"type": "none"}
+            r["epoch"] = step / steps_per_epoch
             r["schedule"]["position"] = step
             r["optimizer"]["step"] = adamw_step
             r["log"] = {"train": log_train, "eval": log_eval}
