@@ -374,6 +374,17 @@ export async function downloadAdapter(): Promise<void> {
   }
 }
 
+/** A run bundle (folder or zip): Train offers to continue it, Chat uses its adapter. */
+export async function importRun(files: File[]): Promise<void> {
+  get().setError('export', null);
+  try {
+    const { run, adapter } = await engine().importRun(files);
+    set({ resumable: run, imported: adapter });
+  } catch (err) {
+    fail('export', err);
+  }
+}
+
 export async function importAdapter(files: File[]): Promise<void> {
   get().setError('export', null);
   try {

@@ -173,6 +173,8 @@ export interface ResumableRun {
   savedAt: number;
   model: string;
   dataset: string;
+  /** The base it trains on: 'nf4' (QLoRA) or 'none' (unquantized, f32): it resumes on the same. */
+  quantization: 'nf4' | 'none';
 }
 
 export interface GenerateRequest {
@@ -191,8 +193,11 @@ export interface ModelCardFacts {
   dataset: string;
 }
 
-/** The export formats: PEFT folder, llama.cpp GGUF adapter (+ Ollama Modelfile), merged 16-bit model. */
-export type ExportFormat = 'peft' | 'gguf' | 'merged';
+/**
+ * The export formats: PEFT folder, llama.cpp GGUF adapter (+ Ollama Modelfile), merged 16-bit
+ * model, and the run bundle (docs/RUN-BUNDLE.md: the run at its newest checkpoint, to continue elsewhere).
+ */
+export type ExportFormat = 'peft' | 'gguf' | 'merged' | 'run';
 
 /** What an export will write, known before anything is: every file with its size. */
 export interface ExportPlan {
@@ -273,4 +278,6 @@ export interface EngineApi {
   /** Writes an export into `sink` file by file, chunk by chunk; `progress` events with task 'export'. */
   exportWrite(format: ExportFormat, card: ModelCardFacts, sink: ExportSink): Promise<void>;
   importAdapter(files: File[]): Promise<ImportedAdapter>;
+  /** A run bundle (a folder's files or one zip) as this browser's interrupted run (`resumeRun` continues it); Chat uses its adapter. */
+  importRun(files: File[]): Promise<{ run: ResumableRun; adapter: ImportedAdapter }>;
 }

@@ -157,7 +157,7 @@ export function ResumeBanner() {
   return (
     <div className="banner" role="region" aria-label="Interrupted run" data-testid="resume-banner">
       <p>
-        A training run was interrupted at step <b>{run.step}</b> of {run.totalSteps} ({run.model} on {run.dataset}, saved{' '}
+        A training run was interrupted at step <b>{run.step}</b> of {run.totalSteps} ({run.model}{run.quantization === 'none' ? ', unquantized base' : ''} on {run.dataset}, saved{' '}
         {new Date(run.savedAt).toLocaleString()}). It can continue from that checkpoint.
       </p>
       <button type="button" className="primary" onClick={() => void resumeRun()}>Resume training from step {run.step}</button>{' '}

@@ -21,6 +21,8 @@ import { parseModelConfig } from '../../workers/model/config';
 import { checkTrainArgs, quantFromFlags } from '../../workers/cli/commands/train';
 import { CliInputError, type CliArgs } from '../../workers/cli/io';
 import { modelCard } from '../../workers/export/model-card';
+import { quantFromRunJson, runQuantization } from '../../workers/export/run-bundle/quantization';
+import type { RunQuantization } from '../../workers/export/run-bundle/run-json';
 
 const args = (flags: CliArgs['flags'], positional: string[] = []): CliArgs => ({ positional, flags });
 const BASE = { model: 'demo', data: 'd.jsonl' };
@@ -151,5 +153,15 @@ describe('model card', () => {
     const card = modelCard({ ...input, training: { baseQuantization: 'nf4' } });
     expect(card).toMatch(/- "qlora"/);
     expect(card).toMatch(/NF4 with double quantization \(QLoRA\)/);
+  });
+});
+
+describe('run.json quantization', () => {
+  it('says { type: "none" } for plain LoRA, NF4 with its parameters otherwise, and reads back', () => {
+    expect(runQuantization(NO_QUANT)).toEqual({ type: 'none' });
+    expect(runQuantization(DEFAULT_QUANT)).toEqual({ type: 'nf4', blocksize: 64, double_quant: true, nested_blocksize: 256, compute_dtype: 'float32' });
+    for (const q of [NO_QUANT, DEFAULT_QUANT, { ...DEFAULT_QUANT, doubleQuant: false }]) expect(quantFromRunJson(runQuantization(q))).toEqual(q);
+    expect(() => quantFromRunJson({ type: 'int8' } as unknown as RunQuantization)).toThrow(/run.json quantization: quantization .*neither/);
+    expect(() => quantFromRunJson({ ...runQuantization(DEFAULT_QUANT), compute_dtype: 'bfloat16' } as unknown as RunQuantization)).toThrow(/compute_dtype/);
   });
 });

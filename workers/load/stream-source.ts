@@ -560,7 +560,7 @@ export class CachedSource extends Streamed {
   }
 
   async readRaw(name: string): Promise<Uint8Array> {
-    // Exact mode from a cached NF4 copy: the dequantized values in the layer's dtype.
+    // Exact mode: an unquantized copy's stored bytes; from a cached NF4 copy, the dequantized values in the layer's dtype.
     return storedBytes(await this.readTensor(name));
   }
 }

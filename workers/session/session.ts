@@ -46,6 +46,9 @@ import type { BaseWeights } from '../export/merged';
 import type { BaseModelName } from '../export/model-card';
 import { crc32 } from '../util/crc32';
 import { Tokenizers } from './tokenizers';
+import { RunBundleStore } from '../export/run-bundle/run-record';
+import { pageRunBundle, pageRunFacts, readPickedBundle, recordOfBundle } from './run-bundle';
+import { peftAdapterModel } from '../export/peft';
 
 /** The studio's starting settings for a preset, and what the page shows about it. */
 export function presetSummary(p: Preset): PresetSummary {
@@ -108,6 +111,7 @@ export interface SessionOptions {
   /** IndexedDB names, so tests can keep their own. */
   runsDb?: string;
   checkpointsDb?: string;
+  bundlesDb?: string;
   /** GPU memory the planner plans against (bytes); the planner's default (8 GiB) when absent. */
   gpuMemoryBytes?: number;
 }
@@ -130,6 +134,7 @@ export class Session implements EngineApi {
   private emit: (event: EngineEvent) => void = () => {};
   private readonly tokenizers: Tokenizers;
   private readonly runs: RunStore;
+  private readonly bundles: RunBundleStore;
   private checkpointStore: Promise<CheckpointStore> | null = null;
   private cacheDb: Promise<ModelCache> | null = null;
   /** The rows of the dataset loaded last, kept so a new mapping or split needs no re-read. */
@@ -147,6 +152,7 @@ export class Session implements EngineApi {
   constructor(private readonly options: SessionOptions) {
     this.tokenizers = new Tokenizers(options.origin, () => this.hubClient());
     this.runs = new RunStore(options.runsDb);
+    this.bundles = new RunBundleStore(options.bundlesDb);
   }
 
   async init(listener: (event: EngineEvent) => void): Promise<EngineInit> {
@@ -249,7 +255,13 @@ export class Session implements EngineApi {
   async cachedModels(): Promise<CachedModel[]> {
     const cache = await this.modelCache();
     // A copy names the commit it was made from: after an update of the repo the old one stays listed until deleted.
-    return (await cache.list()).map((m) => ({ key: m.key, id: `${m.repo}@${m.revision}${m.commit && m.commit !== m.revision ? ` (commit ${m.commit.slice(0, 7)})` : ''}`, bytes: m.bytes, savedAt: m.savedAt }));
+    // An unquantized copy (plain LoRA) is listed as such beside the NF4 one of the same commit.
+    return (await cache.list()).map((m) => ({
+      key: m.key,
+      id: `${m.repo}@${m.revision}${m.commit && m.commit !== m.revision ? ` (commit ${m.commit.slice(0, 7)})` : ''}${m.quant.type === 'none' ? ', unquantized' : ''}`,
+      bytes: m.bytes,
+      savedAt: m.savedAt,
+    }));
   }
 
   async deleteCachedModel(key: string): Promise<void> {
@@ -311,6 +323,9 @@ export class Session implements EngineApi {
         savedAt: Date.now(),
       };
       await this.runs.finishActive();
+      // What the run's bundle (Export: run) says about it besides its checkpoint.
+      const facts = pageRunFacts({ baseName: lm.exportBase.name, source: run.model, commit: lm.commit, config: lm.config, quant: lm.quant, settings, format: data.format, tokenizer: lm.tokenizer });
+      await this.bundles.put({ runId: run.runId, facts, savedAt: Date.now() });
       await this.startRun(run, lm, false);
     } catch (err) {
       this.emit({ type: 'train-state', state: 'failed', step: 0, totalSteps: 0, message: (err as Error).message });
@@ -347,7 +362,8 @@ export class Session implements EngineApi {
     const saved = await (await this.checkpoints()).list(active.runId);
     if (!saved.length) return null;
     const latest = saved[0];
-    return { runId: active.runId, step: latest.step, totalSteps: active.totalSteps, savedAt: latest.createdAt, model: active.modelLabel, dataset: active.dataset };
+    // A run stored before the base could stay unquantized trained on NF4.
+    return { runId: active.runId, step: latest.step, totalSteps: active.totalSteps, savedAt: latest.createdAt, model: active.modelLabel, dataset: active.dataset, quantization: active.quant?.type ?? 'nf4' };
   }
 
   async resumeRun(runId: string): Promise<void> {
@@ -409,6 +425,10 @@ export class Session implements EngineApi {
 
   async exportPlan(format: ExportFormat, card: ModelCardFacts): Promise<ExportPlan> {
     const lm = this.exportableLm();
+    if (format === 'run') {
+      const files = await this.runBundleFiles();
+      return { format, files: files.map((f) => ({ name: f.name, bytes: f.bytes })), totalBytes: files.reduce((n, f) => n + f.bytes, 0), refusals: [], baseModel: lm.exportBase.name, revision: lm.commit };
+    }
     const input = await this.exportInput(card);
     const refusals = format === 'gguf' ? adapterGgufRefusals(input) : [];
     let into: 'original' | 'dequantized-nf4' | undefined;
@@ -427,7 +447,7 @@ export class Session implements EngineApi {
   }
 
   async exportWrite(format: ExportFormat, card: ModelCardFacts, sink: ExportSink): Promise<void> {
-    const files = await this.exportFiles(format, card);
+    const files = format === 'run' ? await this.runBundleFiles() : await this.exportFiles(format, card);
     const total = files.reduce((n, f) => n + f.bytes, 0);
     let done = 0;
     this.emit({ type: 'progress', task: 'export', done, total, unit: 'bytes', detail: files[0]?.name });
@@ -458,7 +478,45 @@ export class Session implements EngineApi {
     return { baseModel: settings.baseModel ?? 'unknown', rank: settings.r, alpha: settings.alpha, targetModules: settings.targetModules, tensors: file.names.length };
   }
 
+  /**
+   * A run bundle (a folder's files or one zip) becomes this browser's interrupted run: its
+   * examples and settings as a run record, its weights, moments and position as a checkpoint.
+   * `resumeRun` with the id continues it; its adapter alone imports with `importAdapter`.
+   */
+  async importRun(files: File[]): Promise<{ run: ResumableRun; adapter: ImportedAdapter }> {
+    if (this.isActive()) throw new EngineError('not-ready', 'A run is in progress: stop it before importing another.', { section: 'export' });
+    const { bundle, label } = await readPickedBundle(files);
+    const runId = `run-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
+    const run = recordOfBundle(bundle, label, runId);
+    const tokenizer = await this.tokenizers.of(run.model);
+    if (tokenizer.padTokenId !== bundle.run.data.pad_token_id) {
+      throw new EngineError('invalid-adapter', `${label}/run.json (data.pad_token_id): the run padded with ${bundle.run.data.pad_token_id}, ${bundle.run.base.id}'s tokenizer pads with ${tokenizer.padTokenId}`, { section: 'export', file: `${label}/run.json`, field: 'data.pad_token_id' });
+    }
+    const store = await this.checkpoints();
+    await this.runs.finishActive();
+    await store.save(runId, bundle.snapshot, 'stop');
+    await this.runs.put(run);
+    await this.bundles.put({ runId, facts: { studioVersion: bundle.run.studio_version, base: bundle.run.base, quantization: bundle.run.quantization, settings: bundle.run.settings, data: bundle.run.data }, savedAt: Date.now() });
+    // Chat (and a new run) start from the bundle's adapter, as from an imported PEFT adapter.
+    const settings = parsePeftConfig(bundle.adapterConfig, `${label}/adapter/adapter_config.json`);
+    const file = new SafetensorsFile(peftAdapterModel(bundle.snapshot.lora), `${label}/adapter/adapter_model.safetensors`);
+    this.importedAdapter = { file, settings };
+    this.importedName = file.file;
+    if (this.current && !this.isActive()) this.dropModel();
+    return {
+      run: { runId, step: bundle.run.step, totalSteps: bundle.run.schedule.total_steps, savedAt: run.savedAt, model: run.modelLabel, dataset: run.dataset, quantization: run.quant.type },
+      adapter: { baseModel: settings.baseModel ?? bundle.run.base.id, rank: settings.r, alpha: settings.alpha, targetModules: settings.targetModules, tensors: file.names.length },
+    };
+  }
+
   // -------------------------------------------------------------------------------------
+
+  /** The bundle of the run this session trained last, at its newest checkpoint. */
+  private async runBundleFiles(): Promise<ExportFile[]> {
+    const run = this.current?.run;
+    if (!run) throw new EngineError('not-ready', 'There is no run to export yet: train one first (or resume one).', { section: 'export' });
+    return pageRunBundle(run, this.bundles, await this.checkpoints());
+  }
 
   private exportableLm(): LoadedLm {
     if (!this.current) throw new EngineError('not-ready', 'There is no adapter yet: train one first.', { section: 'export' });

@@ -73,13 +73,13 @@ export const exportRun: CliCommand = async (args, io) => {
       if (runs.length > 1) io.log(`the profile holds ${runs.length} runs; exporting the newest, ${runId} (choose with --run)`);
     }
     const record = await bundles.get(runId!);
-    if (!record) throw new CliInputError(`run ${runId} was trained before runs kept their examples for export; train it again with this studio`);
+    if (!record?.train || !record.validation) throw new CliInputError(`run ${runId} was trained before runs kept their examples for export; train it again with this studio`);
     const checkpoint = await store.openLatest(runId!);
     if (!checkpoint) throw new CliInputError(`run ${runId} has no checkpoint`);
     for (const w of checkpoint.warnings) io.log(`warning: ${w}`);
     io.log(`run ${runId}: checkpoint at step ${checkpoint.info.step} of ${checkpoint.meta.totalSteps} (${checkpoint.info.reason})`);
     const held = new HeldBytes();
-    const files = await bundleOfRun(record, checkpoint, held);
+    const files = await bundleOfRun({ facts: record.facts, train: record.train, validation: record.validation }, checkpoint, held);
     const written = await writeBundle(out, files, io);
     const largest = Math.max(...checkpoint.meta.lora.map((l) => l.shape[0] * l.shape[1] * 4));
     io.log(`held at most ${held.peak} bytes of model and optimizer data at once (largest tensor ${largest} bytes)`);

@@ -17,10 +17,11 @@ import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } fr
 
 const USAGE =
   'usage: export --format peft|gguf|merged --out DIR --model <hf-folder|demo> (--profile DIR [--run ID] [--alpha A] [--dropout P] | --adapter DIR) ' +
-  '[--revision COMMIT] [--data FILE] [--template ds1000|counseling | --map prompt=COL,response=COL|text=COL|messages=COL] [--tokenizer DIR] [--outtype f32|f16] [--dtype f16|bf16]';
+  '[--revision COMMIT] [--data FILE] [--template ds1000|counseling | --map prompt=COL,response=COL|text=COL|messages=COL] [--tokenizer DIR] [--outtype f32|f16] [--dtype f16|bf16] ' +
+  '[--no-quantize (the run trained on the unquantized base: the card says so)]';
 
 /** Every flag the command reads: anything else is a typo and an error. */
-const FLAGS = new Set(['format', 'out', 'model', 'profile', 'run', 'alpha', 'dropout', 'adapter', 'revision', 'data', 'template', 'map', 'tokenizer', 'outtype', 'dtype']);
+const FLAGS = new Set(['format', 'out', 'model', 'profile', 'run', 'alpha', 'dropout', 'adapter', 'revision', 'data', 'template', 'map', 'tokenizer', 'outtype', 'dtype', 'no-quantize']);
 
 type Json = Record<string, unknown>;
 
@@ -246,6 +247,9 @@ export const exportCommand: CliCommand = async (args, io) => {
   const adapterDir = stringFlag(args, 'adapter');
   if (fromProfile === (adapterDir !== undefined)) throw new CliInputError(`give exactly one of --profile (a train run's checkpoints) and --adapter (a PEFT folder)\n${USAGE}`);
   const outtype = stringFlag(args, 'outtype') ?? 'f32';
+  if (args.flags['no-quantize'] !== undefined && args.flags['no-quantize'] !== true) throw new CliInputError(`--no-quantize takes no value, got ${JSON.stringify(args.flags['no-quantize'])}`);
+  // A checkpoint does not say how the base was stored: like alpha and dropout, the flag train had.
+  const baseQuantization = args.flags['no-quantize'] === true ? 'none' : 'nf4';
   if (outtype !== 'f32' && outtype !== 'f16') throw new CliInputError(`--outtype must be f32 or f16, got "${outtype}"`);
 
   const files = baseFiles(model, io);
@@ -257,7 +261,7 @@ export const exportCommand: CliCommand = async (args, io) => {
   if (adapterDir) {
     const configText = new TextDecoder().decode(await io.readFile(joinPath(adapterDir, 'adapter_config.json')));
     const modelBytes = await io.readFile(joinPath(adapterDir, 'adapter_model.safetensors'));
-    input = { adapterConfig: configText, tensors: new SafetensorsFile(modelBytes, joinPath(adapterDir, 'adapter_model.safetensors')), adapterModel: modelBytes, baseConfig, base, revision };
+    input = { adapterConfig: configText, tensors: new SafetensorsFile(modelBytes, joinPath(adapterDir, 'adapter_model.safetensors')), adapterModel: modelBytes, baseConfig, base, revision, card: { training: { baseQuantization } } };
   } else {
     for (const k of ['alpha', 'dropout']) if (args.flags[k] === true) throw new CliInputError(`--${k} needs a value`);
     const { snapshot } = await latestCheckpoint(args, io);
@@ -281,7 +285,7 @@ export const exportCommand: CliCommand = async (args, io) => {
       base,
       revision,
       card: {
-        training: { learningRate: s.lr, schedule: s.schedule.name, warmupRatio: s.schedule.warmupRatio, epochs: s.epochs, steps: snapshot.totalSteps, gradAccumulation: s.gradAccum, seed: s.seed, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm },
+        training: { baseQuantization, learningRate: s.lr, schedule: s.schedule.name, warmupRatio: s.schedule.warmupRatio, epochs: s.epochs, steps: snapshot.totalSteps, gradAccumulation: s.gradAccum, seed: s.seed, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm },
         results: { finalTrainLoss: last?.loss ?? null, finalEvalLoss: lastEval?.loss ?? null, steps: snapshot.step },
       },
     };

@@ -9,6 +9,9 @@ import { allLinearNames } from '../../model/architecture';
 import { parseModelConfig } from '../../model/config';
 import type { CausalLM } from '../../model/causal-lm';
 import { readRows, type PresetName } from '../../data';
+import type { Example } from '../../data/types';
+import type { ModelConfig } from '../../model/config';
+import { readRunBundle, RunBundleError, type BundleFiles, type ReadRunBundle } from '../../export/run-bundle/reader';
 import { tokenizerFromFiles, type TextTokenizer } from '../../tokenizer';
 import { CheckpointStore } from '../../train/checkpoint-store';
 import type { Trainer } from '../../train/trainer';
@@ -25,11 +28,12 @@ import { exportBase } from '../../session/export';
 import { parseMapping } from './data-check';
 import { Sha256 } from '../../util/sha256';
 import { RunBundleStore } from '../../export/run-bundle/run-record';
-import { nf4Quantization, runTemplateName, STUDIO_VERSION, type RunFacts } from '../../export/run-bundle/run-facts';
+import { runTemplateName, STUDIO_VERSION, type RunFacts } from '../../export/run-bundle/run-facts';
+import { quantFromRunJson, runQuantization } from '../../export/run-bundle/quantization';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
 
 const USAGE =
-  'usage: train --model <hf-folder|preset|owner/name on the hub> --data <file> [--token T (or HF_TOKEN) for gated models] [--revision R] [--steps N] [--epochs E] [--seed S] [--out DIR] [--resume] [--profile DIR] ' +
+  'usage: train --model <hf-folder|preset|owner/name on the hub> --data <file> | --from-run <run bundle folder> [--model M] [--token T (or HF_TOKEN) for gated models] [--revision R] [--steps N] [--epochs E] [--seed S] [--out DIR] [--resume] [--profile DIR] ' +
   '[--lr X] [--schedule cosine|linear|constant|constant_with_warmup] [--warmup-ratio F] [--warmup-steps N] [--batch B] [--accum A] [--max-length T] ' +
   '[--template ds1000|counseling | --map prompt=COL,response=COL] [--tokenizer DIR] [--r R] [--alpha A] [--dropout P] [--targets a,b] ' +
   '[--validation F] [--weight-decay X] [--max-grad-norm X] [--eval-every N] [--sample-every N] [--sample-tokens N] [--checkpoint-every N] [--stop-after N] [--optimizer-budget BYTES] ' +
@@ -64,7 +68,7 @@ const SWITCHES = new Set(['resume', 'no-quantize']);
 /** Every flag `train` understands: anything else (a misspelt flag) is refused before any work. */
 const FLAGS = new Set([
   ...Object.keys(SETTING_FLAGS), ...SWITCHES,
-  'model', 'data', 'token', 'revision', 'out', 'profile', 'schedule', 'template', 'map', 'tokenizer', 'targets', 'stop-after', 'optimizer-budget',
+  'model', 'data', 'token', 'revision', 'out', 'profile', 'schedule', 'template', 'map', 'tokenizer', 'targets', 'stop-after', 'optimizer-budget', 'from-run',
 ]);
 
 /** Refuses unknown flags, a value after a switch and stray arguments, naming them. */
@@ -144,6 +148,58 @@ async function loadTokenizer(args: CliArgs, files: ModelFileSet, preset: Preset 
   return { tokenizer: tokenizerFromFiles(json, await read('tokenizer_config.json')), json };
 }
 
+function pagingOf(args: CliArgs): { budgetBytes: number | undefined; pageElems: number } | undefined {
+  const paging = args.flags['optimizer-budget'] !== undefined ? { budgetBytes: num(args, 'optimizer-budget'), pageElems: 1 << 16 } : undefined;
+  if (paging && !(paging.budgetBytes! > 0)) throw new CliInputError('--optimizer-budget needs a positive number of bytes');
+  return paging;
+}
+
+/** A run bundle folder read through the CLI, every file checked (workers/export/run-bundle/reader.ts). */
+async function readCliBundle(io: CliIo, dir: string): Promise<ReadRunBundle> {
+  const files: BundleFiles = { label: dir, read: async (path) => ((await io.exists(joinPath(dir, path))) ? io.readFile(joinPath(dir, path)) : null) };
+  try {
+    return await readRunBundle(files);
+  } catch (err) {
+    if (err instanceof RunBundleError) throw new CliInputError(err.message);
+    throw err;
+  }
+}
+
+/** The bundle's base config and the model's must describe the same network. */
+function sameBase(runConfig: Record<string, unknown>, config: ModelConfig, label: string, dir: string): void {
+  let theirs: ModelConfig;
+  try {
+    theirs = parseModelConfig(JSON.stringify(runConfig), `${dir}/run.json base.config`);
+  } catch (err) {
+    throw new CliInputError((err as Error).message);
+  }
+  const a = config as unknown as Record<string, unknown>;
+  const b = theirs as unknown as Record<string, unknown>;
+  const differs = Object.keys(b).find((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+  if (differs) throw new CliInputError(`${dir}/run.json (base.config): the run's base has ${differs} = ${JSON.stringify(b[differs])}, ${label} has ${JSON.stringify(a[differs])}; pass the run's base with --model`);
+}
+
+function bundleSettings(settings: RunSettings, modules: string[], dir: string): RunSettings {
+  try {
+    return checkRunSettings(settings, modules);
+  } catch (err) {
+    if (err instanceof EngineError) throw new CliInputError(`${dir}/run.json (settings.${err.info.setting}): ${err.message}`);
+    throw err;
+  }
+}
+
+/** How the run's base was stored, as the loader takes it; --no-quantize must agree with it. */
+function quantOfRun(run: ReadRunBundle['run'], dir: string, noQuantize: boolean): QuantSettings {
+  let q: QuantSettings;
+  try {
+    q = quantFromRunJson(run.quantization, `${dir}/run.json`);
+  } catch (err) {
+    throw new CliInputError((err as Error).message);
+  }
+  if (noQuantize && q.type !== 'none') throw new CliInputError(`--no-quantize: ${dir}/run.json (quantization.type) says the run trained on the NF4 base; continue it without --no-quantize`);
+  return q;
+}
+
 /**
  * `train`: fine-tunes LoRA adapters on a dataset with the studio's own run assembly
  * (workers/session: the same model load, data preparation and trainer wiring as the page),
@@ -154,47 +210,75 @@ async function loadTokenizer(args: CliArgs, files: ModelFileSet, preset: Preset 
 export const train: CliCommand = async (args, io) => {
   checkTrainArgs(args);
   const f = args.flags;
-  if (typeof f.model !== 'string' || typeof f.data !== 'string') throw new CliInputError(USAGE);
+  if (f['from-run'] === true) throw new CliInputError('--from-run needs a run bundle folder (what export-run wrote)');
+  const fromRun = typeof f['from-run'] === 'string' ? f['from-run'] : null;
+  if (fromRun) {
+    // The bundle holds the run's settings and data: flags that would change them are refused.
+    const clashing = ['data', 'template', 'map', 'resume', 'schedule', 'targets', 'tokenizer', ...Object.keys(SETTING_FLAGS)].filter((k) => f[k] !== undefined);
+    if (clashing.length) throw new CliInputError(`--from-run continues the bundle's own settings and data: drop ${clashing.map((k) => `--${k}`).join(', ')}`);
+  }
+  const bundle = fromRun ? await readCliBundle(io, fromRun) : null;
+  const modelSpec = typeof f.model === 'string' ? f.model : (bundle?.run.base.id ?? null);
+  if (!modelSpec || (!bundle && typeof f.data !== 'string')) throw new CliInputError(USAGE);
   if (f.revision === true) throw new CliInputError('--revision needs a branch, tag or commit');
   const hub = cliHubClient(args, { onRetry: (file, attempt, why) => io.log(`${file}: retry ${attempt} (${why})`) });
-  const { files, hubRepo, preset } = modelFiles(f.model, io, hub, typeof f.revision === 'string' ? f.revision : undefined);
+  const { files, hubRepo, preset } = modelFiles(modelSpec, io, hub, typeof f.revision === 'string' ? f.revision : (bundle?.run.base.commit ?? undefined));
   const { config: rawConfig } = await readConfig(files);
   // The adapter names its base as the page's would: a preset by its hub id or name, a folder by
   // its config's hub id or its own name, a hub repo by its id; and the commit where the folder
   // records one (a hub model's is the one it was loaded at).
   const base = preset
-    ? exportBase({ kind: 'preset', name: preset.name }, rawConfig, f.model)
+    ? exportBase({ kind: 'preset', name: preset.name }, rawConfig, modelSpec)
     : hubRepo
       ? baseModelName({ kind: 'hub', id: hubRepo })
-      : baseModelName({ kind: 'folder', folderName: f.model, config: rawConfig });
-  const folderRevision = preset || hubRepo ? null : await folderCommit(io, f.model);
+      : baseModelName({ kind: 'folder', folderName: modelSpec, config: rawConfig });
+  const folderRevision = preset || hubRepo ? null : await folderCommit(io, modelSpec);
   const config = parseModelConfig(JSON.stringify(rawConfig), joinPath(files.label, 'config.json'));
-  const settings = settingsFrom(args, preset, allLinearNames(config));
-
-  // Data: template from the flag, else the preset's; or an explicit mapping.
-  const template = (typeof f.template === 'string' ? f.template : preset?.template) as PresetName | undefined;
-  if (template && !TEMPLATE_NAMES.includes(template)) throw new CliInputError(`--template must be ${TEMPLATE_NAMES.join(' or ')}, got "${template}"`);
-  const dataName = f.data.split(/[\\/]/).pop() ?? f.data;
-  const mapping = typeof f.map === 'string' ? parseMapping(f.map, dataName) : null;
-  if (!template && !mapping) throw new CliInputError('say how rows become text: --template ds1000|counseling or --map prompt=COL,response=COL');
+  if (bundle) sameBase(bundle.run.base.config, config, files.label, fromRun!);
+  const settings = bundle ? bundleSettings(bundle.run.settings, allLinearNames(config), fromRun!) : settingsFrom(args, preset, allLinearNames(config));
   const { tokenizer, json: tokenizerJson } = await loadTokenizer(args, files, preset, io, hub);
-  const dataBytes = await io.readFile(f.data);
-  const format = { template: mapping ? null : (template ?? null), mapping };
-  const data = await prepareForRun(readRows(new Blob([dataBytes as BlobPart]), dataName), format, tokenizer, settings, dataName);
-  for (const w of data.stats.warnings) io.log(`data: ${w}`);
-  const examples = runExamples(data, dataName, settings.seqLength);
-  if (examples.dropped) io.log(`data: ${examples.dropped} training examples without learned tokens are left out`);
-  io.log(`data: ${data.train.length} training and ${data.validation.length} validation examples, ${data.stats.tokens.labelTokens} learned tokens`);
-  const paging = f['optimizer-budget'] !== undefined ? { budgetBytes: num(args, 'optimizer-budget'), pageElems: 1 << 16 } : undefined;
-  if (paging && !(paging.budgetBytes! > 0)) throw new CliInputError('--optimizer-budget needs a positive number of bytes');
+  const sha = (bytes: Uint8Array) => new Sha256().update(bytes).hex();
+  const tokenizerSha = tokenizerJson === null ? null : sha(new TextEncoder().encode(tokenizerJson));
+
+  let examples: { train: Example[]; validation: Example[] };
+  let dataFacts: RunFacts['data'];
+  let runKey: Record<string, unknown>;
+  if (bundle) {
+    const d = bundle.run.data;
+    if (tokenizer.padTokenId !== d.pad_token_id) throw new CliInputError(`${fromRun}/run.json (data.pad_token_id): the run padded with ${d.pad_token_id}, this tokenizer pads with ${tokenizer.padTokenId}`);
+    if (tokenizerSha && d.tokenizer_sha256 && tokenizerSha !== d.tokenizer_sha256) throw new CliInputError(`${fromRun}/run.json (data.tokenizer_sha256): the run was tokenized with another tokenizer.json than ${files.label}'s`);
+    examples = { train: bundle.train, validation: bundle.validation };
+    dataFacts = { template: d.template, template_sha256: d.template_sha256, tokenizer_sha256: d.tokenizer_sha256, pad_token_id: d.pad_token_id, dataset_sha256: d.dataset_sha256 };
+    io.log(`run bundle ${fromRun}: step ${bundle.run.step} of ${bundle.run.schedule.total_steps}, ${bundle.train.length} training and ${bundle.validation.length} validation examples`);
+    runKey = { model: files.label, run: bundle.run.exported_at, step: bundle.run.step, settings, bundle: fromRun };
+  } else {
+    const dataPath = f.data as string;
+    // Data: template from the flag, else the preset's; or an explicit mapping.
+    const template = (typeof f.template === 'string' ? f.template : preset?.template) as PresetName | undefined;
+    if (template && !TEMPLATE_NAMES.includes(template)) throw new CliInputError(`--template must be ${TEMPLATE_NAMES.join(' or ')}, got "${template}"`);
+    const dataName = dataPath.split(/[\\/]/).pop() ?? dataPath;
+    const mapping = typeof f.map === 'string' ? parseMapping(f.map, dataName) : null;
+    if (!template && !mapping) throw new CliInputError('say how rows become text: --template ds1000|counseling or --map prompt=COL,response=COL');
+    const dataBytes = await io.readFile(dataPath);
+    const format = { template: mapping ? null : (template ?? null), mapping };
+    const data = await prepareForRun(readRows(new Blob([dataBytes as BlobPart]), dataName), format, tokenizer, settings, dataName);
+    for (const w of data.stats.warnings) io.log(`data: ${w}`);
+    examples = runExamples(data, dataName, settings.seqLength);
+    const dropped = data.train.length - examples.train.length;
+    if (dropped) io.log(`data: ${dropped} training examples without learned tokens are left out`);
+    io.log(`data: ${data.train.length} training and ${data.validation.length} validation examples, ${data.stats.tokens.labelTokens} learned tokens`);
+    dataFacts = { template: runTemplateName(format, tokenizer), template_sha256: null, tokenizer_sha256: tokenizerSha, pad_token_id: tokenizer.padTokenId, dataset_sha256: sha(dataBytes) };
+    runKey = { model: files.label, data: dataName, bytes: dataBytes.byteLength, crc: crc32(dataBytes), settings, template, mapping, paging: pagingOf(args) };
+  }
+  const paging = pagingOf(args);
   const stopAfterFlag = num(args, 'stop-after') ?? 0;
   if (!Number.isInteger(stopAfterFlag) || stopAfterFlag < 0) throw new CliInputError('--stop-after needs a whole number of steps');
-
   // Same model, data, seed, settings and base storage → the same run id, so --resume finds its
   // checkpoints (an NF4 run's id is what it was before the base could stay unquantized).
   const runIdOf = (q: QuantSettings) =>
-    `train-${crc32(new TextEncoder().encode(JSON.stringify({ model: files.label, data: dataName, bytes: dataBytes.byteLength, crc: crc32(dataBytes), settings, template, mapping, paging, ...(q.type === 'none' ? { base: 'none' } : {}) }))).toString(16)}`;
-  let quant = quantFromFlags(args, preset);
+    `${bundle ? 'from-run' : 'train'}-${crc32(new TextEncoder().encode(JSON.stringify({ ...runKey, ...(q.type === 'none' ? { base: 'none' } : {}) }))).toString(16)}`;
+  // A bundle continues on the base storage it was trained on.
+  let quant = bundle ? quantOfRun(bundle.run, fromRun!, f['no-quantize'] === true) : quantFromFlags(args, preset);
   const gpu = await Gpu.create();
   const store = await CheckpointStore.open();
   const bundles = new RunBundleStore();
@@ -232,22 +316,20 @@ export const train: CliCommand = async (args, io) => {
     });
     trainer = t;
     // What `export-run` needs besides the checkpoint: the run's facts and its examples as trained.
-    const sha = (bytes: Uint8Array) => new Sha256().update(bytes).hex();
     const facts: RunFacts = {
       studioVersion: STUDIO_VERSION,
-      base: { id: base.name, revision: typeof f.revision === 'string' ? f.revision : preset || hubRepo ? 'main' : null, commit: loaded.commit ?? folderRevision, config: rawConfig },
-      quantization: quant.type === 'none' ? { type: 'none' } : nf4Quantization(quant),
+      base: { id: base.name, revision: typeof f.revision === 'string' ? f.revision : (bundle?.run.base.revision ?? (preset || hubRepo ? 'main' : null)), commit: loaded.commit ?? folderRevision ?? bundle?.run.base.commit ?? null, config: rawConfig },
+      quantization: runQuantization(quant),
       settings,
-      data: {
-        template: runTemplateName(format, tokenizer),
-        template_sha256: null,
-        tokenizer_sha256: tokenizerJson === null ? null : sha(new TextEncoder().encode(tokenizerJson)),
-        pad_token_id: tokenizer.padTokenId,
-        dataset_sha256: sha(dataBytes),
-      },
+      data: dataFacts,
     };
     if (!f.resume || !(await bundles.get(runId))) await bundles.put({ runId, facts, train: examples.train, validation: examples.validation, savedAt: Date.now() });
-    if (f.resume) {
+    if (bundle) {
+      await store.deleteRun(runId);
+      t.restore(bundle.snapshot);
+      io.line({ resumed_from_step: bundle.run.step, from_run: fromRun });
+      if (stopAfter && stopAfter <= bundle.run.step) stopAfter = 0;
+    } else if (f.resume) {
       const loaded = await store.loadLatest(runId);
       if (!loaded) throw new CliInputError(`no checkpoint of this run (same model, data, seed and settings) to resume; run without --resume first (and keep the same --profile)`);
       for (const w of loaded.warnings) {

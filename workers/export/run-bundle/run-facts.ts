@@ -21,11 +21,6 @@ export interface RunFacts {
 
 export const STUDIO_VERSION = '0.1.0';
 
-/** The NF4 quantization a load used, in run.json's words. */
-export function nf4Quantization(q: { blocksize: number; doubleQuant: boolean; nestedBlocksize: number }): RunQuantization {
-  return { type: 'nf4', blocksize: q.blocksize, double_quant: q.doubleQuant, nested_blocksize: q.nestedBlocksize, compute_dtype: 'float32' };
-}
-
 /**
  * run.json's data.template: the preset template, `chat` when a chat template rendered the rows,
  * else the mapping's plain layout (`instruction` for prompt/response, `text`).

@@ -15,9 +15,12 @@ import { runBundleFiles } from './writer';
 export interface RunBundleRecord {
   runId: string;
   facts: RunFacts;
-  /** The training split exactly as trained (after examples without a learned token were left out), with row text. */
-  train: Example[];
-  validation: Example[];
+  /**
+   * The training split exactly as trained (after examples without a learned token were left out),
+   * with row text. Absent where the run keeps its examples itself (the studio's run record).
+   */
+  train?: Example[];
+  validation?: Example[];
   savedAt: number;
 }
 
@@ -57,7 +60,7 @@ export class RunBundleStore {
  * The bundle of a stored run at its newest checkpoint: run.json from the facts and the
  * checkpoint, tensors read from the checkpoint one at a time, the examples from the record.
  */
-export async function bundleOfRun(record: Pick<RunBundleRecord, 'facts' | 'train' | 'validation'>, checkpoint: OpenedCheckpoint, held?: HeldBytes, exportedAt?: Date): Promise<ExportFile[]> {
+export async function bundleOfRun(record: { facts: RunFacts; train: Example[]; validation: Example[] }, checkpoint: OpenedCheckpoint, held?: HeldBytes, exportedAt?: Date): Promise<ExportFile[]> {
   const { meta } = checkpoint;
   const loraKeys = meta.lora.map((l) => l.key).join('\n');
   if (meta.optimizer.keys.join('\n') !== loraKeys) throw new Error(`checkpoint at step ${meta.step}: the optimizer's moments are not those of the LoRA tensors`);
