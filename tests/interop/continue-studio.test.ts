@@ -4,6 +4,8 @@
  * left on the CPU (../shared/pyref: torch 1.13.1, transformers 4.40.2, PEFT 0.11.1, accelerate
  * 0.30.1) — and every step's loss, lr and gradient norm, the evaluations, the final LoRA weights
  * and AdamW moments equal the studio's own uninterrupted N + M-step run within 1e-4 relative.
+ * And back: continue.py stopped at N + 1 (--max-steps), its run folder continued by the studio
+ * (`cli train --from-run`) to the end equals the same run in one go too.
  * On tests/fixtures/hf-golden tiny-phi and tiny-falcon, with a tokenizer cut to their
  * 512-token vocabulary. Skipped, with a message, where ../shared/pyref or Chromium is absent.
  */
@@ -44,7 +46,6 @@ describe.skipIf(!HAVE_PYREF || !HAVE_CHROMIUM)('studio run → export-run → co
     env = pyrefEnv();
     port = await freePort();
     dir = mkdtempSync(join(tmpdir(), 'continue-studio-'));
-    writeSmallTokenizer(join(dir, 'tokenizer'));
     writeQaData(join(dir, 'qa.jsonl'));
   }, 900_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -56,8 +57,9 @@ describe.skipIf(!HAVE_PYREF || !HAVE_CHROMIUM)('studio run → export-run → co
     it(`${folder}: ${N} steps in the studio + ${TOTAL - N} in continue.py`, () => {
       const base = join(dir, folder);
       writeBase(`tests/fixtures/hf-golden/${folder}`, base);
+      writeSmallTokenizer(base); // beside the weights: `train --from-run` reads the model folder's tokenizer
       const train = [
-        '--model', base, '--tokenizer', join(dir, 'tokenizer'), '--data', join(dir, 'qa.jsonl'), '--map', 'prompt=q,response=a', '--no-quantize',
+        '--model', base, '--data', join(dir, 'qa.jsonl'), '--map', 'prompt=q,response=a', '--no-quantize',
         '--dropout', '0', '--r', '4', '--alpha', '8', '--targets', targets, '--steps', String(TOTAL), '--batch', '2', '--accum', '3',
         '--lr', '2e-3', '--warmup-steps', '2', '--weight-decay', '0.01', '--max-grad-norm', '1', '--eval-every', '2', '--checkpoint-every', '0',
         '--sample-every', '0', '--validation', '0.2', '--max-length', '64', '--seed', '5',
@@ -91,6 +93,23 @@ describe.skipIf(!HAVE_PYREF || !HAVE_CHROMIUM)('studio run → export-run → co
       expect(d.eval_steps).toEqual([4, 6]);
       expect(d.adamw_step).toEqual([TOTAL, TOTAL]);
       for (const k of ['loss', 'lr', 'grad_norm', 'eval_loss', 'weights', 'moments'] as const) expect(d[k], k).toBeLessThan(1e-4);
-    }, 1_800_000);
+
+      // And back: continue.py to N + 2, the studio from its folder to the end.
+      const half = join(dir, `${folder}-to-${N + 2}`);
+      const py = python(env, ['continue.py', '--base', base, '--max-steps', String(N + 2), '--out', half], bundle);
+      const back = cli('train', ['--from-run', half, '--model', base, '--no-quantize', '--profile', join(dir, `${folder}-p-back`)], port);
+      expect(back.last, back.stderr).toMatchObject({ ok: true, status: 'done', steps: TOTAL });
+      expect(back.lines).toContainEqual({ resumed_from_step: N + 2, from_run: half });
+      const backBundle = cli('export-run', ['--profile', join(dir, `${folder}-p-back`), '--out', join(dir, `${folder}-back`)], port);
+      expect(backBundle.last, backBundle.stderr).toMatchObject({ ok: true, step: TOTAL });
+      writeFileSync(join(dir, `${folder}-back.jsonl`), py.stdout + back.lines.map((l) => JSON.stringify(l)).join('\n'));
+      const b = lastJson<RunDeviations>(
+        python(env, [COMPARE, 'runs', join(dir, `${folder}-back`), join(dir, `${folder}-back.jsonl`), join(dir, `${folder}-whole`), join(dir, `${folder}-whole.jsonl`)]),
+      );
+      console.log(`${folder}: studio ${N} + continue.py ${N + 1}…${N + 2} + studio --from-run ${N + 3}…${TOTAL} vs the studio's run in one go: ${JSON.stringify(b)}`);
+      expect(b.steps).toEqual([4, 5, 6]);
+      expect(b.adamw_step).toEqual([TOTAL, TOTAL]);
+      for (const k of ['loss', 'lr', 'grad_norm', 'eval_loss', 'weights', 'moments'] as const) expect(b[k], k).toBeLessThan(1e-4);
+    }, 2_400_000);
   }
 });

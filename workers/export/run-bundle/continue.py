@@ -38,8 +38,9 @@ import torch.nn.functional as F
 
 FORMAT, VERSION = "qlora-studio-run", 1
 OPTIMIZER_FORMAT = "qlora-studio-optimizer"
-# What a continued run folder takes over unchanged from the bundle (adapter/, optimizer/, run.json are written).
-BUNDLE_COPIED = ("README.md", "continue.py", "data", "accelerate", "recipes")
+# What a continued run folder takes over unchanged from the bundle, besides data/ (adapter/, optimizer/,
+# data/order.safetensors and run.json are written).
+BUNDLE_COPIED = ("README.md", "continue.py", "accelerate", "recipes")
 SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
 
 
@@ -391,22 +392,29 @@ def _atomic_write(path, data):
     os.replace(tmp, path)
 
 
-def write_run_folder(out, bundle, run, lora, moments, adamw_step):
-    """A run folder of the bundle's own format: adapter/, optimizer/, run.json (last), data/ and the scripts."""
+def write_run_folder(out, bundle, run, lora, moments, adamw_step, order):
+    """A run folder of the bundle's own format: adapter/, optimizer/, data/ (the order from the step
+    reached on), the scripts, and run.json last."""
     from safetensors.torch import save
-    os.makedirs(os.path.join(out, "adapter"), exist_ok=True)
-    os.makedirs(os.path.join(out, "optimizer"), exist_ok=True)
+    for sub in ("adapter", "optimizer", "data"):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
     if os.path.abspath(out) != os.path.abspath(bundle):
         for entry in BUNDLE_COPIED:
             src, dst = os.path.join(bundle, entry), os.path.join(out, entry)
             if not os.path.exists(src):
                 continue
             if os.path.isdir(src):
-                if not os.path.exists(dst):  # data/ and the scripts never change during a run
+                if not os.path.exists(dst):  # the scripts never change during a run
                     shutil.copytree(src, dst)
             elif not (os.path.exists(dst) and os.path.getsize(dst) == os.path.getsize(src)):
                 shutil.copyfile(src, dst)
+        for name in sorted(os.listdir(os.path.join(bundle, "data"))):
+            src, dst = os.path.join(bundle, "data", name), os.path.join(out, "data", name)
+            if name != "order.safetensors" and not (os.path.exists(dst) and os.path.getsize(dst) == os.path.getsize(src)):
+                shutil.copyfile(src, dst)
         shutil.copyfile(os.path.join(bundle, "adapter", "adapter_config.json"), os.path.join(out, "adapter", "adapter_config.json"))
+    rows, meta = order
+    _atomic_write(os.path.join(out, "data", "order.safetensors"), save({"micro_batches": rows}, metadata=meta))
     _atomic_write(os.path.join(out, "adapter", "adapter_model.safetensors"), save(lora, metadata={"format": "pt"}))
     _atomic_write(os.path.join(out, "optimizer", "optimizer.safetensors"),
                   save(moments, metadata={"format": OPTIMIZER_FORMAT, "step": str(adamw_step)}))
@@ -522,7 +530,10 @@ def main(argv=None):
             r["schedule"]["position"] = step
             r["optimizer"]["step"] = adamw_step
             r["log"] = {"train": log_train, "eval": log_eval}
-            write_run_folder(out, bundle, r, lora, moments, adamw_step)
+            at = (step - first_step) * grad_accum  # the order from the step reached on, as the studio reads it
+            rows = order_t["micro_batches"][at:].to(torch.int32).contiguous()
+            meta = {"first_step": str(step), "grad_accum": str(grad_accum), "batch_size": str(batch_size)}
+            write_run_folder(out, bundle, r, lora, moments, adamw_step, (rows, meta))
             log(f"continue.py: step {step}: run folder written to {out}")
         accelerator.wait_for_everyone()
 
