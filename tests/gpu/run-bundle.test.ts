@@ -2,7 +2,8 @@
  * A run leaves and comes back: `cli train` N steps with checkpoints, `cli export-run` writes the
  * bundle, every file is checked (keys, shapes, values against the CLI's own adapter, run.json's
  * position and log, the order), `cli train --from-run` continues it M steps, and the continued
- * steps and final adapter equal those of an uninterrupted N+M-step run, bit for bit.
+ * steps and final adapter equal those of an uninterrupted N+M-step run, bit for bit; the
+ * session (the page's engine) imports the same bundle as a zip and resumes it to the same steps.
  */
 import { describe, expect, it } from 'vitest';
 import { train as cliTrain } from '../../workers/cli/commands/train';
@@ -11,6 +12,10 @@ import type { CliIo } from '../../workers/cli/io';
 import { SafetensorsFile } from '../../workers/formats/safetensors';
 import { remainingOrder } from '../../workers/export/run-bundle/order';
 import type { RunJson } from '../../workers/export/run-bundle/run-json';
+import { bundleAssets } from '../../workers/export/run-bundle/assets';
+import { zipSync } from 'fflate';
+import { Session } from '../../workers/session/session';
+import type { EngineEvent } from '../../workers/protocol';
 
 const DATA = 'public/demo/data/ds1000-demo.jsonl';
 const N = 2;
@@ -66,11 +71,11 @@ describe('run bundle: export, check, continue', () => {
     await expect(exportRun({ positional: [], flags: { profile: 'p', out: 'b', steps: '3' } }, memoryIo(files, []))).rejects.toThrow(/unknown flag --steps/);
     const exported = await exportRun({ positional: [], flags: { profile: 'p', out: 'bundle' } }, memoryIo(files, []));
     expect(exported.exitCode).toBe(0);
-    const names = [...files.keys()].filter((k) => k.startsWith('bundle/')).sort();
-    expect(names).toEqual(['adapter/adapter_config.json', 'adapter/adapter_model.safetensors', 'data/order.safetensors', 'data/train.jsonl', 'data/train.safetensors', 'data/validation.jsonl', 'data/validation.safetensors', 'optimizer/optimizer.safetensors', 'run.json'].map((n) => `bundle/${n}`));
-
     // run.json: the position reached and the log of the steps done.
     const run = JSON.parse(new TextDecoder().decode(files.get('bundle/run.json'))) as RunJson;
+    const names = [...files.keys()].filter((k) => k.startsWith('bundle/')).sort();
+    const own = ['adapter/adapter_config.json', 'adapter/adapter_model.safetensors', 'data/order.safetensors', 'data/train.jsonl', 'data/train.safetensors', 'data/validation.jsonl', 'data/validation.safetensors', 'optimizer/optimizer.safetensors', 'run.json'];
+    expect(names).toEqual([...own, ...bundleAssets(run).map((a) => a.path)].map((n) => `bundle/${n}`).sort());
     expect(run).toMatchObject({ format: 'qlora-studio-run', version: 1, step: N, schedule: { total_steps: N + M, position: N, name: 'cosine' }, optimizer: { step: N, name: 'adamw_torch' }, seed: 5, base: { id: 'demo' }, quantization: { type: 'nf4' } });
     expect(run.log.train).toEqual(steps(firstLines).map((s) => ({ step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.grad_norm })));
     // The adapter equals what the CLI wrote from the GPU at the same step; the moments have the same keys and shapes.
@@ -106,5 +111,23 @@ describe('run bundle: export, check, continue', () => {
     expect(Array.from(files.get('cont/adapter_model.safetensors')!)).toEqual(Array.from(files.get('full/adapter_model.safetensors')!));
     const evals = (lines: Record<string, unknown>[]) => lines.filter((l) => typeof l.eval_loss === 'number');
     expect(evals(contLines)).toEqual(evals(fullLines).slice(-1));
-  }, 900_000);
+
+    // The page's way in: the bundle as a zip, imported as this browser's interrupted run and resumed.
+    const stamp = Date.now();
+    const session = new Session({ origin: location.origin, runsDb: `bundle-runs-${stamp}`, checkpointsDb: `bundle-checkpoints-${stamp}`, bundlesDb: `bundle-bundles-${stamp}` });
+    const events: EngineEvent[] = [];
+    expect((await session.init((e) => events.push(e))).status).toBe('ready');
+    const zip = zipSync(Object.fromEntries([...files].filter(([k]) => k.startsWith('bundle/')).map(([k, v]) => [`run/${k.slice('bundle/'.length)}`, v])));
+    const imported = await session.importRun([new File([zip as BlobPart], 'run.zip')]);
+    expect(imported.run).toMatchObject({ step: N, totalSteps: N + M, model: 'demo', quantization: 'nf4' });
+    expect(imported.adapter.tensors).toBe(adapter.names.length);
+    expect(await session.resumable()).toMatchObject({ runId: imported.run.runId, step: N });
+    await session.resumeRun(imported.run.runId);
+    await session.finished();
+    const pageSteps = events.flatMap((e) => (e.type === 'metrics' && e.values.loss !== undefined && e.step > N ? [{ step: e.step, loss: e.values.loss, lr: e.values.lr, grad_norm: e.values.grad_norm }] : []));
+    expect(pageSteps).toEqual(steps(fullLines).slice(N));
+    // A damaged bundle is refused naming the file and the field.
+    const bad = zipSync({ 'run/run.json': new TextEncoder().encode(JSON.stringify({ ...run, version: 9 })) });
+    await expect(session.importRun([new File([bad as BlobPart], 'bad.zip')])).rejects.toThrow(/bad\.zip\/run\.json \(version\)/);
+  }, 1_500_000);
 });

@@ -33,6 +33,8 @@ import { bundleOfRun } from '../../workers/export/run-bundle/run-record';
 import { STUDIO_VERSION, type RunFacts } from '../../workers/export/run-bundle/run-facts';
 import { runQuantization } from '../../workers/export/run-bundle/quantization';
 import { readRunBundle } from '../../workers/export/run-bundle/reader';
+import { exportRun } from '../../workers/cli/commands/export-run';
+import type { CliIo } from '../../workers/cli/io';
 
 const NO_SHADERS = new Proxy({}, { get: () => '' }) as ModelShaders & OptimizerShaders;
 
@@ -216,6 +218,19 @@ describe('a falcon-7b-shaped run bundle', { timeout: 300_000 }, () => {
     trainer.dispose();
     model.dispose();
     store.close();
+  });
+});
+
+describe('cli export-run', () => {
+  const io = (entries: string[] = []): CliIo => ({
+    log: () => {}, line: () => {}, readFile: async () => new Uint8Array(0), readText: async () => '', writeFile: async () => {},
+    listDir: async () => (entries.length ? entries.map((name) => ({ name, isDirectory: false })) : null), exists: async () => entries.length > 0,
+  });
+  it('refuses unknown flags, a missing --out, a folder that is not empty and a profile with no run, saying which', async () => {
+    await expect(exportRun({ positional: [], flags: { profile: 'p', out: 'o', format: 'peft' } }, io())).rejects.toThrow(/unknown flag --format/);
+    await expect(exportRun({ positional: [], flags: { profile: 'p' } }, io())).rejects.toThrow(/usage: export-run --profile/);
+    await expect(exportRun({ positional: [], flags: { profile: 'p', out: 'o' } }, io(['a', 'b']))).rejects.toThrow(/--out o is not empty \(2 entries: a, b\)/);
+    await expect(exportRun({ positional: [], flags: { profile: 'p', out: 'o' } }, io())).rejects.toThrow(/the profile p holds no training run with a checkpoint/);
   });
 });
 

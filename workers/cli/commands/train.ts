@@ -11,7 +11,7 @@ import type { CausalLM } from '../../model/causal-lm';
 import { readRows, type PresetName } from '../../data';
 import type { Example } from '../../data/types';
 import type { ModelConfig } from '../../model/config';
-import { readRunBundle, RunBundleError, type BundleFiles, type ReadRunBundle } from '../../export/run-bundle/reader';
+import { checkAgainstModel, readRunBundle, RunBundleError, type BundleFiles, type ReadRunBundle } from '../../export/run-bundle/reader';
 import { tokenizerFromFiles, type TextTokenizer } from '../../tokenizer';
 import { CheckpointStore } from '../../train/checkpoint-store';
 import type { Trainer } from '../../train/trainer';
@@ -325,6 +325,11 @@ export const train: CliCommand = async (args, io) => {
     };
     if (!f.resume || !(await bundles.get(runId))) await bundles.put({ runId, facts, train: examples.train, validation: examples.validation, savedAt: Date.now() });
     if (bundle) {
+      try {
+        checkAgainstModel(bundle, model.lora, fromRun!);
+      } catch (err) {
+        throw err instanceof RunBundleError ? new CliInputError(err.message) : err;
+      }
       await store.deleteRun(runId);
       t.restore(bundle.snapshot);
       io.line({ resumed_from_step: bundle.run.step, from_run: fromRun });

@@ -270,3 +270,17 @@ export async function readRunBundle(files: BundleFiles, options: { vocab?: numbe
   };
   return { run, adapterConfig, snapshot, train, validation, order };
 }
+
+/** The bundle's adapter against the model it continues on: the same LoRA keys, each of the same shape. */
+export function checkAgainstModel(bundle: ReadRunBundle, model: { key: string; shape: [number, number] }[], label: string): void {
+  const where = `${label}/adapter/adapter_model.safetensors`;
+  const have = new Map(bundle.snapshot.lora.map((l) => [l.key, l.shape]));
+  for (const t of model) {
+    const shape = have.get(t.key);
+    if (!shape) throw new RunBundleError(where, t.key, `missing: the model (LoRA r ${bundle.run.lora.r} on ${bundle.run.lora.target_modules.join(', ')}) has this tensor`);
+    if (shape[0] !== t.shape[0] || shape[1] !== t.shape[1]) throw new RunBundleError(where, t.key, `shape [${shape.join(', ')}], the model's is [${t.shape.join(', ')}]`);
+    have.delete(t.key);
+  }
+  const extra = [...have.keys()][0];
+  if (extra) throw new RunBundleError(where, extra, 'the model has no such LoRA tensor');
+}

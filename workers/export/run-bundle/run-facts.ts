@@ -21,6 +21,11 @@ export interface RunFacts {
 
 export const STUDIO_VERSION = '0.1.0';
 
+/** An NF4 load's settings in run.json's words (quantization.ts `runQuantization` covers both storages). */
+export function nf4Quantization(q: { blocksize: number; doubleQuant: boolean; nestedBlocksize: number }): RunQuantization {
+  return { type: 'nf4', blocksize: q.blocksize, double_quant: q.doubleQuant, nested_blocksize: q.nestedBlocksize, compute_dtype: 'float32' };
+}
+
 /**
  * run.json's data.template: the preset template, `chat` when a chat template rendered the rows,
  * else the mapping's plain layout (`instruction` for prompt/response, `text`).
