@@ -13,7 +13,7 @@ import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { HAVE_PYREF, PYREF, freePort, lastJson, python, pyrefEnv } from './pyref';
+import { HAVE_PYREF, PYREF, freePort, lastJson, python, pyrefEnv, type RunDeviations } from './pyref';
 import { cli, writeBase, writeQaData, writeSmallTokenizer } from './studio-run';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -24,19 +24,6 @@ else if (!HAVE_CHROMIUM) console.warn(`continue-studio-interop: skipped, no Chro
 const COMPARE = resolve('tests/interop/compare_runs.py');
 const N = 3;
 const TOTAL = 6;
-
-interface RunDeviations {
-  steps: number[];
-  adamw_step: number[];
-  loss: number;
-  lr: number;
-  grad_norm: number;
-  eval_steps: number[];
-  eval_loss: number | null;
-  weights: number;
-  moments: number;
-  tensors: number;
-}
 
 describe.skipIf(!HAVE_PYREF || !HAVE_CHROMIUM)('studio run → export-run → continue.py == the studio run in one go', () => {
   let env: NodeJS.ProcessEnv = {};

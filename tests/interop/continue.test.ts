@@ -15,7 +15,7 @@ import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { HAVE_PYREF, PYREF, lastJson, python, pythonRanks, pyrefEnv } from './pyref';
+import { HAVE_PYREF, PYREF, lastJson, python, pythonRanks, pyrefEnv, type RunDeviations } from './pyref';
 
 if (!HAVE_PYREF) console.warn(`continue-interop: skipped, ${PYREF} (the Python reference stack) is not here`);
 
@@ -34,19 +34,6 @@ interface FixtureDeviations {
   weights: number;
   exp_avg: number;
   exp_avg_sq: number;
-  tensors: number;
-}
-
-interface RunDeviations {
-  steps: number[];
-  adamw_step: number[];
-  loss: number;
-  lr: number;
-  grad_norm: number;
-  eval_steps: number[];
-  eval_loss: number | null;
-  weights: number;
-  moments: number;
   tensors: number;
 }
 

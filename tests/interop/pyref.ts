@@ -19,6 +19,20 @@ export function pyrefEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
+/** What compare_runs.py `runs` prints: the worst relative deviation of each quantity between two runs. */
+export interface RunDeviations {
+  steps: number[];
+  adamw_step: number[];
+  loss: number;
+  lr: number;
+  grad_norm: number;
+  eval_steps: number[];
+  eval_loss: number | null;
+  weights: number;
+  moments: number;
+  tensors: number;
+}
+
 export interface PyResult {
   status: number | null;
   stdout: string;

@@ -6,8 +6,8 @@
 import { CheckpointStore } from '../../train/checkpoint-store';
 import { HeldBytes } from '../../load/held';
 import { RunBundleStore, bundleOfRun } from '../../export/run-bundle/run-record';
-import type { ExportFile } from '../../export/bundle';
-import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
+import { writeExportFiles } from '../export-files';
+import { CliInputError, type CliArgs, type CliCommand } from '../io';
 
 const USAGE = 'usage: export-run --profile <train profile dir> --out <empty or new folder> [--run ID]';
 const FLAGS = new Set(['profile', 'out', 'run']);
@@ -17,33 +17,6 @@ function stringFlag(args: CliArgs, name: string): string | undefined {
   if (v === undefined) return undefined;
   if (v === true || v === '') throw new CliInputError(`--${name} needs a value\n${USAGE}`);
   return v;
-}
-
-/** Writes the files into `out`, appending piece by piece where the runner can (never a whole large file in memory). */
-async function writeBundle(out: string, files: ExportFile[], io: CliIo): Promise<{ name: string; bytes: number }[]> {
-  const written = [];
-  for (const f of files) {
-    const path = joinPath(out, f.name);
-    let at = 0;
-    if (io.appendFile) {
-      await io.writeFile(path, new Uint8Array(0));
-      for await (const c of f.chunks()) {
-        await io.appendFile(path, c);
-        at += c.byteLength;
-      }
-    } else {
-      const data = new Uint8Array(f.bytes);
-      for await (const c of f.chunks()) {
-        data.set(c, at);
-        at += c.byteLength;
-      }
-      await io.writeFile(path, data);
-    }
-    if (at !== f.bytes) throw new Error(`${path}: wrote ${at} bytes, expected ${f.bytes}`);
-    io.log(`${path} (${f.bytes} bytes)`);
-    written.push({ name: f.name, bytes: f.bytes });
-  }
-  return written;
 }
 
 export const exportRun: CliCommand = async (args, io) => {
@@ -80,7 +53,7 @@ export const exportRun: CliCommand = async (args, io) => {
     io.log(`run ${runId}: checkpoint at step ${checkpoint.info.step} of ${checkpoint.meta.totalSteps} (${checkpoint.info.reason})`);
     const held = new HeldBytes();
     const files = await bundleOfRun({ facts: record.facts, train: record.train, validation: record.validation }, checkpoint, held);
-    const written = await writeBundle(out, files, io);
+    const written = await writeExportFiles(out, files, io);
     const largest = Math.max(...checkpoint.meta.lora.map((l) => l.shape[0] * l.shape[1] * 4));
     io.log(`held at most ${held.peak} bytes of model and optimizer data at once (largest tensor ${largest} bytes)`);
     return {

@@ -14,6 +14,7 @@ import { mergedFiles, type BaseWeights, type MergedDType } from '../../export/me
 import { parseMapping } from './data-check';
 import { folderCommit } from '../model-files';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
+import { writeExportFiles } from '../export-files';
 
 const USAGE =
   'usage: export --format peft|gguf|merged --out DIR --model <hf-folder|demo> (--profile DIR [--run ID] [--alpha A] [--dropout P] | --adapter DIR) ' +
@@ -210,23 +211,6 @@ async function mergedExport(args: CliArgs, files: BaseFiles, baseConfig: Json, i
   }
 }
 
-async function writeFiles(out: string, files: ExportFile[], io: CliIo): Promise<{ name: string; bytes: number }[]> {
-  const written = [];
-  for (const f of files) {
-    // The CLI's file server takes whole files: the chunks are joined here (adapters are small).
-    const data = new Uint8Array(f.bytes);
-    let at = 0;
-    for await (const c of f.chunks()) {
-      data.set(c, at);
-      at += c.length;
-    }
-    if (at !== f.bytes) throw new Error(`${f.name}: wrote ${at} bytes, expected ${f.bytes}`);
-    await io.writeFile(joinPath(out, f.name), data);
-    io.log(`${joinPath(out, f.name)} (${f.bytes} bytes)`);
-    written.push({ name: f.name, bytes: f.bytes });
-  }
-  return written;
-}
 
 /**
  * `export`: the adapter of a `train` run (its newest checkpoint in the --profile, or the PEFT
@@ -299,9 +283,9 @@ export const exportCommand: CliCommand = async (args, io) => {
 
   let written;
   if (format === 'merged') {
-    written = await writeFiles(out, await mergedExport(args, files, baseConfig, input, io), io);
+    written = await writeExportFiles(out, await mergedExport(args, files, baseConfig, input, io), io);
   } else if (format === 'peft') {
-    written = await writeFiles(out, peftExport(input), io);
+    written = await writeExportFiles(out, peftExport(input), io);
   } else {
     const refusals = ggufRefusals(input.adapterConfig, input.tensors, baseConfig);
     if (refusals.length) throw new CliInputError(`llama.cpp cannot load this adapter:\n- ${refusals.join('\n- ')}`);
@@ -309,7 +293,7 @@ export const exportCommand: CliCommand = async (args, io) => {
     const getTokenizer = () => (tokenizer ??= loadTokenizer(args, files, io));
     const promptFmt = await promptFormat(args, files, getTokenizer);
     const eosToken = (await getTokenizer()).eosToken;
-    written = await writeFiles(out, ggufExport(input, { prompt: { format: promptFmt, eosToken }, tensorType: outtype === 'f16' ? 'F16' : 'F32' }), io);
+    written = await writeExportFiles(out, ggufExport(input, { prompt: { format: promptFmt, eosToken }, tensorType: outtype === 'f16' ? 'F16' : 'F32' }), io);
   }
   return { exitCode: 0, result: { ok: true, format, out, base_model: base.name, revision, files: written } };
 };
