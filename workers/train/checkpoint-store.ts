@@ -269,27 +269,28 @@ export class CheckpointStore {
 
   /** The newest valid checkpoint of a run; null when it has none; throws (with the reasons) when all are damaged. */
   async loadLatest(runId: string): Promise<LoadedCheckpoint | null> {
-    const pointer = await this.db.get('runs', runId);
-    const warnings: string[] = [];
-    for (const id of pointer?.ids ?? []) {
-      const record = await this.db.get('checkpoints', id);
-      if (!record) {
-        warnings.push(`checkpoint ${id} of run "${runId}" is missing its record; falling back to the previous checkpoint`);
-        continue;
-      }
+    return this.newestUsable(runId, async (record, warnings) => {
       const problem = await this.verify(record);
-      if (typeof problem === 'string') {
-        warnings.push(`checkpoint at step ${record.step} of run "${runId}" is damaged (${problem}); falling back to the previous checkpoint`);
-        continue;
-      }
-      return { snapshot: problem, info: infoOf(record), warnings };
-    }
-    if (warnings.length) throw new Error(`${warnings.join('; ')}; run "${runId}" has no usable checkpoint left`);
-    return null;
+      return typeof problem === 'string' ? problem : { snapshot: problem, info: infoOf(record), warnings };
+    });
   }
 
   /** The newest checkpoint of a run with every chunk present, its tensors read on demand; null when it has none. */
   async openLatest(runId: string): Promise<OpenedCheckpoint | null> {
+    return this.newestUsable(runId, async (record, warnings) => {
+      if (crc32(new TextEncoder().encode(record.meta)) !== record.metaCrc) return 'settings/metadata checksum mismatch';
+      const present = await this.db.getAllKeys('chunks', IDBKeyRange.bound([record.id, 0], [record.id, record.chunkCount]));
+      if (present.length !== record.chunkCount) return `${record.chunkCount - present.length} of ${record.chunkCount} chunks missing`;
+      return this.opened(record, warnings);
+    });
+  }
+
+  /**
+   * The first of a run's checkpoints, newest first, that `accept` takes (it returns why not as a
+   * string); each one passed over becomes a warning. Null when the run has none; throws with the
+   * reasons when every one is damaged.
+   */
+  private async newestUsable<T>(runId: string, accept: (record: CheckpointRecord, warnings: string[]) => Promise<T | string>): Promise<T | null> {
     const pointer = await this.db.get('runs', runId);
     const warnings: string[] = [];
     for (const id of pointer?.ids ?? []) {
@@ -298,16 +299,9 @@ export class CheckpointStore {
         warnings.push(`checkpoint ${id} of run "${runId}" is missing its record; falling back to the previous checkpoint`);
         continue;
       }
-      if (crc32(new TextEncoder().encode(record.meta)) !== record.metaCrc) {
-        warnings.push(`checkpoint at step ${record.step} of run "${runId}" is damaged (settings/metadata checksum mismatch); falling back to the previous checkpoint`);
-        continue;
-      }
-      const present = await this.db.getAllKeys('chunks', IDBKeyRange.bound([record.id, 0], [record.id, record.chunkCount]));
-      if (present.length !== record.chunkCount) {
-        warnings.push(`checkpoint at step ${record.step} of run "${runId}" is damaged (${record.chunkCount - present.length} of ${record.chunkCount} chunks missing); falling back to the previous checkpoint`);
-        continue;
-      }
-      return this.opened(record, warnings);
+      const used = await accept(record, warnings);
+      if (typeof used !== 'string') return used;
+      warnings.push(`checkpoint at step ${record.step} of run "${runId}" is damaged (${used}); falling back to the previous checkpoint`);
     }
     if (warnings.length) throw new Error(`${warnings.join('; ')}; run "${runId}" has no usable checkpoint left`);
     return null;
