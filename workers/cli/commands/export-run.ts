@@ -7,6 +7,7 @@ import { CheckpointStore } from '../../train/checkpoint-store';
 import { HeldBytes } from '../../load/held';
 import { RunBundleStore, bundleOfRun } from '../../export/run-bundle/run-record';
 import { writeExportFiles } from '../export-files';
+import { chooseRun } from '../choose-run';
 import { CliInputError, type CliArgs, type CliCommand } from '../io';
 
 const USAGE = 'usage: export-run --profile <train profile dir> --out <empty or new folder> [--run ID]';
@@ -33,21 +34,10 @@ export const exportRun: CliCommand = async (args, io) => {
   const store = await CheckpointStore.open();
   const bundles = new RunBundleStore();
   try {
-    const runs = await store.runs();
-    if (!runs.length) throw new CliInputError(`the profile ${profile} holds no training run with a checkpoint (run \`train --profile ${profile} …\` first)`);
-    let runId = stringFlag(args, 'run');
-    if (runId && !runs.includes(runId)) throw new CliInputError(`--run ${runId}: no such run in the profile; it has ${runs.join(', ')}`);
-    if (!runId) {
-      let newest = -1;
-      for (const id of runs) {
-        const at = (await store.list(id))[0]?.createdAt ?? -1;
-        if (at > newest) [newest, runId] = [at, id];
-      }
-      if (runs.length > 1) io.log(`the profile holds ${runs.length} runs; exporting the newest, ${runId} (choose with --run)`);
-    }
-    const record = await bundles.get(runId!);
+    const runId = await chooseRun(store, stringFlag(args, 'run'), profile, io);
+    const record = await bundles.get(runId);
     if (!record?.train || !record.validation) throw new CliInputError(`run ${runId} was trained before runs kept their examples for export; train it again with this studio`);
-    const checkpoint = await store.openLatest(runId!);
+    const checkpoint = await store.openLatest(runId);
     if (!checkpoint) throw new CliInputError(`run ${runId} has no checkpoint`);
     for (const w of checkpoint.warnings) io.log(`warning: ${w}`);
     io.log(`run ${runId}: checkpoint at step ${checkpoint.info.step} of ${checkpoint.meta.totalSteps} (${checkpoint.info.reason})`);

@@ -15,6 +15,7 @@ import { parseMapping } from './data-check';
 import { folderCommit } from '../model-files';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
 import { writeExportFiles } from '../export-files';
+import { chooseRun } from '../choose-run';
 
 const USAGE =
   'usage: export --format peft|gguf|merged --out DIR --model <hf-folder|demo> (--profile DIR [--run ID] [--alpha A] [--dropout P] | --adapter DIR) ' +
@@ -82,24 +83,12 @@ async function readJson(read: () => Promise<Uint8Array | null>, label: string): 
 async function latestCheckpoint(args: CliArgs, io: CliIo): Promise<{ runId: string; snapshot: TrainerSnapshot }> {
   const store = await CheckpointStore.open();
   try {
-    const wanted = stringFlag(args, 'run');
-    const runs = await store.runs();
-    if (!runs.length) throw new CliInputError(`the profile ${args.flags.profile} holds no training run (train with the same --profile first)`);
-    let runId = wanted;
-    if (runId && !runs.includes(runId)) throw new CliInputError(`--run ${runId}: no such run in the profile; it has ${runs.join(', ')}`);
-    if (!runId) {
-      let newest = -1;
-      for (const id of runs) {
-        const at = (await store.list(id))[0]?.createdAt ?? -1;
-        if (at > newest) [newest, runId] = [at, id];
-      }
-      if (runs.length > 1) io.log(`the profile holds ${runs.length} runs; exporting the newest, ${runId} (choose with --run)`);
-    }
-    const loaded = await store.loadLatest(runId!);
+    const runId = await chooseRun(store, stringFlag(args, 'run'), String(args.flags.profile), io);
+    const loaded = await store.loadLatest(runId);
     if (!loaded) throw new CliInputError(`run ${runId} has no checkpoint`);
     for (const w of loaded.warnings) io.log(`warning: ${w}`);
     io.log(`run ${runId}: checkpoint at step ${loaded.info.step} (${loaded.info.reason})`);
-    return { runId: runId!, snapshot: loaded.snapshot };
+    return { runId, snapshot: loaded.snapshot };
   } finally {
     store.close();
   }
