@@ -54,6 +54,7 @@ def parse_args():
     p.add_argument('--warmup', type=int, default=100)
     p.add_argument('--steps', type=int, default=4000, help='cosine schedule length (and the step limit)')
     p.add_argument('--minutes', type=float, default=45.0, help='wall-clock limit; 0 = none')
+    p.add_argument('--stop-after', type=int, default=0, help='stop after this many steps of the --steps schedule (0 = run it all)')
     p.add_argument('--seed', type=int, default=20261202)
     p.add_argument('--eval-every', type=int, default=200)
     p.add_argument('--stage', default='all', choices=['all', 'corpus', 'tokenizer', 'encode', 'pretrain', 'write', 'measure'])
@@ -191,9 +192,13 @@ def encode_corpus(args, work):
                 ids.append(bpe.eos)
         np.array(ids, dtype=np.uint16).tofile(os.path.join(work, f'{split}.u16'))
         print(f'encode: {split} {len(ids)} tokens', flush=True)
-    # A sample the studio's own tokenizer must encode the same way (checked by the tokenizer test's
-    # author when regenerating; see README).
-    sample = 'def mean(values):\n    """Return the arithmetic mean."""\n    return sum(values) / len(values)\n'
+    # Text the studio's tokenizer must encode to the same ids (tests/node/tokenizer.test.ts checks
+    # it): the start of the first held-out file and a DS-1000 demo prompt.
+    with open(os.path.join(work, 'heldout.jsonl'), encoding='utf-8') as fh:
+        head = json.loads(fh.readline())['text'][:1500]
+    with open(os.path.join(ROOT, 'public', 'demo', 'data', 'ds1000-demo.jsonl'), encoding='utf-8') as fh:
+        prompt = json.loads(fh.readline())['prompt']
+    sample = head + '\n' + prompt
     with open(os.path.join(work, 'sample-ids.json'), 'w') as fh:
         json.dump({'text': sample, 'ids': bpe.encode(sample)}, fh)
 
@@ -293,7 +298,8 @@ def pretrain(args, work):
     log.append({'step': 0, 'tokens': 0, 'seconds': 0.0, 'train_loss': None, 'heldout_loss': round(first_held, 4)})
     print(f'pretrain: {params} parameters, {len(train)} train tokens, held-out loss at init {first_held:.4f}', flush=True)
     step, running, tokens = 0, [], 0
-    while step < args.steps and time.time() < deadline:
+    last = args.stop_after if 0 < args.stop_after < args.steps else args.steps
+    while step < last and time.time() < deadline:
         x = torch.from_numpy(next(gen))
         for g in opt.param_groups:
             g['lr'] = lr_at(step)
@@ -306,7 +312,7 @@ def pretrain(args, work):
         step += 1
         tokens += x[:, 1:].numel()
         running.append(loss.item())
-        if step % args.eval_every == 0 or step == args.steps:
+        if step % args.eval_every == 0 or step == last:
             entry = {'step': step, 'tokens': tokens, 'seconds': round(time.time() - start, 1),
                      'train_loss': round(sum(running) / len(running), 4), 'heldout_loss': round(heldout_loss(model, held, args.seq), 4),
                      'lr': lr_at(step - 1)}
@@ -379,7 +385,136 @@ def write_model(args, work):
     with open(os.path.join(args.out, 'config.json'), 'w') as fh:
         json.dump(model_config(args), fh, indent=2)
         fh.write('\n')
+    with open(os.path.join(work, 'corpus.json')) as fh:
+        corpus = json.load(fh)
+    with open(os.path.join(work, 'sample-ids.json')) as fh:
+        sample = json.load(fh)
+    listing = {
+        'about': 'The demo model\'s corpus: Python standard library sources (PSF-2.0), made by scripts/make-demo-model.py',
+        'stdlib': corpus['stdlib'],
+        'held_out_every': HELD_OUT_EVERY,
+        'files': [[f['path'], f['split'], f['sha256']] for f in corpus['files']],
+        'sample': sample,
+    }
+    with open(os.path.join(ROOT, 'scripts', 'demo-model-corpus.json'), 'w') as fh:
+        json.dump(listing, fh, indent=0)
+        fh.write('\n')
+    write_readme(args, work, state, corpus)
     print(f'write: {args.out} ({len(tensors)} tensors)', flush=True)
+
+
+SAMPLE_PROMPTS = ['def ', 'import os\n\n\ndef ', 'class Queue:\n    """', '# Return the']
+
+
+def samples(args, state):
+    """Greedy continuations of a few prompts by the pretrained model (what it writes before any fine-tuning)."""
+    import torch
+    model = build_model(args)
+    model.load_state_dict(state)
+    model.eval()
+    bpe = Bpe(args.tokenizer_out)
+    with open(os.path.join(args.tokenizer_out, 'tokenizer.json'), encoding='utf-8') as fh:
+        vocab = json.load(fh)['model']['vocab']
+    char_byte = {c: b for b, c in bytes_to_unicode().items()}
+    token_text = {i: t for t, i in vocab.items()}
+    decode = lambda ids: bytes(char_byte[c] for i in ids if i in token_text for c in token_text[i]).decode('utf-8', 'replace')
+    out = []
+    with torch.no_grad():
+        for sampled in (False, True):
+            torch.manual_seed(args.seed)
+            for prompt in SAMPLE_PROMPTS:
+                ids = torch.tensor([bpe.encode(prompt)])
+                options = {'do_sample': True, 'temperature': 0.8, 'top_k': 40} if sampled else {'do_sample': False}
+                gen = model.generate(ids, max_new_tokens=60, pad_token_id=bpe.eos, eos_token_id=bpe.eos, **options)
+                out.append((sampled, prompt, decode(gen[0, ids.shape[1]:].tolist())))
+    return out
+
+
+def write_readme(args, work, state, corpus):
+    with open(os.path.join(work, 'pretrain-log.json')) as fh:
+        run = json.load(fh)
+    final, log, a = run['final'], run['log'], run['args']
+    pkgs = subprocess.run(['dpkg-query', '-W', '-f', '${Package} ${Version}\\n', 'libpython3.*-minimal', 'libpython3.*-stdlib'],
+                          capture_output=True, text=True).stdout.split('\n')
+    pkgs = ', '.join(f'`{p}`' for p in pkgs if p.strip()) or 'the python3 packages of this machine'
+    params = run['parameters']
+    rows = '\n'.join(f"| {e['step']} | {e['tokens']:,} | {e['seconds']:.0f} | {'–' if e['train_loss'] is None else e['train_loss']} | {e['heldout_loss']} |" for e in log)
+    made = samples(args, state)
+    shown = lambda sampled: '\n\n'.join(f'```\n{p}{t}\n```' for s, p, t in made if s == sampled)
+    held_out = ', '.join(f"`{f['path']}`" for f in corpus['files'] if f['split'] == 'heldout')
+    stopped = '' if final['step'] >= a['steps'] else f" (the run stopped at its {a['minutes']:g}-minute limit; `--stop-after {final['step']}` repeats it)"
+    text = f"""# Built-in demo model
+
+A small Llama-shaped causal LM (`LlamaForCausalLM`), pretrained from scratch on Python's standard
+library, so that it writes plausible Python and English before any fine-tuning and a fine-tune on
+the DS-1000 demo set has something to build on. {a['layers']} layers, hidden {a['hidden']}, {a['heads']} heads
+(head width {a['hidden'] // a['heads']}), SwiGLU intermediate {a['intermediate']}, RMSNorm, rotary positions (theta
+10000, up to 512), vocabulary {a['vocab']} (the demo tokenizer in `../tokenizer/`), lm_head tied to the
+embedding. {params:,} parameters stored as float16 in Hugging Face's on-disk layout (`config.json`,
+`model.safetensors`, tensor names as `save_pretrained` writes them).
+
+## Corpus and license
+
+The `.py` files of `{corpus['stdlib']}` as Debian ships them ({pkgs}): Python's standard library
+sources with their docstrings and comments, under the Python Software Foundation License
+(PSF-2.0, see `/usr/share/doc/libpython3.11-stdlib/copyright`). Folders named `test`, `tests`,
+`idle_test`, `site-packages`, `dist-packages` and files named `test_*` are left out; files that are
+not UTF-8 are skipped. In path order, every {HELD_OUT_EVERY}th file is held out: {corpus['train_files']} training
+files ({corpus['train_bytes']:,} bytes), {corpus['heldout_files']} held out ({corpus['heldout_bytes']:,} bytes: {held_out}).
+`scripts/demo-model-corpus.json` lists every file with its split and SHA-256. Each file is one
+document, followed by `<|endoftext|>`. The demo datasets are not in the pretraining corpus (the
+tokenizer saw them, see `../tokenizer/README.md`).
+
+## Pretraining
+
+`scripts/make-demo-model.py`: transformers 4.40.2 `LlamaForCausalLM` (from `../shared/pyref`),
+PyTorch 1.13 on the CPU, float32, one thread, seed {a['seed']} (initialisation and the random
+{a['seq']}-token windows the batches are cut from). AdamW (betas 0.9/0.95, weight decay 0.1 on matrices),
+peak learning rate {a['lr']:g}, {a['warmup']} warm-up steps then cosine decay to a tenth over {a['steps']} steps,
+gradient norm clipped at 1, batches of {a['batch']} × {a['seq']} tokens.
+{final['step']} steps{stopped}, {final['tokens']:,} tokens seen (about {final['tokens'] / max(1, corpus_tokens(work)):.1f} passes over the
+{corpus_tokens(work):,} training tokens), {final['seconds'] / 60:.1f} minutes on a shared 2-core machine (BLAS: OpenBLAS
+0.3.21; Debian's reference BLAS is ten times slower). Final training loss {final['train_loss']} (mean of the steps
+since the last log line), **held-out loss {final['heldout_loss']}** nats a token over all
+{heldout_tokens(work):,} held-out tokens (a uniform guess is {math.log(a['vocab']):.2f}).
+
+| step | tokens | seconds | train loss | held-out loss (first 16k tokens) |
+| ---: | ---: | ---: | ---: | ---: |
+{rows}
+
+Reproduce (the same steps give the same weights):
+
+    eval "$(bash ../shared/pyref/setup.sh)"
+    nice -n 10 /usr/bin/python3 scripts/make-demo-model.py --steps {a['steps']} --minutes 0{'' if final['step'] >= a['steps'] else f" --stop-after {final['step']}"}
+
+## What it writes
+
+Continuations (60 new tokens) of `def `, `import os` then `def `, a class docstring and a comment, by
+the model as shipped, before any fine-tuning. Greedy (a model this small soon repeats itself):
+
+{shown(False)}
+
+Sampled (temperature 0.8, top-k 40, torch seed {a['seed']}):
+
+{shown(True)}
+
+## Cache identity
+
+The studio caches its quantized copy under `sha256-` and the first 12 hex digits of the SHA-256
+of `config.json` followed by `model.safetensors` (the preset's `revision` in
+`workers/load/presets.ts`; `tests/node/model-source.test.ts` checks it), so a studio that ships
+a changed demo makes a new copy instead of reusing the old one.
+"""
+    with open(os.path.join(args.out, 'README.md'), 'w', encoding='utf-8') as fh:
+        fh.write(text)
+
+
+def corpus_tokens(work):
+    return os.path.getsize(os.path.join(work, 'train.u16')) // 2
+
+
+def heldout_tokens(work):
+    return os.path.getsize(os.path.join(work, 'heldout.u16')) // 2
 
 
 def main():
