@@ -107,7 +107,7 @@ test('sections, presets, a malformed dataset named by line, settings explained i
   await page.getByLabel('Model folder').setInputFiles(folder);
   await expect(page.getByTestId('verdict')).toHaveText('Fits on this GPU');
   await page.getByRole('button', { name: 'Load model' }).click();
-  await expect(page.getByTestId('model-loaded')).toContainText('local-model: phi, 2 layers');
+  await expect(page.getByTestId('model-loaded')).toContainText('local-model: llama, 4 layers');
   await expect(page.getByTestId('progress-quantize')).toContainText('done');
   expect(foreign).toEqual([]);
 });

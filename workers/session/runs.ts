@@ -37,13 +37,13 @@ export function runExamples(data: PreparedDataset, file: string, seqLength: numb
   return { train, validation: data.validation.filter(learns), dropped: data.train.length - train.length };
 }
 
-/** The prompt part (up to `maxTokens` before the first learned label) of up to two examples: what samples continue. */
-export function samplePrompts(examples: Example[], maxTokens = 96): number[][] {
+/** The prompt part (up to `maxTokens` before the first learned label) of up to `count` examples: what samples continue. */
+export function samplePrompts(examples: Example[], maxTokens = 96, count = 2): number[][] {
   const prompts: number[][] = [];
   for (const e of examples) {
     const firstLearned = e.labels.findIndex((l) => l !== -100);
     if (firstLearned > 0) prompts.push(Array.from(e.inputIds.subarray(Math.max(0, firstLearned - maxTokens), firstLearned)));
-    if (prompts.length === 2) break;
+    if (prompts.length === count) break;
   }
   return prompts;
 }
