@@ -439,6 +439,7 @@ def write_readme(args, work, state, corpus):
     pkgs = ', '.join(f'`{p}`' for p in pkgs if p.strip()) or 'the python3 packages of this machine'
     params = run['parameters']
     rows = '\n'.join(f"| {e['step']} | {e['tokens']:,} | {e['seconds']:.0f} | {'–' if e['train_loss'] is None else e['train_loss']} | {e['heldout_loss']} |" for e in log)
+    rows += f"\n| {final['step']} (end) | {final['tokens']:,} | {final['seconds']:.0f} | {final['train_loss']} | {final['heldout_loss']} (all held-out tokens) |"
     made = samples(args, state)
     shown = lambda sampled: '\n\n'.join(f'```\n{p}{t}\n```' for s, p, t in made if s == sampled)
     held_out = ', '.join(f"`{f['path']}`" for f in corpus['files'] if f['split'] == 'heldout')

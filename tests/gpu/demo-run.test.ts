@@ -26,8 +26,8 @@ describe('the demo preset', () => {
     const t0 = performance.now();
     const preset = getPreset('demo');
     const settings = { ...preset.settings, evalEvery: 0, sampleEvery: 0, checkpointEvery: 0 };
-    const tokenizer = await tokenizerFromUrl('/public/demo/tokenizer/');
-    const res = await fetch(`/public/demo/data/${DATA}`);
+    const tokenizer = await tokenizerFromUrl('/demo/tokenizer/');
+    const res = await fetch(`/demo/data/${DATA}`);
     expect(res.ok).toBe(true);
     const data = await prepareForRun(readRows(await res.blob(), DATA), { template: preset.template, mapping: null }, tokenizer, settings, DATA);
     const examples = runExamples(data, DATA, settings.seqLength);
@@ -53,7 +53,10 @@ describe('the demo preset', () => {
       validation: examples.validation,
       samplePrompts: all,
       onEvent: (e: TrainEvent) => {
-        if (e.type === 'step') steps.push(e.loss);
+        if (e.type === 'step') {
+          steps.push(e.loss);
+          console.info(`demo run: step ${e.step + 1}/${e.totalSteps} loss ${e.loss.toFixed(3)} at ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+        }
         else if (e.type === 'sample') samples.set(e.index, e.text ?? '');
       },
     });
@@ -65,6 +68,7 @@ describe('the demo preset', () => {
       };
       const before = await generations();
       const start = (await trainer.evaluate())!.loss;
+      console.info(`demo run: loaded, sampled and evaluated at ${((performance.now() - t0) / 1000).toFixed(0)} s`);
       const tLoaded = performance.now();
       const result = await trainer.run();
       const tTrained = performance.now();

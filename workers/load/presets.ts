@@ -105,13 +105,13 @@ export const PRESETS: Record<string, Preset> = {
   demo: {
     name: 'demo',
     label: 'Demo (tiny, offline)',
-    description: 'A tiny random phi-architecture model shipped with the studio: trains in a minute or two anywhere.',
-    model: { kind: 'url', baseUrl: '/demo/model/', revision: 'sha256-107c6013afe5' },
+    description: 'A tiny Llama-shaped model pretrained on Python\'s standard library, shipped with the studio: trains in a minute or two anywhere.',
+    model: { kind: 'url', baseUrl: '/demo/model/', revision: 'sha256-b7a76c04afcf' },
     tokenizer: { kind: 'url', baseUrl: '/demo/tokenizer/' },
     config: demoConfig,
     template: 'ds1000',
     // Small enough to train in a minute or two on an emulated GPU.
-    settings: runSettings({ targetModules: PHI_TARGETS, rank: 8, alpha: 16, learningRate: 1e-3, seqLength: 128, gradAccum: 2 }),
+    settings: runSettings({ targetModules: LLAMA_TARGETS, rank: 8, alpha: 16, learningRate: 1e-3, seqLength: 256, gradAccum: 2 }),
     quant: DEFAULT_QUANT,
   },
 };
