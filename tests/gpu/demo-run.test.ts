@@ -91,5 +91,5 @@ describe('the demo preset', () => {
       loaded.model.dispose();
       gpu.destroy();
     }
-  }, 900_000);
+  }, 1_800_000);
 });
