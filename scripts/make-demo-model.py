@@ -483,7 +483,9 @@ since the last log line), **held-out loss {final['heldout_loss']}** nats a token
 | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
-Reproduce (the same steps give the same weights):
+Reproduce (the same steps and the same BLAS give the same weights; these were made with Debian's
+`libopenblas0-pthread` 0.3.21 unpacked into a folder and put first on `LD_LIBRARY_PATH`, with
+`OPENBLAS_NUM_THREADS=1`; another BLAS rounds differently):
 
     eval "$(bash ../shared/pyref/setup.sh)"
     nice -n 10 /usr/bin/python3 scripts/make-demo-model.py --steps {a['steps']} --minutes 0{'' if final['step'] >= a['steps'] else f" --stop-after {final['step']}"}
