@@ -5,7 +5,7 @@ import { localFilePlugin } from './scripts/local-files-plugin.ts';
 
 // Chromium for browser tests and the CLI: Debian's package by default, any Chrome by env var.
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const chromiumArgs = ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
+const chromiumArgs = ['--enable-unsafe-webgpu', '--enable-precise-memory-info', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
 
 export default defineConfig({
   plugins: [react(), localFilePlugin()],

@@ -1,12 +1,12 @@
 import type { Plugin } from 'vite';
-import { readFile, writeFile, mkdir, stat, readdir } from 'node:fs/promises';
+import { appendFile, readFile, writeFile, mkdir, stat, readdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 /**
  * Dev-server only: lets the command-line runner's page read files the user named on the
  * command line (`GET /__local_file?path=...`) and write outputs (`PUT`). It is never part
  * of the built site, and only the dev server started by the CLI or the test runner has it.
- * `?list` lists a folder, `?stat` gives size and kind.
+ * `?list` lists a folder, `?stat` gives size and kind, `PUT ?append` adds to the end of a file.
  */
 export function localFilePlugin(): Plugin {
   return {
@@ -27,7 +27,7 @@ export function localFilePlugin(): Plugin {
             const chunks: Buffer[] = [];
             for await (const chunk of req) chunks.push(chunk as Buffer);
             await mkdir(dirname(abs), { recursive: true });
-            await writeFile(abs, Buffer.concat(chunks));
+            await (url.searchParams.has('append') ? appendFile : writeFile)(abs, Buffer.concat(chunks));
             res.statusCode = 204;
             res.end();
             return;

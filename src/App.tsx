@@ -8,6 +8,7 @@ import { ModelSection } from './components/ModelSection';
 import { DataSection } from './components/DataSection';
 import { SettingsSection } from './components/SettingsSection';
 import { ResumeBanner, TrainSection } from './components/TrainSection';
+import { InterruptedLoad } from './components/InterruptedLoad';
 import { ChatSection } from './components/ChatSection';
 import { ExportSection } from './components/ExportSection';
 
@@ -28,6 +29,7 @@ export function App() {
       </header>
       {problem && <p role="alert" className="error">{problem}</p>}
       <ResumeBanner />
+      <InterruptedLoad />
       <div className="layout">
         <SectionNav />
         <main>

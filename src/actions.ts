@@ -4,7 +4,7 @@ import { useStudio, type ModelChoice } from './store';
 import { explain } from './explain';
 import { forgetRememberedToken, rememberToken, rememberedToken } from './hub-token';
 import { validateRunSettings } from '../workers/run/settings';
-import type { ColumnMapping, ExportFormat, ModelCardFacts, ModelSource, Section, RunSettings } from '../workers/protocol';
+import type { ColumnMapping, EngineEvent, ExportFormat, LoadOptions, ModelCardFacts, ModelSource, Section, RunSettings } from '../workers/protocol';
 import { canWriteFolders, folderTarget, zipTarget, ZIP_LIMIT_BYTES, type ExportTarget } from './export-writer';
 
 const get = () => useStudio.getState();
@@ -20,6 +20,18 @@ export function modelSource(choice: ModelChoice = get().model): ModelSource {
   return { kind: 'local', files: choice.files };
 }
 
+/** How the engine loads the base: the page's choice of storage, and whether to load regardless of the plan. */
+function loadOptions(anyway = false): LoadOptions {
+  return { anyway, quantize: get().quantizeBase };
+}
+
+/** Quantize the base to NF4 (QLoRA) or keep it unquantized (plain LoRA): the gauge is asked again, the next load uses it. */
+export async function setQuantizeBase(quantize: boolean): Promise<void> {
+  set({ quantizeBase: quantize, modelInfo: null });
+  get().setError('model', null);
+  await replan();
+}
+
 let booting: Promise<void> | null = null;
 
 /** Start the engine once (React's StrictMode mounts effects twice in development). */
@@ -30,13 +42,20 @@ export function boot(): Promise<void> {
 
 async function start(): Promise<void> {
   const { setInit, onEvent } = get();
+  resumeWhenOnline();
   onEngineCrash((message) =>
     set({ problem: `The engine stopped: ${message}. Reload the page; an interrupted run resumes from its last checkpoint.` }),
   );
   let init;
   try {
     await engineReady();
-    init = await engine().init(Comlink.proxy(onEvent));
+    init = await engine().init(
+      Comlink.proxy((event: EngineEvent) => {
+        onEvent(event);
+        // Another tab opened or closed a run: the resume banner follows.
+        if (event.type === 'runs-changed') void checkResumable();
+      }),
+    );
   } catch (err) {
     setInit('no-webgpu', null, `The engine could not start: ${(err as Error).message}`);
     return;
@@ -108,7 +127,7 @@ export async function replan(): Promise<void> {
   if (!settings || validateRunSettings(settings).length) return;
   const seq = ++planSeq;
   try {
-    const plan = await engine().plan(modelSource(model), settings);
+    const plan = await engine().plan(modelSource(model), settings, loadOptions());
     if (seq === planSeq) set({ plan });
   } catch (err) {
     if (seq === planSeq) {
@@ -123,13 +142,32 @@ export async function loadModel(anyway = false): Promise<void> {
   const settings = get().settings;
   if (!settings) return;
   get().setError('model', null);
+  set({ interruptedLoad: null, loadingFor: 'model' });
   try {
-    const modelInfo = await engine().loadModel(modelSource(), settings, anyway ? { anyway: true } : undefined);
+    const modelInfo = await engine().loadModel(modelSource(), settings, loadOptions(anyway));
     set({ modelInfo });
     await refreshStorage();
   } catch (err) {
     fail('model', err);
+  } finally {
+    set({ loadingFor: null });
   }
+}
+
+/** Runs the interrupted load again: what it kept is read from the cache, the rest downloads. */
+export async function resumeLoad(): Promise<void> {
+  const interrupted = get().interruptedLoad;
+  if (!interrupted) return;
+  set({ interruptedLoad: null });
+  await (interrupted.action === 'train' ? startTraining() : loadModel());
+}
+
+/** The connection came back: an interrupted load resumes by itself. */
+function resumeWhenOnline(): void {
+  if (typeof window === 'undefined') return;
+  window.addEventListener('online', () => {
+    if (get().interruptedLoad && !get().loadingFor) void resumeLoad();
+  });
 }
 
 export async function refreshStorage(): Promise<void> {
@@ -229,12 +267,14 @@ export async function startTraining(anyway = false): Promise<void> {
   const { settings, model } = get();
   if (!settings) return;
   get().setError('train', null);
-  set({ metrics: [], samples: [], resumable: null });
+  set({ metrics: [], samples: [], resumable: null, interruptedLoad: null, loadingFor: 'train' });
   try {
-    await engine().train(modelSource(model), settings, anyway ? { anyway: true } : undefined);
+    await engine().train(modelSource(model), settings, loadOptions(anyway));
     await refreshStorage();
   } catch (err) {
     fail('train', err);
+  } finally {
+    set({ loadingFor: null });
   }
 }
 
@@ -357,6 +397,17 @@ export async function downloadAdapter(): Promise<void> {
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (err) {
+    fail('export', err);
+  }
+}
+
+/** A run bundle (folder or zip): Train offers to continue it, Chat uses its adapter. */
+export async function importRun(files: File[]): Promise<void> {
+  get().setError('export', null);
+  try {
+    const { run, adapter } = await engine().importRun(files);
+    set({ resumable: run, imported: adapter });
   } catch (err) {
     fail('export', err);
   }

@@ -45,7 +45,11 @@ export async function folderTarget(): Promise<ExportTarget | null> {
     async write(chunk) {
       if (chunk.type === 'file') {
         await open?.close();
-        const handle = await dir.getFileHandle(chunk.name, { create: true });
+        // A run bundle's files live in subfolders (adapter/, data/, …).
+        const parts = chunk.name.split('/');
+        let at = dir;
+        for (const part of parts.slice(0, -1)) at = await at.getDirectoryHandle(part, { create: true });
+        const handle = await at.getFileHandle(parts[parts.length - 1], { create: true });
         open = await handle.createWritable();
       } else {
         if (!open) throw new Error('export: bytes arrived before their file');

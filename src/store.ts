@@ -64,12 +64,18 @@ export interface StudioState {
   model: ModelChoice;
   plan: MemoryPlan | null;
   modelInfo: ModelInfo | null;
+  /** A model download that stopped for want of a connection: what it kept, and which action to run again. */
+  interruptedLoad: { action: 'model' | 'train'; done: number; total: number; message: string } | null;
+  /** Which action is loading a model now (the one a Resume runs again). */
+  loadingFor: 'model' | 'train' | null;
   progress: Record<string, TaskProgress>;
   cached: CachedModel[];
   storage: StorageInfo | null;
   /** The hub access token for gated or private models: in memory; in localStorage only if `rememberToken`. */
   hubToken: string;
   rememberToken: boolean;
+  /** Quantize the base to NF4 (QLoRA, the default); off: plain LoRA on the unquantized base (f32 on the GPU). */
+  quantizeBase: boolean;
 
   datasetFile: string | null;
   dataset: DatasetSummary | null;
@@ -105,11 +111,14 @@ export const useStudio = create<StudioState>((set) => ({
   model: { kind: 'preset', name: 'demo' },
   plan: null,
   modelInfo: null,
+  interruptedLoad: null,
+  loadingFor: null,
   progress: {},
   cached: [],
   storage: null,
   hubToken: '',
   rememberToken: false,
+  quantizeBase: true,
   datasetFile: null,
   dataset: null,
   dataError: null,
@@ -152,6 +161,8 @@ export const useStudio = create<StudioState>((set) => ({
             status: 'device-lost',
             problem: `The GPU stopped responding (${event.reason}): ${event.message}. Reload the page; training can resume from its last checkpoint.`,
           };
+        case 'load-interrupted':
+          return { interruptedLoad: { action: s.loadingFor ?? 'model', done: event.done, total: event.total, message: event.message } };
         case 'progress':
           return { progress: { ...s.progress, [event.task]: nextProgress(s.progress[event.task], event) } };
         case 'metrics':

@@ -39,6 +39,7 @@ const api: EngineApi = {
   // Each chunk is the session's own copy: transferred to the page, not cloned.
   exportWrite: (format, card, sink) => session.exportWrite(format, card, (c) => (c.type === 'chunk' ? sink(Comlink.transfer(c, [c.data.buffer])) : sink(c))),
   importAdapter: (files) => session.importAdapter(files),
+  importRun: (files) => session.importRun(files),
 };
 
 Comlink.expose(api);

@@ -32,7 +32,14 @@ export type EngineEvent =
   | { type: 'train-state'; state: TrainState; step: number; totalSteps: number; message?: string }
   | { type: 'sample'; step: number; prompt: string; text: string }
   /** Streaming chat output: the reply so far (it replaces the previous one); `done` closes the stream. */
-  | { type: 'chat-token'; stream: ChatStream; reply: string; done: boolean };
+  | { type: 'chat-token'; stream: ChatStream; reply: string; done: boolean }
+  /** Another tab opened or closed a run: what `resumable()` answers may have changed. */
+  | { type: 'runs-changed' }
+  /**
+   * A model download stopped for want of a connection. What finished is kept (whole tensors, in
+   * the cache): loading again resumes from there. `done`/`total`: bytes of this attempt.
+   */
+  | { type: 'load-interrupted'; done: number; total: number; message: string };
 
 export type ChatStream = 'base' | 'adapter';
 
@@ -96,6 +103,8 @@ export interface ModelInfo {
   layers: number;
   targetModules: string[];
   fromCache: boolean;
+  /** How the base is stored: 'nf4' (QLoRA) or 'none' (unquantized, f32 on the GPU). */
+  quantization: 'nf4' | 'none';
 }
 
 export interface CachedModel {
@@ -171,6 +180,10 @@ export interface ResumableRun {
   savedAt: number;
   model: string;
   dataset: string;
+  /** The base it trains on: 'nf4' (QLoRA) or 'none' (unquantized, f32): it resumes on the same. */
+  quantization: 'nf4' | 'none';
+  /** The run is open (training or paused) in another tab of this browser: continue it there. */
+  openElsewhere: boolean;
 }
 
 export interface GenerateRequest {
@@ -189,8 +202,11 @@ export interface ModelCardFacts {
   dataset: string;
 }
 
-/** The export formats: PEFT folder, llama.cpp GGUF adapter (+ Ollama Modelfile), merged 16-bit model. */
-export type ExportFormat = 'peft' | 'gguf' | 'merged';
+/**
+ * The export formats: PEFT folder, llama.cpp GGUF adapter (+ Ollama Modelfile), merged 16-bit
+ * model, and the run bundle (docs/RUN-BUNDLE.md: the run at its newest checkpoint, to continue elsewhere).
+ */
+export type ExportFormat = 'peft' | 'gguf' | 'merged' | 'run';
 
 /** What an export will write, known before anything is: every file with its size. */
 export interface ExportPlan {
@@ -221,10 +237,16 @@ export interface ImportedAdapter {
   tensors: number;
 }
 
-/** How a model load treats the memory planner's verdict. */
+/** How a model load stores the base and treats the memory planner's verdict. */
 export interface LoadOptions {
   /** Load even when the plan for these settings is "does-not-fit" on this GPU (refused with code 'does-not-fit' otherwise). */
   anyway?: boolean;
+  /**
+   * Quantize the base's linear weights to NF4 with double quantization (QLoRA; the default). false:
+   * plain LoRA on the unquantized base, held in f32 on the GPU (4 bytes per parameter instead of
+   * about 0.56), bit-for-bit the checkpoint's values.
+   */
+  quantize?: boolean;
 }
 
 export interface EngineApi {
@@ -237,8 +259,8 @@ export interface EngineApi {
    * memory only, sent to the hub's own hosts only, never logged, never in an error or event.
    */
   setHubToken(token: string | null): Promise<void>;
-  /** Predict peak GPU memory before anything downloads. */
-  plan(model: ModelSource, settings: RunSettings): Promise<MemoryPlan>;
+  /** Predict peak GPU memory before anything downloads (`options.quantize` as the load will have it; `anyway` plays no part). */
+  plan(model: ModelSource, settings: RunSettings, options?: LoadOptions): Promise<MemoryPlan>;
   /** Load the base model with fresh LoRA adapters for `settings` (Chat can use it before any training). */
   loadModel(model: ModelSource, settings: RunSettings, options?: LoadOptions): Promise<ModelInfo>;
   cachedModels(): Promise<CachedModel[]>;
@@ -265,4 +287,6 @@ export interface EngineApi {
   /** Writes an export into `sink` file by file, chunk by chunk; `progress` events with task 'export'. */
   exportWrite(format: ExportFormat, card: ModelCardFacts, sink: ExportSink): Promise<void>;
   importAdapter(files: File[]): Promise<ImportedAdapter>;
+  /** A run bundle (a folder's files or one zip) as this browser's interrupted run (`resumeRun` continues it); Chat uses its adapter. */
+  importRun(files: File[]): Promise<{ run: ResumableRun; adapter: ImportedAdapter }>;
 }

@@ -1,5 +1,5 @@
 import { useStudio } from '../store';
-import { downloadAdapter, importAdapter, planExport, writeExport } from '../actions';
+import { downloadAdapter, importAdapter, importRun, planExport, writeExport } from '../actions';
 import { canWriteFolders } from '../export-writer';
 import { formatBytes } from '../format';
 import { ProgressBar } from './ProgressBar';
@@ -10,6 +10,7 @@ const FORMATS: { format: ExportFormat; label: string; what: string }[] = [
   { format: 'peft', label: 'PEFT adapter', what: 'adapter_config.json, adapter_model.safetensors and a model card: PeftModel.from_pretrained(base, folder).' },
   { format: 'gguf', label: 'GGUF LoRA adapter', what: 'adapter.gguf for llama.cpp and LM Studio, an Ollama Modelfile that stops where training taught it to, and the card.' },
   { format: 'merged', label: 'Merged 16-bit model', what: "The base with the adapter merged in, in the hub's layout (config, sharded safetensors, tokenizer): transformers, vLLM, llama.cpp's converter." },
+  { format: 'run', label: 'Run (to continue elsewhere)', what: 'The run at its newest checkpoint: adapter, AdamW moments, the examples as trained, the order of the remaining steps and run.json; continue it with PyTorch and accelerate, or import it back here.' },
 ];
 
 /** The trained adapter as PEFT files, a GGUF adapter or a merged model; importing a PEFT adapter. */
@@ -86,6 +87,33 @@ export function ExportSection() {
           onChange={(e) => {
             const files = [...(e.target.files ?? [])];
             if (files.length) void importAdapter(files);
+            e.target.value = '';
+          }}
+        />
+      </label>
+      <label className="file-button">
+        Import a run (the folder an exported run unpacks to)
+        <input
+          type="file"
+          multiple
+          aria-label="Import run folder"
+          {...{ webkitdirectory: '' }}
+          onChange={(e) => {
+            const files = [...(e.target.files ?? [])];
+            if (files.length) void importRun(files);
+            e.target.value = '';
+          }}
+        />
+      </label>
+      <label className="file-button">
+        Import a run (zip)
+        <input
+          type="file"
+          accept=".zip"
+          aria-label="Import run zip"
+          onChange={(e) => {
+            const files = [...(e.target.files ?? [])];
+            if (files.length) void importRun(files);
             e.target.value = '';
           }}
         />

@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import { useStudio } from '../store';
-import { chooseModel, deleteCached, forgetHubToken, loadModel, setHubToken, setRememberToken } from '../actions';
+import { chooseModel, deleteCached, forgetHubToken, loadModel, setHubToken, setQuantizeBase, setRememberToken } from '../actions';
 import { formatBytes } from '../format';
 import { Section } from './Section';
 import { droppedFiles } from '../dropped-files';
@@ -77,6 +77,7 @@ export function ModelSection() {
         </label>
       </div>
       <AccessToken />
+      <BaseStorage />
       {preset && <p className="preset-description">{preset.description} <small>({preset.model}, {preset.architecture})</small></p>}
       {model.kind === 'hub' && <p>Hub model <code>{model.id}</code></p>}
       {model.kind === 'local' && <p>Local model: {model.files.length} files</p>}
@@ -87,6 +88,7 @@ export function ModelSection() {
         {modelInfo && (
           <span data-testid="model-loaded">
             Loaded {modelInfo.id}: {modelInfo.architecture}, {modelInfo.layers} layers, {(modelInfo.parameters / 1e6).toFixed(2)} M parameters
+            {modelInfo.quantization === 'none' ? ', unquantized base (f32)' : ', NF4 base'}
             {modelInfo.fromCache ? ' (from this browser’s cache)' : ''}
           </span>
         )}
@@ -94,6 +96,25 @@ export function ModelSection() {
       {MODEL_TASKS.map((t) => progress[t] && <ProgressBar key={t} p={progress[t]} />)}
       <CachedModels />
     </Section>
+  );
+}
+
+/** How the base is held: NF4 (QLoRA) or unquantized in f32 (plain LoRA); the gauge follows the choice. */
+function BaseStorage() {
+  const quantize = useStudio((s) => s.quantizeBase);
+  const busy = useStudio((s) => s.train.state === 'loading');
+  return (
+    <div className="row base-storage">
+      <label>
+        <input type="checkbox" checked={quantize} disabled={busy} onChange={(e) => void setQuantizeBase(e.target.checked)} aria-label="Quantize the base to 4-bit (QLoRA)" data-testid="quantize-base" />{' '}
+        Quantize the base to 4-bit (QLoRA)
+      </label>
+      <small className="muted">
+        {quantize
+          ? 'On: the base’s linear layers are stored in NF4 with double quantization, about 0.56 bytes per parameter on the GPU.'
+          : 'Off: plain LoRA on the unquantized base, held in float32 on the GPU: 4 bytes per parameter (about 7× the NF4 base). For GPUs with room, and so that a run can be continued exactly on a CPU, where bitsandbytes does not run.'}
+      </small>
+    </div>
   );
 }
 

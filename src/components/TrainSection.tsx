@@ -52,7 +52,7 @@ export function TrainSection() {
         <button
           type="button"
           onClick={() => void (train.state === 'paused' ? control('resume') : resumeRun())}
-          disabled={!(train.state === 'paused' || (!!resumable && !active))}
+          disabled={!(train.state === 'paused' || (!!resumable && !resumable.openElsewhere && !active))}
         >
           Resume
         </button>
@@ -154,10 +154,20 @@ export function ResumeBanner() {
   const run = useStudio((s) => s.resumable);
   const active = useStudio((s) => ['loading', 'running', 'pausing', 'stopping', 'paused'].includes(s.train.state));
   if (!run || active) return null;
+  if (run.openElsewhere) {
+    return (
+      <div className="banner" role="region" aria-label="Interrupted run" data-testid="resume-banner">
+        <p data-testid="run-elsewhere">
+          This run is open in another tab ({run.model} on {run.dataset}, step <b>{run.step}</b> of {run.totalSteps}): continue it there. It can be resumed
+          here once that tab stops it or closes.
+        </p>
+      </div>
+    );
+  }
   return (
     <div className="banner" role="region" aria-label="Interrupted run" data-testid="resume-banner">
       <p>
-        A training run was interrupted at step <b>{run.step}</b> of {run.totalSteps} ({run.model} on {run.dataset}, saved{' '}
+        A training run was interrupted at step <b>{run.step}</b> of {run.totalSteps} ({run.model}{run.quantization === 'none' ? ', unquantized base' : ''} on {run.dataset}, saved{' '}
         {new Date(run.savedAt).toLocaleString()}). It can continue from that checkpoint.
       </p>
       <button type="button" className="primary" onClick={() => void resumeRun()}>Resume training from step {run.step}</button>{' '}

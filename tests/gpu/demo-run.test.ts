@@ -35,7 +35,7 @@ describe('the demo preset', () => {
     expect(examples.dropped).toBe(0);
     expect(data.stats.warnings.filter((w) => /truncated/.test(w))).toEqual([]);
     // The studio samples two validation prompts; this samples them all, cut the same way.
-    const all = samplePrompts(examples.validation, 96, examples.validation.length);
+    const all = await samplePrompts(examples.validation, 96, examples.validation.count);
     expect(all.length).toBeGreaterThanOrEqual(8);
 
     const gpu = await Gpu.create();

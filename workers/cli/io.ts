@@ -15,6 +15,8 @@ export interface CliIo {
   listDir(path: string): Promise<{ name: string; isDirectory: boolean }[] | null>;
   exists(path: string): Promise<boolean>;
   writeFile(path: string, data: Uint8Array | string): Promise<void>;
+  /** Adds to the end of a file (a large file written a piece at a time); absent where the runner cannot. */
+  appendFile?(path: string, data: Uint8Array): Promise<void>;
 }
 
 /** Bad arguments or bad input files: the runner exits with code 2. */
@@ -59,6 +61,10 @@ export function httpIo(emit: (stream: 'stderr' | 'stdout', text: string) => void
     async writeFile(path, data) {
       const body = typeof data === 'string' ? new TextEncoder().encode(data) : data;
       const res = await fetch(url(path), { method: 'PUT', body: body as BodyInit });
+      if (!res.ok) throw new Error(`cannot write ${path}: ${await res.text()}`);
+    },
+    async appendFile(path, data) {
+      const res = await fetch(url(path, '&append'), { method: 'PUT', body: data as BodyInit });
       if (!res.ok) throw new Error(`cannot write ${path}: ${await res.text()}`);
     },
   };

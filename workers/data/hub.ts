@@ -55,7 +55,7 @@ async function getJson(url: string, options: HubOptions, id: string): Promise<{ 
 }
 
 function problemFor(id: string, status: number): string {
-  if (status === 401 || status === 403) return `dataset ${id} is gated or private: sign in on the hub, accept its terms, and give a token`;
+  if (status === 401 || status === 403) return `dataset ${id} is gated or private: accept its terms on its hub page and paste an access token with read access into the Access token field of the Model section`;
   if (status === 404) return `no dataset ${id} on the hub (or it has no Parquet conversion)`;
   return `the hub answered HTTP ${status} for dataset ${id}`;
 }

@@ -9,7 +9,7 @@ import { collectRows } from './source';
 import { splitIndices } from './split';
 import { histogram, percentile } from './stats';
 import { checkColumns, formatRowFull, mappedColumns, type FormattedRow, type Segment } from './templates';
-import type { DataMapping, Example, PrepareOptions, PreparedDataset, PresetName, Preview, Row, TokenStats } from './types';
+import type { DataMapping, Example, ExampleText, PrepareOptions, PreparedDataset, PresetName, Preview, Row, TokenStats } from './types';
 import type { TextTokenizer } from '../tokenizer';
 import { commonPrefixLength } from '../tokenizer/chat-turns';
 
@@ -101,6 +101,14 @@ export function tokenizeRow(row: FormattedRow, tokenizer: TextTokenizer): Tokeni
   return row.chat ? tokenizeChat(row, tokenizer) : tokenizeSegments(row.segments, tokenizer);
 }
 
+/** A row as text: its conversation, or its masked start as the prompt and the rest as the completion. */
+export function exampleText(row: FormattedRow): ExampleText {
+  if (row.messages) return { messages: row.messages.map((m) => ({ role: m.role, content: m.content })) };
+  const firstLearned = row.segments.findIndex((s) => s.learn);
+  const cut = firstLearned < 0 ? row.segments.length : firstLearned;
+  return { prompt: row.segments.slice(0, cut).map((s) => s.text).join(''), completion: row.segments.slice(cut).map((s) => s.text).join('') };
+}
+
 /** Greedy packing in order: examples are concatenated while the sum fits in maxLength. */
 export function packExamples(examples: readonly Example[], maxLength: number): Example[] {
   const packed: Example[] = [];
@@ -145,12 +153,9 @@ export async function prepareDataset(source: Iterable<Row> | AsyncIterable<Row>,
   let emptyAfterTruncation = 0;
   let labelTokens = 0;
   const examples: Example[] = formatted.map((row) => {
-    const { ids, labels } = tokenizeRow(row, tokenizer);
-    lengths.push(ids.length);
-    if (ids.length > maxLength) truncated++;
-    const n = Math.min(ids.length, maxLength);
-    const example = { inputIds: Int32Array.from(ids.slice(0, n)), labels: Int32Array.from(labels.slice(0, n)) };
-    const learned = example.labels.reduce((c, l) => c + (l !== IGNORE_INDEX ? 1 : 0), 0);
+    const { example, length, learned } = exampleOf(row, tokenizer, maxLength);
+    lengths.push(length);
+    if (length > maxLength) truncated++;
     if (learned === 0) emptyAfterTruncation++;
     labelTokens += learned;
     return example;
@@ -162,28 +167,46 @@ export async function prepareDataset(source: Iterable<Row> | AsyncIterable<Row>,
     train = packExamples(train, maxLength);
     validation = packExamples(validation, maxLength);
   }
-  const warnings: string[] = [];
-  if (truncated > 0) warnings.push(`${truncated} of ${rows.length} examples are longer than ${maxLength} tokens and were truncated`);
-  if (emptyAfterTruncation > 0) warnings.push(`${emptyAfterTruncation} examples have no learned tokens left after truncation to ${maxLength} (their prompt fills the length)`);
-  const sorted = [...lengths].sort((a, b) => a - b);
-  const total = lengths.reduce((a, b) => a + b, 0);
-  const tokens: TokenStats = {
-    mean: total / lengths.length,
-    p95: percentile(sorted, 95),
-    max: sorted[sorted.length - 1],
-    min: sorted[0],
-    total,
-    truncated,
-    maxLength,
-    labelTokens,
-    emptyAfterTruncation,
-    histogram: histogram(lengths),
-  };
+  const warnings = lengthWarnings(rows.length, truncated, emptyAfterTruncation, maxLength);
+  const tokens = tokenStats(lengths, { truncated, maxLength, labelTokens, emptyAfterTruncation });
   const previewRow = split.train[0] ?? 0;
   return {
     train,
     validation,
     stats: { rows: rows.length, columns, train: train.length, validation: validation.length, tokens, preview: previewOf(formatted[previewRow], tokenizer), warnings },
+  };
+}
+
+/** A formatted row as a training example cut to `maxLength`, with its full length and learned tokens. */
+export function exampleOf(row: FormattedRow, tokenizer: TextTokenizer, maxLength: number): { example: Example; length: number; learned: number } {
+  const { ids, labels } = tokenizeRow(row, tokenizer);
+  const n = Math.min(ids.length, maxLength);
+  const example: Example = { inputIds: Int32Array.from(ids.slice(0, n)), labels: Int32Array.from(labels.slice(0, n)), text: exampleText(row) };
+  const learned = example.labels.reduce((c, l) => c + (l !== IGNORE_INDEX ? 1 : 0), 0);
+  return { example, length: ids.length, learned };
+}
+
+/** What the page is told about truncation. */
+export function lengthWarnings(rows: number, truncated: number, emptyAfterTruncation: number, maxLength: number): string[] {
+  const warnings: string[] = [];
+  if (truncated > 0) warnings.push(`${truncated} of ${rows} examples are longer than ${maxLength} tokens and were truncated`);
+  if (emptyAfterTruncation > 0) warnings.push(`${emptyAfterTruncation} examples have no learned tokens left after truncation to ${maxLength} (their prompt fills the length)`);
+  return warnings;
+}
+
+/** Token-length statistics from every example's length before truncation. */
+export function tokenStats(lengths: ArrayLike<number>, counts: Pick<TokenStats, 'truncated' | 'maxLength' | 'labelTokens' | 'emptyAfterTruncation'>): TokenStats {
+  const sorted = Float64Array.from(lengths).sort();
+  let total = 0;
+  for (let i = 0; i < sorted.length; i++) total += sorted[i];
+  return {
+    mean: total / sorted.length,
+    p95: percentile(sorted, 95),
+    max: sorted[sorted.length - 1],
+    min: sorted[0],
+    total,
+    ...counts,
+    histogram: histogram(sorted),
   };
 }
 

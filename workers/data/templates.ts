@@ -96,6 +96,8 @@ export interface FormattedRow {
   chat: boolean;
   /** The learned text already ends with an end token (the template's end-of-turn): no EOS is appended. */
   closed: boolean;
+  /** Chat data: the conversation the segments were rendered from. */
+  messages?: ChatMessage[];
 }
 
 /** The segments of one row. Columns must have been checked first (checkColumns). */
@@ -124,7 +126,7 @@ export function formatRowFull(row: Row, index: number, mapping: DataMapping | un
     messages = [...(system ? [{ role: 'system', content: system }] : []), { role: 'user', content: prompt.trim() }, { role: 'assistant', content: response.trim() }];
   } else {
     messages = toMessages(getPath(row, mapping.messages), row, index, mapping.messages, file);
-    if (!tokenizer) return plain([{ text: messages.map((m) => m.content).join('\n'), learn: true }]);
+    if (!tokenizer) return { ...plain([{ text: messages.map((m) => m.content).join('\n'), learn: true }]), messages };
   }
   try {
     return chatRow(messages, tokenizer);
@@ -177,5 +179,5 @@ function chatRow(messages: ChatMessage[], tokenizer: TextTokenizer): FormattedRo
   }
   push(text.slice(at), false);
   const last = spans[spans.length - 1];
-  return { segments, chat: true, closed: last !== undefined && last.endOfTurn !== null };
+  return { segments, chat: true, closed: last !== undefined && last.endOfTurn !== null, messages };
 }

@@ -36,7 +36,15 @@ export type PresetName = 'ds1000' | 'counseling';
 export interface Example {
   inputIds: Int32Array;
   labels: Int32Array;
+  /** The row it was made from, as text (a run bundle's data/*.jsonl); absent for packed examples. */
+  text?: ExampleText;
 }
+
+/**
+ * A row as text for other tools: the prompt as laid out (masked) and the completion (learned),
+ * or the conversation of chat data.
+ */
+export type ExampleText = { prompt: string; completion: string } | { messages: { role: string; content: string }[] };
 
 export interface PrepareOptions {
   /** Either a mapping or a preset (a preset brings its own mapping and template). */
@@ -109,4 +117,20 @@ export interface PreparedDataset {
   train: Example[];
   validation: Example[];
   stats: DatasetStats;
+}
+
+/**
+ * Examples read by index without holding them all: a prepared dataset in the browser's storage
+ * (workers/data/example-store.ts), a subset of one (a run's training split), or an array. The
+ * trainer, the validation batches, the sample prompts and exporters read a run's data through it.
+ */
+export interface ExampleList {
+  readonly count: number;
+  get(index: number): Promise<Example>;
+  /** Examples `start` (inclusive) to `end` (exclusive, default: the end), in order. */
+  slice(start: number, end?: number): Promise<Example[]>;
+  /** Examples at these indices, in the order given. */
+  getMany(indices: readonly number[]): Promise<Example[]>;
+  /** Every example in order, a slice at a time. */
+  [Symbol.asyncIterator](): AsyncIterator<Example>;
 }

@@ -90,6 +90,25 @@ function llamaHeads(cfg: Json, which: 'q' | 'k'): RowOrder {
   return { kind: 'rope-permute', heads: which === 'q' ? heads : kv };
 }
 
+/** The decoder layer Llama and Qwen2 share: separate q/k/v/o projections and a SiLU-gated MLP. */
+const SWIGLU_DECODER: ModuleRule[] = [
+  { module: 'self_attn.q_proj', gguf: 'attn_q' },
+  { module: 'self_attn.k_proj', gguf: 'attn_k' },
+  { module: 'self_attn.v_proj', gguf: 'attn_v' },
+  { module: 'self_attn.o_proj', gguf: 'attn_output' },
+  { module: 'mlp.gate_proj', gguf: 'ffn_gate' },
+  { module: 'mlp.up_proj', gguf: 'ffn_up' },
+  { module: 'mlp.down_proj', gguf: 'ffn_down' },
+];
+
+function withLlamaHeadOrder(rules: ModuleRule[]): ModuleRule[] {
+  const order: Record<string, 'q' | 'k'> = { 'self_attn.q_proj': 'q', 'self_attn.k_proj': 'k' };
+  return rules.map((r) => {
+    const which = order[r.module];
+    return which ? { ...r, order: (cfg: Json) => llamaHeads(cfg, which) } : r;
+  });
+}
+
 /**
  * HF module → GGUF tensor, per architecture (gguf-py tensor_mapping.py; the `# phi2`, `# falcon`,
  * `# llama-hf`, `# qwen2`, `# phi3` rows of `block_mappings_cfg`).
@@ -117,32 +136,9 @@ const RULES: Record<GgufArchitecture, ArchitectureRules> = {
       { module: 'mlp.dense_4h_to_h', gguf: 'ffn_down' },
     ],
   },
-  llama: {
-    arch: 'llama',
-    layers: 'model.layers',
-    modules: [
-      { module: 'self_attn.q_proj', gguf: 'attn_q', order: (cfg) => llamaHeads(cfg, 'q') },
-      { module: 'self_attn.k_proj', gguf: 'attn_k', order: (cfg) => llamaHeads(cfg, 'k') },
-      { module: 'self_attn.v_proj', gguf: 'attn_v' },
-      { module: 'self_attn.o_proj', gguf: 'attn_output' },
-      { module: 'mlp.gate_proj', gguf: 'ffn_gate' },
-      { module: 'mlp.up_proj', gguf: 'ffn_up' },
-      { module: 'mlp.down_proj', gguf: 'ffn_down' },
-    ],
-  },
-  qwen2: {
-    arch: 'qwen2',
-    layers: 'model.layers',
-    modules: [
-      { module: 'self_attn.q_proj', gguf: 'attn_q' },
-      { module: 'self_attn.k_proj', gguf: 'attn_k' },
-      { module: 'self_attn.v_proj', gguf: 'attn_v' },
-      { module: 'self_attn.o_proj', gguf: 'attn_output' },
-      { module: 'mlp.gate_proj', gguf: 'ffn_gate' },
-      { module: 'mlp.up_proj', gguf: 'ffn_up' },
-      { module: 'mlp.down_proj', gguf: 'ffn_down' },
-    ],
-  },
+  // llama.cpp permutes Llama's q/k rows per head for its rotary layout; Qwen2 it takes as is.
+  llama: { arch: 'llama', layers: 'model.layers', modules: withLlamaHeadOrder(SWIGLU_DECODER) },
+  qwen2: { arch: 'qwen2', layers: 'model.layers', modules: SWIGLU_DECODER },
   phi3: {
     arch: 'phi3',
     layers: 'model.layers',

@@ -66,6 +66,8 @@ export interface ModelCardInput {
   lora: { r: number; alpha: number; dropout: number; targetModules: string[] | string; useRslora?: boolean };
   /** Training settings as the run used them; absent fields are "not recorded". */
   training?: {
+    /** How the base's weights were held while training: NF4 (QLoRA; assumed when absent) or not quantized (plain LoRA). */
+    baseQuantization?: 'nf4' | 'none';
     learningRate?: number;
     schedule?: string;
     warmupRatio?: number;
@@ -112,7 +114,9 @@ export function modelCard(input: ModelCardInput): string {
   const { base, revision, lora } = input;
   const merged = input.merged;
   const relation = merged ? 'merge' : 'adapter';
-  const tags = merged ? ['merge', 'lora', 'qlora', 'qlora-studio', 'text-generation'] : ['peft', 'lora', 'qlora', 'qlora-studio', 'text-generation'];
+  // Only a run on the NF4 base is QLoRA; plain LoRA trained on the unquantized base.
+  const qlora = (input.training?.baseQuantization ?? 'nf4') === 'nf4';
+  const tags = [...(merged ? ['merge'] : ['peft']), 'lora', ...(qlora ? ['qlora'] : []), 'qlora-studio', 'text-generation'];
   if (base.hubId) tags.unshift(`base_model:${merged ? 'merge' : 'adapter'}:${base.hubId}`);
   const front = [
     '---',
@@ -139,7 +143,7 @@ export function modelCard(input: ModelCardInput): string {
     ['LoRA rank r / alpha / dropout', `${lora.r} / ${lora.alpha} / ${lora.dropout}`],
     ['scale', lora.useRslora ? `alpha / √r = ${fmt(lora.alpha / Math.sqrt(lora.r))} (rsLoRA)` : `alpha / r = ${fmt(lora.alpha / lora.r)}`],
     ['target modules', targets],
-    ['base weights during training', 'NF4 with double quantization (QLoRA), blocksize 64'],
+    ['base weights during training', qlora ? 'NF4 with double quantization (QLoRA), blocksize 64' : 'not quantized: the checkpoint\'s values in float32 (plain LoRA)'],
     ['learning rate', fmt(t.learningRate)],
     ['schedule / warmup ratio', `${t.schedule ?? 'not recorded'} / ${fmt(t.warmupRatio)}`],
     ['optimizer', `AdamW, weight decay ${fmt(t.weightDecay)}, gradient clipping ${fmt(t.maxGradNorm)}`],
@@ -161,7 +165,7 @@ export function modelCard(input: ModelCardInput): string {
         (merged.into === 'original'
           ? 'The delta was added to the original checkpoint weights.'
           : 'The original weights were out of reach: the delta was added to the NF4 base dequantized, so the weights carry the NF4 rounding.')
-      : `A LoRA adapter trained with QLoRA Studio (QLoRA in the browser on WebGPU) on ${baseLine}${input.architecture ? ` (${input.architecture})` : ''}.`,
+      : `A LoRA adapter trained with QLoRA Studio (${qlora ? 'QLoRA' : 'plain LoRA on the unquantized base'} in the browser on WebGPU) on ${baseLine}${input.architecture ? ` (${input.architecture})` : ''}.`,
     ...(localNote ? ['', localNote] : []),
     '',
     '## Training',

@@ -9,6 +9,7 @@
  */
 import type { Binding, Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
+import { requirePositiveIntegers } from '../util/dims';
 
 export const MAX_HEAD_DIM = 128;
 
@@ -153,9 +154,7 @@ export function backwardScratchBytes(s: PlanShape, plan = backwardPlan(s)): numb
 }
 
 function checkShape(s: PlanShape): void {
-  for (const [name, v] of Object.entries({ batch: s.batch, tq: s.tq, tk: s.tk, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim })) {
-    if (!Number.isInteger(v) || v <= 0) throw new RangeError(`attention: ${name} = ${v} is not a positive integer`);
-  }
+  requirePositiveIntegers('attention', { batch: s.batch, tq: s.tq, tk: s.tk, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim });
   if (s.headDim > MAX_HEAD_DIM) throw new RangeError(`attention: head_dim ${s.headDim} exceeds ${MAX_HEAD_DIM}`);
   if (s.heads % s.kvHeads !== 0) throw new RangeError(`attention: ${s.heads} heads are not a multiple of ${s.kvHeads} K/V heads`);
 }

@@ -5,6 +5,7 @@
  */
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
+import { requirePositiveIntegers } from '../util/dims';
 
 export interface RmsNormSpec {
   /** [rows, cols]. */
@@ -34,9 +35,7 @@ export interface RmsNormBackwardSpec {
 }
 
 function check(kind: string, s: { rows: number; cols: number }, eps = 0): void {
-  for (const [name, v] of Object.entries({ rows: s.rows, cols: s.cols })) {
-    if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${kind}: ${name} = ${v} is not a positive integer`);
-  }
+  requirePositiveIntegers(kind, { rows: s.rows, cols: s.cols });
   if (!(eps >= 0) || !Number.isFinite(eps)) throw new RangeError(`${kind}: eps = ${eps} is not a finite non-negative number`);
 }
 

@@ -6,6 +6,7 @@
  */
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
+import { requirePositiveIntegers } from '../util/dims';
 
 /** `ffn` floats at `off` within rows of `stride` floats (defaults: stride = ffn, off = 0). */
 export interface RowSlice {
@@ -60,9 +61,7 @@ function place(kind: string, name: string, s: RowSlice, rows: number, ffn: numbe
 }
 
 function checkDims(kind: string, rows: number, ffn: number): void {
-  for (const [name, v] of Object.entries({ rows, ffn })) {
-    if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${kind}: ${name} = ${v} is not a positive integer`);
-  }
+  requirePositiveIntegers(kind, { rows, ffn });
 }
 
 /** Whether two slices of one buffer share an element (unequal strides: whether their spans meet). */

@@ -1,5 +1,5 @@
 /**
- * IndexedDB cache of quantized models, keyed by repo, commit and quantization settings, with
+ * IndexedDB cache of loaded models (NF4, or unquantized), keyed by repo, commit and quantization settings, with
  * an alias (repo, revision name) → commit so a visit without network still finds the copy a
  * branch pointed at last. A model is written under a fresh write id (its blobs are invisible
  * until a manifest names that id), and the manifest is committed last: a crash or an error
@@ -126,6 +126,8 @@ export class CacheError extends Error {
 
 /** The key of a copy: the commit for hub repos, the revision for fixed files. */
 export function cacheKey(repo: string, version: string, quant: QuantSettings): string {
+  // An unquantized copy holds the checkpoint's own tensors: a key of its own, never an NF4 copy's.
+  if (quant.type === 'none') return `${repo}@${version}#none`;
   const dq = quant.doubleQuant ? `dq${quant.nestedBlocksize}` : 'nodq';
   return `${repo}@${version}#${quant.type}-b${quant.blocksize}-${dq}`;
 }

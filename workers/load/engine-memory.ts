@@ -23,7 +23,7 @@ import { readBackNf4, gpuNf4FromChunks, type Nf4StateSink } from './gpu-target';
 import { quantizeStreamToGpu, type Nf4GpuWeight, type Nf4Shaders } from '../nf4/gpu';
 import { DYNAMIC_MAP, NF4_BLOCKSIZE, NF4_CODE } from '../nf4/tables';
 import type { Nf4Quantized } from '../nf4/reference';
-import type { QuantSettings } from './presets';
+import { isNf4, weightModeOf, type QuantSettings } from './presets';
 
 /** How the base linear weights reach the GPU while CausalLM.load runs. */
 export type LinearLoadPath =
@@ -62,7 +62,7 @@ const NULL_SINK: Nf4StateSink = { array: () => ({ push: async () => undefined, e
 /**
  * A weight source of zeros with the config's tensors: the embedding and lm_head in the
  * checkpoint's dtype, the rest f32; linear weights go to the GPU through the load path's own
- * quantizer (or upload) code.
+ * quantizer (or upload) code, or, for an unquantized base, as the f32 the exact mode reads.
  */
 export class PlanningWeights implements WeightSource {
   readonly label = 'planned model';
@@ -115,13 +115,14 @@ export class PlanningWeights implements WeightSource {
   }
 
   async readNf4Gpu(name: string, gpu: Gpu, shaders: Nf4Shaders, label: string): Promise<Nf4GpuWeight | null> {
-    if (!this.linears.has(name)) return null;
+    const quant = this.quant;
+    if (!this.linears.has(name) || !isNf4(quant)) return null;
     const shape = this.shapes.get(name)!;
     const n = this.numel(name);
     const path = this.path;
     if (path.kind === 'quantize-f32') {
       // What quantizeToGpu does with the f32 array CausalLM would have read.
-      return quantizeStreamToGpu(gpu, shaders, shape, 'f32', (_, count) => this.zeros.f32(count), { label, doubleQuant: this.quant.doubleQuant });
+      return quantizeStreamToGpu(gpu, shaders, shape, 'f32', (_, count) => this.zeros.f32(count), { label, doubleQuant: quant.doubleQuant });
     }
     if (path.kind === 'stored') return null;
     // The studio's download: the stored dtype's chunks into the GPU quantizer, then the state read back for the cache.
@@ -131,19 +132,20 @@ export class PlanningWeights implements WeightSource {
     const chunks = (async function* () {
       for (let at = 0; at < n; at += chunkElems) yield zeros.bytes(Math.min(chunkElems, n - at) * elemBytes);
     })();
-    const weight = await gpuNf4FromChunks(gpu, shaders, name, shape, this.quant.doubleQuant, { dtype: this.storedDtype, chunkElems, chunks }, label);
+    const weight = await gpuNf4FromChunks(gpu, shaders, name, shape, quant.doubleQuant, { dtype: this.storedDtype, chunkElems, chunks }, label);
     if (path.readbackBytes !== null) await readBackNf4(gpu, weight, NULL_SINK, path.readbackBytes);
     return weight;
   }
 
   /** A stored state of zeros (a cache hit), uploaded by the engine as it is. */
   async readNf4(name: string): Promise<Nf4Quantized | null> {
-    if (this.path.kind !== 'stored' || !this.linears.has(name)) return null;
+    const quant = this.quant;
+    if (this.path.kind !== 'stored' || !this.linears.has(name) || !isNf4(quant)) return null;
     const n = this.numel(name);
-    const blocks = Math.ceil(n / this.quant.blocksize);
+    const blocks = Math.ceil(n / quant.blocksize);
     const shape = this.shapes.get(name)!;
-    if (!this.quant.doubleQuant) return { shape, packed: this.zeros.bytes((n + 1) >> 1), absmax: new Float32Array(blocks), quantMap: NF4_CODE };
-    const nested = { qabsmax: new Uint8Array(blocks), nestedAbsmax: new Float32Array(Math.ceil(blocks / this.quant.nestedBlocksize)), offset: 0, nestedMap: DYNAMIC_MAP };
+    if (!quant.doubleQuant) return { shape, packed: this.zeros.bytes((n + 1) >> 1), absmax: new Float32Array(blocks), quantMap: NF4_CODE };
+    const nested = { qabsmax: new Uint8Array(blocks), nestedAbsmax: new Float32Array(Math.ceil(blocks / quant.nestedBlocksize)), offset: 0, nestedMap: DYNAMIC_MAP };
     return { shape, packed: this.zeros.bytes((n + 1) >> 1), quantMap: NF4_CODE, nested };
   }
 }
@@ -214,7 +216,8 @@ export class EngineMemory {
     gpu.lifetimeBuffers();
     const targets = input.targets;
     const model = await CausalLM.load(gpu, NO_SHADERS, config, new PlanningWeights(config, input.quant, input.load ?? QUANTIZE_F32), {
-      mode: 'nf4',
+      // An unquantized base loads in the exact mode (f32 linear weights and tables), as loadRunModel does.
+      mode: weightModeOf(input.quant),
       lora: {
         settings: { r: input.rank, alpha: 2 * input.rank, dropout: input.dropout ? 0.05 : 0, targetModules: typeof targets === 'string' ? [targets] : targets, targetRegex: typeof targets === 'string' },
         init: { seed: 0 },

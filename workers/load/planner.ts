@@ -1,5 +1,5 @@
 /**
- * Memory planner: predicts the GPU memory of a QLoRA training step before anything is
+ * Memory planner: predicts the GPU memory of a QLoRA (or plain LoRA) training step before anything is
  * downloaded, from config.json alone, and answers whether it fits. The numbers come from running
  * the engine itself on a counting device (`engine-memory.ts`): the buffers the engine would
  * allocate, with the pool's own accounting, for the persistent state and for the busiest moment
@@ -10,7 +10,7 @@ import { parseModelConfig, type ModelConfig } from '../model/config';
 import { architectureNames, tensorShapes, type LinearSpec } from '../model/architecture';
 import { isTargetModule } from '../model/target-modules';
 import { checkConfigBounds } from '../model/config-bounds';
-import { DEFAULT_QUANT, getPreset, type HfConfig, type QuantSettings } from './presets';
+import { DEFAULT_QUANT, getPreset, isNf4, type HfConfig, type QuantSettings } from './presets';
 import { nf4Bytes, sumNf4 } from './sizes';
 import { EngineMemory, QUANTIZE_F32, type EnginePlan, type LinearLoadPath } from './engine-memory';
 
@@ -43,7 +43,7 @@ export interface MemoryPlanResult {
   peakBytes: number;
   byCategory: ByCategory;
   largestBuffer: { label: string; bytes: number };
-  /** Bytes of the quantized model in browser storage (the IndexedDB cache). */
+  /** Bytes of the model as the browser stores it (the IndexedDB cache): NF4, or the checkpoint's own for an unquantized base. */
   storageBytes: number;
   /** Bytes the download reads (the 16-bit checkpoint). */
   downloadBytes: number;
@@ -69,7 +69,7 @@ function adapted(config: ModelConfig, targets: string[]): LinearSpec[] {
   return architectureNames(config).layers.flatMap((l) => l.linears.filter((s) => isTargetModule(s.path, targets)));
 }
 
-/** Bytes of the checkpoint as published (16-bit) and of the quantized model as cached. */
+/** Bytes of the checkpoint as published (16-bit) and of the model as cached (NF4 linear weights, or 16-bit as published when the base is not quantized). */
 export function modelBytes(config: ModelConfig, quant: QuantSettings): { download: number; storage: number; parameters: number } {
   const names = architectureNames(config);
   const linears = new Set(names.layers.flatMap((l) => l.linears.map((s) => `${s.path}.weight`)));
@@ -80,7 +80,7 @@ export function modelBytes(config: ModelConfig, quant: QuantSettings): { downloa
     const n = shape.reduce((a, b) => a * b, 1);
     if (linears.has(name)) {
       linearParams += n;
-      storage += sumNf4(nf4Bytes(n, quant));
+      storage += isNf4(quant) ? sumNf4(nf4Bytes(n, quant)) : 2 * n;
     } else denseParams += n;
   }
   storage += 2 * denseParams;

@@ -28,13 +28,21 @@ export type ModelLocation =
    */
   | { kind: 'url'; baseUrl: string; revision?: string };
 
-export interface QuantSettings {
+/** The base's linear weights quantized to NF4 (QLoRA). */
+export interface Nf4QuantSettings {
   type: 'nf4';
   blocksize: 64;
   doubleQuant: boolean;
   /** Double quantization groups this many absmax values. */
   nestedBlocksize: 256;
 }
+
+/**
+ * How the base model's linear weights are stored: NF4 (QLoRA, the default), or not quantized at
+ * all (plain LoRA: the checkpoint's values as they are, held in f32 on the GPU by the engine's
+ * exact mode, 4 bytes per parameter instead of about 0.56).
+ */
+export type QuantSettings = Nf4QuantSettings | { type: 'none' };
 
 export interface Preset {
   name: string;
@@ -52,7 +60,30 @@ export interface Preset {
   quant: QuantSettings;
 }
 
-export const DEFAULT_QUANT: QuantSettings = { type: 'nf4', blocksize: 64, doubleQuant: true, nestedBlocksize: 256 };
+export const DEFAULT_QUANT: Nf4QuantSettings = { type: 'nf4', blocksize: 64, doubleQuant: true, nestedBlocksize: 256 };
+/** Plain LoRA: the base is not quantized. */
+export const NO_QUANT: QuantSettings = { type: 'none' };
+
+/** Whether the base's linear weights are quantized (NF4) under these settings. */
+export const isNf4 = (quant: QuantSettings): quant is Nf4QuantSettings => quant.type === 'nf4';
+
+/** The engine's weight mode for a base stored this way: NF4 linear layers, or exact (f32) ones. */
+export const weightModeOf = (quant: QuantSettings): 'nf4' | 'exact' => (isNf4(quant) ? 'nf4' : 'exact');
+
+/**
+ * Quantization settings as the engine accepts them from outside (a stored run, the page): the
+ * two shapes above and nothing else, so a record from another version is refused by field.
+ */
+export function checkQuant(value: unknown, where: string): QuantSettings {
+  const q = value as Record<string, unknown> | null;
+  if (!q || typeof q !== 'object' || Array.isArray(q)) throw new Error(`${where}: quantization must be an object, got ${JSON.stringify(value)}`);
+  const keys = Object.keys(q).sort().join(',');
+  if (q.type === 'none' && keys === 'type') return NO_QUANT;
+  if (q.type === 'nf4' && keys === 'blocksize,doubleQuant,nestedBlocksize,type' && q.blocksize === 64 && q.nestedBlocksize === 256 && typeof q.doubleQuant === 'boolean') {
+    return { type: 'nf4', blocksize: 64, doubleQuant: q.doubleQuant, nestedBlocksize: 256 };
+  }
+  throw new Error(`${where}: quantization ${JSON.stringify(value)} is neither { type: "none" } nor NF4 with blocksize 64 and nested blocksize 256`);
+}
 
 const PHI_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'dense', 'fc1', 'fc2'];
 const LLAMA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];

@@ -2,7 +2,8 @@
  * Quantize on load: every tensor streams from its file in chunks into a `LoadTarget`. The
  * blocks' linear weights go to an NF4 quantizer chunk by chunk (chunks hold whole 64-element
  * blocks), everything else (embeddings, lm_head, norms, biases) stays in its 16-bit (or f32)
- * form. Pre-quantized bitsandbytes Linear4bit layers are taken as they are.
+ * form. Pre-quantized bitsandbytes Linear4bit layers are taken as they are. With quantization
+ * `{ type: 'none' }` (plain LoRA) the linear weights stay as stored too.
  *
  * Memory bound on the CPU side: the loader holds one source chunk (`chunkBytes`, default
  * 4 MiB) at a time, plus the safetensors headers; the CPU target adds that chunk's float32
@@ -17,7 +18,7 @@ import { castToDtype, dequantizeNF4, meanOffset, nf4Codes, numel, packCodes, qua
 import { QUANT_STATE_SUFFIX, readLinear4bit } from '../nf4/state-dict';
 import { ownEntry } from '../util/own';
 import { isQuantizedLinear, type ArchShape } from './arch';
-import type { QuantSettings } from './presets';
+import { isNf4, type QuantSettings } from './presets';
 import type { ModelWeights } from './weights';
 
 /** Receives one tensor's data in order, then builds the result. */
@@ -180,15 +181,21 @@ export type TensorPlan =
   | { kind: 'prequantized'; prefix: string }
   /** A linear weight of the blocks, quantized to NF4. */
   | { kind: 'nf4'; dtype: Nf4Dtype }
-  /** Everything else, kept as stored. */
+  /** Everything else (and every linear weight when the base is not quantized), kept as stored. */
   | { kind: 'dense' };
 
 /**
  * Every tensor the loader delivers, in file order, with how it loads; the parts of a
- * Linear4bit layer other than its `weight` travel with it and are not listed.
+ * Linear4bit layer other than its `weight` travel with it and are not listed. An unquantized
+ * load refuses a pre-quantized checkpoint: its NF4 values are not the base's own.
  */
-export function loadPlan(weights: ModelWeights, arch: ArchShape): Map<string, TensorPlan> {
+export function loadPlan(weights: ModelWeights, arch: ArchShape, quant: QuantSettings): Map<string, TensorPlan> {
   const prequant = prequantizedPrefixes(weights);
+  if (!isNf4(quant) && prequant.size > 0) {
+    const [first] = prequant;
+    const name = first + 'weight';
+    throw new SafetensorsError(weights.info(name).file.name, 'holds bitsandbytes 4-bit layers: an unquantized (plain LoRA) load needs the 16-bit or f32 checkpoint; quantize the base to NF4 to load this one', name);
+  }
   const partOf = (name: string) => {
     for (const p of prequant) if (name.startsWith(p) && LINEAR4BIT_PARTS.includes(name.slice(p.length))) return p;
     return null;
@@ -201,7 +208,7 @@ export function loadPlan(weights: ModelWeights, arch: ArchShape): Map<string, Te
       continue;
     }
     const info = weights.info(name);
-    if (isQuantizedLinear(arch, name)) {
+    if (isNf4(quant) && isQuantizedLinear(arch, name)) {
       const dtype = ownEntry(NF4_DTYPES, info.dtype);
       if (!dtype) throw new SafetensorsError(info.file.name, `dtype ${info.dtype} is not supported for a linear weight (F32, F16 or BF16)`, name);
       if (info.shape.length !== 2) throw new SafetensorsError(info.file.name, `a linear weight must be 2-D, found shape [${info.shape.join(', ')}]`, name);
@@ -281,7 +288,8 @@ export async function quantizeOnLoad<T>(weights: ModelWeights, options: LoadOpti
     stats.sourceBytes += chunk.byteLength;
   };
 
-  const work = [...loadPlan(weights, arch)];
+  const { quant } = options;
+  const work = [...loadPlan(weights, arch, quant)];
   for (let i = 0; i < work.length; i++) {
     signal?.throwIfAborted();
     const [name, plan] = work[i];
@@ -295,7 +303,7 @@ export async function quantizeOnLoad<T>(weights: ModelWeights, options: LoadOpti
       result = await target.prequantized(tensor);
       stats.prequantized++;
     } else if (plan.kind === 'nf4') {
-      result = await target.nf4(name, plan.dtype, info.shape, options.quant.doubleQuant, linearChunks(weights, name, chunkBytes, seen, signal));
+      result = await target.nf4(name, plan.dtype, info.shape, isNf4(quant) && quant.doubleQuant, linearChunks(weights, name, chunkBytes, seen, signal));
       stats.quantized++;
     } else {
       const writer = target.dense(name, info.dtype, info.shape);

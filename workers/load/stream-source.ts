@@ -5,7 +5,8 @@
  * (an NF4 state, or a chunk of a 16-bit table on its way to the GPU) plus one read chunk.
  *
  * - `DownloadSource`: safetensors by range → NF4 (the GPU quantizer when asked, else the CPU
- *   reference) → the engine, each tensor stored in the cache on its way.
+ *   reference; linear weights as stored when the base is not quantized) → the engine, each
+ *   tensor stored in the cache on its way.
  * - `CachedSource`: a cached copy, tensor by tensor (16-bit tables part by part).
  *
  * `HeldBytes` measures what they hold (chunks, NF4 states, f32 widening, readback windows).
@@ -20,7 +21,7 @@ import type { ArchShape } from './arch';
 import { arraysOf, tensorMeta, CacheError, type CacheManifest, type CacheWriter, type ModelCache } from './cache';
 import { gpuNf4FromChunks, readBackNf4 } from './gpu-target';
 import type { HeldBytes } from './held';
-import type { QuantSettings } from './presets';
+import { isNf4, type QuantSettings } from './presets';
 import {
   DEFAULT_CHUNK_BYTES, LAYER_DTYPE, chunkToF32, cpuDenseWriter, cpuNf4Writer, linearChunks, loadPlan, prequantizedInfo, readPrequantized, storedBytes,
   type LoadStats, type LoadedTensor, type Nf4Tensor, type TensorPlan,
@@ -130,6 +131,8 @@ export class DownloadSource extends Streamed {
   private readonly counts: Omit<LoadStats, 'peakHeldBytes'>;
   private readonly chunkBytes: number;
   private readonly stored: string[];
+  /** NF4 double quantization (only NF4-planned tensors ask). */
+  private readonly doubleQuant: boolean;
 
   private constructor(
     private readonly o: DownloadSourceOptions,
@@ -138,6 +141,7 @@ export class DownloadSource extends Streamed {
   ) {
     super(o.label, o.held, o.onTensor);
     this.chunkBytes = o.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    this.doubleQuant = isNf4(o.quant) && o.quant.doubleQuant;
     this.counts = { tensors: 0, quantized: 0, prequantized: 0, dense: 0, sourceBytes: 0, headerBytes: 0 };
     for (const shard of o.weights.shards) this.counts.headerBytes += shard.headerBytes;
     const shardIndex = new Map(o.weights.shards.map((s, i) => [s.file, i]));
@@ -227,7 +231,7 @@ export class DownloadSource extends Streamed {
 
   /** Plans every tensor (a Linear4bit layer's shape comes from its tiny quant state). */
   static async open(o: DownloadSourceOptions): Promise<DownloadSource> {
-    const plan = loadPlan(o.weights, o.arch);
+    const plan = loadPlan(o.weights, o.arch, o.quant);
     const prequant = new Map<string, { shape: number[]; dtype: Nf4Dtype }>();
     for (const [name, p] of plan) if (p.kind === 'prequantized') prequant.set(name, await prequantizedInfo(o.weights, p.prefix, o.signal));
     return new DownloadSource(o, plan, prequant);
@@ -285,11 +289,11 @@ export class DownloadSource extends Streamed {
     }, this.o.signal);
     // The quantizer itself keeps every block's f32 absmax on the CPU, then double-quantizes it there.
     const blocks = blockCount(numel(info.shape));
-    const absmax = 4 * blocks + (this.o.quant.doubleQuant ? blocks + 4 * blockCount(blocks, NESTED_BLOCKSIZE) : 0);
+    const absmax = 4 * blocks + (this.doubleQuant ? blocks + 4 * blockCount(blocks, NESTED_BLOCKSIZE) : 0);
     this.held.hold(absmax);
     let weight: Nf4GpuWeight;
     try {
-      weight = await gpuNf4FromChunks(gpu, shaders, name, info.shape, this.o.quant.doubleQuant, source, label);
+      weight = await gpuNf4FromChunks(gpu, shaders, name, info.shape, this.doubleQuant, source, label);
     } finally {
       this.held.drop(inFlight + absmax);
     }
@@ -380,7 +384,7 @@ export class DownloadSource extends Streamed {
     const writer = this.caching(name);
     if (writer) {
       const info = this.o.weights.info(name);
-      const q = cpuNf4Writer(name, p.dtype, info.shape, this.o.quant.doubleQuant);
+      const q = cpuNf4Writer(name, p.dtype, info.shape, this.doubleQuant);
       q.push(chunkToF32(bytes, info.dtype, info.file.name, name));
       await this.store(writer, await q.finish(), info.file.name);
     }
@@ -450,7 +454,7 @@ export class DownloadSource extends Streamed {
     const n = numel(shape);
     const absmaxBytes = 4 * blockCount(n);
     const building = ((n + 1) >> 1) + absmaxBytes;
-    const writer = cpuNf4Writer(name, dtype, shape, this.o.quant.doubleQuant);
+    const writer = cpuNf4Writer(name, dtype, shape, this.doubleQuant);
     this.held.hold(building);
     let t: Nf4Tensor;
     try {
@@ -556,7 +560,7 @@ export class CachedSource extends Streamed {
   }
 
   async readRaw(name: string): Promise<Uint8Array> {
-    // Exact mode from a cached NF4 copy: the dequantized values in the layer's dtype.
+    // Exact mode: an unquantized copy's stored bytes; from a cached NF4 copy, the dequantized values in the layer's dtype.
     return storedBytes(await this.readTensor(name));
   }
 }

@@ -166,6 +166,8 @@ export class ModelWeights {
       }
     } catch (err) {
       if ((err as Error).name === 'AbortError') throw err;
+      // A lost connection stays a network error (what finished is kept; the page offers to resume), not a broken file.
+      if ((err as Error).name === 'HubError' || (err as Error).name === 'TypeError') throw err;
       throw new SafetensorsError(t.file.name, `reading bytes [${t.begin}, ${t.end}) failed after ${received}: ${(err as Error).message}`, t.name);
     }
     if (received !== t.end - t.begin) throw new SafetensorsError(t.file.name, `got ${received} of ${t.end - t.begin} bytes: truncated file?`, t.name);

@@ -6,7 +6,10 @@
 import { prepareDataset } from '../data/prepare';
 import { PRESETS as DATA_TEMPLATES } from '../data/templates';
 import type { Example, PreparedDataset, PresetName, Row } from '../data/types';
-import type { ColumnMapping, DatasetSummary } from '../protocol';
+import type { ColumnMapping, DatasetSummary, ModelSource } from '../protocol';
+import type { StoredDataset } from '../data/example-store';
+import { Sha256 } from '../util/sha256';
+import { crc32 } from '../util/crc32';
 import type { RunSettings } from '../run/settings';
 import type { TextTokenizer } from '../tokenizer';
 
@@ -86,5 +89,66 @@ export function datasetSummary(file: string, columns: string[], format: RowForma
     tokens: stats.tokens,
     preview: stats.preview ? { masked: stats.preview.masked, learned: stats.preview.learned, parts: stats.preview.parts } : null,
     warnings: stats.warnings,
+  };
+}
+
+/** The SHA-256 (the stored dataset's content) and crc32 (the model card's fingerprint) of a file, read a slice at a time. */
+export async function blobDigest(blob: Blob): Promise<{ sha256: string; crc32: number }> {
+  const sha = new Sha256();
+  let crc = 0;
+  const step = 8 << 20;
+  for (let at = 0; at < blob.size; at += step) {
+    const bytes = new Uint8Array(await blob.slice(at, at + step).arrayBuffer());
+    sha.update(bytes);
+    crc = crc32(bytes, crc);
+  }
+  return { sha256: sha.hex(), crc32: crc };
+}
+
+/**
+ * What tells tokenizers apart for a stored dataset's key: the model it came with, its
+ * vocabulary size and special ids, and how it encodes a probe text.
+ */
+export function tokenizerFingerprint(model: ModelSource, tokenizer: TextTokenizer): string {
+  const id = model.kind === 'preset' ? `preset:${model.name}@${model.revision ?? ''}` : model.kind === 'hub' ? `hub:${model.id}@${model.revision ?? ''}` : `local:${model.files.map((f) => `${f.name}:${f.size}:${f.lastModified}`).join(',')}`;
+  const probe = tokenizer.encode('The quick brown fox: def f(x):\n    return x ** 2  # ünïcödé 数据');
+  return JSON.stringify({ id, vocab: tokenizer.vocabSize, eos: tokenizer.eosTokenId, pad: tokenizer.padTokenId, chat: tokenizer.hasChatTemplate, probe });
+}
+
+/** `head` (rows already read) followed by the rest of `rest`, one iterable. */
+export async function* prepend<T>(head: readonly T[], rest: AsyncIterator<T>): AsyncGenerator<T> {
+  yield* head;
+  try {
+    for (let r = await rest.next(); !r.done; r = await rest.next()) yield r.value;
+  } finally {
+    await rest.return?.();
+  }
+}
+
+/** Reads up to `n` rows from `rows`, leaving the iterator open for the rest. */
+export async function headOf<T>(rows: AsyncIterator<T>, n: number): Promise<{ head: T[]; ended: boolean }> {
+  const head: T[] = [];
+  while (head.length < n) {
+    const r = await rows.next();
+    if (r.done) return { head, ended: true };
+    head.push(r.value);
+  }
+  return { head, ended: false };
+}
+
+/** What the Data section shows about a stored dataset with this split. */
+export function storedSummary(file: string, format: RowFormat, d: StoredDataset, split: { train: number[]; validation: number[] }): DatasetSummary {
+  const preview = d.previews[split.train[0] ?? 0] ?? null;
+  return {
+    file,
+    rows: d.rows,
+    columns: d.columns,
+    mapping: format.mapping ?? templateMapping(format.template),
+    template: format.template,
+    train: split.train.length,
+    validation: split.validation.length,
+    tokens: d.tokens,
+    preview: preview ? { masked: preview.masked, learned: preview.learned, parts: preview.parts } : null,
+    warnings: d.warnings,
   };
 }

@@ -40,10 +40,11 @@ export function exportBase(source: ModelSource, config: HfConfig | null, folderN
   return baseModelName({ kind: 'folder', folderName, config: config as Record<string, unknown> | null });
 }
 
-/** The card's training, data and result sections from the run's settings and the page's facts. */
-export function cardFacts(s: RunSettings, facts: ModelCardFacts, data?: { fingerprint: string; template?: string; train?: number; validation?: number }): NonNullable<ExportInput['card']> {
+/** The card's training, data and result sections from the run's settings, the base's storage and the page's facts. */
+export function cardFacts(s: RunSettings, facts: ModelCardFacts, data?: { fingerprint: string; template?: string; train?: number; validation?: number }, baseQuantization: 'nf4' | 'none' = 'nf4'): NonNullable<ExportInput['card']> {
   return {
     training: {
+      baseQuantization,
       learningRate: s.learningRate,
       schedule: s.schedule,
       warmupRatio: s.warmupSteps > 0 ? undefined : s.warmupRatio,

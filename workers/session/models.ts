@@ -1,7 +1,8 @@
 /**
  * The model a run trains: the base model streamed from its files (or the browser's cache) into
- * the GPU, quantized to NF4 on the way, with LoRA adapters made from the run settings (or an
- * imported PEFT adapter). The studio and the CLI load a run's model with `loadRunModel`.
+ * the GPU, quantized to NF4 on the way (QLoRA) or kept unquantized in f32 (plain LoRA, the
+ * engine's exact mode), with LoRA adapters made from the run settings (or an imported PEFT
+ * adapter). The studio and the CLI load a run's model with `loadRunModel`.
  */
 import { isEmulated } from '../gpu/device';
 import type { Gpu } from '../gpu/runtime';
@@ -9,7 +10,7 @@ import { HubClient } from '../load/hub';
 import { openLoad, refetchable } from '../load/load-model';
 import type { ModelCache } from '../load/cache';
 import type { ProgressTracker } from '../load/progress';
-import { presetNamed, type HfConfig, type QuantSettings } from '../load/presets';
+import { presetNamed, weightModeOf, DEFAULT_QUANT, NO_QUANT, type HfConfig, type QuantSettings } from '../load/presets';
 import type { ModelFileSet } from '../load/sources';
 import type { StorageApi } from '../load/storage';
 import type { Quantizer } from '../load/stream-source';
@@ -37,6 +38,7 @@ export interface ImportedAdapter {
 
 export interface RunModelOptions {
   files: ModelFileSet;
+  /** How the base is stored: NF4 (QLoRA), or `{ type: 'none' }` (plain LoRA, f32 on the GPU). */
   quant: QuantSettings;
   settings: RunSettings;
   quantizer: Quantizer;
@@ -55,6 +57,8 @@ export interface RunModelOptions {
 
 export interface RunModel {
   model: CausalLM;
+  /** How the base was loaded: NF4, or not quantized (`model.mode` is then 'exact'). */
+  quant: QuantSettings;
   /** Linear layers LoRA can target in this model. */
   modules: string[];
   parameters: number;
@@ -119,7 +123,7 @@ async function loadRunModelOnce(gpu: Gpu, o: RunModelOptions): Promise<RunModel>
     const warnings = o.adapter ? checkAdapterAgainstModel(o.adapter.file, o.adapter.settings, { config, baseModel: o.baseModel ?? o.files.label, commit }).warnings : [];
     const lora = o.adapter ? { settings: o.adapter.settings, init: { adapter: o.adapter.file } } : { settings: loraView(settings), init: { seed: settings.seed } };
     model = await CausalLM.load(gpu, SHADERS, config, load.weights, {
-      mode: 'nf4',
+      mode: weightModeOf(o.quant),
       lora,
       checkpointing: true,
       // Room for the longest example and a sample generation after it; long-context models
@@ -128,7 +132,7 @@ async function loadRunModelOnce(gpu: Gpu, o: RunModelOptions): Promise<RunModel>
     });
     await load.finish();
     const generationConfig = await optionalJson(o.files, 'generation_config.json', warnings);
-    return { model, modules, parameters: load.arch.parameters, fromCache: load.fromCache, commit, warnings, config: load.config, endTokenSources: { generationConfig, config: load.config } };
+    return { model, quant: o.quant, modules, parameters: load.arch.parameters, fromCache: load.fromCache, commit, warnings, config: load.config, endTokenSources: { generationConfig, config: load.config } };
   } catch (err) {
     model?.dispose();
     await load.abort();
@@ -161,7 +165,11 @@ function parseJson(text: string, file: string): HfConfig {
   }
 }
 
-/** The quantization a model source gets. */
-export function quantOf(source: ModelSource, fallback: QuantSettings): QuantSettings {
-  return source.kind === 'preset' ? (presetNamed(source.name)?.quant ?? fallback) : fallback;
+/**
+ * The quantization a model source gets: its preset's (else NF4 with double quantization), or
+ * none when the base is not to be quantized (plain LoRA).
+ */
+export function quantOf(source: ModelSource, quantize = true): QuantSettings {
+  if (!quantize) return NO_QUANT;
+  return source.kind === 'preset' ? (presetNamed(source.name)?.quant ?? DEFAULT_QUANT) : DEFAULT_QUANT;
 }

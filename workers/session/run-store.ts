@@ -1,22 +1,32 @@
 /**
  * What a studio run needs besides its checkpoints, kept in IndexedDB so that a reload can
- * resume it: the model it pinned, its settings, its examples and its state.
+ * resume it: the model it pinned and how its base was stored, its settings, the stored dataset it
+ * reads (by content key, workers/data/example-store.ts: the examples are not copied) and its state.
  */
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { Example } from '../data/types';
 import type { ModelSource } from '../protocol';
 import { runSettings, type RunSettings } from '../run/settings';
+import { DEFAULT_QUANT, checkQuant, type QuantSettings } from '../load/presets';
 
 export interface RunRecord {
   runId: string;
   /** Preset or hub model (dropped files cannot be re-read after a reload). */
   model: Extract<ModelSource, { kind: 'preset' | 'hub' }>;
+  /** How the base was stored while training (NF4, or `{ type: 'none' }`): a resumed run loads it the same way. */
+  quant: QuantSettings;
   modelLabel: string;
   dataset: string;
   settings: RunSettings;
   totalSteps: number;
-  train: Example[];
-  validation: Example[];
+  /**
+   * The stored dataset the run reads, by content key; its split comes from the settings'
+   * validation fraction and seed. The counts check that a re-opened dataset gives the same split.
+   */
+  examples?: { key: string; train: number; validation: number };
+  /** Runs recorded before datasets were stored by key held their examples here (still resumable). */
+  train?: Example[];
+  validation?: Example[];
   samplePrompts: number[][];
   state: 'active' | 'finished';
   step: number;
@@ -40,8 +50,9 @@ export class RunStore {
   async get(runId: string): Promise<RunRecord | undefined> {
     const run = await (await this.open()).get('runs', runId);
     // A run stored before the settings gained weight decay, clipping and sample length ran with
-    // the defaults of those: fill them in so it resumes as it started.
-    return run && { ...run, settings: runSettings(run.settings) };
+    // the defaults of those: fill them in so it resumes as it started. One stored before the base
+    // could stay unquantized trained on NF4.
+    return run && { ...run, settings: runSettings(run.settings), quant: run.quant === undefined ? DEFAULT_QUANT : checkQuant(run.quant, `stored run ${runId}`) };
   }
 
   async put(run: RunRecord): Promise<void> {
@@ -54,11 +65,23 @@ export class RunStore {
     return all.filter((r) => r.state === 'active').sort((a, b) => b.savedAt - a.savedAt)[0] ?? null;
   }
 
-  /** A new run replaces any unfinished one. */
-  async finishActive(): Promise<void> {
+  /** The stored datasets unfinished runs read (kept when old datasets are pruned). */
+  async activeDatasetKeys(): Promise<string[]> {
+    const all = await (await this.open()).getAll('runs');
+    return all.flatMap((r) => (r.state === 'active' && r.examples ? [r.examples.key] : []));
+  }
+
+  /** A new run replaces any unfinished one, except those open in another tab (`open`: their ids). */
+  async finishActive(open: ReadonlySet<string> = new Set()): Promise<void> {
     const db = await this.open();
     for (const old of await db.getAll('runs')) {
-      if (old.state === 'active') await db.put('runs', { ...old, state: 'finished' });
+      if (old.state === 'active' && !open.has(old.runId)) await db.put('runs', { ...old, state: 'finished' });
     }
+  }
+
+  /** The newest interrupted runs first. */
+  async active(): Promise<RunRecord[]> {
+    const all = await (await this.open()).getAll('runs');
+    return all.filter((r) => r.state === 'active').sort((a, b) => b.savedAt - a.savedAt);
   }
 }

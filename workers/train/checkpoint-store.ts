@@ -85,6 +85,22 @@ export interface LoadedCheckpoint {
   warnings: string[];
 }
 
+/**
+ * The newest checkpoint whose record and chunks are all there, opened without reading its
+ * tensors: each is read (and its checksum checked) when asked for, so a reader holds one tensor
+ * and one chunk at a time instead of the whole checkpoint.
+ */
+export interface OpenedCheckpoint {
+  info: CheckpointInfo;
+  warnings: string[];
+  /** The snapshot without its tensors: settings, step, cursor, histories, the LoRA table, the optimizer's step and keys. */
+  meta: SnapshotMeta;
+  /** `lora/<key>`, `exp_avg/<key>` or `exp_avg_sq/<key>`. */
+  tensor(name: string): Promise<Float32Array>;
+  /** Bytes of chunk data held while a tensor is read (for a caller's accounting): called with +n then −n. */
+  onChunk?: (delta: number) => void;
+}
+
 export interface CheckpointStoreOptions {
   dbName?: string;
   /** Free room checked before each checkpoint, and the sizes a "storage is full" message gives (navigator.storage in the browser). */
@@ -253,6 +269,28 @@ export class CheckpointStore {
 
   /** The newest valid checkpoint of a run; null when it has none; throws (with the reasons) when all are damaged. */
   async loadLatest(runId: string): Promise<LoadedCheckpoint | null> {
+    return this.newestUsable(runId, async (record, warnings) => {
+      const problem = await this.verify(record);
+      return typeof problem === 'string' ? problem : { snapshot: problem, info: infoOf(record), warnings };
+    });
+  }
+
+  /** The newest checkpoint of a run with every chunk present, its tensors read on demand; null when it has none. */
+  async openLatest(runId: string): Promise<OpenedCheckpoint | null> {
+    return this.newestUsable(runId, async (record, warnings) => {
+      if (crc32(new TextEncoder().encode(record.meta)) !== record.metaCrc) return 'settings/metadata checksum mismatch';
+      const present = await this.db.getAllKeys('chunks', IDBKeyRange.bound([record.id, 0], [record.id, record.chunkCount]));
+      if (present.length !== record.chunkCount) return `${record.chunkCount - present.length} of ${record.chunkCount} chunks missing`;
+      return this.opened(record, warnings);
+    });
+  }
+
+  /**
+   * The first of a run's checkpoints, newest first, that `accept` takes (it returns why not as a
+   * string); each one passed over becomes a warning. Null when the run has none; throws with the
+   * reasons when every one is damaged.
+   */
+  private async newestUsable<T>(runId: string, accept: (record: CheckpointRecord, warnings: string[]) => Promise<T | string>): Promise<T | null> {
     const pointer = await this.db.get('runs', runId);
     const warnings: string[] = [];
     for (const id of pointer?.ids ?? []) {
@@ -261,15 +299,42 @@ export class CheckpointStore {
         warnings.push(`checkpoint ${id} of run "${runId}" is missing its record; falling back to the previous checkpoint`);
         continue;
       }
-      const problem = await this.verify(record);
-      if (typeof problem === 'string') {
-        warnings.push(`checkpoint at step ${record.step} of run "${runId}" is damaged (${problem}); falling back to the previous checkpoint`);
-        continue;
-      }
-      return { snapshot: problem, info: infoOf(record), warnings };
+      const used = await accept(record, warnings);
+      if (typeof used !== 'string') return used;
+      warnings.push(`checkpoint at step ${record.step} of run "${runId}" is damaged (${used}); falling back to the previous checkpoint`);
     }
     if (warnings.length) throw new Error(`${warnings.join('; ')}; run "${runId}" has no usable checkpoint left`);
     return null;
+  }
+
+  private opened(record: CheckpointRecord, warnings: string[]): OpenedCheckpoint {
+    const entries = new Map(record.tensors.map((t) => [t.name, t]));
+    const db = this.db;
+    const opened: OpenedCheckpoint = {
+      info: infoOf(record),
+      warnings,
+      meta: JSON.parse(record.meta) as SnapshotMeta,
+      async tensor(name) {
+        const t = entries.get(name);
+        if (!t) throw new Error(`checkpoint at step ${record.step}: no tensor "${name}"`);
+        const bytes = new Uint8Array(t.byteLength);
+        const first = Math.floor(t.byteOffset / record.chunkBytes);
+        const last = Math.floor((t.byteOffset + t.byteLength - 1) / record.chunkBytes);
+        for (let c = first; c <= last && t.byteLength > 0; c++) {
+          const chunk = await db.get('chunks', [record.id, c]);
+          if (!chunk) throw new Error(`checkpoint at step ${record.step}: chunk ${c + 1} of ${record.chunkCount} is missing (tensor "${name}")`);
+          opened.onChunk?.(chunk.byteLength);
+          const chunkStart = c * record.chunkBytes;
+          const from = Math.max(t.byteOffset, chunkStart);
+          const to = Math.min(t.byteOffset + t.byteLength, chunkStart + chunk.byteLength);
+          bytes.set(new Uint8Array(chunk, from - chunkStart, to - from), from - t.byteOffset);
+          opened.onChunk?.(-chunk.byteLength);
+        }
+        if (crc32(bytes) !== t.crc) throw new Error(`checkpoint at step ${record.step}: checksum mismatch in tensor "${name}"`);
+        return new Float32Array(bytes.buffer, 0, t.byteLength / 4);
+      },
+    };
+    return opened;
   }
 
   async deleteRun(runId: string): Promise<void> {
@@ -317,7 +382,7 @@ export class CheckpointStore {
   }
 }
 
-type SnapshotMeta = Omit<TrainerSnapshot, 'lora' | 'optimizer'> & {
+export type SnapshotMeta = Omit<TrainerSnapshot, 'lora' | 'optimizer'> & {
   lora: { key: string; shape: [number, number] }[];
   optimizer: { step: number; keys: string[] };
 };

@@ -11,7 +11,7 @@ import type { Batch, TrainableCausalLM } from '../model/types';
 import type { PagingOptions } from './paged-moments';
 import { AdamWOptimizer, type OptimizerState } from './optimizer';
 import type { OptimizerShaders } from '../kernels/shaders';
-import { labelTokens, type BatchSource } from './batches';
+import { labelTokens, stepWindow, type BatchSource, type EvalBatches } from './batches';
 import { scheduledLr, type ScheduleSettings } from './schedule';
 import { ADAMW_BETAS, RUN_DEFAULTS } from '../run/settings';
 import { EngineError } from '../errors';
@@ -131,7 +131,8 @@ export interface TrainerDeps {
   model: TrainableCausalLM;
   shaders: OptimizerShaders;
   train: BatchSource;
-  validation?: Batch[];
+  /** In memory, or read a batch at a time (a stored dataset's split). */
+  validation?: Batch[] | EvalBatches;
   samplePrompts?: number[][];
   eosTokenIds?: number[];
   decode?: (ids: number[]) => string;
@@ -192,13 +193,7 @@ export class Trainer {
 
   /** Micro-batches of optimizer step `step`, as [epoch, index] pairs. */
   window(step: number): [number, number][] {
-    const epoch = Math.floor(step / this.windowsPerEpoch);
-    const w = step % this.windowsPerEpoch;
-    const first = w * this.settings.gradAccum;
-    const last = Math.min(this.deps.train.microBatchesPerEpoch, first + this.settings.gradAccum);
-    const out: [number, number][] = [];
-    for (let i = first; i < last; i++) out.push([epoch, i]);
-    return out;
+    return stepWindow(step, this.deps.train.microBatchesPerEpoch, this.settings.gradAccum);
   }
 
   cursor(): { epoch: number; microBatch: number } {
@@ -283,7 +278,7 @@ export class Trainer {
     const s = this.settings;
     const started = performance.now();
     const window = this.window(this.step);
-    const batches = window.map(([e, i]) => this.deps.train.microBatch(e, i));
+    const batches = await Promise.all(window.map(([e, i]) => this.deps.train.microBatch(e, i)));
     const counts = batches.map(labelTokens);
     const total = counts.reduce((a, b) => a + b, 0);
     if (total === 0) {
@@ -324,10 +319,12 @@ export class Trainer {
   /** Token-weighted loss over the validation split (sum of token losses / label tokens). */
   async evaluate(): Promise<EvalRecord | null> {
     const val = this.deps.validation;
-    if (!val?.length) return null;
+    const count = Array.isArray(val) ? val.length : (val?.count ?? 0);
+    if (!count) return null;
     let lossSum = 0;
     let tokens = 0;
-    for (const b of val) {
+    for (let k = 0; k < count; k++) {
+      const b = Array.isArray(val) ? val[k] : await val!.batch(k);
       const r = await this.deps.model.loss(b);
       lossSum += r.lossSum;
       tokens += r.tokens;

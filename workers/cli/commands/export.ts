@@ -14,13 +14,15 @@ import { mergedFiles, type BaseWeights, type MergedDType } from '../../export/me
 import { parseMapping } from './data-check';
 import { folderCommit } from '../model-files';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
+import { writeExportFiles } from '../export-files';
 
 const USAGE =
   'usage: export --format peft|gguf|merged --out DIR --model <hf-folder|demo> (--profile DIR [--run ID] [--alpha A] [--dropout P] | --adapter DIR) ' +
-  '[--revision COMMIT] [--data FILE] [--template ds1000|counseling | --map prompt=COL,response=COL|text=COL|messages=COL] [--tokenizer DIR] [--outtype f32|f16] [--dtype f16|bf16]';
+  '[--revision COMMIT] [--data FILE] [--template ds1000|counseling | --map prompt=COL,response=COL|text=COL|messages=COL] [--tokenizer DIR] [--outtype f32|f16] [--dtype f16|bf16] ' +
+  '[--no-quantize (the run trained on the unquantized base: the card says so)]';
 
 /** Every flag the command reads: anything else is a typo and an error. */
-const FLAGS = new Set(['format', 'out', 'model', 'profile', 'run', 'alpha', 'dropout', 'adapter', 'revision', 'data', 'template', 'map', 'tokenizer', 'outtype', 'dtype']);
+const FLAGS = new Set(['format', 'out', 'model', 'profile', 'run', 'alpha', 'dropout', 'adapter', 'revision', 'data', 'template', 'map', 'tokenizer', 'outtype', 'dtype', 'no-quantize']);
 
 type Json = Record<string, unknown>;
 
@@ -209,23 +211,6 @@ async function mergedExport(args: CliArgs, files: BaseFiles, baseConfig: Json, i
   }
 }
 
-async function writeFiles(out: string, files: ExportFile[], io: CliIo): Promise<{ name: string; bytes: number }[]> {
-  const written = [];
-  for (const f of files) {
-    // The CLI's file server takes whole files: the chunks are joined here (adapters are small).
-    const data = new Uint8Array(f.bytes);
-    let at = 0;
-    for await (const c of f.chunks()) {
-      data.set(c, at);
-      at += c.length;
-    }
-    if (at !== f.bytes) throw new Error(`${f.name}: wrote ${at} bytes, expected ${f.bytes}`);
-    await io.writeFile(joinPath(out, f.name), data);
-    io.log(`${joinPath(out, f.name)} (${f.bytes} bytes)`);
-    written.push({ name: f.name, bytes: f.bytes });
-  }
-  return written;
-}
 
 /**
  * `export`: the adapter of a `train` run (its newest checkpoint in the --profile, or the PEFT
@@ -246,6 +231,9 @@ export const exportCommand: CliCommand = async (args, io) => {
   const adapterDir = stringFlag(args, 'adapter');
   if (fromProfile === (adapterDir !== undefined)) throw new CliInputError(`give exactly one of --profile (a train run's checkpoints) and --adapter (a PEFT folder)\n${USAGE}`);
   const outtype = stringFlag(args, 'outtype') ?? 'f32';
+  if (args.flags['no-quantize'] !== undefined && args.flags['no-quantize'] !== true) throw new CliInputError(`--no-quantize takes no value, got ${JSON.stringify(args.flags['no-quantize'])}`);
+  // A checkpoint does not say how the base was stored: like alpha and dropout, the flag train had.
+  const baseQuantization = args.flags['no-quantize'] === true ? 'none' : 'nf4';
   if (outtype !== 'f32' && outtype !== 'f16') throw new CliInputError(`--outtype must be f32 or f16, got "${outtype}"`);
 
   const files = baseFiles(model, io);
@@ -257,7 +245,7 @@ export const exportCommand: CliCommand = async (args, io) => {
   if (adapterDir) {
     const configText = new TextDecoder().decode(await io.readFile(joinPath(adapterDir, 'adapter_config.json')));
     const modelBytes = await io.readFile(joinPath(adapterDir, 'adapter_model.safetensors'));
-    input = { adapterConfig: configText, tensors: new SafetensorsFile(modelBytes, joinPath(adapterDir, 'adapter_model.safetensors')), adapterModel: modelBytes, baseConfig, base, revision };
+    input = { adapterConfig: configText, tensors: new SafetensorsFile(modelBytes, joinPath(adapterDir, 'adapter_model.safetensors')), adapterModel: modelBytes, baseConfig, base, revision, card: { training: { baseQuantization } } };
   } else {
     for (const k of ['alpha', 'dropout']) if (args.flags[k] === true) throw new CliInputError(`--${k} needs a value`);
     const { snapshot } = await latestCheckpoint(args, io);
@@ -281,7 +269,7 @@ export const exportCommand: CliCommand = async (args, io) => {
       base,
       revision,
       card: {
-        training: { learningRate: s.lr, schedule: s.schedule.name, warmupRatio: s.schedule.warmupRatio, epochs: s.epochs, steps: snapshot.totalSteps, gradAccumulation: s.gradAccum, seed: s.seed, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm },
+        training: { baseQuantization, learningRate: s.lr, schedule: s.schedule.name, warmupRatio: s.schedule.warmupRatio, epochs: s.epochs, steps: snapshot.totalSteps, gradAccumulation: s.gradAccum, seed: s.seed, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm },
         results: { finalTrainLoss: last?.loss ?? null, finalEvalLoss: lastEval?.loss ?? null, steps: snapshot.step },
       },
     };
@@ -295,9 +283,9 @@ export const exportCommand: CliCommand = async (args, io) => {
 
   let written;
   if (format === 'merged') {
-    written = await writeFiles(out, await mergedExport(args, files, baseConfig, input, io), io);
+    written = await writeExportFiles(out, await mergedExport(args, files, baseConfig, input, io), io);
   } else if (format === 'peft') {
-    written = await writeFiles(out, peftExport(input), io);
+    written = await writeExportFiles(out, peftExport(input), io);
   } else {
     const refusals = ggufRefusals(input.adapterConfig, input.tensors, baseConfig);
     if (refusals.length) throw new CliInputError(`llama.cpp cannot load this adapter:\n- ${refusals.join('\n- ')}`);
@@ -305,7 +293,7 @@ export const exportCommand: CliCommand = async (args, io) => {
     const getTokenizer = () => (tokenizer ??= loadTokenizer(args, files, io));
     const promptFmt = await promptFormat(args, files, getTokenizer);
     const eosToken = (await getTokenizer()).eosToken;
-    written = await writeFiles(out, ggufExport(input, { prompt: { format: promptFmt, eosToken }, tensorType: outtype === 'f16' ? 'F16' : 'F32' }), io);
+    written = await writeExportFiles(out, ggufExport(input, { prompt: { format: promptFmt, eosToken }, tensorType: outtype === 'f16' ? 'F16' : 'F32' }), io);
   }
   return { exitCode: 0, result: { ok: true, format, out, base_model: base.name, revision, files: written } };
 };

@@ -1,6 +1,6 @@
 import { Gpu } from '../../gpu/runtime';
 import { MEMORY_CATEGORIES } from '../../util/memory-categories';
-import { getPreset, PRESET_NAMES, type HfConfig } from '../../load/presets';
+import { getPreset, NO_QUANT, PRESET_NAMES, type HfConfig } from '../../load/presets';
 import { fmt, GIB, planMemory, type PlanRequest } from '../../load/planner';
 import { CliInputError, type CliArgs, type CliCommand } from '../io';
 
@@ -14,8 +14,9 @@ function intFlag(args: CliArgs, key: string, fallback: number): number {
 
 /**
  * `plan --preset <name> [--seq N] [--batch N] [--rank N] [--targets a,b] [--config config.json]
- * [--no-checkpointing] [--gpu-memory GiB] [--adapter-limits]`: predicted peak GPU memory of a
- * training step by category, the largest buffer, storage bytes and whether it fits.
+ * [--no-checkpointing] [--no-quantize] [--gpu-memory GiB] [--adapter-limits]`: predicted peak GPU
+ * memory of a training step by category, the largest buffer, storage bytes and whether it fits;
+ * `--no-quantize` plans plain LoRA on the unquantized (f32) base.
  */
 export const plan: CliCommand = async (args, io) => {
   const presetName = typeof args.flags.preset === 'string' ? args.flags.preset : args.positional[0];
@@ -42,7 +43,7 @@ export const plan: CliCommand = async (args, io) => {
     rank: intFlag(args, 'rank', preset.settings.rank),
     targets: typeof args.flags.targets === 'string' ? args.flags.targets.split(',').filter(Boolean) : preset.settings.targetModules,
     checkpointing: !args.flags['no-checkpointing'],
-    quant: preset.quant,
+    quant: args.flags['no-quantize'] ? NO_QUANT : preset.quant,
     dropout: preset.settings.dropout > 0,
   };
   if (gpuMemory !== undefined) {
@@ -62,7 +63,7 @@ export const plan: CliCommand = async (args, io) => {
     if (err instanceof RangeError || (err as Error).name === 'ConfigError') throw new CliInputError((err as Error).message);
     throw err;
   }
-  io.log(`${preset.name}: seq ${request.seq}, batch ${request.batch}, LoRA r ${request.rank} on ${request.targets.join(', ')}, checkpointing ${request.checkpointing ? 'on' : 'off'}`);
+  io.log(`${preset.name}: seq ${request.seq}, batch ${request.batch}, LoRA r ${request.rank} on ${request.targets.join(', ')}, checkpointing ${request.checkpointing ? 'on' : 'off'}, ${request.quant?.type === 'none' ? 'unquantized f32 base' : 'NF4 base'}`);
   io.log(`parameters ${(result.parameters / 1e9).toFixed(3)} B, trainable ${(result.trainableParameters / 1e6).toFixed(2)} M`);
   io.log('peak GPU memory by category (at the peak):');
   for (const c of MEMORY_CATEGORIES) io.log(`  ${c.padEnd(12)} ${fmt(result.byCategory[c]).padStart(12)}`);
@@ -78,6 +79,7 @@ export const plan: CliCommand = async (args, io) => {
       seq: request.seq,
       batch: request.batch,
       rank: request.rank,
+      quantization: request.quant?.type ?? 'nf4',
       peak_gpu_bytes: result.peakBytes,
       by_category: result.byCategory,
       largest_buffer: result.largestBuffer,
