@@ -22,6 +22,9 @@ function cli(command: string, args: string[]) {
   return { run, last: lines[lines.length - 1] ?? {} };
 }
 
+/** The demo's attention heads (workers/load/configs/demo.json). */
+const HEADS = 4;
+
 /** The demo is a llama: HF module → GGUF tensor (gguf-py tensor_mapping.py). */
 const LLAMA: Record<string, string> = {
   'self_attn.q_proj': 'attn_q',
@@ -65,7 +68,18 @@ describe('npm run cli -- export', () => {
       expect(info.shape.map(Number)).toEqual([...shape].reverse());
       const start = Number(parsed.tensorDataOffset + info.offset);
       const got = new Float32Array(bytes.slice(start, start + 4 * shape[0] * shape[1]).buffer);
-      expect(Array.from(got)).toEqual(Array.from(trained.f32(key)));
+      // llama.cpp's converter orders q/k rows for its rotary layout: lora_B's rows follow
+      // (numpy reshape(heads, 2, d/2, r).swapaxes(1, 2)); A and the other modules stay as trained.
+      const want = trained.f32(key);
+      const rope = ab === 'B' && (module === 'self_attn.q_proj' || module === 'self_attn.k_proj');
+      const [rows, r] = shape;
+      const d = rows / HEADS;
+      const expected = rope ? Float32Array.from(want, (_, i) => {
+        const [row, col] = [Math.floor(i / r), i % r];
+        const [h, within] = [Math.floor(row / d), row % d];
+        return want[(h * d + (within % 2) * (d / 2) + Math.floor(within / 2)) * r + col];
+      }) : want;
+      expect(Array.from(got), key).toEqual(Array.from(expected));
     }
     const modelfile = readFileSync(join(dir, 'g', 'Modelfile'), 'utf8');
     expect(modelfile).toContain('ADAPTER ./adapter.gguf');
