@@ -192,7 +192,7 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   const files = unzipSync(new Uint8Array(readFileSync(zipPath)));
   expect(Object.keys(files).sort()).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors']);
   const config = JSON.parse(strFromU8(files['adapter_config.json']));
-  const settings = { r: 8, alpha: 16, dropout: 0.05, targets: ['dense', 'fc1', 'fc2', 'k_proj', 'q_proj', 'v_proj'] };
+  const settings = { r: 8, alpha: 16, dropout: 0.05, targets: ['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj'] };
   expect(config).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: settings.r, lora_alpha: settings.alpha, lora_dropout: settings.dropout, bias: 'none' });
   expect([...config.target_modules].sort()).toEqual(settings.targets);
   // The demo is no hub repo: the adapter names it by its preset name (the card says the base is local).
@@ -201,8 +201,12 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   const tensors = safetensorsHeader(files['adapter_model.safetensors']);
   const h = model.hidden_size;
   const inter = model.intermediate_size;
-  const shapes: Record<string, [number, number]> = { q_proj: [h, h], k_proj: [h, h], v_proj: [h, h], dense: [h, h], fc1: [h, inter], fc2: [inter, h] };
-  const paths: Record<string, string> = { q_proj: 'self_attn.q_proj', k_proj: 'self_attn.k_proj', v_proj: 'self_attn.v_proj', dense: 'self_attn.dense', fc1: 'mlp.fc1', fc2: 'mlp.fc2' };
+  const kv = (h / model.num_attention_heads) * model.num_key_value_heads;
+  const shapes: Record<string, [number, number]> = { q_proj: [h, h], k_proj: [h, kv], v_proj: [h, kv], o_proj: [h, h], gate_proj: [h, inter], up_proj: [h, inter], down_proj: [inter, h] };
+  const paths: Record<string, string> = {
+    q_proj: 'self_attn.q_proj', k_proj: 'self_attn.k_proj', v_proj: 'self_attn.v_proj', o_proj: 'self_attn.o_proj',
+    gate_proj: 'mlp.gate_proj', up_proj: 'mlp.up_proj', down_proj: 'mlp.down_proj',
+  };
   const expected: Record<string, number[]> = {};
   for (let layer = 0; layer < model.num_hidden_layers; layer++) {
     for (const [name, [inF, outF]] of Object.entries(shapes)) {

@@ -43,6 +43,7 @@ def parse_args():
     p.add_argument('--out', default=os.path.join(ROOT, 'public', 'demo', 'model'))
     p.add_argument('--tokenizer-out', default=os.path.join(ROOT, 'public', 'demo', 'tokenizer'))
     p.add_argument('--stdlib', default=None, help='default: the newest /usr/lib/python3.X/')
+    p.add_argument('--docs', default=None, help="default: that Python's documentation sources, /usr/share/doc/python3.X/html/_sources/ (Debian's python3.X-doc); 'none' for code alone")
     p.add_argument('--vocab', type=int, default=2048)
     p.add_argument('--hidden', type=int, default=128)
     p.add_argument('--layers', type=int, default=4)
@@ -72,7 +73,17 @@ def stdlib_dir(arg):
     return found[-1]
 
 
-def corpus_files(base):
+def docs_dir(arg, stdlib):
+    if arg:
+        return arg
+    version = stdlib.rstrip('/').split('python')[-1]
+    found = f'/usr/share/doc/python{version}/html/_sources/'
+    if not os.path.isdir(found):
+        sys.exit(f'make-demo-model.py: no {found} on this machine: apt install python{version}-doc (or pass --docs)')
+    return found
+
+
+def stdlib_files(base):
     out = []
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith('test_'))
@@ -82,30 +93,45 @@ def corpus_files(base):
     return sorted(out, key=lambda p: os.path.relpath(p, base))
 
 
+def docs_files(base):
+    out = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        out.extend(os.path.join(dirpath, f) for f in filenames if f.endswith('.rst.txt'))
+    return sorted(out, key=lambda p: os.path.relpath(p, base))
+
+
 def make_corpus(args, work):
-    base = stdlib_dir(args.stdlib)
-    files = corpus_files(base)
+    """Two sources, code then prose; in each, path order, every HELD_OUT_EVERY-th file held out."""
+    stdlib = stdlib_dir(args.stdlib)
+    sources = {'stdlib': (stdlib, stdlib_files(stdlib))}
+    if args.docs != 'none':
+        docs = docs_dir(args.docs, stdlib)
+        sources['docs'] = (docs, docs_files(docs))
     parts = {'train': [], 'heldout': []}
     listing = []
-    for i, path in enumerate(files):
-        with open(path, 'rb') as fh:
-            raw = fh.read()
-        try:
-            text = raw.decode('utf-8')
-        except UnicodeDecodeError:
-            continue  # a few files carry another source encoding: left out rather than guessed
-        if not text.strip():
-            continue
-        split = 'heldout' if i % HELD_OUT_EVERY == 0 else 'train'
-        parts[split].append(text)
-        listing.append({'path': os.path.relpath(path, base), 'split': split, 'bytes': len(raw), 'sha256': hashlib.sha256(raw).hexdigest()})
+    for source, (base, files) in sources.items():
+        for i, path in enumerate(files):
+            with open(path, 'rb') as fh:
+                raw = fh.read()
+            try:
+                text = raw.decode('utf-8')
+            except UnicodeDecodeError:
+                continue  # a few files carry another source encoding: left out rather than guessed
+            if not text.strip():
+                continue
+            split = 'heldout' if i % HELD_OUT_EVERY == 0 else 'train'
+            parts[split].append(text)
+            listing.append({'source': source, 'path': os.path.relpath(path, base), 'split': split, 'bytes': len(raw), 'sha256': hashlib.sha256(raw).hexdigest()})
     for split, texts in parts.items():
         with open(os.path.join(work, f'{split}.jsonl'), 'w', encoding='utf-8') as fh:
             for t in texts:
                 fh.write(json.dumps({'text': t}) + '\n')
+    count = lambda source, split: [f for f in listing if f['source'] == source and f['split'] == split]
     summary = {
-        'stdlib': base,
+        'sources': {name: base for name, (base, _) in sources.items()},
         'files': listing,
+        'by_source': {name: {split: {'files': len(count(name, split)), 'bytes': sum(f['bytes'] for f in count(name, split))}
+                             for split in ('train', 'heldout')} for name in sources},
         'train_files': len(parts['train']),
         'heldout_files': len(parts['heldout']),
         'train_bytes': sum(len(t.encode()) for t in parts['train']),
@@ -113,8 +139,9 @@ def make_corpus(args, work):
     }
     with open(os.path.join(work, 'corpus.json'), 'w') as fh:
         json.dump(summary, fh, indent=1)
-    print(f"corpus: {summary['train_files']} train files ({summary['train_bytes']} bytes), "
-          f"{summary['heldout_files']} held out ({summary['heldout_bytes']} bytes) from {base}", flush=True)
+    for name, splits in summary['by_source'].items():
+        print(f"corpus: {name}: {splits['train']['files']} train files ({splits['train']['bytes']} bytes), "
+              f"{splits['heldout']['files']} held out ({splits['heldout']['bytes']} bytes) from {summary['sources'][name]}", flush=True)
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -184,14 +211,24 @@ class Bpe:
 def encode_corpus(args, work):
     import numpy as np
     bpe = Bpe(args.tokenizer_out)
+    with open(os.path.join(work, 'corpus.json')) as fh:
+        corpus = json.load(fh)
+    # The held-out documents come code first, then prose: where the code ends, in tokens.
+    held_code_docs = corpus['by_source']['stdlib']['heldout']['files']
+    code_tokens = None
     for split in ('train', 'heldout'):
         ids = []
         with open(os.path.join(work, f'{split}.jsonl'), encoding='utf-8') as fh:
-            for line in fh:
+            for n, line in enumerate(fh):
+                if split == 'heldout' and n == held_code_docs:
+                    code_tokens = len(ids)
                 ids.extend(bpe.encode(json.loads(line)['text']))
                 ids.append(bpe.eos)
         np.array(ids, dtype=np.uint16).tofile(os.path.join(work, f'{split}.u16'))
         print(f'encode: {split} {len(ids)} tokens', flush=True)
+    with open(os.path.join(work, 'heldout-parts.json'), 'w') as fh:
+        code_tokens = len(ids) if code_tokens is None else code_tokens
+        json.dump({'stdlib': code_tokens, 'docs': len(ids) - code_tokens}, fh)
     # Text the studio's tokenizer must encode to the same ids (tests/node/tokenizer.test.ts checks
     # it): the start of the first held-out file and a DS-1000 demo prompt.
     with open(os.path.join(work, 'heldout.jsonl'), encoding='utf-8') as fh:
@@ -277,6 +314,19 @@ def pretrain(args, work):
     torch.set_num_threads(1)
     train = np.fromfile(os.path.join(work, 'train.u16'), dtype=np.uint16)
     held = np.fromfile(os.path.join(work, 'heldout.u16'), dtype=np.uint16)
+    with open(os.path.join(work, 'heldout-parts.json')) as fh:
+        code_tokens = json.load(fh)['stdlib']
+    parts = {name: data for name, data in (('code', held[:code_tokens]), ('prose', held[code_tokens:])) if len(data) > args.seq}
+
+    def held_losses(max_windows):
+        # Each part alone (up to max_windows windows of it), and both weighted by their windows.
+        out, total, count = {}, 0.0, 0
+        for name, data in parts.items():
+            n = min(max_windows, (len(data) - 1) // args.seq)
+            out[name] = round(heldout_loss(model, data, args.seq, max_windows), 4)
+            total, count = total + out[name] * n, count + n
+        out['all'] = round(total / count, 4)
+        return out
     model = build_model(args)
     params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -294,9 +344,9 @@ def pretrain(args, work):
     start = time.time()
     deadline = start + args.minutes * 60 if args.minutes > 0 else math.inf
     gen = batches(train, args.seq, args.batch, args.seed)
-    first_held = heldout_loss(model, held, args.seq)
-    log.append({'step': 0, 'tokens': 0, 'seconds': 0.0, 'train_loss': None, 'heldout_loss': round(first_held, 4)})
-    print(f'pretrain: {params} parameters, {len(train)} train tokens, held-out loss at init {first_held:.4f}', flush=True)
+    first_held = held_losses(32)
+    log.append({'step': 0, 'tokens': 0, 'seconds': 0.0, 'train_loss': None, 'heldout_loss': first_held})
+    print(f'pretrain: {params} parameters, {len(train)} train tokens, held-out loss at init {first_held}', flush=True)
     step, running, tokens = 0, [], 0
     last = args.stop_after if 0 < args.stop_after < args.steps else args.steps
     while step < last and time.time() < deadline:
@@ -314,7 +364,7 @@ def pretrain(args, work):
         running.append(loss.item())
         if step % args.eval_every == 0 or step == last:
             entry = {'step': step, 'tokens': tokens, 'seconds': round(time.time() - start, 1),
-                     'train_loss': round(sum(running) / len(running), 4), 'heldout_loss': round(heldout_loss(model, held, args.seq), 4),
+                     'train_loss': round(sum(running) / len(running), 4), 'heldout_loss': held_losses(32),
                      'lr': lr_at(step - 1)}
             running = []
             log.append(entry)
@@ -324,7 +374,7 @@ def pretrain(args, work):
                 json.dump({'args': vars(args), 'parameters': params, 'log': log}, fh, indent=1)
     final = {'step': step, 'tokens': tokens, 'seconds': round(time.time() - start, 1),
              'train_loss': round(sum(running) / len(running), 4) if running else log[-1]['train_loss'],
-             'heldout_loss': round(heldout_loss(model, held, args.seq, max_windows=10 ** 9), 4)}
+             'heldout_loss': held_losses(10 ** 9)}
     torch.save(model.state_dict(), os.path.join(work, 'model.pt'))
     with open(os.path.join(work, 'pretrain-log.json'), 'w') as fh:
         json.dump({'args': vars(args), 'parameters': params, 'log': log, 'final': final}, fh, indent=1)
@@ -390,10 +440,10 @@ def write_model(args, work):
     with open(os.path.join(work, 'sample-ids.json')) as fh:
         sample = json.load(fh)
     listing = {
-        'about': 'The demo model\'s corpus: Python standard library sources (PSF-2.0), made by scripts/make-demo-model.py',
-        'stdlib': corpus['stdlib'],
+        'about': 'The demo model\'s corpus: Python\'s standard library sources and its documentation sources (PSF-2.0), made by scripts/make-demo-model.py',
+        'sources': corpus['sources'],
         'held_out_every': HELD_OUT_EVERY,
-        'files': [[f['path'], f['split'], f['sha256']] for f in corpus['files']],
+        'files': [[f['source'], f['path'], f['split'], f['sha256']] for f in corpus['files']],
         'sample': sample,
     }
     with open(os.path.join(ROOT, 'scripts', 'demo-model-corpus.json'), 'w') as fh:
@@ -403,7 +453,7 @@ def write_model(args, work):
     print(f'write: {args.out} ({len(tensors)} tensors)', flush=True)
 
 
-SAMPLE_PROMPTS = ['def ', 'import os\n\n\ndef ', 'class Queue:\n    """', '# Return the']
+SAMPLE_PROMPTS = ['def ', 'import os\n\n\ndef ', 'class Queue:\n    """', '# Return the', 'The tutorial ', 'If you want to ']
 
 
 def samples(args, state):
@@ -434,21 +484,23 @@ def write_readme(args, work, state, corpus):
     with open(os.path.join(work, 'pretrain-log.json')) as fh:
         run = json.load(fh)
     final, log, a = run['final'], run['log'], run['args']
-    pkgs = subprocess.run(['dpkg-query', '-W', '-f', '${Package} ${Version}\\n', 'libpython3.*-minimal', 'libpython3.*-stdlib'],
+    pkgs = subprocess.run(['dpkg-query', '-W', '-f', '${Package} ${Version}\\n', 'libpython3.11-minimal', 'libpython3.11-stdlib', 'python3.11-doc'],
                           capture_output=True, text=True).stdout.split('\n')
     pkgs = ', '.join(f'`{p}`' for p in pkgs if p.strip()) or 'the python3 packages of this machine'
     params = run['parameters']
-    rows = '\n'.join(f"| {e['step']} | {e['tokens']:,} | {e['seconds']:.0f} | {'–' if e['train_loss'] is None else e['train_loss']} | {e['heldout_loss']} |" for e in log)
-    rows += f"\n| {final['step']} (end) | {final['tokens']:,} | {final['seconds']:.0f} | {final['train_loss']} | {final['heldout_loss']} (all held-out tokens) |"
+    held = lambda h: f"{h['code']} / {h['prose']}"
+    rows = '\n'.join(f"| {e['step']} | {e['tokens']:,} | {e['seconds']:.0f} | {'–' if e['train_loss'] is None else e['train_loss']} | {held(e['heldout_loss'])} |" for e in log)
+    rows += f"\n| {final['step']} (end) | {final['tokens']:,} | {final['seconds']:.0f} | {final['train_loss']} | {held(final['heldout_loss'])} (all held-out tokens) |"
     made = samples(args, state)
     shown = lambda sampled: '\n\n'.join(f'```\n{p}{t}\n```' for s, p, t in made if s == sampled)
     held_out = ', '.join(f"`{f['path']}`" for f in corpus['files'] if f['split'] == 'heldout')
+    by = corpus['by_source']
     stopped = '' if final['step'] >= a['steps'] else f" (the run stopped at its {a['minutes']:g}-minute limit; `--stop-after {final['step']}` repeats it)"
     text = f"""# Built-in demo model
 
 A small Llama-shaped causal LM (`LlamaForCausalLM`), pretrained from scratch on Python's standard
-library, so that it writes plausible Python and English before any fine-tuning and a fine-tune on
-the DS-1000 demo set has something to build on. {a['layers']} layers, hidden {a['hidden']}, {a['heads']} heads
+library and its documentation, so that it writes plausible Python and English before any
+fine-tuning and a fine-tune on a demo set has something to build on. {a['layers']} layers, hidden {a['hidden']}, {a['heads']} heads
 (head width {a['hidden'] // a['heads']}), SwiGLU intermediate {a['intermediate']}, RMSNorm, rotary positions (theta
 10000, up to 512), vocabulary {a['vocab']} (the demo tokenizer in `../tokenizer/`), lm_head tied to the
 embedding. {params:,} parameters stored as float16 in Hugging Face's on-disk layout (`config.json`,
@@ -456,14 +508,21 @@ embedding. {params:,} parameters stored as float16 in Hugging Face's on-disk lay
 
 ## Corpus and license
 
-The `.py` files of `{corpus['stdlib']}` as Debian ships them ({pkgs}): Python's standard library
-sources with their docstrings and comments, under the Python Software Foundation License
-(PSF-2.0, see `/usr/share/doc/libpython3.11-stdlib/copyright`). Folders named `test`, `tests`,
-`idle_test`, `site-packages`, `dist-packages` and files named `test_*` are left out; files that are
-not UTF-8 are skipped. In path order, every {HELD_OUT_EVERY}th file is held out: {corpus['train_files']} training
-files ({corpus['train_bytes']:,} bytes), {corpus['heldout_files']} held out ({corpus['heldout_bytes']:,} bytes: {held_out}).
-`scripts/demo-model-corpus.json` lists every file with its split and SHA-256. Each file is one
-document, followed by `<|endoftext|>`. The demo datasets are not in the pretraining corpus (the
+Two sources, as Debian ships them ({pkgs}), both under the Python Software Foundation License
+(PSF-2.0, see `/usr/share/doc/libpython3.11-stdlib/copyright` and the documentation's
+`license.rst.txt`):
+
+- code: the `.py` files of `{corpus['sources']['stdlib']}`, Python's standard library sources with their
+  docstrings and comments. Folders named `test`, `tests`, `idle_test`, `site-packages`,
+  `dist-packages` and files named `test_*` are left out; files that are not UTF-8 are skipped.
+  {by['stdlib']['train']['files']} training files ({by['stdlib']['train']['bytes']:,} bytes), {by['stdlib']['heldout']['files']} held out ({by['stdlib']['heldout']['bytes']:,} bytes).
+- prose: the reStructuredText sources of Python's documentation in `{corpus['sources']['docs']}`
+  (tutorial, library reference, HOWTOs, FAQs, what's new): English prose with examples.
+  {by['docs']['train']['files']} training files ({by['docs']['train']['bytes']:,} bytes), {by['docs']['heldout']['files']} held out ({by['docs']['heldout']['bytes']:,} bytes).
+
+In each source, in path order, every {HELD_OUT_EVERY}th file is held out ({held_out}).
+`scripts/demo-model-corpus.json` lists every file with its source, split and SHA-256. Each file is
+one document, followed by `<|endoftext|>`. The demo datasets are not in the pretraining corpus (the
 tokenizer saw them, see `../tokenizer/README.md`).
 
 ## Pretraining
@@ -476,10 +535,10 @@ gradient norm clipped at 1, batches of {a['batch']} × {a['seq']} tokens.
 {final['step']} steps{stopped}, {final['tokens']:,} tokens seen (about {final['tokens'] / max(1, corpus_tokens(work)):.1f} passes over the
 {corpus_tokens(work):,} training tokens), {final['seconds'] / 60:.1f} minutes on a shared 2-core machine (BLAS: OpenBLAS
 0.3.21; Debian's reference BLAS is ten times slower). Final training loss {final['train_loss']} (mean of the steps
-since the last log line), **held-out loss {final['heldout_loss']}** nats a token over all
-{heldout_tokens(work):,} held-out tokens (a uniform guess is {math.log(a['vocab']):.2f}).
+since the last log line), **held-out loss {final['heldout_loss']['all']}** nats a token over all
+{heldout_tokens(work):,} held-out tokens: {final['heldout_loss']['code']} on the code, {final['heldout_loss']['prose']} on the prose (a uniform guess is {math.log(a['vocab']):.2f}).
 
-| step | tokens | seconds | train loss | held-out loss (first 16k tokens) |
+| step | tokens | seconds | train loss | held-out loss, code / prose (first 8k tokens of each) |
 | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
@@ -492,8 +551,8 @@ Reproduce (the same steps and the same BLAS give the same weights; these were ma
 
 ## What it writes
 
-Continuations (60 new tokens) of `def `, `import os` then `def `, a class docstring and a comment, by
-the model as shipped, before any fine-tuning. Greedy (a model this small soon repeats itself):
+Continuations (60 new tokens) of `def `, `import os` then `def `, a class docstring, a comment and two
+starts of English sentences, by the model as shipped, before any fine-tuning. Greedy (a model this small soon repeats itself):
 
 {shown(False)}
 

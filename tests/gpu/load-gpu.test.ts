@@ -124,7 +124,7 @@ describe('quantize on load (GPU)', () => {
         linears++;
         expect(Array.from(onGpu.get(name)!), name).toEqual(Array.from(dequantizeNF4(t.quant)));
       }
-      expect(linears).toBe(config.layers * 6);
+      expect(linears).toBe(config.layers * 7); // q, k, v, o, gate, up and down in every layer
       const ids = Int32Array.from({ length: 12 }, (_, i) => (i * 37 + 5) % config.vocabSize);
       const f = await model.forward({ inputIds: ids, attentionMask: new Int32Array(12).fill(1), labels: ids, batch: 1, seq: 12 });
       expect(Number.isFinite(f.lossSum)).toBe(true);
