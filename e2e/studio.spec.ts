@@ -192,7 +192,7 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   const files = unzipSync(new Uint8Array(readFileSync(zipPath)));
   expect(Object.keys(files).sort()).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors']);
   const config = JSON.parse(strFromU8(files['adapter_config.json']));
-  const settings = { r: 8, alpha: 16, dropout: 0.05, targets: ['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj'] };
+  const settings = { r: 16, alpha: 32, dropout: 0.05, targets: ['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj'] };
   expect(config).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: settings.r, lora_alpha: settings.alpha, lora_dropout: settings.dropout, bias: 'none' });
   expect([...config.target_modules].sort()).toEqual(settings.targets);
   // The demo is no hub repo: the adapter names it by its preset name (the card says the base is local).
