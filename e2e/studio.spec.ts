@@ -67,7 +67,7 @@ test('sections, presets, a malformed dataset named by line, settings explained i
     await page.getByTestId('section-model').screenshot({ path: `${ART}/model-${name}.png` });
   }
   await preset.selectOption('demo');
-  await expect(page.getByLabel('Rank (r)')).toHaveValue('8');
+  await expect(page.getByLabel('Rank (r)')).toHaveValue('16');
 
   // A JSONL file whose third line is broken: the error names the file and line 3.
   const broken = ['{"prompt": "a", "reference_code": "b", "metadata": {"library": "Pandas"}}', '{"prompt": "c", "reference_code": "d", "metadata": {"library": "Pandas"}}', '{"prompt": "e", "reference_code": '].join('\n');
@@ -113,7 +113,7 @@ test('sections, presets, a malformed dataset named by line, settings explained i
 });
 
 test('train on the demo preset, reload mid-run, resume from the checkpoint, download a PEFT adapter', async ({ page, context, baseURL }) => {
-  test.setTimeout(600_000);
+  test.setTimeout(1_200_000);
   const foreign = watchOrigins(context, baseURL!);
   const t0 = Date.now();
   const mark = (what: string) => console.log(`[studio e2e] ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -138,7 +138,8 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   await expect(page.getByTestId('train-step')).toContainText(/^[4-9]|^10/, { timeout: 300_000 });
   mark('step 4 reached');
   expect(Number(await chart.getAttribute('data-points'))).toBeGreaterThanOrEqual(4);
-  await expect(page.getByTestId('sample').first()).toContainText(/step \d+/);
+  // Sampling after the evaluation is slow on SwiftShader (about 0.6 s a token here).
+  await expect(page.getByTestId('sample').first()).toContainText(/step \d+/, { timeout: 240_000 });
   await page.getByTestId('section-train').screenshot({ path: `${ART}/train-running.png` });
 
   // The quantized demo model is now in this browser's cache.
@@ -160,19 +161,19 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   await page.screenshot({ path: `${ART}/resume-banner.png` });
   await banner.getByRole('button', { name: /^Resume/ }).click();
   // The curve is redrawn up to the checkpoint, and training goes on from the step after it.
-  await expect(page.getByTestId('train-step')).toContainText(new RegExp(`^(${savedStep}|${savedStep + 1}) of ${TOTAL}`), { timeout: 120_000 });
+  await expect(page.getByTestId('train-step')).toContainText(new RegExp(`^(${savedStep}|${savedStep + 1}) of ${TOTAL}`), { timeout: 300_000 });
   // The resumed run's model came from the cache: not one request for the model files.
   expect(modelFetches).toEqual([]);
 
   // Pause saves a checkpoint and holds; Resume goes on.
-  await expect(page.getByTestId('train-step')).toContainText(new RegExp(`^(${savedStep + 1}|${savedStep + 2}|${savedStep + 3}) of`), { timeout: 120_000 });
+  await expect(page.getByTestId('train-step')).toContainText(new RegExp(`^(${savedStep + 1}|${savedStep + 2}|${savedStep + 3}) of`), { timeout: 300_000 });
   await page.getByRole('button', { name: 'Pause', exact: true }).click();
-  await expect(page.getByTestId('train-state')).toContainText('Paused', { timeout: 120_000 });
+  await expect(page.getByTestId('train-state')).toContainText('Paused', { timeout: 300_000 });
   const pausedAt = await page.getByTestId('train-step').textContent();
   mark(`paused at ${pausedAt}`);
   await page.getByRole('button', { name: 'Resume', exact: true }).click();
   await expect(page.getByTestId('train-state')).toContainText(/Training|Finished/);
-  await expect(page.getByTestId('train-state')).toContainText('Finished', { timeout: 300_000 });
+  await expect(page.getByTestId('train-state')).toContainText('Finished', { timeout: 600_000 });
   mark('run finished');
   await expect(page.getByTestId('train-step')).toContainText(`${TOTAL} of ${TOTAL}`);
   expect(Number(await chart.getAttribute('data-points'))).toBe(TOTAL);
