@@ -67,7 +67,7 @@ test('sections, presets, a malformed dataset named by line, settings explained i
     await page.getByTestId('section-model').screenshot({ path: `${ART}/model-${name}.png` });
   }
   await preset.selectOption('demo');
-  await expect(page.getByLabel('Rank (r)')).toHaveValue('8');
+  await expect(page.getByLabel('Rank (r)')).toHaveValue('16');
 
   // A JSONL file whose third line is broken: the error names the file and line 3.
   const broken = ['{"prompt": "a", "reference_code": "b", "metadata": {"library": "Pandas"}}', '{"prompt": "c", "reference_code": "d", "metadata": {"library": "Pandas"}}', '{"prompt": "e", "reference_code": '].join('\n');
@@ -107,13 +107,13 @@ test('sections, presets, a malformed dataset named by line, settings explained i
   await page.getByLabel('Model folder').setInputFiles(folder);
   await expect(page.getByTestId('verdict')).toHaveText('Fits on this GPU');
   await page.getByRole('button', { name: 'Load model' }).click();
-  await expect(page.getByTestId('model-loaded')).toContainText('local-model: phi, 2 layers');
+  await expect(page.getByTestId('model-loaded')).toContainText('local-model: llama, 4 layers');
   await expect(page.getByTestId('progress-quantize')).toContainText('done');
   expect(foreign).toEqual([]);
 });
 
 test('train on the demo preset, reload mid-run, resume from the checkpoint, download a PEFT adapter', async ({ page, context, baseURL }) => {
-  test.setTimeout(600_000);
+  test.setTimeout(1_200_000);
   const foreign = watchOrigins(context, baseURL!);
   const t0 = Date.now();
   const mark = (what: string) => console.log(`[studio e2e] ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -138,7 +138,8 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   await expect(page.getByTestId('train-step')).toContainText(/^[4-9]|^10/, { timeout: 300_000 });
   mark('step 4 reached');
   expect(Number(await chart.getAttribute('data-points'))).toBeGreaterThanOrEqual(4);
-  await expect(page.getByTestId('sample').first()).toContainText(/step \d+/);
+  // Sampling after the evaluation is slow on SwiftShader (about 0.6 s a token here).
+  await expect(page.getByTestId('sample').first()).toContainText(/step \d+/, { timeout: 240_000 });
   await page.getByTestId('section-train').screenshot({ path: `${ART}/train-running.png` });
 
   // The quantized demo model is now in this browser's cache.
@@ -160,19 +161,19 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   await page.screenshot({ path: `${ART}/resume-banner.png` });
   await banner.getByRole('button', { name: /^Resume/ }).click();
   // The curve is redrawn up to the checkpoint, and training goes on from the step after it.
-  await expect(page.getByTestId('train-step')).toContainText(new RegExp(`^(${savedStep}|${savedStep + 1}) of ${TOTAL}`), { timeout: 120_000 });
+  await expect(page.getByTestId('train-step')).toContainText(new RegExp(`^(${savedStep}|${savedStep + 1}) of ${TOTAL}`), { timeout: 300_000 });
   // The resumed run's model came from the cache: not one request for the model files.
   expect(modelFetches).toEqual([]);
 
   // Pause saves a checkpoint and holds; Resume goes on.
-  await expect(page.getByTestId('train-step')).toContainText(new RegExp(`^(${savedStep + 1}|${savedStep + 2}|${savedStep + 3}) of`), { timeout: 120_000 });
+  await expect(page.getByTestId('train-step')).toContainText(new RegExp(`^(${savedStep + 1}|${savedStep + 2}|${savedStep + 3}) of`), { timeout: 300_000 });
   await page.getByRole('button', { name: 'Pause', exact: true }).click();
-  await expect(page.getByTestId('train-state')).toContainText('Paused', { timeout: 120_000 });
+  await expect(page.getByTestId('train-state')).toContainText('Paused', { timeout: 300_000 });
   const pausedAt = await page.getByTestId('train-step').textContent();
   mark(`paused at ${pausedAt}`);
   await page.getByRole('button', { name: 'Resume', exact: true }).click();
   await expect(page.getByTestId('train-state')).toContainText(/Training|Finished/);
-  await expect(page.getByTestId('train-state')).toContainText('Finished', { timeout: 300_000 });
+  await expect(page.getByTestId('train-state')).toContainText('Finished', { timeout: 600_000 });
   mark('run finished');
   await expect(page.getByTestId('train-step')).toContainText(`${TOTAL} of ${TOTAL}`);
   expect(Number(await chart.getAttribute('data-points'))).toBe(TOTAL);
@@ -192,7 +193,7 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   const files = unzipSync(new Uint8Array(readFileSync(zipPath)));
   expect(Object.keys(files).sort()).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors']);
   const config = JSON.parse(strFromU8(files['adapter_config.json']));
-  const settings = { r: 8, alpha: 16, dropout: 0.05, targets: ['dense', 'fc1', 'fc2', 'k_proj', 'q_proj', 'v_proj'] };
+  const settings = { r: 16, alpha: 32, dropout: 0.05, targets: ['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj'] };
   expect(config).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: settings.r, lora_alpha: settings.alpha, lora_dropout: settings.dropout, bias: 'none' });
   expect([...config.target_modules].sort()).toEqual(settings.targets);
   // The demo is no hub repo: the adapter names it by its preset name (the card says the base is local).
@@ -201,8 +202,12 @@ test('train on the demo preset, reload mid-run, resume from the checkpoint, down
   const tensors = safetensorsHeader(files['adapter_model.safetensors']);
   const h = model.hidden_size;
   const inter = model.intermediate_size;
-  const shapes: Record<string, [number, number]> = { q_proj: [h, h], k_proj: [h, h], v_proj: [h, h], dense: [h, h], fc1: [h, inter], fc2: [inter, h] };
-  const paths: Record<string, string> = { q_proj: 'self_attn.q_proj', k_proj: 'self_attn.k_proj', v_proj: 'self_attn.v_proj', dense: 'self_attn.dense', fc1: 'mlp.fc1', fc2: 'mlp.fc2' };
+  const kv = (h / model.num_attention_heads) * model.num_key_value_heads;
+  const shapes: Record<string, [number, number]> = { q_proj: [h, h], k_proj: [h, kv], v_proj: [h, kv], o_proj: [h, h], gate_proj: [h, inter], up_proj: [h, inter], down_proj: [inter, h] };
+  const paths: Record<string, string> = {
+    q_proj: 'self_attn.q_proj', k_proj: 'self_attn.k_proj', v_proj: 'self_attn.v_proj', o_proj: 'self_attn.o_proj',
+    gate_proj: 'mlp.gate_proj', up_proj: 'mlp.up_proj', down_proj: 'mlp.down_proj',
+  };
   const expected: Record<string, number[]> = {};
   for (let layer = 0; layer < model.num_hidden_layers; layer++) {
     for (const [name, [inF, outF]] of Object.entries(shapes)) {

@@ -6,7 +6,7 @@ import { tokenizerFromUrl } from '../../workers/tokenizer';
 describe('data pipeline in the browser', () => {
   it('streams the demo CSV from fetch, tokenizes with the demo tokenizer and batches', async () => {
     const tok = await tokenizerFromUrl('/public/demo/tokenizer/');
-    expect(tok.vocabSize).toBe(1024);
+    expect(tok.vocabSize).toBe(2048);
     const res = await fetch('/public/demo/data/counseling-demo.csv');
     const { train, validation, stats } = await prepareDataset(readRows(res.body!, 'counseling-demo.csv'), { preset: 'counseling', tokenizer: tok, maxLength: 256, seed: 0 });
     expect(stats.rows).toBe(80);

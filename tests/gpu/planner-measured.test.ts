@@ -129,10 +129,10 @@ const LLAMA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_
 const PHI3_TARGETS = ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'];
 
 const cases: Case[] = [
-  { name: 'demo, checkpointing', config: demoConfig, weights: demoWeights, seq: 96, batch: 2, rank: 8, dropout: 0.05, targets: PHI_TARGETS, checkpointing: true, padded: true },
-  { name: 'demo, no checkpointing', config: demoConfig, weights: demoWeights, seq: 128, batch: 1, rank: 16, dropout: 0, targets: ['q_proj', 'v_proj', 'fc2'], checkpointing: false, padded: false },
+  { name: 'demo, checkpointing', config: demoConfig, weights: demoWeights, seq: 96, batch: 2, rank: 8, dropout: 0.05, targets: LLAMA_TARGETS, checkpointing: true, padded: true },
+  { name: 'demo, no checkpointing', config: demoConfig, weights: demoWeights, seq: 128, batch: 1, rank: 16, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'], checkpointing: false, padded: false },
   {
-    name: 'demo, the studio download (GPU quantizer, states read back for the cache)', config: demoConfig, weights: demoStudioDownload, seq: 96, batch: 2, rank: 8, dropout: 0.05, targets: PHI_TARGETS, checkpointing: true, padded: true,
+    name: 'demo, the studio download (GPU quantizer, states read back for the cache)', config: demoConfig, weights: demoStudioDownload, seq: 96, batch: 2, rank: 8, dropout: 0.05, targets: LLAMA_TARGETS, checkpointing: true, padded: true,
     load: { kind: 'stream', chunkBytes: DEFAULT_CHUNK_BYTES, readbackBytes: DEFAULT_CHUNK_BYTES },
   },
 ];

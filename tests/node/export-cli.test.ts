@@ -22,8 +22,19 @@ function cli(command: string, args: string[]) {
   return { run, last: lines[lines.length - 1] ?? {} };
 }
 
-/** phi-1_5 is llama.cpp's phi2: HF module → GGUF tensor (gguf-py tensor_mapping.py). */
-const PHI2: Record<string, string> = { 'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v', 'self_attn.dense': 'attn_output', 'mlp.fc1': 'ffn_up', 'mlp.fc2': 'ffn_down' };
+/** The demo's attention heads (workers/load/configs/demo.json). */
+const HEADS = 4;
+
+/** The demo is a llama: HF module → GGUF tensor (gguf-py tensor_mapping.py). */
+const LLAMA: Record<string, string> = {
+  'self_attn.q_proj': 'attn_q',
+  'self_attn.k_proj': 'attn_k',
+  'self_attn.v_proj': 'attn_v',
+  'self_attn.o_proj': 'attn_output',
+  'mlp.gate_proj': 'ffn_gate',
+  'mlp.up_proj': 'ffn_up',
+  'mlp.down_proj': 'ffn_down',
+};
 
 describe('npm run cli -- export', () => {
   let dir: string;
@@ -40,7 +51,7 @@ describe('npm run cli -- export', () => {
     expect(r.run.status).toBe(0);
     const parsed = (await gguf(join(dir, 'g', 'adapter.gguf'), { allowLocalFile: true, typedMetadata: true })) as unknown as GGUFParseOutput<{ strict: false }> & { typedMetadata: GGUFTypedMetadata };
     const m = parsed.typedMetadata as unknown as Record<string, { value: unknown; type: number }>;
-    expect(m['general.architecture'].value).toBe('phi2');
+    expect(m['general.architecture'].value).toBe('llama');
     expect(m['general.type'].value).toBe('adapter');
     expect(m['adapter.type'].value).toBe('lora');
     const config = JSON.parse(readFileSync(join(dir, 'trained', 'adapter_config.json'), 'utf8')) as { lora_alpha: number };
@@ -50,14 +61,25 @@ describe('npm run cli -- export', () => {
     expect(parsed.tensorInfos.length).toBe(trained.names.length);
     for (const key of trained.names) {
       const [, block, module, ab] = /^base_model\.model\.model\.layers\.(\d+)\.(.+)\.lora_([AB])\.weight$/.exec(key)!;
-      const info = parsed.tensorInfos.find((t) => t.name === `blk.${block}.${PHI2[module]}.weight.lora_${ab.toLowerCase()}`)!;
+      const info = parsed.tensorInfos.find((t) => t.name === `blk.${block}.${LLAMA[module]}.weight.lora_${ab.toLowerCase()}`)!;
       expect(info, key).toBeDefined();
       expect(info.dtype).toBe(GGMLQuantizationType.F32);
       const shape = trained.info(key).shape;
       expect(info.shape.map(Number)).toEqual([...shape].reverse());
       const start = Number(parsed.tensorDataOffset + info.offset);
       const got = new Float32Array(bytes.slice(start, start + 4 * shape[0] * shape[1]).buffer);
-      expect(Array.from(got)).toEqual(Array.from(trained.f32(key)));
+      // llama.cpp's converter orders q/k rows for its rotary layout: lora_B's rows follow
+      // (numpy reshape(heads, 2, d/2, r).swapaxes(1, 2)); A and the other modules stay as trained.
+      const want = trained.f32(key);
+      const rope = ab === 'B' && (module === 'self_attn.q_proj' || module === 'self_attn.k_proj');
+      const [rows, r] = shape;
+      const d = rows / HEADS;
+      const expected = rope ? Float32Array.from(want, (_, i) => {
+        const [row, col] = [Math.floor(i / r), i % r];
+        const [h, within] = [Math.floor(row / d), row % d];
+        return want[(h * d + (within % 2) * (d / 2) + Math.floor(within / 2)) * r + col];
+      }) : want;
+      expect(Array.from(got), key).toEqual(Array.from(expected));
     }
     const modelfile = readFileSync(join(dir, 'g', 'Modelfile'), 'utf8');
     expect(modelfile).toContain('ADAPTER ./adapter.gguf');
@@ -88,11 +110,11 @@ describe('npm run cli -- export', () => {
     const config = JSON.parse(readFileSync(join(dir, 'trained', 'adapter_config.json'), 'utf8')) as { lora_alpha: number; r: number };
     expect(merged.names.sort()).toEqual(base.names.sort());
     expect(JSON.parse(readFileSync(join(dir, 'm', 'config.json'), 'utf8')).torch_dtype).toBe('float16');
-    const name = 'model.layers.1.mlp.fc2.weight';
+    const name = 'model.layers.1.mlp.down_proj.weight';
     const [rows, cols] = base.info(name).shape;
     const w = base.f32(name);
-    const a = trained.f32('base_model.model.model.layers.1.mlp.fc2.lora_A.weight');
-    const b = trained.f32('base_model.model.model.layers.1.mlp.fc2.lora_B.weight');
+    const a = trained.f32('base_model.model.model.layers.1.mlp.down_proj.lora_A.weight');
+    const b = trained.f32('base_model.model.model.layers.1.mlp.down_proj.lora_B.weight');
     const got = merged.f32(name);
     let worst = 0;
     for (let i = 0; i < rows; i++) {

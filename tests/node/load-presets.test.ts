@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { readFileSync, mkdtempSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,31 +55,59 @@ describe('presets', () => {
     expect(() => getPreset('gpt-5')).toThrow(/unknown preset "gpt-5"/);
   });
 
-  it('the demo model on disk matches its preset config and stays small', () => {
+  it('the demo model on disk matches its preset config, its tokenizer, and stays small', () => {
     const onDisk = JSON.parse(readFileSync(join(DEMO_DIR, 'config.json'), 'utf8'));
     expect(onDisk).toEqual(PRESETS.demo.config);
-    expect(onDisk.vocab_size).toBe(1024);
+    const config = parseModelConfig(onDisk);
+    expect(config).toMatchObject({ arch: 'llama', tiedLmHead: true, vocabSize: 2048 });
+    // One id per tokenizer entry, EOS (the last id) the model's end token.
+    const tokenizer = JSON.parse(readFileSync('public/demo/tokenizer/tokenizer.json', 'utf8'));
+    expect(Object.keys(tokenizer.model.vocab).length + tokenizer.added_tokens.length).toBe(onDisk.vocab_size);
+    expect(tokenizer.added_tokens[0]).toMatchObject({ id: onDisk.vocab_size - 1, content: '<|endoftext|>' });
+    expect(onDisk.eos_token_id).toBe(onDisk.vocab_size - 1);
     const bytes = readFileSync(join(DEMO_DIR, 'model.safetensors'));
-    expect(bytes.byteLength).toBeLessThan(2 * 1024 * 1024);
+    expect(bytes.byteLength).toBeLessThan(10 * 1024 * 1024);
     const file = new SafetensorsFile(new Uint8Array(bytes), 'model.safetensors');
     const h = onDisk.hidden_size;
     const ff = onDisk.intermediate_size;
-    expect(file.info('model.embed_tokens.weight').shape).toEqual([1024, h]);
-    expect(file.info('lm_head.weight').shape).toEqual([1024, h]);
-    expect(file.info('model.layers.1.mlp.fc1.weight').shape).toEqual([ff, h]);
-    expect(file.info('model.layers.1.mlp.fc2.weight').shape).toEqual([h, ff]);
-    expect(file.names.length).toBe(4 + onDisk.num_hidden_layers * 14 + 1);
+    expect(file.info('model.embed_tokens.weight').shape).toEqual([onDisk.vocab_size, h]);
+    expect(file.names).not.toContain('lm_head.weight');
+    expect(file.info('model.layers.3.mlp.gate_proj.weight').shape).toEqual([ff, h]);
+    expect(file.info('model.layers.3.mlp.down_proj.weight').shape).toEqual([h, ff]);
+    expect(file.info('model.layers.3.self_attn.o_proj.weight').shape).toEqual([h, h]);
+    expect(file.names.length).toBe(2 + onDisk.num_hidden_layers * 9);
+    let parameters = 0;
     for (const name of file.names) {
       expect(file.info(name).dtype).toBe('F16');
       const values = file.f32(name);
       expect(values.every(Number.isFinite)).toBe(true);
+      parameters += values.length;
     }
+    // Pretrained, not initialised: the norms' weights moved away from 1.
+    const norm = file.f32('model.norm.weight');
+    expect(norm.some((v) => Math.abs(v - 1) > 0.05)).toBe(true);
+    const readme = readFileSync(join(DEMO_DIR, 'README.md'), 'utf8');
+    expect(readme).toContain(`${parameters.toLocaleString('en-US')} parameters`);
   });
 
-  it('the generator reproduces the shipped files byte for byte', () => {
-    const out = mkdtempSync(join(tmpdir(), 'demo-model-'));
-    execFileSync(process.execPath, ['scripts/make-demo-model.mjs', '--out', out], { stdio: 'pipe' });
-    expect(Buffer.compare(readFileSync(join(out, 'model.safetensors')), readFileSync(join(DEMO_DIR, 'model.safetensors')))).toBe(0);
-    expect(readFileSync(join(out, 'config.json'), 'utf8')).toBe(readFileSync(join(DEMO_DIR, 'config.json'), 'utf8'));
-  });
+  it('the tokenizer trainer reproduces the shipped demo tokenizer from the listed corpus', (ctx) => {
+    const listing = JSON.parse(readFileSync('scripts/demo-model-corpus.json', 'utf8')) as { sources: Record<string, string>; files: [string, string, string, string][] };
+    const lines: string[] = [];
+    for (const [source, path, split, sha256] of listing.files) {
+      if (split !== 'train') continue;
+      const full = join(listing.sources[source], path);
+      const text = existsSync(full) ? readFileSync(full) : null;
+      if (!text || createHash('sha256').update(text).digest('hex') !== sha256) {
+        ctx.skip(`${full} is missing or differs from the one the demo was made from (another Python build, or no python3.11-doc): the corpus cannot be rebuilt here`);
+        return;
+      }
+      lines.push(JSON.stringify({ text: text.toString('utf8') }));
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'demo-tokenizer-'));
+    writeFileSync(join(dir, 'train.jsonl'), lines.join('\n') + '\n');
+    execFileSync(process.execPath, ['scripts/make-demo-tokenizer.mjs', '--corpus', join(dir, 'train.jsonl'), '--vocab', '2048', '--out', join(dir, 'out')], { stdio: 'pipe' });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+      expect(readFileSync(join(dir, 'out', f), 'utf8'), f).toBe(readFileSync(join('public/demo/tokenizer', f), 'utf8'));
+    }
+  }, 120_000);
 });

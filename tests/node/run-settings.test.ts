@@ -13,7 +13,7 @@ describe('run settings', () => {
     for (const p of Object.values(PRESETS)) expect(validateRunSettings(p.settings), p.name).toEqual([]);
     expect(RUN_DEFAULTS).toMatchObject({ learningRate: 2e-4, seed: 42 });
     expect(DEFAULT_TRAIN_SETTINGS).toMatchObject({ lr: RUN_DEFAULTS.learningRate, seed: RUN_DEFAULTS.seed, ...ADAMW_BETAS });
-    expect(PRESETS.demo.settings).toMatchObject({ rank: 8, alpha: 16, learningRate: 1e-3, seqLength: 128, gradAccum: 2, seed: 42 });
+    expect(PRESETS.demo.settings).toMatchObject({ rank: 16, alpha: 32, learningRate: 3e-3, seqLength: 256, gradAccum: 1, maxSteps: 28, seed: 42 });
   });
 
   it('names the field and the limit', () => {

@@ -36,7 +36,7 @@ async function collect(f: ExportFile): Promise<Uint8Array> {
 
 const text = async (f: ExportFile) => new TextDecoder().decode(await collect(f));
 
-/** A LoRA adapter on the demo's q_proj and fc1 (r 2), with values that are not all zero. */
+/** A LoRA adapter on the demo's q_proj and up_proj (r 2), with values that are not all zero. */
 function demoAdapter(): LoraTensorData[] {
   const h = config.hidden_size as number;
   const inter = config.intermediate_size as number;
@@ -44,7 +44,7 @@ function demoAdapter(): LoraTensorData[] {
   let seed = 1;
   const fill = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5) * 0.02);
   for (let layer = 0; layer < (config.num_hidden_layers as number); layer++) {
-    for (const [path, inF, outF] of [['self_attn.q_proj', h, h], ['mlp.fc1', h, inter]] as const) {
+    for (const [path, inF, outF] of [['self_attn.q_proj', h, h], ['mlp.up_proj', h, inter]] as const) {
       const key = `base_model.model.model.layers.${layer}.${path}`;
       out.push({ key: `${key}.lora_A.weight`, shape: [2, inF], data: fill(2 * inF) });
       out.push({ key: `${key}.lora_B.weight`, shape: [outF, 2], data: fill(2 * outF) });
@@ -53,8 +53,8 @@ function demoAdapter(): LoraTensorData[] {
   return out;
 }
 
-const SETTINGS = { ...runSettings({ targetModules: ['q_proj', 'fc1'] }), rank: 2, alpha: 4, dropout: 0 };
-const LORA = { r: 2, alpha: 4, dropout: 0, targetModules: ['fc1', 'q_proj'] };
+const SETTINGS = { ...runSettings({ targetModules: ['q_proj', 'up_proj'] }), rank: 2, alpha: 4, dropout: 0 };
+const LORA = { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj', 'up_proj'] };
 const FACTS = { finalTrainLoss: 1.25, finalValidationLoss: 1.5, steps: 7, dataset: 'ds1000-demo.jsonl' };
 
 function input(base = exportBase({ kind: 'preset', name: 'demo' }, null, 'public/demo/model'), revision: string | null = null) {
@@ -81,12 +81,12 @@ describe('the PEFT config comes from one place', () => {
     const modules = [0, 1].map((i) => {
       const a = tensors[2 * i];
       const b = tensors[2 * i + 1];
-      const name = a.key.includes('q_proj') ? 'q_proj' : 'fc1';
+      const name = a.key.includes('q_proj') ? 'q_proj' : 'up_proj';
       return { spec: { name }, index: i, a: { key: a.key, shape: a.shape, weight: { data: a.data } }, b: { key: b.key, shape: b.shape, weight: { data: b.data } } } as unknown as LoraModule;
     });
-    const settings = { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj', 'fc1'], targetRegex: false, useRslora: false };
+    const settings = { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj', 'up_proj'], targetRegex: false, useRslora: false };
     const exported = await exportPeftAdapter(gpu, modules, settings, 'microsoft/phi-1_5', COMMIT);
-    expect(exported.adapterConfig).toBe(peftAdapterConfig(settings, ['fc1', 'q_proj'], 'microsoft/phi-1_5', COMMIT));
+    expect(exported.adapterConfig).toBe(peftAdapterConfig(settings, ['q_proj', 'up_proj'], 'microsoft/phi-1_5', COMMIT));
     expect(JSON.parse(exported.adapterConfig)).toMatchObject({ base_model_name_or_path: 'microsoft/phi-1_5', revision: COMMIT });
   });
 });

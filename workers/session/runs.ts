@@ -60,13 +60,13 @@ export function storedRunExamples(store: ExampleStore, d: StoredDataset, s: Data
   return { train: new IndexedExamples(all, train), validation: new IndexedExamples(all, Uint32Array.from(split.validation.filter((i) => d.learns[i]))), dropped: split.train.length - train.length };
 }
 
-/** The prompt part (up to `maxTokens` before the first learned label) of up to two examples: what samples continue. */
-export async function samplePrompts(examples: readonly Example[] | ExampleList, maxTokens = 96): Promise<number[][]> {
+/** The prompt part (up to `maxTokens` before the first learned label) of up to `count` examples: what samples continue. */
+export async function samplePrompts(examples: readonly Example[] | ExampleList, maxTokens = 96, count = 2): Promise<number[][]> {
   const prompts: number[][] = [];
   for await (const e of examples as AsyncIterable<Example> | Iterable<Example>) {
     const firstLearned = e.labels.findIndex((l) => l !== -100);
     if (firstLearned > 0) prompts.push(Array.from(e.inputIds.subarray(Math.max(0, firstLearned - maxTokens), firstLearned)));
-    if (prompts.length === 2) break;
+    if (prompts.length === count) break;
   }
   return prompts;
 }
