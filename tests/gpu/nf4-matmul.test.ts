@@ -115,6 +115,8 @@ describe('fused NF4 linear vs CPU reference', () => {
 
   it('tile height follows M and fits the workgroup memory', () => {
     expect([1, 16, 17, 32, 33, 64, 65, 512].map((M) => rowsPerThread(M, 32768))).toEqual([1, 1, 2, 2, 4, 4, 8, 8]);
+    // Not far past M: 150 or 160 rows in 64-row tiles (192 computed, not 256), 300 in 64-row tiles (320, not 384).
+    expect([150, 160, 300, 384].map((M) => rowsPerThread(M, 32768))).toEqual([4, 4, 4, 8]);
     // WebGPU's default 16 KiB: the 64- and 128-row tiles do not fit, 32 rows do.
     expect(tiledWorkgroupBytes(4)).toBeGreaterThan(16384);
     expect(tiledWorkgroupBytes(2)).toBeLessThanOrEqual(16384);

@@ -72,17 +72,26 @@ export function tiledWorkgroupBytes(rows: TileRows): number {
 }
 
 /**
- * Output rows per thread of the tiled kernels (a workgroup covers 16·this rows of M): as few as
- * M needs, and 8 for long inputs (each decoded W tile serves 128 rows) where the device's
- * workgroup memory holds that tile; a device at WebGPU's 16 KiB default gets at most 2.
+ * Output rows per thread of the tiled kernels (a workgroup covers 16·this rows of M). Each thread
+ * decodes its W values once for all its rows, so taller tiles decode less, but a tile past M computes
+ * rows nobody reads: the choice weighs both, as cost ∝ rows computed × (1 + 1/rows per thread),
+ * the taller tile on a tie. Powers of two get the tile that covers them exactly (M ≥ 128: 8 rows, each
+ * decoded W tile serving 128 rows); M = 150 (a 150-token example) gets 4 (192 rows computed, not
+ * 256). Only tiles that fit the device's workgroup memory count; WebGPU's 16 KiB default allows 2.
  */
 export function rowsPerThread(M: number, workgroupBytes: number, forced?: TileRows): TileRows {
-  const wanted: TileRows = forced ?? (M <= 16 ? 1 : M <= 32 ? 2 : M <= 64 ? 4 : 8);
-  if (tiledWorkgroupBytes(wanted) <= workgroupBytes) return wanted;
-  if (forced) throw new RangeError(`nf4 tiled kernel: ${forced} rows per thread need ${tiledWorkgroupBytes(forced)} bytes of workgroup memory, the device has ${workgroupBytes}`);
-  let rows = wanted;
-  while (rows > 1 && tiledWorkgroupBytes(rows) > workgroupBytes) rows = (rows / 2) as TileRows;
-  return rows;
+  if (forced) {
+    if (tiledWorkgroupBytes(forced) > workgroupBytes) throw new RangeError(`nf4 tiled kernel: ${forced} rows per thread need ${tiledWorkgroupBytes(forced)} bytes of workgroup memory, the device has ${workgroupBytes}`);
+    return forced;
+  }
+  let best: TileRows = 1;
+  let bestCost = Infinity;
+  for (const rows of [1, 2, 4, 8] as TileRows[]) {
+    if (tiledWorkgroupBytes(rows) > workgroupBytes) break;
+    const cost = Math.ceil(M / (16 * rows)) * 16 * (rows + 1);
+    if (cost <= bestCost) [best, bestCost] = [rows, cost];
+  }
+  return best;
 }
 
 function params(w: Nf4GpuWeight, M: number, part: Nf4GpuWeight['parts'][number], beta: number): number[] {
