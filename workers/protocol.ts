@@ -94,6 +94,8 @@ export interface MemoryPlan {
   suggestion: { seq: number; batch: number } | null;
   /** Bytes the download reads (the published 16-bit checkpoint). */
   downloadBytes: number;
+  /** Whether training recomputes each layer's activations in backward (where they would be large). */
+  checkpointing: boolean;
 }
 
 export interface ModelInfo {

@@ -160,7 +160,8 @@ function MemoryGauge() {
         {plan.suggestion && plan.verdict === 'fits-shorter' && <> (try sequence length {plan.suggestion.seq} and batch {plan.suggestion.batch})</>}.
       </p>
       <p className="muted">
-        Planned against a {formatBytes(plan.gpuMemoryBytes)} GPU (browsers do not reveal how much memory the GPU has): {plan.reason}.
+        Planned against a {formatBytes(plan.gpuMemoryBytes)} GPU (browsers do not reveal how much memory the GPU has): {plan.reason}.{' '}
+        {plan.checkpointing ? 'Gradient checkpointing on: each layer is computed again in backward instead of keeping its activations.' : 'No gradient checkpointing: the activations are small enough to keep.'}
       </p>
       <MemoryBars bytes={plan.byCategory} limit={plan.gpuMemoryBytes} label="Predicted memory" />
       <p className="muted">

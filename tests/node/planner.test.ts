@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planMemory, planPreset, modelBytes, GIB } from '../../workers/load/planner';
+import { planMemory, planPreset, modelBytes, checkpointingFor, CHECKPOINTING_ABOVE_BYTES, GIB } from '../../workers/load/planner';
 import { countingGpu } from '../../workers/gpu/counting-device';
 import { parseModelConfig } from '../../workers/model/config';
 import { DEFAULT_QUANT, getPreset } from '../../workers/load/presets';
@@ -52,6 +52,25 @@ describe('memory planner', { timeout: 120_000 }, () => {
     expect((await planPreset('phi-1_5', { seq: 256, batch: 2 })).peakBytes).toBeGreaterThan(base.peakBytes);
     const without = await planPreset('phi-1_5', { seq: 256, checkpointing: false });
     expect(without.byCategory.activations).toBeGreaterThan(4 * base.byCategory.activations);
+  });
+
+  it('checkpoints where the activations it saves are large: phi-1_5 yes, the demo model no until its batches grow', async () => {
+    const phi = await planPreset('phi-1_5');
+    expect(phi.checkpointing).toBe(true);
+    expect((await planPreset('phi-1_5', { checkpointing: false })).byCategory.activations).toBeGreaterThan(CHECKPOINTING_ABOVE_BYTES);
+    const demo = await planPreset('demo');
+    expect(demo.checkpointing).toBe(false);
+    expect(demo.byCategory.activations).toBeLessThanOrEqual(CHECKPOINTING_ABOVE_BYTES);
+    expect(demo.peakBytes).toEqual((await planPreset('demo', { checkpointing: false })).peakBytes);
+    expect((await planPreset('demo', { checkpointing: true })).peakBytes).toBeLessThan(demo.peakBytes);
+    expect((await planPreset('demo', { seq: 512, batch: 16 })).checkpointing).toBe(true);
+    // Without room for the activations, checkpointing whatever their size.
+    expect((await planPreset('demo', { gpuMemoryBytes: 12 * 1024 ** 2 })).checkpointing).toBe(true);
+    // What a run asks for is what the plan says.
+    const p = getPreset('demo');
+    const run = { seq: p.settings.seqLength, batch: p.settings.batchSize, rank: p.settings.rank, targets: p.settings.targetModules, quant: p.quant };
+    expect(await checkpointingFor(parseModelConfig(p.config), run)).toBe(false);
+    expect(await checkpointingFor(parseModelConfig(getPreset('phi-1_5').config), { ...run, targets: getPreset('phi-1_5').settings.targetModules, seq: 512 })).toBe(true);
   });
 
   it('answers fits-shorter with a setting that fits, and does-not-fit with the reason', async () => {

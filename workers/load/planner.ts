@@ -23,7 +23,8 @@ export interface PlanRequest {
   rank: number;
   /** PEFT target_modules. */
   targets: string[];
-  checkpointing: boolean;
+  /** Gradient checkpointing; absent: the planner decides (`checkpointingPays`). */
+  checkpointing?: boolean;
   quant?: QuantSettings;
   /** GPU memory to plan against (bytes); default 8 GiB, the laptop GPU the presets aim at. */
   gpuMemoryBytes?: number;
@@ -59,11 +60,20 @@ export interface MemoryPlanResult {
   persistent: ByCategory;
   /** CausalLM.load alone: its peak, and the peak of its scratch (quantizer chunks, readbacks). */
   load: { peakBytes: number; scratchPeakBytes: number };
+  /** Whether the plan (and a run with these settings) recomputes each layer's activations in backward. */
+  checkpointing: boolean;
 }
 
 export const GIB = 1024 ** 3;
 export const DEFAULT_GPU_MEMORY = 8 * GIB;
 export const DEFAULT_LIMITS = { maxBufferSize: 2 * GIB, maxStorageBufferBindingSize: 2 * GIB - 4 };
+/**
+ * Gradient checkpointing recomputes every layer's forward in backward (about a third more work a
+ * step) to keep one hidden state per layer instead of its activations. It pays where those are
+ * large (phi-1_5 at 512 tokens: 968 MiB without, 132 MiB with); below this many bytes of
+ * activations without it (the demo model: 8 MiB) the memory saved is not worth the time.
+ */
+export const CHECKPOINTING_ABOVE_BYTES = 64 * 1024 ** 2;
 
 function adapted(config: ModelConfig, targets: string[]): LinearSpec[] {
   return architectureNames(config).layers.flatMap((l) => l.linears.filter((s) => isTargetModule(s.path, targets)));
@@ -130,12 +140,12 @@ export async function planMemory(request: PlanRequest): Promise<MemoryPlanResult
  */
 export async function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>, file = 'config.json'): Promise<MemoryPlanResult> {
   checkConfigBounds(cfg, file);
-  const req = {
+  const settings = {
     seq: request.seq,
     batch: request.batch,
     rank: request.rank,
     targets: request.targets,
-    checkpointing: request.checkpointing,
+    checkpointing: false,
     quant: request.quant ?? DEFAULT_QUANT,
     gpuMemoryBytes: request.gpuMemoryBytes ?? DEFAULT_GPU_MEMORY,
     limits: request.limits ?? DEFAULT_LIMITS,
@@ -144,14 +154,15 @@ export async function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'co
     includeOptimizer: request.includeOptimizer ?? true,
     load: request.load ?? QUANTIZE_F32,
   };
-  for (const [key, v] of [['seq', req.seq], ['batch', req.batch], ['rank', req.rank]] as const) {
+  for (const [key, v] of [['seq', settings.seq], ['batch', settings.batch], ['rank', settings.rank]] as const) {
     if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${key} must be a positive integer, got ${v}`);
   }
-  if (req.seq > cfg.maxPositions) throw new RangeError(`seq ${req.seq} exceeds the model's max_position_embeddings (${cfg.maxPositions})`);
-  const modules = adapted(cfg, req.targets);
-  if (modules.length === 0) throw new RangeError(`target modules ${JSON.stringify(req.targets)} match no linear layer of this ${cfg.arch} model`);
+  if (settings.seq > cfg.maxPositions) throw new RangeError(`seq ${settings.seq} exceeds the model's max_position_embeddings (${cfg.maxPositions})`);
+  const modules = adapted(cfg, settings.targets);
+  if (modules.length === 0) throw new RangeError(`target modules ${JSON.stringify(settings.targets)} match no linear layer of this ${cfg.arch} model`);
 
-  const engine = await engineFor(cfg, req);
+  const engine = await engineFor(cfg, settings);
+  const req = { ...settings, checkpointing: request.checkpointing ?? (await checkpointingPays(engine, settings)) };
   const plan = await evaluate(engine, req);
   const peak = plan.peakTotal;
   const largest = { label: plan.largest.label, bytes: plan.largest.size };
@@ -192,7 +203,36 @@ export async function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'co
     suggestion,
     persistent: plan.persistent,
     load: { peakBytes: plan.load.peakTotal, scratchPeakBytes: plan.load.scratchPeak },
+    checkpointing: req.checkpointing,
   };
+}
+
+/**
+ * Whether a run with these settings trains with gradient checkpointing: the planner's own choice
+ * (`planModel` without `checkpointing`), so the plan shown and the run agree.
+ */
+export async function checkpointingFor(cfg: ModelConfig, request: Omit<PlanRequest, 'config' | 'checkpointing'>): Promise<boolean> {
+  const settings: Settings = {
+    seq: Math.min(request.seq, cfg.maxPositions),
+    batch: request.batch,
+    rank: request.rank,
+    targets: request.targets,
+    checkpointing: false,
+    quant: request.quant ?? DEFAULT_QUANT,
+    gpuMemoryBytes: request.gpuMemoryBytes ?? DEFAULT_GPU_MEMORY,
+    limits: request.limits ?? DEFAULT_LIMITS,
+    dropout: request.dropout ?? true,
+    padded: request.padded ?? true,
+    includeOptimizer: request.includeOptimizer ?? true,
+    load: request.load ?? QUANTIZE_F32,
+  };
+  return checkpointingPays(await engineFor(cfg, settings), settings);
+}
+
+/** Checkpointing where a step without it keeps more than CHECKPOINTING_ABOVE_BYTES of activations or does not fit. */
+async function checkpointingPays(engine: EngineMemory, settings: Settings): Promise<boolean> {
+  const without = await evaluate(engine, { ...settings, checkpointing: false });
+  return without.atPeak.activations > CHECKPOINTING_ABOVE_BYTES || without.peakTotal > settings.gpuMemoryBytes || without.largest.size > settings.limits.maxBufferSize;
 }
 
 /** The longest sequence (then the largest batch) that fits, halving from the request. */
@@ -224,8 +264,6 @@ export function planPreset(name: string, overrides: Partial<Omit<PlanRequest, 'c
     batch: p.settings.batchSize,
     rank: p.settings.rank,
     targets: p.settings.targetModules,
-    // The studio always trains with gradient checkpointing.
-    checkpointing: true,
     quant: p.quant,
     ...overrides,
   });

@@ -10,6 +10,7 @@ import { HubClient } from '../load/hub';
 import { openLoad, refetchable } from '../load/load-model';
 import type { ModelCache } from '../load/cache';
 import type { ProgressTracker } from '../load/progress';
+import { checkpointingFor } from '../load/planner';
 import { presetNamed, weightModeOf, DEFAULT_QUANT, NO_QUANT, type HfConfig, type QuantSettings } from '../load/presets';
 import type { ModelFileSet } from '../load/sources';
 import type { StorageApi } from '../load/storage';
@@ -53,6 +54,8 @@ export interface RunModelOptions {
   onRead?: (name: string, index: number, count: number) => void;
   /** What the user should hear about the download: resumed, a file refused for its sha256, a corrupt cached copy removed. */
   onNotice?: (message: string) => void;
+  /** GPU memory the run is planned against (the planner's default without it). */
+  gpuMemoryBytes?: number;
 }
 
 export interface RunModel {
@@ -122,10 +125,21 @@ async function loadRunModelOnce(gpu: Gpu, o: RunModelOptions): Promise<RunModel>
     // An imported adapter must fit this model: every key a module, every shape right, every value finite.
     const warnings = o.adapter ? checkAdapterAgainstModel(o.adapter.file, o.adapter.settings, { config, baseModel: o.baseModel ?? o.files.label, commit }).warnings : [];
     const lora = o.adapter ? { settings: o.adapter.settings, init: { adapter: o.adapter.file } } : { settings: loraView(settings), init: { seed: settings.seed } };
+    // Gradient checkpointing where the planner says it pays, as the plan the page shows says.
+    const checkpointing = await checkpointingFor(config, {
+      seq: settings.seqLength,
+      batch: settings.batchSize,
+      rank: lora.settings.r,
+      targets: lora.settings.targetModules,
+      quant: o.quant,
+      dropout: lora.settings.dropout > 0,
+      limits: { maxBufferSize: gpu.limits.maxBufferSize, maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize },
+      ...(o.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: o.gpuMemoryBytes } : {}),
+    });
     model = await CausalLM.load(gpu, SHADERS, config, load.weights, {
       mode: weightModeOf(o.quant),
       lora,
-      checkpointing: true,
+      checkpointing,
       // Room for the longest example and a sample generation after it; long-context models
       // (Llama 3.2: 131072) get no more rotary rows than the engine's default.
       maxPositions: Math.max(Math.min(config.maxPositions, DEFAULT_MAX_POSITIONS), settings.seqLength + settings.sampleTokens),

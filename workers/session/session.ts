@@ -222,7 +222,6 @@ export class Session implements EngineApi {
       batch: settings.batchSize,
       rank: settings.rank,
       targets: settings.targetModules,
-      checkpointing: true,
       quant,
       dropout: settings.dropout > 0,
       limits: { maxBufferSize: g.limits.maxBufferSize, maxStorageBufferBindingSize: g.limits.maxStorageBufferBindingSize },
@@ -243,6 +242,7 @@ export class Session implements EngineApi {
       gpuMemoryBytes: plan.gpuMemoryBytes,
       suggestion: plan.suggestion,
       downloadBytes: plan.downloadBytes,
+      checkpointing: plan.checkpointing,
     };
   }
 
@@ -817,6 +817,7 @@ export class Session implements EngineApi {
       progress: tracker,
       onRead: (name, done, total) => this.emit({ type: 'progress', task: 'quantize', done, total, unit: 'tensors', detail: name }),
       onNotice: (message) => this.emit({ type: 'log', level: /refused|removed/.test(message) ? 'warn' : 'info', message }),
+      ...(this.options.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: this.options.gpuMemoryBytes } : {}),
     }));
     if (loaded.fromCache) this.emit({ type: 'log', level: 'info', message: `${files.label}: loaded from this browser's cache` });
     for (const message of loaded.warnings) this.emit({ type: 'log', level: 'warn', message });

@@ -14,9 +14,10 @@ function intFlag(args: CliArgs, key: string, fallback: number): number {
 
 /**
  * `plan --preset <name> [--seq N] [--batch N] [--rank N] [--targets a,b] [--config config.json]
- * [--no-checkpointing] [--no-quantize] [--gpu-memory GiB] [--adapter-limits]`: predicted peak GPU
- * memory of a training step by category, the largest buffer, storage bytes and whether it fits;
- * `--no-quantize` plans plain LoRA on the unquantized (f32) base.
+ * [--checkpointing | --no-checkpointing] [--no-quantize] [--gpu-memory GiB] [--adapter-limits]`:
+ * predicted peak GPU memory of a training step by category, the largest buffer, storage bytes and
+ * whether it fits; `--no-quantize` plans plain LoRA on the unquantized (f32) base. Without either
+ * checkpointing flag the planner decides, as it does for a run.
  */
 export const plan: CliCommand = async (args, io) => {
   const presetName = typeof args.flags.preset === 'string' ? args.flags.preset : args.positional[0];
@@ -42,7 +43,7 @@ export const plan: CliCommand = async (args, io) => {
     batch: intFlag(args, 'batch', preset.settings.batchSize),
     rank: intFlag(args, 'rank', preset.settings.rank),
     targets: typeof args.flags.targets === 'string' ? args.flags.targets.split(',').filter(Boolean) : preset.settings.targetModules,
-    checkpointing: !args.flags['no-checkpointing'],
+    ...(args.flags.checkpointing || args.flags['no-checkpointing'] ? { checkpointing: !args.flags['no-checkpointing'] } : {}),
     quant: args.flags['no-quantize'] ? NO_QUANT : preset.quant,
     dropout: preset.settings.dropout > 0,
   };
@@ -56,6 +57,7 @@ export const plan: CliCommand = async (args, io) => {
     request.limits = { maxBufferSize: gpu.limits.maxBufferSize, maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize };
     gpu.destroy();
   }
+  if (args.flags.checkpointing && args.flags['no-checkpointing']) throw new CliInputError('--checkpointing and --no-checkpointing contradict each other');
   let result;
   try {
     result = await planMemory(request);
@@ -63,7 +65,7 @@ export const plan: CliCommand = async (args, io) => {
     if (err instanceof RangeError || (err as Error).name === 'ConfigError') throw new CliInputError((err as Error).message);
     throw err;
   }
-  io.log(`${preset.name}: seq ${request.seq}, batch ${request.batch}, LoRA r ${request.rank} on ${request.targets.join(', ')}, checkpointing ${request.checkpointing ? 'on' : 'off'}, ${request.quant?.type === 'none' ? 'unquantized f32 base' : 'NF4 base'}`);
+  io.log(`${preset.name}: seq ${request.seq}, batch ${request.batch}, LoRA r ${request.rank} on ${request.targets.join(', ')}, checkpointing ${result.checkpointing ? 'on' : 'off'}${request.checkpointing === undefined ? ' (the planner\'s choice)' : ''}, ${request.quant?.type === 'none' ? 'unquantized f32 base' : 'NF4 base'}`);
   io.log(`parameters ${(result.parameters / 1e9).toFixed(3)} B, trainable ${(result.trainableParameters / 1e6).toFixed(2)} M`);
   io.log('peak GPU memory by category (at the peak):');
   for (const c of MEMORY_CATEGORIES) io.log(`  ${c.padEnd(12)} ${fmt(result.byCategory[c]).padStart(12)}`);
@@ -80,6 +82,7 @@ export const plan: CliCommand = async (args, io) => {
       batch: request.batch,
       rank: request.rank,
       quantization: request.quant?.type ?? 'nf4',
+      checkpointing: result.checkpointing,
       peak_gpu_bytes: result.peakBytes,
       by_category: result.byCategory,
       largest_buffer: result.largestBuffer,
