@@ -7,8 +7,9 @@ import { create, globals } from 'webgpu';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Gpu } from '../workers/gpu/runtime';
-import { runBench } from './run';
+import { BENCH_ARGS, runBench } from './run';
 import { CliInputError, type CliIo } from '../workers/cli/io';
+import { checkArgs } from '../workers/cli/flags';
 
 function parse(argv: string[]): { positional: string[]; flags: Record<string, string | true> } {
   const positional: string[] = [];
@@ -45,6 +46,13 @@ const nodeIo: CliIo = {
 async function main(): Promise<number> {
   Object.assign(globalThis, globals);
   const { positional, flags } = parse(process.argv.slice(2));
+  try {
+    checkArgs({ positional, flags }, BENCH_ARGS);
+  } catch (err) {
+    process.stderr.write(`invalid input: ${(err as Error).message}\n`);
+    process.stdout.write(JSON.stringify({ ok: false, error: (err as Error).message }) + '\n');
+    return 2;
+  }
   const gpu = await Gpu.create({ gpu: create([]) as unknown as GPU });
   try {
     const dir = typeof flags.results === 'string' ? resolve(flags.results) : resolve('bench/results');

@@ -2,11 +2,17 @@
 import type { Gpu } from '../workers/gpu/runtime';
 import type { CliIo, CliResult } from '../workers/cli/io';
 import { CliInputError } from '../workers/cli/io';
+import type { ArgSpec } from '../workers/cli/flags';
 import { SUITES } from './suites';
 import { ownEntry } from '../workers/util/own';
 import { isEmulated, type BenchReport, type BenchRuntime, type BenchSize } from './suite';
 
 const SIZES: BenchSize[] = ['smoke', 'cpu', 'full'];
+
+const USAGE = `usage: bench <suite> [--size smoke|cpu|full] [--runs N] [--layers N] [--peak-tflops X] [--peak-gbs Y] [--results DIR]; suites: ${Object.keys(SUITES).sort().join(', ') || '(none)'}`;
+
+/** What the bench runner and its suites read: the suite, then --runs and --layers (train-step, decode), the card's peaks and the results folder. */
+export const BENCH_ARGS: ArgSpec = { usage: USAGE, values: ['size', 'runs', 'layers', 'peak-tflops', 'peak-gbs', 'results'], positional: 1 };
 
 /** Every number in a report must be finite, and timings and rates positive. */
 export function validateReport(report: BenchReport): string[] {
@@ -32,7 +38,7 @@ export async function runBench(
   resultsDir: string,
 ): Promise<CliResult> {
   const suite = ownEntry(SUITES, suiteName);
-  if (!suite) throw new CliInputError(`usage: bench <suite> [--size smoke|cpu|full]; suites: ${Object.keys(SUITES).sort().join(', ') || '(none)'}`);
+  if (!suite) throw new CliInputError(USAGE);
   const size = (typeof flags.size === 'string' ? flags.size : 'cpu') as BenchSize;
   if (!SIZES.includes(size)) throw new CliInputError(`--size must be one of ${SIZES.join(', ')}`);
   const started = new Date().toISOString();

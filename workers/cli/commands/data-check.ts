@@ -1,8 +1,10 @@
 import { collectRows, DatasetError, detectColumns, formatDataset, prepareDataset, readRows, splitIndices, toErrorInfo, type DataMapping, type PresetName, type Row } from '../../data';
 import { tokenizerFromFiles, type TextTokenizer } from '../../tokenizer';
 import { joinPath, type CliCommand, type CliIo, type CliResult } from '../io';
+import { checkArgs, type ArgSpec } from '../flags';
 
 const USAGE = 'usage: data-check <file> [--preset ds1000|counseling] [--map prompt=COL,response=COL[,system=COL]|text=COL|messages=COL] [--tokenizer DIR] [--max-length N] [--seed S] [--validation F] [--packing]';
+const ARGS: ArgSpec = { usage: USAGE, values: ['preset', 'map', 'tokenizer', 'max-length', 'seed', 'validation'], switches: ['packing'], positional: 1 };
 
 /** `--map prompt=A,response=B` | `text=C` | `messages=D`. */
 export function parseMapping(spec: string, file: string): DataMapping {
@@ -47,6 +49,7 @@ const round = (x: number) => Math.round(x * 100) / 100;
  * a tokenizer tokenizes and measures. Invalid input: exit 2 with the error's file/line/column.
  */
 export const dataCheck: CliCommand = async (args, io): Promise<CliResult> => {
+  checkArgs(args, ARGS);
   const path = args.positional[0];
   const file = path ? (path.split(/[\\/]/).pop() ?? path) : '';
   try {

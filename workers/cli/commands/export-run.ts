@@ -9,9 +9,9 @@ import { RunBundleStore, bundleOfRun } from '../../export/run-bundle/run-record'
 import { writeExportFiles } from '../export-files';
 import { chooseRun } from '../choose-run';
 import { CliInputError, type CliArgs, type CliCommand } from '../io';
+import { checkArgs } from '../flags';
 
 const USAGE = 'usage: export-run --profile <train profile dir> --out <empty or new folder> [--run ID]';
-const FLAGS = new Set(['profile', 'out', 'run']);
 
 function stringFlag(args: CliArgs, name: string): string | undefined {
   const v = args.flags[name];
@@ -21,9 +21,7 @@ function stringFlag(args: CliArgs, name: string): string | undefined {
 }
 
 export const exportRun: CliCommand = async (args, io) => {
-  const unknown = Object.keys(args.flags).filter((k) => !FLAGS.has(k));
-  if (unknown.length) throw new CliInputError(`unknown flag${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
-  if (args.positional.length) throw new CliInputError(`unexpected argument "${args.positional[0]}"\n${USAGE}`);
+  checkArgs(args, { usage: USAGE, values: ['profile', 'out', 'run'] });
   const profile = stringFlag(args, 'profile');
   const out = stringFlag(args, 'out');
   if (!profile || !out) throw new CliInputError(USAGE);

@@ -14,6 +14,7 @@ import { mergedFiles, type BaseWeights, type MergedDType } from '../../export/me
 import { parseMapping } from './data-check';
 import { folderCommit } from '../model-files';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
+import { checkArgs, type ArgSpec } from '../flags';
 import { writeExportFiles } from '../export-files';
 import { chooseRun } from '../choose-run';
 
@@ -23,7 +24,11 @@ const USAGE =
   '[--no-quantize (the run trained on the unquantized base: the card says so)]';
 
 /** Every flag the command reads: anything else is a typo and an error. */
-const FLAGS = new Set(['format', 'out', 'model', 'profile', 'run', 'alpha', 'dropout', 'adapter', 'revision', 'data', 'template', 'map', 'tokenizer', 'outtype', 'dtype', 'no-quantize']);
+const ARGS: ArgSpec = {
+  usage: USAGE,
+  values: ['format', 'out', 'model', 'profile', 'run', 'alpha', 'dropout', 'adapter', 'revision', 'data', 'template', 'map', 'tokenizer', 'outtype', 'dtype'],
+  switches: ['no-quantize'],
+};
 
 type Json = Record<string, unknown>;
 
@@ -208,9 +213,7 @@ async function mergedExport(args: CliArgs, files: BaseFiles, baseConfig: Json, i
  * default as in `train`; pass the same flags.
  */
 export const exportCommand: CliCommand = async (args, io) => {
-  const unknown = Object.keys(args.flags).filter((k) => !FLAGS.has(k));
-  if (unknown.length) throw new CliInputError(`unknown flag${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
-  if (args.positional.length) throw new CliInputError(`unexpected argument "${args.positional[0]}"\n${USAGE}`);
+  checkArgs(args, ARGS);
   const format = stringFlag(args, 'format');
   const out = stringFlag(args, 'out');
   const model = stringFlag(args, 'model');
@@ -220,7 +223,6 @@ export const exportCommand: CliCommand = async (args, io) => {
   const adapterDir = stringFlag(args, 'adapter');
   if (fromProfile === (adapterDir !== undefined)) throw new CliInputError(`give exactly one of --profile (a train run's checkpoints) and --adapter (a PEFT folder)\n${USAGE}`);
   const outtype = stringFlag(args, 'outtype') ?? 'f32';
-  if (args.flags['no-quantize'] !== undefined && args.flags['no-quantize'] !== true) throw new CliInputError(`--no-quantize takes no value, got ${JSON.stringify(args.flags['no-quantize'])}`);
   // A checkpoint does not say how the base was stored: like alpha and dropout, the flag train had.
   const baseQuantization = args.flags['no-quantize'] === true ? 'none' : 'nf4';
   if (outtype !== 'f32' && outtype !== 'f16') throw new CliInputError(`--outtype must be f32 or f16, got "${outtype}"`);
@@ -236,7 +238,6 @@ export const exportCommand: CliCommand = async (args, io) => {
     const modelBytes = await io.readFile(joinPath(adapterDir, 'adapter_model.safetensors'));
     input = { adapterConfig: configText, tensors: new SafetensorsFile(modelBytes, joinPath(adapterDir, 'adapter_model.safetensors')), adapterModel: modelBytes, baseConfig, base, revision, card: { training: { baseQuantization } } };
   } else {
-    for (const k of ['alpha', 'dropout']) if (args.flags[k] === true) throw new CliInputError(`--${k} needs a value`);
     const { snapshot } = await latestCheckpoint(args, io);
     const tensorData: LoraTensorData[] = snapshot.lora.map((l) => ({ key: l.key, shape: l.shape, data: l.data }));
     const first = tensorData.find((t) => t.key.endsWith('.lora_A.weight'));

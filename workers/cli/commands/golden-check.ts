@@ -2,6 +2,10 @@ import { Gpu } from '../../gpu/runtime';
 import { GOLDEN_TOLERANCE, runGoldenCheck } from '../../model/golden';
 import { SHADERS } from '../../kernels/shader-sources';
 import { CliInputError, type CliCommand } from '../io';
+import { checkArgs, type ArgSpec } from '../flags';
+
+const USAGE = 'usage: golden-check <folder> [--nf4]';
+const ARGS: ArgSpec = { usage: USAGE, switches: ['nf4'], positional: 1 };
 
 /**
  * `golden-check <folder> [--nf4]`: the engine against Hugging Face reference numbers (hf-golden
@@ -11,10 +15,11 @@ import { CliInputError, type CliCommand } from '../io';
  * compares against the exact engine run on the dequantized weights.
  */
 export const goldenCheck: CliCommand = async (args, io) => {
+  checkArgs(args, ARGS);
   const folder = args.positional[0];
-  if (!folder) throw new CliInputError('usage: golden-check <folder> [--nf4]');
+  if (!folder) throw new CliInputError(USAGE);
   if ((await io.listDir(folder)) === null) throw new CliInputError(`${folder} is not a folder`);
-  const nf4 = args.flags.nf4 === true || args.flags.nf4 === 'true';
+  const nf4 = args.flags.nf4 === true;
   const gpu = await Gpu.create();
   try {
     const read = async (path: string) => ((await io.exists(path)) ? io.readFile(path) : null);

@@ -3,6 +3,10 @@ import { Gpu } from '../../gpu/runtime';
 import { checkNf4Folder } from '../../nf4/check';
 import { caseFile, defaultGeneratedSet, layerFiles } from '../../nf4/generate';
 import { CliInputError, joinPath, type CliCommand } from '../io';
+import { checkArgs, type ArgSpec } from '../flags';
+
+const USAGE = 'usage: nf4-check <folder of bnb-nf4 cases> [--cpu-only] [--generate [--seed N]]';
+const ARGS: ArgSpec = { usage: USAGE, values: ['seed'], switches: ['cpu-only', 'generate'], positional: 1 };
 
 /**
  * `nf4-check <folder> [--cpu-only] [--generate [--seed N]]`: checks every case file and
@@ -12,8 +16,10 @@ import { CliInputError, joinPath, type CliCommand } from '../io';
  * checking those shows that the GPU agrees with the CPU, not that either agrees with bitsandbytes.
  */
 export const nf4Check: CliCommand = async (args, io) => {
+  checkArgs(args, ARGS);
   const folder = args.positional[0];
-  if (!folder) throw new CliInputError('usage: nf4-check <folder of bnb-nf4 cases> [--cpu-only] [--generate [--seed N]]');
+  if (!folder) throw new CliInputError(USAGE);
+  if (args.flags.seed !== undefined && !args.flags.generate) throw new CliInputError(`--seed sets the cases --generate writes; give --generate with it\n${USAGE}`);
   if (args.flags.generate) {
     const seed = Number(args.flags.seed ?? 1);
     if (!Number.isInteger(seed)) throw new CliInputError(`--seed ${args.flags.seed} is not an integer`);

@@ -3,6 +3,17 @@ import { MEMORY_CATEGORIES } from '../../util/memory-categories';
 import { getPreset, NO_QUANT, PRESET_NAMES, type HfConfig } from '../../load/presets';
 import { fmt, GIB, planMemory, type PlanRequest } from '../../load/planner';
 import { CliInputError, type CliArgs, type CliCommand } from '../io';
+import { checkArgs, type ArgSpec } from '../flags';
+
+const USAGE =
+  `usage: plan (--preset <name> | <name>) [--seq N] [--batch N] [--rank N] [--targets a,b] [--config config.json] ` +
+  `[--checkpointing | --no-checkpointing] [--no-quantize] [--gpu-memory GiB] [--adapter-limits]; presets: ${PRESET_NAMES.join(', ')}`;
+const ARGS: ArgSpec = {
+  usage: USAGE,
+  values: ['preset', 'seq', 'batch', 'rank', 'targets', 'config', 'gpu-memory'],
+  switches: ['checkpointing', 'no-checkpointing', 'no-quantize', 'adapter-limits'],
+  positional: 1,
+};
 
 function intFlag(args: CliArgs, key: string, fallback: number): number {
   const v = args.flags[key];
@@ -20,8 +31,10 @@ function intFlag(args: CliArgs, key: string, fallback: number): number {
  * checkpointing flag the planner decides, as it does for a run.
  */
 export const plan: CliCommand = async (args, io) => {
+  checkArgs(args, ARGS);
+  if (typeof args.flags.preset === 'string' && args.positional.length) throw new CliInputError(`give the preset once: --preset ${args.flags.preset} or "${args.positional[0]}"\n${USAGE}`);
   const presetName = typeof args.flags.preset === 'string' ? args.flags.preset : args.positional[0];
-  if (!presetName) throw new CliInputError(`usage: plan --preset <${PRESET_NAMES.join('|')}> [--seq N] [--batch N] [--rank N]`);
+  if (!presetName) throw new CliInputError(USAGE);
   let preset;
   try {
     preset = getPreset(presetName);

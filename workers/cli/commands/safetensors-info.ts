@@ -1,10 +1,14 @@
 import { SafetensorsError, SafetensorsFile } from '../../formats/safetensors';
 import { CliInputError, type CliCommand } from '../io';
+import { checkArgs } from '../flags';
+
+const USAGE = 'usage: safetensors-info <file.safetensors>';
 
 /** `safetensors-info <file>`: tensor names, dtypes and shapes. */
 export const safetensorsInfo: CliCommand = async (args, io) => {
+  checkArgs(args, { usage: USAGE, positional: 1 });
   const path = args.positional[0];
-  if (!path) throw new CliInputError('usage: safetensors-info <file.safetensors>');
+  if (!path) throw new CliInputError(USAGE);
   let file: SafetensorsFile;
   try {
     file = new SafetensorsFile(await io.readFile(path), path);

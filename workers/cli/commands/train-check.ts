@@ -3,6 +3,9 @@ import { SHADERS } from '../../kernels/shader-sources';
 import { causalLmFactory } from '../../train/hf-train-model';
 import { runTrainCheckFolder, TrainCheckInputError, TRAIN_CHECK_TOLERANCE } from '../../train/train-check';
 import { CliInputError, joinPath, type CliCommand } from '../io';
+import { checkArgs } from '../flags';
+
+const USAGE = 'usage: train-check <folder of the hf-train format>';
 
 /**
  * `train-check <folder>`: trains on an hf-train folder (config.json, model.safetensors,
@@ -11,8 +14,9 @@ import { CliInputError, joinPath, type CliCommand } from '../io';
  * within 1e-4 relative (token counts, clip decisions and the step count exact).
  */
 export const trainCheck: CliCommand = async (args, io) => {
+  checkArgs(args, { usage: USAGE, positional: 1 });
   const folder = args.positional[0];
-  if (!folder) throw new CliInputError('usage: train-check <folder of the hf-train format>');
+  if (!folder) throw new CliInputError(USAGE);
   if (!(await io.listDir(folder))) throw new CliInputError(`${folder} is not a folder`);
   const read = async (name: string) => {
     const path = joinPath(folder, name);

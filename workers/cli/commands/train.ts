@@ -31,6 +31,7 @@ import { RunBundleStore } from '../../export/run-bundle/run-record';
 import { runTemplateName, STUDIO_VERSION, type RunFacts } from '../../export/run-bundle/run-facts';
 import { quantFromRunJson, runQuantization } from '../../export/run-bundle/quantization';
 import { CliInputError, joinPath, type CliArgs, type CliCommand, type CliIo } from '../io';
+import { checkArgs, type ArgSpec } from '../flags';
 
 const USAGE =
   'usage: train --model <hf-folder|preset|owner/name on the hub> --data <file> | --from-run <run bundle folder> [--model M] [--token T (or HF_TOKEN) for gated models] [--revision R] [--steps N] [--epochs E] [--seed S] [--out DIR] [--resume] [--profile DIR] ' +
@@ -62,24 +63,20 @@ const SETTING_FLAGS: Record<string, Exclude<keyof RunSettings, 'schedule' | 'tar
   validation: 'validationFraction',
 };
 
-/** Flags that take no value. */
-const SWITCHES = new Set(['resume', 'no-quantize']);
-
 /** Every flag `train` understands: anything else (a misspelt flag) is refused before any work. */
-const FLAGS = new Set([
-  ...Object.keys(SETTING_FLAGS), ...SWITCHES,
-  'model', 'data', 'token', 'revision', 'out', 'profile', 'schedule', 'template', 'map', 'tokenizer', 'targets', 'stop-after', 'optimizer-budget', 'from-run',
-]);
+const ARGS: ArgSpec = {
+  usage: USAGE,
+  values: [
+    ...Object.keys(SETTING_FLAGS),
+    'model', 'data', 'token', 'revision', 'out', 'profile', 'schedule', 'template', 'map', 'tokenizer', 'targets', 'stop-after', 'optimizer-budget', 'from-run',
+  ],
+  needs: { token: 'the access token (or set HF_TOKEN in the environment instead)', 'from-run': 'a run bundle folder (what export-run wrote)', revision: 'a branch, tag or commit' },
+  switches: ['resume', 'no-quantize'],
+};
 
-/** Refuses unknown flags, a value after a switch and stray arguments, naming them. */
+/** Refuses unknown flags, a value after a switch, a value flag without one and stray arguments, naming them. */
 export function checkTrainArgs(args: CliArgs): void {
-  const unknown = Object.keys(args.flags).filter((k) => !FLAGS.has(k));
-  if (unknown.length) throw new CliInputError(`unknown flag${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `--${k}`).join(', ')}\n${USAGE}`);
-  for (const k of SWITCHES) {
-    const v = args.flags[k];
-    if (v !== undefined && v !== true) throw new CliInputError(`--${k} takes no value, got ${JSON.stringify(v)}`);
-  }
-  if (args.positional.length) throw new CliInputError(`unexpected argument "${args.positional[0]}"\n${USAGE}`);
+  checkArgs(args, ARGS);
 }
 
 /** How the base is stored: NF4 (the preset's settings, else the default), or not quantized with --no-quantize. */
@@ -210,7 +207,6 @@ function quantOfRun(run: ReadRunBundle['run'], dir: string, noQuantize: boolean)
 export const train: CliCommand = async (args, io) => {
   checkTrainArgs(args);
   const f = args.flags;
-  if (f['from-run'] === true) throw new CliInputError('--from-run needs a run bundle folder (what export-run wrote)');
   const fromRun = typeof f['from-run'] === 'string' ? f['from-run'] : null;
   if (fromRun) {
     // The bundle holds the run's settings and data: flags that would change them are refused.
@@ -220,7 +216,6 @@ export const train: CliCommand = async (args, io) => {
   const bundle = fromRun ? await readCliBundle(io, fromRun) : null;
   const modelSpec = typeof f.model === 'string' ? f.model : (bundle?.run.base.id ?? null);
   if (!modelSpec || (!bundle && typeof f.data !== 'string')) throw new CliInputError(USAGE);
-  if (f.revision === true) throw new CliInputError('--revision needs a branch, tag or commit');
   const hub = cliHubClient(args, { onRetry: (file, attempt, why) => io.log(`${file}: retry ${attempt} (${why})`) });
   const { files, hubRepo, preset } = modelFiles(modelSpec, io, hub, typeof f.revision === 'string' ? f.revision : (bundle?.run.base.commit ?? undefined));
   const { config: rawConfig } = await readConfig(files);
