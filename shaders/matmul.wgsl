@@ -1,4 +1,5 @@
-// C = alpha * op(A) · op(B) (+ bias) + beta * C, f32, tiled in workgroup memory.
+// C = alpha * op(A) · op(B) (+ bias) + beta * C, f32, tiled in workgroup memory (main, main64)
+// or one output per invocation straight from storage (direct).
 // op(A) is M×K: A stored [M,K] row-major, or [K,M] when TRANS_A.
 // op(B) is K×N: B stored [K,N] row-major, or [N,K] when TRANS_B (a Linear weight [out,in]).
 // Batched over workgroup z with element strides; offsets let callers address slices.
@@ -125,4 +126,24 @@ fn main64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
       }
     }
   }
+}
+
+// direct: one output per invocation, no workgroup memory and no barriers; workgroup x covers 64
+// columns, y is the row, z the batch. CPU emulation of a GPU (SwiftShader) pays for every barrier
+// and idle invocation, and runs skinny products (LoRA's rank-16 sides, one decoded row) faster so.
+@compute @workgroup_size(64)
+fn direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row = wid.y;
+  let col = wid.x * 64u + lid.x;
+  if (row >= p.M || col >= p.N) { return; }
+  let baseA = p.offA + wid.z * p.strideA;
+  let baseB = p.offB + wid.z * p.strideB;
+  let baseC = p.offC + wid.z * p.strideC;
+  var acc = 0.0;
+  for (var k = 0u; k < p.K; k++) { acc += loadA(baseA, row, k) * loadB(baseB, k, col); }
+  var v = p.alpha * acc;
+  if (HAS_BIAS) { v += bias[col]; }
+  let idx = baseC + row * p.N + col;
+  if (p.beta != 0.0) { v += p.beta * C[idx]; }
+  C[idx] = v;
 }

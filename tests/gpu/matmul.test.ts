@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SHADERS } from '../../workers/kernels/shader-sources';
-import { matmul, matmulCpu } from '../../workers/kernels/matmul';
+import { matmul, matmulCpu, matmulKernel, type MatmulKernel } from '../../workers/kernels/matmul';
 import { POISON, randn, relErr, testGpu } from './helpers';
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../workers/formats/float16';
 
@@ -13,6 +13,9 @@ const cases: [number, number, number][] = [
   [130, 70, 67],
   [64, 65, 16],
 ];
+
+// Every kernel on every shape: the choice by shape and adapter must never pick a wrong one.
+const KERNELS: MatmulKernel[] = ['main', 'main64', 'direct'];
 
 describe('f32 matmul', () => {
   for (const [M, N, K] of cases) {
@@ -27,16 +30,18 @@ describe('f32 matmul', () => {
           const b1 = gpu.upload(b, 'scratch');
           const bias1 = gpu.upload(bias, 'scratch');
           const c1 = gpu.alloc(M * N * 4, 'scratch');
-          gpu.fill(c1, POISON);
-          matmul(gpu, SHADERS.matmul, { a: a1, b: b1, c: c1, M, N, K, transA, transB, alpha: 0.5, bias: bias1 });
-          const got = await gpu.readF32(c1, M * N);
-          const want = new Float32Array(M * N);
-          matmulCpu(a, b, want, { M, N, K, transA, transB, alpha: 0.5, bias });
-          expect(relErr(got, want)).toBeLessThan(1e-5);
-          // Accumulate: C += A·B.
-          matmul(gpu, SHADERS.matmul, { a: a1, b: b1, c: c1, M, N, K, transA, transB, beta: 1 });
-          matmulCpu(a, b, want, { M, N, K, transA, transB, beta: 1 });
-          expect(relErr(await gpu.readF32(c1, M * N), want)).toBeLessThan(1e-5);
+          for (const kernel of KERNELS) {
+            gpu.fill(c1, POISON);
+            matmul(gpu, SHADERS.matmul, { a: a1, b: b1, c: c1, M, N, K, transA, transB, alpha: 0.5, bias: bias1, kernel });
+            const got = await gpu.readF32(c1, M * N);
+            const want = new Float32Array(M * N);
+            matmulCpu(a, b, want, { M, N, K, transA, transB, alpha: 0.5, bias });
+            expect(relErr(got, want), kernel).toBeLessThan(1e-5);
+            // Accumulate: C += A·B.
+            matmul(gpu, SHADERS.matmul, { a: a1, b: b1, c: c1, M, N, K, transA, transB, beta: 1, kernel });
+            matmulCpu(a, b, want, { M, N, K, transA, transB, beta: 1 });
+            expect(relErr(await gpu.readF32(c1, M * N), want), `${kernel}, accumulating`).toBeLessThan(1e-5);
+          }
           gpu.release(a1, b1, bias1, c1);
         });
       }
@@ -58,11 +63,13 @@ describe('f32 matmul', () => {
           const a1 = gpu.upload(a, 'scratch');
           const b1 = gpu.upload(packed, 'scratch');
           const c1 = gpu.alloc(M * N * 4, 'scratch');
-          gpu.fill(c1, POISON);
-          matmul(gpu, SHADERS.matmul, { a: a1, b: b1, c: c1, M, N, K, transB, offB, formatB });
           const want = new Float32Array(M * N);
           matmulCpu(a, widened, want, { M, N, K, transB, offB });
-          expect(relErr(await gpu.readF32(c1, M * N), want)).toBeLessThan(1e-5);
+          for (const kernel of KERNELS) {
+            gpu.fill(c1, POISON);
+            matmul(gpu, SHADERS.matmul, { a: a1, b: b1, c: c1, M, N, K, transB, offB, formatB, kernel });
+            expect(relErr(await gpu.readF32(c1, M * N), want), kernel).toBeLessThan(1e-5);
+          }
           gpu.release(a1, b1, c1);
         });
       }
@@ -77,13 +84,27 @@ describe('f32 matmul', () => {
     const a1 = gpu.upload(a, 'scratch');
     const b1 = gpu.upload(b, 'scratch');
     const c1 = gpu.alloc((M * N * batch + 1) * 4, 'scratch');
-    gpu.fill(c1, POISON);
     const spec = { M, N, K, offA: 4, offB: 2, offC: 1, batch, strideA: M * K, strideB: K * N, strideC: M * N };
-    matmul(gpu, SHADERS.matmul, { a: a1, b: b1, c: c1, ...spec });
     const want = new Float32Array(M * N * batch + 1);
     matmulCpu(a, b, want, spec);
-    const got = await gpu.readF32(c1, M * N * batch + 1);
-    expect(relErr(got.subarray(1), want.subarray(1))).toBeLessThan(1e-5);
+    for (const kernel of KERNELS) {
+      gpu.fill(c1, POISON);
+      matmul(gpu, SHADERS.matmul, { a: a1, b: b1, c: c1, ...spec, kernel });
+      const got = await gpu.readF32(c1, M * N * batch + 1);
+      expect(relErr(got.subarray(1), want.subarray(1)), kernel).toBeLessThan(1e-5);
+    }
     gpu.release(a1, b1, c1);
+  });
+
+  it('the kernel follows the shape, and the adapter for skinny products', async () => {
+    const gpu = await testGpu();
+    const emulated = gpu.adapter.isFallbackAdapter || gpu.adapter.architecture === 'swiftshader';
+    expect(matmulKernel(gpu, { M: 150, N: 2048, K: 128 })).toBe('main64');
+    expect(matmulKernel(gpu, { M: 150, N: 128, K: 2048 })).toBe('main64');
+    expect(matmulKernel(gpu, { M: 40, N: 70, K: 64 })).toBe('main');
+    for (const [M, N, K] of [[150, 16, 128], [150, 128, 16], [16, 128, 150], [1, 2048, 128]]) {
+      expect(matmulKernel(gpu, { M, N, K }), `${M}×${N}×${K}`).toBe(emulated ? 'direct' : M >= 64 && N >= 64 ? 'main64' : 'main');
+    }
+    expect(matmulKernel(gpu, { M: 1, N: 2048, K: 128, kernel: 'main64' })).toBe('main64');
   });
 });
