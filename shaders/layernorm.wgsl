@@ -1,6 +1,8 @@
 // LayerNorm over the last dimension, one workgroup per row. Weights are frozen, so the backward
 // pass gives the input gradient only. Statistics (mean, 1/std) are kept for the backward pass.
-const WG: u32 = 256u;
+// Threads per row: a power of two from 32 to 256, about a quarter of the row (a 128-wide row
+// gets 32, not 256 mostly idle ones waiting at every barrier of the reduction).
+override WG: u32 = 256u;
 struct Params { rows: u32, cols: u32, eps: f32, accumulate: u32 }
 var<workgroup> red: array<f32, 256>;
 var<workgroup> red2: array<f32, 256>;
@@ -29,7 +31,7 @@ fn reduce2(lid: u32, a: f32, b: f32) -> vec2<f32> {
 @group(0) @binding(4) var<storage, read_write> fstats: array<f32>;
 @group(0) @binding(5) var<uniform> fp: Params;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lidv: vec3<u32>) {
   let row = wid.y * nwg.x + wid.x;
   if (row >= fp.rows) { return; }
@@ -59,7 +61,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @group(0) @binding(4) var<storage, read_write> bdx: array<f32>;
 @group(0) @binding(5) var<uniform> bp: Params;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lidv: vec3<u32>) {
   let row = wid.y * nwg.x + wid.x;
   if (row >= bp.rows) { return; }

@@ -9,6 +9,9 @@ describe('layernorm', () => {
     [1, 3],
     [7, 300],
     [5, 64],
+    // 32, 64, 128 and 256 threads a row (rowWorkgroupSize), rows longer than a pass of 256.
+    [2, 160],
+    [2, 2100],
   ]) {
     it(`forward and input gradient, ${rows}x${cols}`, async () => {
       const gpu = await testGpu();

@@ -11,6 +11,9 @@ describe('rmsnorm', () => {
     [7, 300],
     [3, 577],
     [5, 64],
+    // 32, 64, 128 and 256 threads a row (rowWorkgroupSize), rows longer than a pass of 256.
+    [2, 160],
+    [2, 2100],
   ]) {
     it(`forward, 1/rms per row and input gradient, ${rows}x${cols}`, async () => {
       const gpu = await testGpu();

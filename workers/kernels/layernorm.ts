@@ -1,6 +1,7 @@
 /** LayerNorm forward (keeping mean and 1/std per row) and its input gradient (weights are frozen). */
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
+import { rowWorkgroupSize } from './row-workgroup';
 
 export interface LayerNormSpec {
   x: GpuBuffer;
@@ -16,7 +17,7 @@ export interface LayerNormSpec {
 
 export function layerNormForward(gpu: Gpu, code: string, s: LayerNormSpec): void {
   gpu.dispatch({
-    pipeline: gpu.pipeline(code, 'forward'),
+    pipeline: gpu.pipeline(code, 'forward', { WG: rowWorkgroupSize(s.cols) }),
     bindings: [s.x, s.weight, s.bias, s.y, s.stats, gpu.uniform([s.rows, s.cols, s.eps, 0], 'uufu')],
     workgroups: gpu.grid(s.rows),
     label: 'layernorm_fwd',
@@ -37,7 +38,7 @@ export interface LayerNormBackwardSpec {
 
 export function layerNormBackward(gpu: Gpu, code: string, s: LayerNormBackwardSpec): void {
   gpu.dispatch({
-    pipeline: gpu.pipeline(code, 'backward'),
+    pipeline: gpu.pipeline(code, 'backward', { WG: rowWorkgroupSize(s.cols) }),
     bindings: [s.x, s.weight, s.stats, s.dy, s.dx, gpu.uniform([s.rows, s.cols, 0, s.accumulate ? 1 : 0], 'uufu')],
     workgroups: gpu.grid(s.rows),
     label: 'layernorm_bwd',

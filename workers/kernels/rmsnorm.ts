@@ -5,6 +5,7 @@
  */
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
+import { rowWorkgroupSize } from './row-workgroup';
 import { requirePositiveIntegers } from '../util/dims';
 
 export interface RmsNormSpec {
@@ -42,7 +43,7 @@ function check(kind: string, s: { rows: number; cols: number }, eps = 0): void {
 export function rmsNormForward(gpu: Gpu, code: string, s: RmsNormSpec): void {
   check('rmsNormForward', s, s.eps);
   gpu.dispatch({
-    pipeline: gpu.pipeline(code, 'forward'),
+    pipeline: gpu.pipeline(code, 'forward', { WG: rowWorkgroupSize(s.cols) }),
     bindings: [s.x, s.weight, s.y, s.stats, gpu.uniform([s.rows, s.cols, s.eps, 0], 'uufu')],
     workgroups: gpu.grid(s.rows),
     label: 'rmsnorm_fwd',
@@ -52,7 +53,7 @@ export function rmsNormForward(gpu: Gpu, code: string, s: RmsNormSpec): void {
 export function rmsNormBackward(gpu: Gpu, code: string, s: RmsNormBackwardSpec): void {
   check('rmsNormBackward', s);
   gpu.dispatch({
-    pipeline: gpu.pipeline(code, 'backward'),
+    pipeline: gpu.pipeline(code, 'backward', { WG: rowWorkgroupSize(s.cols) }),
     bindings: [s.x, s.weight, s.stats, s.dy, s.dx, gpu.uniform([s.rows, s.cols, 0, s.accumulate ? 1 : 0], 'uufu')],
     workgroups: gpu.grid(s.rows),
     label: 'rmsnorm_bwd',
