@@ -22,6 +22,7 @@ import { seededRandom } from '../util/random';
 import { createLoraModules, exportPeftAdapter, type LoraInit, type LoraModule, type PeftExport } from './lora-adapter';
 import type { ModelShaders } from '../kernels/shaders';
 import { checkSamplingOptions, isGreedy, sampleToken } from './sampling';
+import { BRIDGE_ROWS, scoredRuns } from './scored-rows';
 import type {
   Batch,
   ForwardBackwardOptions,
@@ -49,6 +50,8 @@ export interface LoadOptions {
   maxPositions?: number;
   /** Logits rows per lm_head/cross-entropy chunk (default: as many as fit in 32 MiB). */
   headChunkRows?: number;
+  /** Unscored rows between two runs of scored ones that lm_head computes anyway (scored-rows.ts; tests). */
+  headBridgeRows?: number;
 }
 
 /** What one generate call's decoding loop works with. */
@@ -153,6 +156,7 @@ export class CausalLM implements TrainableCausalLM {
   readonly lora: LoraTensor[];
   checkpointing: boolean;
   private readonly headChunkRows: number;
+  private readonly headBridgeRows: number;
   /** The family's decoder block and what it is run with. */
   private readonly block: Block<unknown>;
   private readonly kit: LayerKit;
@@ -179,6 +183,7 @@ export class CausalLM implements TrainableCausalLM {
     this.lora = loraModules.flatMap((m) => [m.a, m.b]);
     this.checkpointing = options.checkpointing ?? false;
     this.headChunkRows = options.headChunkRows ?? Math.max(1, Math.floor((32 * 1024 * 1024) / (4 * config.vocabSize)));
+    this.headBridgeRows = options.headBridgeRows ?? BRIDGE_ROWS;
   }
 
   /**
@@ -348,7 +353,7 @@ export class CausalLM implements TrainableCausalLM {
   }
 
   /**
-   * lm_head → cross-entropy (→ gradient) chunk by chunk. With `dhf`, writes d/d(hf); with
+   * lm_head → cross-entropy (→ gradient) chunk by chunk, over the scored rows only (scored-rows.ts). With `dhf`, writes d/d(hf); with
    * `collect`, copies each chunk's logits out first. Returns the per-row losses buffer.
    */
   private async runHead(hf: GpuBuffer, rows: number, targets: Int32Array, opts: { dhf?: GpuBuffer; gradScale?: number; collect?: Float32Array }): Promise<Float64Array> {
@@ -357,14 +362,24 @@ export class CausalLM implements TrainableCausalLM {
     const H = this.config.hidden;
     const targetBuf = gpu.upload(targets, 'scratch', 'targets');
     const lossBuf = gpu.alloc(rows * 4, 'scratch', 'losses');
+    // The chunk's size does not depend on the labels, so the planner's count holds for any batch.
     const chunk = Math.min(rows, this.headChunkRows);
     const logits = gpu.alloc(chunk * V * 4, 'scratch', 'logits.chunk');
-    for (let r0 = 0; r0 < rows; r0 += chunk) {
-      const n = Math.min(chunk, rows - r0);
-      this.headLogits(hf, r0, n, logits);
-      if (opts.collect) opts.collect.set(await gpu.readF32(logits, n * V), r0 * V);
-      crossEntropy(gpu, this.shaders.crossEntropy, { logits, targets: targetBuf, loss: lossBuf, rows: n, vocab: V, rowStart: r0, backward: !!opts.dhf, gradScale: opts.gradScale ?? 1 });
-      if (opts.dhf) matmul(gpu, this.shaders.matmul, { a: logits, b: this.lmHead.weight, c: opts.dhf, M: n, N: H, K: V, offC: r0 * H, formatB: this.tableFormat });
+    const runs: [number, number][] = opts.collect ? [[0, rows]] : scoredRuns(targets, this.headBridgeRows);
+    const covered = runs.reduce((sum, [start, end]) => sum + end - start, 0);
+    if (covered < rows) {
+      // Rows left out score 0 and pass no gradient back.
+      gpu.fill(lossBuf, 0);
+      if (opts.dhf) gpu.fill(opts.dhf, 0, rows * H * 4);
+    }
+    for (const [start, end] of runs) {
+      for (let r0 = start; r0 < end; r0 += chunk) {
+        const n = Math.min(chunk, end - r0);
+        this.headLogits(hf, r0, n, logits);
+        if (opts.collect) opts.collect.set(await gpu.readF32(logits, n * V), r0 * V);
+        crossEntropy(gpu, this.shaders.crossEntropy, { logits, targets: targetBuf, loss: lossBuf, rows: n, vocab: V, rowStart: r0, backward: !!opts.dhf, gradScale: opts.gradScale ?? 1 });
+        if (opts.dhf) matmul(gpu, this.shaders.matmul, { a: logits, b: this.lmHead.weight, c: opts.dhf, M: n, N: H, K: V, offC: r0 * H, formatB: this.tableFormat });
+      }
     }
     const losses = Float64Array.from(await gpu.readF32(lossBuf, rows));
     gpu.release(targetBuf, lossBuf, logits);
