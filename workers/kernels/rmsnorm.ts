@@ -5,7 +5,7 @@
  */
 import type { Gpu } from '../gpu/runtime';
 import type { GpuBuffer } from '../gpu/pool';
-import { rowWorkgroupSize } from './row-workgroup';
+import { rowWorkgroupSize } from './layernorm';
 import { requirePositiveIntegers } from '../util/dims';
 
 export interface RmsNormSpec {
