@@ -134,13 +134,9 @@ export async function planMemory(request: PlanRequest): Promise<MemoryPlanResult
   return planModel(parseModelConfig(request.config), request);
 }
 
-/**
- * The plan for an already parsed config (the engine's own ModelConfig). Sizes the engine cannot
- * represent are refused first, naming the key of `file`: the plan runs every block.
- */
-export async function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>, file = 'config.json'): Promise<MemoryPlanResult> {
-  checkConfigBounds(cfg, file);
-  const settings = {
+/** A request's settings with every default filled in; checkpointing off until decided. */
+function withDefaults(request: Omit<PlanRequest, 'config'>): Settings {
+  return {
     seq: request.seq,
     batch: request.batch,
     rank: request.rank,
@@ -154,6 +150,15 @@ export async function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'co
     includeOptimizer: request.includeOptimizer ?? true,
     load: request.load ?? QUANTIZE_F32,
   };
+}
+
+/**
+ * The plan for an already parsed config (the engine's own ModelConfig). Sizes the engine cannot
+ * represent are refused first, naming the key of `file`: the plan runs every block.
+ */
+export async function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'config'>, file = 'config.json'): Promise<MemoryPlanResult> {
+  checkConfigBounds(cfg, file);
+  const settings = withDefaults(request);
   for (const [key, v] of [['seq', settings.seq], ['batch', settings.batch], ['rank', settings.rank]] as const) {
     if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${key} must be a positive integer, got ${v}`);
   }
@@ -212,20 +217,7 @@ export async function planModel(cfg: ModelConfig, request: Omit<PlanRequest, 'co
  * (`planModel` without `checkpointing`), so the plan shown and the run agree.
  */
 export async function checkpointingFor(cfg: ModelConfig, request: Omit<PlanRequest, 'config' | 'checkpointing'>): Promise<boolean> {
-  const settings: Settings = {
-    seq: Math.min(request.seq, cfg.maxPositions),
-    batch: request.batch,
-    rank: request.rank,
-    targets: request.targets,
-    checkpointing: false,
-    quant: request.quant ?? DEFAULT_QUANT,
-    gpuMemoryBytes: request.gpuMemoryBytes ?? DEFAULT_GPU_MEMORY,
-    limits: request.limits ?? DEFAULT_LIMITS,
-    dropout: request.dropout ?? true,
-    padded: request.padded ?? true,
-    includeOptimizer: request.includeOptimizer ?? true,
-    load: request.load ?? QUANTIZE_F32,
-  };
+  const settings = withDefaults({ ...request, seq: Math.min(request.seq, cfg.maxPositions) });
   return checkpointingPays(await engineFor(cfg, settings), settings);
 }
 
