@@ -48,13 +48,22 @@ describe('loading a model the planner says does not fit', () => {
     expect(loaded.layers).toBeGreaterThan(0);
   });
 
-  it('loads when the plan fits only at a shorter setting (the page offers that setting)', async () => {
+  it('turns checkpointing on where the activations do not fit, and loads when the plan fits only at a shorter setting (the page offers that setting)', async () => {
     const stamp = Date.now();
     const roomy = new Session({ origin: location.origin, runsDb: `roomy-runs-${stamp}`, checkpointsDb: `roomy-checkpoints-${stamp}` });
     expect((await roomy.init(() => {})).status).toBe('ready');
     const settings = (await roomy.presets()).find((p) => p.name === 'demo')!.defaults;
-    const { peakBytes } = await roomy.plan(demo, settings);
-    const tight = new Session({ origin: location.origin, runsDb: `tight-runs-${stamp}`, checkpointsDb: `tight-checkpoints-${stamp}`, gpuMemoryBytes: peakBytes - 1 });
+    const roomyPlan = await roomy.plan(demo, settings);
+    // The demo's activations are small: no checkpointing while they fit.
+    expect(roomyPlan.checkpointing).toBe(false);
+    // A byte less and they do not: checkpointing makes the run fit.
+    const small = new Session({ origin: location.origin, runsDb: `small-runs-${stamp}`, checkpointsDb: `small-checkpoints-${stamp}`, gpuMemoryBytes: roomyPlan.peakBytes - 1 });
+    expect((await small.init(() => {})).status).toBe('ready');
+    const smallPlan = await small.plan(demo, settings);
+    expect(smallPlan).toMatchObject({ verdict: 'fits', checkpointing: true });
+    expect(smallPlan.peakBytes).toBeLessThan(roomyPlan.peakBytes);
+    // Less than that even with checkpointing: only a shorter setting fits.
+    const tight = new Session({ origin: location.origin, runsDb: `tight-runs-${stamp}`, checkpointsDb: `tight-checkpoints-${stamp}`, gpuMemoryBytes: smallPlan.peakBytes - 1 });
     expect((await tight.init(() => {})).status).toBe('ready');
     expect((await tight.plan(demo, settings)).verdict).toBe('fits-shorter');
     expect((await tight.loadModel(demo, settings)).layers).toBeGreaterThan(0);
