@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SHADERS } from '../../workers/kernels/shader-sources';
 import { matmul, matmulCpu, matmulKernel, type MatmulKernel } from '../../workers/kernels/matmul';
 import { POISON, randn, relErr, testGpu } from './helpers';
+import { isEmulated } from '../../workers/gpu/device';
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from '../../workers/formats/float16';
 
 const cases: [number, number, number][] = [
@@ -98,7 +99,7 @@ describe('f32 matmul', () => {
 
   it('the kernel follows the shape, and the adapter for skinny products', async () => {
     const gpu = await testGpu();
-    const emulated = gpu.adapter.isFallbackAdapter || gpu.adapter.architecture === 'swiftshader';
+    const emulated = isEmulated(gpu.adapter);
     expect(matmulKernel(gpu, { M: 150, N: 2048, K: 128 })).toBe('main64');
     expect(matmulKernel(gpu, { M: 150, N: 128, K: 2048 })).toBe('main64');
     expect(matmulKernel(gpu, { M: 40, N: 70, K: 64 })).toBe('main');

@@ -40,6 +40,9 @@ export interface MatmulSpec {
 
 export type MatmulKernel = 'main' | 'main64' | 'direct';
 
+/** Outputs one workgroup of each kernel covers: [columns, rows]. */
+const WORKGROUP_OUTPUTS: Record<MatmulKernel, [number, number]> = { main: [16, 16], main64: [64, 64], direct: [64, 1] };
+
 /** Products at least this large in M and N use the 64×64 register-blocked kernel; smaller ones 16×16 tiles. */
 export const BIG_TILE_MIN = 64;
 /** On an emulated adapter, products with a side or K this short take the direct kernel. */
@@ -73,7 +76,7 @@ export function matmul(gpu: Gpu, code: string, s: MatmulSpec): void {
   gpu.dispatch({
     pipeline,
     bindings: [s.a, s.b, s.c, s.bias ?? gpu.dummy, params],
-    workgroups: kernel === 'direct' ? [Math.ceil(s.N / 64), s.M, batch] : [Math.ceil(s.N / (kernel === 'main64' ? 64 : 16)), Math.ceil(s.M / (kernel === 'main64' ? 64 : 16)), batch],
+    workgroups: [Math.ceil(s.N / WORKGROUP_OUTPUTS[kernel][0]), Math.ceil(s.M / WORKGROUP_OUTPUTS[kernel][1]), batch],
     label: 'matmul',
   });
 }
